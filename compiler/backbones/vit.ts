@@ -1,0 +1,157 @@
+/**
+ * Vision Transformer, written once against `Ops` (timm `VisionTransformer` semantics):
+ * conv patch embedding, CLS token, learned absolute position embedding, pre-LN blocks
+ * (`x + attn(norm1(x))`, `x + mlp(norm2(x))`, exact GELU, eps 1e-6), final norm, head on CLS.
+ *
+ * `forwardFeatures` is apart from `forwardHead`; prompt methods change the trunk only through
+ * `VitHooks` (extra tokens, per-layer prefix keys/values), never by editing this file.
+ */
+import type { Ops } from '../ops/ops.ts';
+import type { StateDict } from './safetensors.ts';
+import { type VitConfig, gridOf } from './vit-variants.ts';
+
+export interface Affine<T> { w: T; b: T }
+export interface BlockWeights<T> {
+  norm1: Affine<T>;
+  qkv: Affine<T>;
+  proj: Affine<T>;
+  norm2: Affine<T>;
+  fc1: Affine<T>;
+  fc2: Affine<T>;
+}
+export interface VitWeights<T> {
+  /** Patch projection as a linear layer: weight [D, C·p·p] (the conv kernel flattened in C, kh, kw order). */
+  patch: Affine<T>;
+  cls: T; // [1, 1, D]
+  pos: T; // [1, 1 + G², D]
+  blocks: BlockWeights<T>[];
+  norm: Affine<T>;
+  head?: Affine<T>;
+}
+
+/** Keys of the prefix keys/values one block attends to in addition to its own tokens. */
+export interface PrefixKV<T> {
+  k: T; // [H, N, dh] (shared by the batch) or [B, H, N, dh]
+  v: T; // same shape as k
+}
+
+export interface VitHooks<T> {
+  /** After CLS + patches + position embedding, before block 0: e.g. insert prompt tokens. */
+  afterEmbed?(h: T): T;
+  /** Before block i > 0: e.g. replace the previous layer's deep prompts. */
+  beforeBlock?(i: number, h: T): T;
+  /** Constant keys/values block i attends to in addition to its tokens (fused deep prompts). */
+  prefix?(i: number): PrefixKV<T> | undefined;
+  /** The head reads CLS only, so the last block may compute just that row. */
+  clsOnlyLastBlock?: boolean;
+}
+
+/** Bind a validated timm state dict to an interpreter. Every tensor keeps its timm key. */
+export function bindVit<T>(ops: Ops<T>, cfg: VitConfig, sd: StateDict): VitWeights<T> {
+  const get = (k: string) => {
+    const t = sd.get(k);
+    if (!t) throw new Error(`internal: state dict lacks ${k} (validate it with loadVitWeights first)`);
+    return t;
+  };
+  const w = (k: string) => ops.weight(k, get(k));
+  const affine = (p: string): Affine<T> => ({ w: w(`${p}.weight`), b: w(`${p}.bias`) });
+  const pw = get('patch_embed.proj.weight');
+  const D = cfg.embedDim;
+  const blocks: BlockWeights<T>[] = [];
+  for (let i = 0; i < cfg.depth; i++) {
+    const p = `blocks.${i}`;
+    blocks.push({
+      norm1: affine(`${p}.norm1`),
+      qkv: affine(`${p}.attn.qkv`),
+      proj: affine(`${p}.attn.proj`),
+      norm2: affine(`${p}.norm2`),
+      fc1: affine(`${p}.mlp.fc1`),
+      fc2: affine(`${p}.mlp.fc2`),
+    });
+  }
+  return {
+    patch: { w: ops.weight('patch_embed.proj.weight', { shape: [D, pw.shape[1]! * pw.shape[2]! * pw.shape[3]!], data: pw.data }), b: w('patch_embed.proj.bias') },
+    cls: w('cls_token'),
+    pos: w('pos_embed'),
+    blocks,
+    norm: affine('norm'),
+    ...(cfg.numClasses > 0 && sd.has('head.weight') ? { head: affine('head') } : {}),
+  };
+}
+
+/** [B, C, H, W] float → [B, G², D]: the stride-p conv as patchify + one matMul. */
+export function patchEmbed<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T): T {
+  const g = gridOf(cfg);
+  const p = cfg.patchSize;
+  const C = cfg.inChans;
+  const patches = ops.reshape(ops.transpose(ops.reshape(x, [0, C, g, p, g, p]), [0, 2, 4, 1, 3, 5]), [0, g * g, C * p * p]);
+  return ops.linear(patches, w.patch.w, w.patch.b);
+}
+
+/** [B, C, H, W] → [B, 1 + G², D]: CLS and patch tokens with position embedding. */
+export function embed<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T): T {
+  const T1 = gridOf(cfg) ** 2 + 1;
+  const patches = ops.add(patchEmbed(ops, cfg, w, x), ops.slice(w.pos, 1, 1, T1));
+  // cls + pos[0] depends on weights only: one constant after folding.
+  const cls = ops.expandBatch(ops.add(w.cls, ops.slice(w.pos, 1, 0, 1)), patches);
+  return ops.concat([cls, patches], 1);
+}
+
+/** Multi-head self-attention of normalised tokens x [B, T, D] → [B, Tq, D]. */
+export function attention<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, x: T, prefix?: PrefixKV<T>, clsOnly = false): T {
+  const D = cfg.embedDim;
+  const H = cfg.numHeads;
+  const dh = D / H;
+  const T = ops.shape(x)[1] as number;
+  const Tq = clsOnly ? 1 : T;
+  const [q0, k0, v0] = ops.split(ops.linear(x, bw.qkv.w, bw.qkv.b), -1, [D, D, D]) as [T, T, T];
+  const q = ops.scale(ops.transpose(ops.reshape(clsOnly ? ops.slice(q0, 1, 0, 1) : q0, [0, Tq, H, dh]), [0, 2, 1, 3]), dh ** -0.5); // [B,H,Tq,dh]
+  const kT = ops.transpose(ops.reshape(k0, [0, T, H, dh]), [0, 2, 3, 1]); // [B,H,dh,T]
+  const v = ops.transpose(ops.reshape(v0, [0, T, H, dh]), [0, 2, 1, 3]); // [B,H,T,dh]
+  let out: T;
+  if (prefix) {
+    const rank = ops.shape(prefix.k).length;
+    const pkT = ops.transpose(prefix.k, rank === 3 ? [0, 2, 1] : [0, 1, 3, 2]); // [.., H, dh, N]
+    const N = ops.shape(prefix.k)[rank - 2] as number;
+    // Prefix scores first, then the tokens' own: one softmax over N + T keys.
+    const a = ops.softmax(ops.concat([ops.matMul(q, pkT), ops.matMul(q, kT)], -1)); // [B,H,Tq,N+T]
+    const [ap, ax] = ops.split(a, -1, [N, T]) as [T, T];
+    out = ops.add(ops.matMul(ax, v), ops.matMul(ap, prefix.v));
+  } else {
+    out = ops.matMul(ops.softmax(ops.matMul(q, kT)), v); // [B,H,Tq,dh]
+  }
+  return ops.linear(ops.reshape(ops.transpose(out, [0, 2, 1, 3]), [0, Tq, D]), bw.proj.w, bw.proj.b);
+}
+
+export function block<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, x: T, prefix?: PrefixKV<T>, clsOnly = false): T {
+  const a = attention(ops, cfg, bw, ops.layerNorm(x, bw.norm1.w, bw.norm1.b, cfg.eps), prefix, clsOnly);
+  const h = ops.add(clsOnly ? ops.slice(x, 1, 0, 1) : x, a);
+  const m = ops.linear(ops.gelu(ops.linear(ops.layerNorm(h, bw.norm2.w, bw.norm2.b, cfg.eps), bw.fc1.w, bw.fc1.b)), bw.fc2.w, bw.fc2.b);
+  return ops.add(h, m);
+}
+
+/** [B, C, H, W] → normalised tokens [B, T, D] ([B, 1, D] when the last block is trimmed to CLS). */
+export function forwardFeatures<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T, hooks: VitHooks<T> = {}): T {
+  let h = embed(ops, cfg, w, x);
+  if (hooks.afterEmbed) h = hooks.afterEmbed(h);
+  w.blocks.forEach((bw, i) => {
+    if (i > 0 && hooks.beforeBlock) h = hooks.beforeBlock(i, h);
+    const last = i === w.blocks.length - 1;
+    h = block(ops, cfg, bw, h, hooks.prefix?.(i), last && hooks.clsOnlyLastBlock === true);
+  });
+  return ops.layerNorm(h, w.norm.w, w.norm.b, cfg.eps);
+}
+
+/** The pooled feature the head reads: the CLS token, [B, D]. */
+export function preLogits<T>(ops: Ops<T>, cfg: VitConfig, feats: T): T {
+  return ops.reshape(ops.slice(feats, 1, 0, 1), [0, cfg.embedDim]);
+}
+
+export function forwardHead<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, feats: T): T {
+  if (!w.head) throw new Error(`${cfg.name}: no head (numClasses 0); use preLogits for features`);
+  return ops.linear(preLogits(ops, cfg, feats), w.head.w, w.head.b);
+}
+
+export function forward<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T, hooks: VitHooks<T> = {}): T {
+  return forwardHead(ops, cfg, w, forwardFeatures(ops, cfg, w, x, hooks));
+}

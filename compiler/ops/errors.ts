@@ -1,0 +1,19 @@
+/** Errors of the compile stage. Code branches on `code`, never on message text. */
+export type CompilerErrorCode =
+  | 'FILE_NOT_FOUND'
+  | 'BAD_FILE'
+  | 'UNKNOWN_ARCH'
+  | 'MISSING_TENSOR'
+  | 'SHAPE_MISMATCH'
+  | 'BAD_SHAPE'
+  | 'UNSUPPORTED'
+  | 'BAD_ARGUMENT';
+
+export class CompilerError extends Error {
+  readonly code: CompilerErrorCode;
+  constructor(code: CompilerErrorCode, message: string) {
+    super(message);
+    this.name = 'CompilerError';
+    this.code = code;
+  }
+}
