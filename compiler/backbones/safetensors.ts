@@ -56,8 +56,10 @@ export function parseSafetensors(buf: Uint8Array, file = '<buffer>'): Safetensor
 }
 
 function decode(buf: Uint8Array, offset: number, n: number, dtype: string): Float32Array {
-  // Copy into an aligned buffer first: the payload offset need not be a multiple of 4.
-  const bytes = buf.slice(offset, offset + n * BYTES[dtype]!);
+  // Copy into a fresh, aligned buffer: the payload offset need not be a multiple of 4, and
+  // Buffer.slice would return a view of Node's shared pool.
+  const bytes = new Uint8Array(n * BYTES[dtype]!);
+  bytes.set(buf.subarray(offset, offset + bytes.byteLength));
   const dv = new DataView(bytes.buffer);
   switch (dtype) {
     case 'F32': return new Float32Array(bytes.buffer);

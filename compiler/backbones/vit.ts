@@ -130,6 +130,15 @@ export function block<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, x: T,
   return ops.add(h, m);
 }
 
+/** Insert tokens [1 | B, N, D] into h [B, T, D] before index `at` (VPT puts prompts after CLS, at 1). */
+export function insertTokens<T>(ops: Ops<T>, h: T, tokens: T, at = 1): T {
+  const T0 = ops.shape(h)[1] as number;
+  const t = ops.shape(tokens)[0] === 1 ? ops.expandBatch(tokens, h) : tokens;
+  const parts = [ops.slice(h, 1, 0, at), t];
+  if (at < T0) parts.push(ops.slice(h, 1, at, T0));
+  return ops.concat(parts, 1);
+}
+
 /** [B, C, H, W] → normalised tokens [B, T, D] ([B, 1, D] when the last block is trimmed to CLS). */
 export function forwardFeatures<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T, hooks: VitHooks<T> = {}): T {
   let h = embed(ops, cfg, w, x);

@@ -1,0 +1,58 @@
+/**
+ * `edgeprompt` command line. Each command lives in its own module; this file wires them to
+ * commander and turns known errors into one clear line and exit code 2 (no stack trace).
+ */
+import { Command, CommanderError } from 'commander';
+import { CompilerError } from '../ops/errors.ts';
+import { exportBackboneCommand } from './export-backbone.ts';
+import { infoCommand } from './info.ts';
+import { demoCommand } from './demo.ts';
+
+const program = new Command('edgeprompt')
+  .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')
+  .version('0.1.0')
+  .showHelpAfterError()
+  .exitOverride();
+
+program
+  .command('export-backbone')
+  .description('export a timm ViT checkpoint (.safetensors) to ONNX through the EdgePrompt model definition')
+  .requiredOption('--weights <file>', 'timm-named .safetensors checkpoint')
+  .requiredOption('--arch <name>', 'architecture, e.g. vit_tiny_patch16_224')
+  .requiredOption('--out <file>', 'output .onnx file')
+  .option('--img-size <px>', 'input size (position embedding is resampled)', (v) => parseIntArg('--img-size', v))
+  .option('--num-classes <n>', 'classes of the head (0: features only)', (v) => parseIntArg('--num-classes', v))
+  .option('--no-fold', 'emit weight-only sub-expressions as nodes instead of folding them')
+  .option('--full-last-block', 'compute every token in the last block (default: CLS row only)')
+  .option('--verify', 'run the export in onnxruntime and compare with tfjs on random inputs')
+  .action(exportBackboneCommand);
+
+program
+  .command('info')
+  .description('describe a .safetensors checkpoint or an .onnx model')
+  .argument('<file>')
+  .action(infoCommand);
+
+program
+  .command('demo')
+  .description('run the main job on the embedded defaults and say what it did')
+  .action(demoCommand);
+
+function parseIntArg(flag: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new CompilerError('BAD_ARGUMENT', `${flag}: expected a non-negative integer, got "${v}"`);
+  return n;
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
+  if (e instanceof CompilerError) {
+    console.error(`edgeprompt: error [${e.code}]: ${e.message}`);
+    process.exit(2);
+  }
+  // Not rethrown: tfjs-wasm's uncaughtException hook would print its whole minified source.
+  console.error(e);
+  process.exit(1);
+}
