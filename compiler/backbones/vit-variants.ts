@@ -33,8 +33,9 @@ export const VIT_VARIANTS: Record<string, Variant> = {
   vit_small_patch16_224: { imgSize: 224, patchSize: 16, embedDim: 384, depth: 12, numHeads: 6, numClasses: 1000 },
   vit_base_patch16_224: { imgSize: 224, patchSize: 16, embedDim: 768, depth: 12, numHeads: 12, numClasses: 1000 },
   vit_base_patch32_224: { imgSize: 224, patchSize: 32, embedDim: 768, depth: 12, numHeads: 12, numClasses: 1000 },
-  // Small-input ViTs for 28–32 px data (Fashion-MNIST, the generated parts set): patch 4 → 8×8 grid.
-  vit_micro_patch4_32: { imgSize: 32, patchSize: 4, embedDim: 128, depth: 6, numHeads: 4, numClasses: 10, mean: INCEPTION_MEAN, std: INCEPTION_STD },
+  // The shipped tiny backbone (32 px, patch 4 → 8×8 grid, width 96, 6 blocks; see
+  // compiler/backbones/weights/README.md for why this size).
+  vit_micro_patch4_32: { imgSize: 32, patchSize: 4, embedDim: 96, depth: 6, numHeads: 3, numClasses: 5, mean: INCEPTION_MEAN, std: INCEPTION_STD },
   // The shape of the PyTorch parity fixture (tools/reference/make_fixtures.py).
   vit_fixture_patch8_32: { imgSize: 32, patchSize: 8, embedDim: 96, depth: 3, numHeads: 3, numClasses: 10 },
 };

@@ -46,14 +46,17 @@ export interface VitHooks<T> {
   clsOnlyLastBlock?: boolean;
 }
 
-/** Bind a validated timm state dict to an interpreter. Every tensor keeps its timm key. */
-export function bindVit<T>(ops: Ops<T>, cfg: VitConfig, sd: StateDict): VitWeights<T> {
+/**
+ * Bind a validated timm state dict to an interpreter. Every tensor keeps its timm key; keys for
+ * which `trainable` says yes become parameters (full fine-tuning), the rest frozen weights.
+ */
+export function bindVit<T>(ops: Ops<T>, cfg: VitConfig, sd: StateDict, trainable: (key: string) => boolean = () => false): VitWeights<T> {
   const get = (k: string) => {
     const t = sd.get(k);
     if (!t) throw new Error(`internal: state dict lacks ${k} (validate it with loadVitWeights first)`);
     return t;
   };
-  const w = (k: string) => ops.weight(k, get(k));
+  const w = (k: string) => (trainable(k) ? ops.param(k, get(k)) : ops.weight(k, get(k)));
   const affine = (p: string): Affine<T> => ({ w: w(`${p}.weight`), b: w(`${p}.bias`) });
   const pw = get('patch_embed.proj.weight');
   const D = cfg.embedDim;
@@ -70,7 +73,8 @@ export function bindVit<T>(ops: Ops<T>, cfg: VitConfig, sd: StateDict): VitWeigh
     });
   }
   return {
-    patch: { w: ops.weight('patch_embed.proj.weight', { shape: [D, pw.shape[1]! * pw.shape[2]! * pw.shape[3]!], data: pw.data }), b: w('patch_embed.proj.bias') },
+    // The conv kernel [D, C, p, p] as a linear weight [D, C·p·p]: the same bytes, another shape.
+    patch: { w: (trainable('patch_embed.proj.weight') ? ops.param.bind(ops) : ops.weight.bind(ops))('patch_embed.proj.weight', { shape: [D, pw.shape[1]! * pw.shape[2]! * pw.shape[3]!], data: pw.data }), b: w('patch_embed.proj.bias') },
     cls: w('cls_token'),
     pos: w('pos_embed'),
     blocks,
@@ -104,10 +108,11 @@ export function attention<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, x
   const dh = D / H;
   const T = ops.shape(x)[1] as number;
   const Tq = clsOnly ? 1 : T;
-  const [q0, k0, v0] = ops.split(ops.linear(x, bw.qkv.w, bw.qkv.b), -1, [D, D, D]) as [T, T, T];
-  const q = ops.scale(ops.transpose(ops.reshape(clsOnly ? ops.slice(q0, 1, 0, 1) : q0, [0, Tq, H, dh]), [0, 2, 1, 3]), dh ** -0.5); // [B,H,Tq,dh]
-  const kT = ops.transpose(ops.reshape(k0, [0, T, H, dh]), [0, 2, 3, 1]); // [B,H,dh,T]
-  const v = ops.transpose(ops.reshape(v0, [0, T, H, dh]), [0, 2, 1, 3]); // [B,H,T,dh]
+  // timm's layout: [B,T,3D] → [B,T,3,H,dh] → [3,B,H,T,dh], one transpose for q, k and v.
+  const qkv = ops.transpose(ops.reshape(ops.linear(x, bw.qkv.w, bw.qkv.b), [0, T, 3, H, dh]), [2, 0, 3, 1, 4]);
+  const [q0, k0, v] = ops.split(qkv, 0, [1, 1, 1]).map((t) => ops.reshape(t, [-1, H, T, dh])) as [T, T, T]; // [B,H,T,dh]
+  const q = ops.scale(clsOnly ? ops.slice(q0, 2, 0, 1) : q0, dh ** -0.5); // [B,H,Tq,dh]
+  const kT = ops.transpose(k0, [0, 1, 3, 2]); // [B,H,dh,T]: ORT fuses this into the MatMul (transB)
   let out: T;
   if (prefix) {
     const rank = ops.shape(prefix.k).length;

@@ -1,0 +1,76 @@
+/**
+ * The compile config (configs/*.yaml): backbone, data, method, recipe, output. One schema in
+ * code; defaults come from the method's recipe, then the file, then `--set`/flags.
+ */
+import { z } from 'zod';
+import { readYaml, applyOverrides, validate } from './load.ts';
+
+const int = z.number().int();
+const positive = int.positive();
+
+export const dataConfig = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('fashion-mnist'),
+    root: z.string().default('/usr/share/datasets/fashion-mnist'),
+    classes: z.array(int.min(0).max(9)).min(2).default([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]).describe('class subset, relabelled 0..n-1 in this order'),
+    limitPerClass: positive.optional().describe('cap training images per class (fast runs)'),
+    valLimitPerClass: positive.optional().describe('cap validation (test-split) images per class'),
+  }),
+  z.strictObject({
+    kind: z.literal('parts'),
+    dir: z.string().optional().describe('a folder made by `edgeprompt data make-parts`; generated in memory when absent'),
+    perClass: positive.default(200),
+    size: positive.default(32),
+    seed: int.default(0),
+    valFraction: z.number().gt(0).lt(1).default(0.25),
+  }),
+  z.strictObject({
+    kind: z.literal('image-folder'),
+    root: z.string(),
+    split: z.union([z.literal('folder'), z.number().gt(0).lt(1)]).default(0.2).describe("'folder' (root/train, root/val) or a validation fraction"),
+  }),
+]);
+
+export const compileConfig = z.strictObject({
+  name: z.string().regex(/^[\w.-]+$/, 'use letters, digits, "_", "-", "."'),
+  backbone: z.strictObject({
+    arch: z.string(),
+    weights: z.string().describe('timm-named .safetensors'),
+  }),
+  data: dataConfig,
+  kShot: positive.optional().describe('sample k training images per class (seeded)'),
+  method: z.strictObject({
+    name: z.string(),
+    options: z.record(z.string(), z.unknown()).default({}),
+  }),
+  recipe: z
+    .strictObject({
+      epochs: positive.optional(),
+      batchSize: positive.optional(),
+      warmupEpochs: int.min(0).optional(),
+      labelSmoothing: z.number().min(0).lt(1).optional(),
+      patience: int.min(0).default(0).describe('early stop after this many epochs without a better val top-1 (0: off)'),
+      optimizer: z
+        .strictObject({
+          kind: z.enum(['sgd', 'adamw']).optional(),
+          lr: z.number().positive().optional(),
+          momentum: z.number().min(0).lt(1).optional(),
+          weightDecay: z.number().min(0).optional(),
+          scaleLrByBatch: z.boolean().optional(),
+        })
+        .default({}),
+      augment: z.strictObject({ randomResizedCrop: z.boolean().optional(), hflip: z.boolean().optional() }).default({}),
+    })
+    .default({ patience: 0, optimizer: {}, augment: {} }),
+  seed: int.default(0),
+  engine: z.enum(['tfjs', 'auto']).default('auto'),
+  backend: z.enum(['auto', 'gpu', 'node', 'wasm', 'cpu']).default('auto'),
+  output: z.strictObject({ dir: z.string() }),
+});
+
+export type CompileConfig = z.infer<typeof compileConfig>;
+export type DataConfig = z.infer<typeof dataConfig>;
+
+export function loadCompileConfig(file: string, sets: readonly string[] = []): CompileConfig {
+  return validate(compileConfig, applyOverrides(readYaml(file), sets), file);
+}

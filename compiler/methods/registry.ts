@@ -1,0 +1,18 @@
+/** Every prompt method by its config name. Tests iterate this table. */
+import type { PromptMethod } from './method.ts';
+import { linear, full } from './linear.ts';
+import { vptShallow, vptDeep } from './vpt.ts';
+import { CompilerError } from '../ops/errors.ts';
+
+export const METHODS: Record<string, PromptMethod<never>> = {
+  linear: linear as PromptMethod<never>,
+  full: full as PromptMethod<never>,
+  'vpt-shallow': vptShallow as PromptMethod<never>,
+  'vpt-deep': vptDeep as PromptMethod<never>,
+};
+
+export function methodByName(name: string): PromptMethod<Record<string, unknown>> {
+  const m = METHODS[name];
+  if (!m) throw new CompilerError('BAD_ARGUMENT', `unknown method "${name}"; known: ${Object.keys(METHODS).join(', ')}`);
+  return m as unknown as PromptMethod<Record<string, unknown>>;
+}

@@ -1,0 +1,80 @@
+/**
+ * VPT: Visual Prompt Tuning (Jia et al., ECCV 2022), official semantics (KMnP/vpt 4410440,
+ * METHODS.md §2):
+ * - N prompt tokens inserted after CLS with no position embedding: [CLS, P (N), patches];
+ * - deep: before block i ≥ 1 the previous layer's prompt outputs are dropped and replaced by
+ *   fresh P_i (replaced, not accumulated);
+ * - prompt dropout on the inserted tokens (0.1 deep, 0 shallow); backbone in eval mode;
+ * - init U(−v, v), v = sqrt(6 / (3·p² + D)) (Xavier for a patch-projection output), the same
+ *   for deep prompts; head kaiming fan_out (std sqrt(2/C)), bias 0 (the −log 99 prior is an
+ *   option: VPT only used it for a focal-loss variant);
+ * - SGD momentum 0.9, lr scaled by batch/256, wd on everything but the head bias, warmup then
+ *   cosine stepped per epoch.
+ */
+import { z } from 'zod';
+import type { PromptMethod } from './method.ts';
+import { headInit, uniform } from './method.ts';
+import { forwardFeatures, forwardHead, insertTokens } from '../backbones/vit.ts';
+
+export const vptOptions = z.strictObject({
+  prompts: z.number().int().positive().describe('prompt tokens per layer (N)'),
+  deep: z.boolean().describe('a fresh set of prompts before every block'),
+  dropout: z.number().min(0).max(1).describe('dropout on inserted prompt tokens while training'),
+  depth: z.number().int().positive().optional().describe('deep prompts in the first `depth` blocks only (default: all)'),
+});
+export type VptOptions = z.infer<typeof vptOptions>;
+
+const bound = (p: number, D: number) => Math.sqrt(6 / (3 * p * p + D));
+
+function make(name: 'vpt-shallow' | 'vpt-deep'): PromptMethod<VptOptions> {
+  const deep = name === 'vpt-deep';
+  return {
+    name,
+    resolveOptions: (raw) => vptOptions.parse({ prompts: 10, deep, dropout: deep ? 0.1 : 0, ...raw }),
+    init(ctx, o) {
+      const D = ctx.cfg.embedDim;
+      const v = bound(ctx.cfg.patchSize, D);
+      const m = new Map([['prompt_embeddings', uniform([1, o.prompts, D], v, ctx.rng)]]);
+      const layers = Math.min(o.depth ?? ctx.cfg.depth, ctx.cfg.depth);
+      if (o.deep && layers > 1) m.set('deep_prompt_embeddings', uniform([layers - 1, o.prompts, D], v, ctx.rng));
+      for (const [k, t] of headInit(ctx, Math.sqrt(2 / ctx.numClasses))) m.set(k, t);
+      return m;
+    },
+    trainsBackbone: () => false,
+    forward(ctx, x, o) {
+      const { ops } = ctx;
+      const N = o.prompts;
+      const drop = <T>(t: T) => (ctx.mode === 'train' ? ctx.ops.dropout(t as never, o.dropout) : t);
+      const p0 = drop(ctx.param('prompt_embeddings'));
+      const deepP = o.deep && ctx.cfg.depth > 1 ? ctx.param('deep_prompt_embeddings') : null;
+      const layers = deepP ? (ops.shape(deepP)[0] as number) + 1 : 1;
+      const feats = forwardFeatures(ops, ctx.cfg, ctx.w, x, {
+        afterEmbed: (h) => insertTokens(ops, h, p0),
+        beforeBlock: deepP
+          ? (i, h) => {
+              if (i >= layers) return h;
+              const T = ops.shape(h)[1] as number;
+              // [CLS | P_i | patches]: the previous prompts' outputs are discarded.
+              const pi = drop(ops.slice(deepP, 0, i - 1, i)); // [1, N, D]
+              return ops.concat([ops.slice(h, 1, 0, 1), ops.expandBatch(pi, h), ops.slice(h, 1, 1 + N, T)], 1);
+            }
+          : undefined,
+        clsOnlyLastBlock: true,
+      });
+      return forwardHead(ops, ctx.cfg, ctx.w, feats);
+    },
+    decays: (n) => n !== 'head.bias',
+    recipe: () => ({
+      optimizer: { kind: 'sgd', lr: 0.5, scaleLrByBatch: true, momentum: 0.9, weightDecay: 1e-4, betas: [0.9, 0.999] },
+      epochs: 100,
+      warmupEpochs: 10,
+      batchSize: 64,
+      schedulePer: 'epoch',
+      labelSmoothing: 0,
+      augment: { randomResizedCrop: false, hflip: false },
+    }),
+  };
+}
+
+export const vptShallow = make('vpt-shallow');
+export const vptDeep = make('vpt-deep');

@@ -1,0 +1,96 @@
+/**
+ * Checkpoints are plain records (nanoGPT style): the trainable tensors as safetensors (timm /
+ * VPT names), the optimiser moments beside them, and a JSON state with everything needed to
+ * resume deterministically. Writes go to a temp name and are renamed, so a kill mid-write
+ * leaves the previous checkpoint intact.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { encodeSafetensors, readSafetensors } from '../backbones/safetensors.ts';
+import type { HostTensor } from '../ops/host-tensor.ts';
+import { CompilerError } from '../ops/errors.ts';
+
+export interface EpochRecord {
+  epoch: number;
+  lr: number;
+  trainLoss: number;
+  valLoss: number;
+  valTop1: number;
+  perClass: number[];
+  imagesPerSec: number;
+  seconds: number;
+}
+
+export interface TrainState {
+  version: 1;
+  name: string;
+  method: string;
+  options: Record<string, unknown>;
+  classes: string[];
+  arch: string;
+  backboneSha256: string;
+  engine: string;
+  backend: string;
+  seed: number;
+  /** Epochs fully completed. */
+  epoch: number;
+  /** Optimiser steps taken inside the current (incomplete) epoch; 0 at an epoch boundary. */
+  stepInEpoch: number;
+  globalStep: number;
+  bestTop1: number;
+  bestEpoch: number;
+  epochsWithoutImprovement: number;
+  history: EpochRecord[];
+  lastConfusion: number[][];
+  config: unknown;
+  createdAt: string;
+  updatedAt: string;
+}
+
+function atomicWrite(file: string, data: Uint8Array | string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, data);
+  renameSync(tmp, file);
+}
+
+export function saveCheckpoint(dir: string, state: TrainState, params: Map<string, HostTensor>, optimizer: Map<string, HostTensor>): void {
+  mkdirSync(dir, { recursive: true });
+  const meta = { method: state.method, arch: state.arch, classes: state.classes.join(','), backbone_sha256: state.backboneSha256 };
+  atomicWrite(join(dir, 'params.safetensors'), encodeSafetensors(params, { metadata: meta }));
+  atomicWrite(join(dir, 'optimizer.safetensors'), encodeSafetensors(optimizer));
+  atomicWrite(join(dir, 'state.json'), JSON.stringify({ ...state, updatedAt: new Date().toISOString() }, null, 1)); // last: marks the set complete
+}
+
+export interface LoadedCheckpoint {
+  state: TrainState;
+  params: Map<string, HostTensor>;
+  optimizer: Map<string, HostTensor>;
+}
+
+export function hasCheckpoint(dir: string): boolean {
+  return existsSync(join(dir, 'state.json'));
+}
+
+export function loadCheckpoint(dir: string): LoadedCheckpoint {
+  const file = join(dir, 'state.json');
+  if (!existsSync(file)) throw new CompilerError('FILE_NOT_FOUND', `${file}: no checkpoint to resume from (train without --resume first)`);
+  let state: TrainState;
+  try {
+    state = JSON.parse(readFileSync(file, 'utf8')) as TrainState;
+  } catch (e) {
+    throw new CompilerError('BAD_FILE', `${file}: not a readable checkpoint state (${(e as Error).message})`);
+  }
+  if (state.version !== 1) throw new CompilerError('BAD_FILE', `${file}: checkpoint version ${String(state.version)} is not supported (expected 1)`);
+  return { state, params: readSafetensors(join(dir, 'params.safetensors')).tensors, optimizer: readSafetensors(join(dir, 'optimizer.safetensors')).tensors };
+}
+
+/** A checkpoint only fits a run with the same labels in the same order. */
+export function checkLabels(file: string, saved: string[], current: string[]): void {
+  if (saved.length === current.length && saved.every((c, i) => c === current[i])) return;
+  const missing = saved.filter((c) => !current.includes(c));
+  const extra = current.filter((c) => !saved.includes(c));
+  const detail = [missing.length ? `missing from the data: ${missing.join(', ')}` : '', extra.length ? `not in the checkpoint: ${extra.join(', ')}` : '', !missing.length && !extra.length ? 'same classes in another order' : '']
+    .filter(Boolean)
+    .join('; ');
+  throw new CompilerError('BAD_ARGUMENT', `${file}: the checkpoint was trained on classes [${saved.join(', ')}] but the data has [${current.join(', ')}] (${detail})`);
+}

@@ -1,0 +1,101 @@
+/**
+ * The tfjs engine: the method's forward through TfOps, softmax cross-entropy (with label
+ * smoothing), gradients for the trainable tensors only (frozen linears take the custom-grad
+ * fast path). Runs on whatever backend `initTf` chose (tfjs-node-gpu, tfjs-node or wasm).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { TfOps } from '../ops/tf-ops.ts';
+import { bindVit } from '../backbones/vit.ts';
+import type { VitConfig } from '../backbones/vit-variants.ts';
+import type { StateDict } from '../backbones/safetensors.ts';
+import type { PromptMethod } from '../methods/method.ts';
+import type { HostTensor } from '../ops/host-tensor.ts';
+import type { Engine, StepResult } from './engine.ts';
+
+export interface TfEngineOptions {
+  cfg: VitConfig;
+  backbone: StateDict;
+  method: PromptMethod<Record<string, unknown>>;
+  options: Record<string, unknown>;
+  /** Initial values of every trainable tensor (method params and, for `full`, backbone keys). */
+  params: Map<string, HostTensor>;
+  numClasses: number;
+  labelSmoothing: number;
+  seed: number;
+  backend: string;
+}
+
+export class TfEngine implements Engine {
+  readonly name = 'tfjs';
+  readonly backend: string;
+  private readonly train: TfOps;
+  private readonly vars: tf.Variable[];
+  private readonly byName: Map<string, tf.Variable>;
+  private readonly forward: (x: tf.Tensor, training: boolean) => tf.Tensor;
+
+  constructor(private readonly o: TfEngineOptions) {
+    this.backend = o.backend;
+    this.train = new TfOps({ training: true, seed: o.seed });
+    const ops = this.train;
+    const sd: StateDict = new Map(o.backbone);
+    for (const [k, v] of o.params) if (sd.has(k)) sd.set(k, v); // full fine-tuning starts from the given values
+    const trainable = (k: string) => o.params.has(k);
+    const w = bindVit(ops, o.cfg, sd, trainable);
+    // Method tensors that are not backbone keys (prompts, head) become variables here.
+    for (const [k, v] of o.params) if (!o.backbone.has(k) || k.startsWith('head.')) ops.param(k, v);
+    if (o.params.has('head.weight')) w.head = { w: ops.param('head.weight', o.params.get('head.weight')!), b: ops.param('head.bias', o.params.get('head.bias')!) };
+    this.byName = new Map([...ops.params.entries()]);
+    this.vars = [...this.byName.values()];
+    this.forward = (x, training) => {
+      ops.training = training;
+      return o.method.forward({ ops, cfg: o.cfg, w, param: (n) => ops.param(n, o.params.get(n)!), mode: training ? 'train' : 'eval' }, x, o.options);
+    };
+  }
+
+  private input(x: Float32Array, batch: number): tf.Tensor {
+    const S = this.o.cfg.imgSize;
+    return tf.tensor(x, [batch, 3, S, S]);
+  }
+
+  step(x: Float32Array, y: Int32Array): StepResult {
+    const B = y.length;
+    const C = this.o.numClasses;
+    const xs = this.input(x, B);
+    const onehot = tf.tidy(() => tf.oneHot(tf.tensor1d(y, 'int32'), C).toFloat());
+    const { value, grads } = tf.variableGrads(
+      () => tf.losses.softmaxCrossEntropy(onehot, this.forward(xs, true), undefined, this.o.labelSmoothing) as tf.Scalar,
+      this.vars,
+    );
+    const out = new Map<string, Float32Array>();
+    for (const [name, v] of this.byName) out.set(name, grads[v.name]!.dataSync() as Float32Array);
+    const loss = value.dataSync()[0]!;
+    tf.dispose([xs, onehot, value, ...Object.values(grads)]);
+    return { loss, grads: out };
+  }
+
+  predict(x: Float32Array, batch: number): Float32Array {
+    const xs = this.input(x, batch);
+    const logits = tf.tidy(() => this.forward(xs, false));
+    const out = logits.dataSync() as Float32Array;
+    tf.dispose([xs, logits]);
+    return out;
+  }
+
+  setParams(values: Map<string, Float32Array>): void {
+    for (const [name, data] of values) {
+      const v = this.byName.get(name);
+      if (!v) throw new Error(`internal: no trainable tensor "${name}"`);
+      tf.tidy(() => v.assign(tf.tensor(data, v.shape)));
+    }
+  }
+
+  params(): Map<string, HostTensor> {
+    const out = new Map<string, HostTensor>();
+    for (const [name, v] of this.byName) out.set(name, { shape: [...v.shape], data: v.dataSync() as Float32Array });
+    return out;
+  }
+
+  dispose(): void {
+    this.train.dispose();
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * A training engine runs the method's forward/backward on one interpreter. The trainer loop
+ * owns parameters (host tensors), the optimiser and the data; engines only compute.
+ */
+import type { HostTensor } from '../ops/host-tensor.ts';
+
+export interface StepResult {
+  loss: number;
+  /** Gradient per trainable tensor name, mean over the batch. */
+  grads: Map<string, Float32Array>;
+}
+
+export interface Engine {
+  readonly name: string;
+  /** Backend detail for logs and checkpoint metadata (e.g. 'tfjs wasm'). */
+  readonly backend: string;
+  /** Forward + loss + backward for one mini-batch x [B,3,S,S], labels y [B]. */
+  step(x: Float32Array, y: Int32Array): StepResult;
+  /** Logits [B, C] in eval mode. */
+  predict(x: Float32Array, batch: number): Float32Array;
+  /** Copy updated parameter values in (after the optimiser ran). */
+  setParams(values: Map<string, Float32Array>): void;
+  /** Current values, for checkpoints and export. */
+  params(): Map<string, HostTensor>;
+  dispose(): void;
+}

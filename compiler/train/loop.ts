@@ -1,0 +1,166 @@
+/**
+ * The training loop: reads in one sitting and knows nothing method-specific. Parameters live
+ * on the host; the engine computes loss and gradients; the optimiser updates; every epoch is
+ * evaluated, checkpointed and reported. An abort (Ctrl-C) saves a mid-epoch checkpoint that
+ * `resume` continues from the same batch, because batch order is a pure function of
+ * (seed, epoch).
+ */
+import { join } from 'node:path';
+import type { Engine } from './engine.ts';
+import type { PromptMethod, Recipe } from '../methods/method.ts';
+import type { HostTensor } from '../ops/host-tensor.ts';
+import { newOptimizerState, optimizerFromTensors, optimizerStep, optimizerTensors, type TrainableTensor } from './optim.ts';
+import { lrAt, scaledLr } from './schedule.ts';
+import { MetricAccumulator, type EvalMetrics } from './metrics.ts';
+import { checkLabels, hasCheckpoint, loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
+import { encodeSafetensors } from '../backbones/safetensors.ts';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { writeReport } from './report.ts';
+import type { Progress } from './progress.ts';
+
+export interface Batch {
+  x: Float32Array;
+  y: Int32Array;
+}
+
+/** What the loop needs from a dataset: deterministic batches. */
+export interface TrainData {
+  classes: string[];
+  trainSize: number;
+  trainBatches(epoch: number, batchSize: number): AsyncIterable<Batch>;
+  valBatches(batchSize: number): AsyncIterable<Batch>;
+}
+
+export interface TrainJob {
+  name: string;
+  outDir: string;
+  method: PromptMethod<Record<string, unknown>>;
+  options: Record<string, unknown>;
+  recipe: Recipe;
+  arch: string;
+  backboneSha256: string;
+  seed: number;
+  /** Stop after this many epochs without a better validation top-1 (0: never). */
+  patience: number;
+  resume: boolean;
+  config: unknown;
+  data: TrainData;
+  /** Trainable tensors with their initial values (ignored when resuming). */
+  initial: Map<string, HostTensor>;
+  makeEngine(params: Map<string, HostTensor>): Engine;
+  progress: Progress;
+  signal?: AbortSignal;
+}
+
+export interface TrainResult {
+  state: TrainState;
+  interrupted: boolean;
+  earlyStopped: boolean;
+  checkpointDir: string;
+  bestParamsFile: string;
+}
+
+export async function evaluate(engine: Engine, data: TrainData, batchSize: number): Promise<EvalMetrics> {
+  const acc = new MetricAccumulator(data.classes.length);
+  for await (const b of data.valBatches(batchSize)) acc.add(engine.predict(b.x, b.y.length), b.y);
+  return acc.result();
+}
+
+export async function train(job: TrainJob): Promise<TrainResult> {
+  const { recipe, data } = job;
+  const ckptDir = join(job.outDir, 'checkpoint');
+  const bestFile = join(job.outDir, 'best.safetensors');
+  mkdirSync(job.outDir, { recursive: true });
+
+  let params = job.initial;
+  let optState = newOptimizerState();
+  let state: TrainState;
+  if (job.resume && hasCheckpoint(ckptDir)) {
+    const c = loadCheckpoint(ckptDir);
+    checkLabels(join(ckptDir, 'state.json'), c.state.classes, data.classes);
+    params = c.params;
+    optState = optimizerFromTensors(c.optimizer);
+    state = c.state;
+    job.progress.log(`resuming ${job.name} at epoch ${state.epoch + 1}, step ${state.stepInEpoch} (${state.globalStep} steps done)`);
+  } else {
+    const now = new Date().toISOString();
+    state = {
+      version: 1, name: job.name, method: job.method.name, options: job.options, classes: data.classes, arch: job.arch,
+      backboneSha256: job.backboneSha256, engine: '', backend: '', seed: job.seed, epoch: 0, stepInEpoch: 0, globalStep: 0,
+      bestTop1: -1, bestEpoch: -1, epochsWithoutImprovement: 0, history: [], lastConfusion: [], config: job.config, createdAt: now, updatedAt: now,
+    };
+  }
+
+  const engine = job.makeEngine(params);
+  state.engine = engine.name;
+  state.backend = engine.backend;
+  const trainables: TrainableTensor[] = [...engine.params()].map(([name, t]) => ({ name, shape: [...t.shape], value: Float32Array.from(t.data), decay: job.method.decays(name, job.options) }));
+  const save = () => saveCheckpoint(ckptDir, state, new Map(trainables.map((p) => [p.name, { shape: p.shape, data: p.value }])), optimizerTensors(optState, trainables));
+
+  const batch = recipe.batchSize;
+  const stepsPerEpoch = Math.floor(data.trainSize / batch) || 1;
+  const baseLr = scaledLr(recipe.optimizer.lr, batch, recipe.optimizer.scaleLrByBatch);
+  const perStep = recipe.schedulePer === 'step';
+  const schedule = { baseLr, warmup: recipe.warmupEpochs * (perStep ? stepsPerEpoch : 1), total: recipe.epochs * (perStep ? stepsPerEpoch : 1) };
+
+  let interrupted = false;
+  let earlyStopped = false;
+  try {
+    for (let epoch = state.epoch; epoch < recipe.epochs; epoch++) {
+      const t0 = performance.now();
+      let seen = 0;
+      let lossSum = 0;
+      let i = 0;
+      job.progress.startEpoch(epoch, recipe.epochs, stepsPerEpoch, state.stepInEpoch);
+      for await (const b of data.trainBatches(epoch, batch)) {
+        if (i++ < state.stepInEpoch) continue; // resume inside an epoch: same order, skip done batches
+        if (i > stepsPerEpoch) break;
+        const lr = lrAt(schedule, perStep ? state.globalStep : epoch);
+        const r = engine.step(b.x, b.y);
+        if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at epoch ${epoch + 1}, step ${i}: lower the learning rate (now ${lr.toExponential(2)})`);
+        optimizerStep(recipe.optimizer, optState, trainables, r.grads, lr);
+        engine.setParams(new Map(trainables.map((p) => [p.name, p.value])));
+        state.stepInEpoch = i;
+        state.globalStep++;
+        seen += b.y.length;
+        lossSum += r.loss * b.y.length;
+        job.progress.step(i, { loss: r.loss, imagesPerSec: seen / ((performance.now() - t0) / 1000), lr });
+        if (job.signal?.aborted) {
+          interrupted = true;
+          break;
+        }
+      }
+      if (interrupted) {
+        save();
+        job.progress.log(`interrupted: checkpoint saved at epoch ${epoch + 1}, step ${state.stepInEpoch}; continue with --resume`);
+        break;
+      }
+      const m = await evaluate(engine, data, Math.max(batch, 64));
+      const seconds = (performance.now() - t0) / 1000;
+      state.history.push({ epoch: epoch + 1, lr: lrAt(schedule, perStep ? state.globalStep : epoch), trainLoss: lossSum / Math.max(1, seen), valLoss: m.loss, valTop1: m.top1, perClass: m.perClass, imagesPerSec: seen / seconds, seconds });
+      state.lastConfusion = m.confusion;
+      state.epoch = epoch + 1;
+      state.stepInEpoch = 0;
+      if (m.top1 > state.bestTop1) {
+        state.bestTop1 = m.top1;
+        state.bestEpoch = epoch + 1;
+        state.epochsWithoutImprovement = 0;
+        writeFileSync(bestFile, encodeSafetensors(new Map(trainables.map((p) => [p.name, { shape: p.shape, data: p.value }])), { metadata: { method: state.method, arch: state.arch, classes: state.classes.join(','), epoch: String(epoch + 1), val_top1: m.top1.toFixed(4) } }));
+      } else {
+        state.epochsWithoutImprovement++;
+      }
+      save();
+      writeReport(join(job.outDir, 'report.html'), state);
+      job.progress.endEpoch(state.history.at(-1)!);
+      if (job.patience > 0 && state.epochsWithoutImprovement >= job.patience) {
+        earlyStopped = true;
+        job.progress.log(`early stop: validation top-1 has not improved for ${job.patience} epoch(s) (best ${(100 * state.bestTop1).toFixed(2)} % at epoch ${state.bestEpoch})`);
+        break;
+      }
+    }
+  } finally {
+    engine.dispose();
+    job.progress.stop();
+  }
+  return { state, interrupted, earlyStopped, checkpointDir: ckptDir, bestParamsFile: bestFile };
+}
