@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { once } from 'node:events';
-import { OutboxError } from '../runtime/mqtt/errors.ts';
-import { createMemoryOutbox, openFileOutbox, type Outbox, type OutboxLimits } from '../runtime/mqtt/outbox.ts';
+import { MqttOptionsError, OutboxError } from '../runtime/mqtt/errors.ts';
+import { createMemoryOutbox, openFileOutbox, openOutbox, type Outbox, type OutboxLimits } from '../runtime/mqtt/outbox.ts';
 
 const rec = (i: number, size = 10) => ({ topic: `t/${i}`, payload: Buffer.alloc(size, 65 + (i % 26)) });
 const ids = (o: Outbox) => [...o.entries()].map((e) => e.id);
@@ -273,4 +273,17 @@ test('file: entries put by a process killed with SIGKILL mid-stream are all ther
   t.is(last.i, held.length - 1);
   const text = await readFile(join(dir, 'ob', 'outbox.log'), 'utf8');
   t.true(text.endsWith('\n'));
+});
+
+test('openOutbox builds either kind from device config, with defaults, and names bad fields', async (t) => {
+  const dir = await tempDir(t);
+  const f = await openOutbox({ kind: 'file', dir });
+  t.is((await f.put(rec(0))).id, 0);
+  await f.close();
+  const m = await openOutbox({ kind: 'memory', maxEntries: 1 });
+  await m.put(rec(0));
+  await m.put(rec(1));
+  t.is(m.dropped, 1);
+  const err = await t.throwsAsync(openOutbox({ kind: 'file', dir, maxBytes: -1 }), { instanceOf: MqttOptionsError });
+  t.regex(err?.message ?? '', /outbox options: maxBytes: /);
 });

@@ -7,6 +7,7 @@ import { CompilerError } from '../ops/errors.ts';
 import { exportBackboneCommand } from './export-backbone.ts';
 import { infoCommand } from './info.ts';
 import { demoCommand } from './demo.ts';
+import { trainCommand } from './train.ts';
 
 const program = new Command('edgeprompt')
   .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')
@@ -32,6 +33,18 @@ program
   .description('describe a .safetensors checkpoint or an .onnx model')
   .argument('<file>')
   .action(infoCommand);
+
+program
+  .command('train')
+  .description('train a prompt method from a compile config (checkpoints every epoch; Ctrl-C saves, --resume continues)')
+  .requiredOption('-c, --config <file>', 'compile config (YAML)')
+  .option('--set <key=value>', 'override a config field, e.g. recipe.epochs=3 (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('--epochs <n>', 'recipe.epochs', (v) => parseIntArg('--epochs', v))
+  .option('--out <dir>', 'output.dir')
+  .option('--seed <n>', 'seed', (v) => parseIntArg('--seed', v))
+  .option('--resume', 'continue from the checkpoint in the output folder')
+  .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
+  .action((opts) => trainCommand(opts));
 
 program
   .command('demo')

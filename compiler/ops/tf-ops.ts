@@ -15,6 +15,8 @@ import type { HostTensor } from './host-tensor.ts';
 
 type Linear = (x: tf.Tensor) => tf.Tensor;
 
+let nextVariableId = 0;
+
 export interface TfOpsOptions {
   /** Training mode turns dropout on. */
   training?: boolean;
@@ -51,7 +53,7 @@ export class TfOps implements Ops<tf.Tensor> {
   param(name: string, value: HostTensor): tf.Tensor {
     let v = this.params.get(name);
     if (!v) {
-      v = tf.variable(tf.tensor(value.data, [...value.shape], 'float32'), true, `${name}_${this.params.size}`);
+      v = tf.variable(tf.tensor(value.data, [...value.shape], 'float32'), true, `${name}#${nextVariableId++}`); // tfjs names are process-global
       this.params.set(name, v);
     }
     return v;
@@ -156,6 +158,11 @@ export class TfOps implements Ops<tf.Tensor> {
 
   reduceSum(x: tf.Tensor, axes: readonly number[], keepDims: boolean): tf.Tensor {
     return tf.sum(x, axes.map((a) => axisOf(a, x.rank)), keepDims);
+  }
+
+  /** Restart the dropout seed sequence (engines call this per step for reproducible resumes). */
+  reseed(seed: number): void {
+    this.seed = seed;
   }
 
   /** Inverted dropout in training mode; identity otherwise. */

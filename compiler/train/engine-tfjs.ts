@@ -57,8 +57,9 @@ export class TfEngine implements Engine {
     return tf.tensor(x, [batch, 3, S, S]);
   }
 
-  step(x: Float32Array, y: Int32Array): StepResult {
+  step(x: Float32Array, y: Int32Array, stepIndex: number): StepResult {
     const B = y.length;
+    this.train.reseed(this.o.seed * 1_000_003 + stepIndex);
     const C = this.o.numClasses;
     const xs = this.input(x, B);
     const onehot = tf.tidy(() => tf.oneHot(tf.tensor1d(y, 'int32'), C).toFloat());

@@ -14,8 +14,11 @@ export interface Engine {
   readonly name: string;
   /** Backend detail for logs and checkpoint metadata (e.g. 'tfjs wasm'). */
   readonly backend: string;
-  /** Forward + loss + backward for one mini-batch x [B,3,S,S], labels y [B]. */
-  step(x: Float32Array, y: Int32Array): StepResult;
+  /**
+   * Forward + loss + backward for one mini-batch x [B,3,S,S], labels y [B]. `stepIndex` (the
+   * global step) seeds dropout, so a resumed run draws the same masks as an uninterrupted one.
+   */
+  step(x: Float32Array, y: Int32Array, stepIndex: number): StepResult;
   /** Logits [B, C] in eval mode. */
   predict(x: Float32Array, batch: number): Float32Array;
   /** Copy updated parameter values in (after the optimiser ran). */

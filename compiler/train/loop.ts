@@ -116,7 +116,7 @@ export async function train(job: TrainJob): Promise<TrainResult> {
         if (i++ < state.stepInEpoch) continue; // resume inside an epoch: same order, skip done batches
         if (i > stepsPerEpoch) break;
         const lr = lrAt(schedule, perStep ? state.globalStep : epoch);
-        const r = engine.step(b.x, b.y);
+        const r = engine.step(b.x, b.y, state.globalStep);
         if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at epoch ${epoch + 1}, step ${i}: lower the learning rate (now ${lr.toExponential(2)})`);
         optimizerStep(recipe.optimizer, optState, trainables, r.grads, lr);
         engine.setParams(new Map(trainables.map((p) => [p.name, p.value])));

@@ -1,0 +1,60 @@
+/**
+ * From a compile config's `data` section to the deterministic batches the loop consumes.
+ */
+import { resolve } from 'node:path';
+import type { DataConfig } from '../config/compile-config.ts';
+import type { VitConfig } from '../backbones/vit-variants.ts';
+import { loadFashionMnist } from '../data/fashion-mnist.ts';
+import { loadImageFolder } from '../data/image-folder.ts';
+import { makePartsSet } from '../data/parts.ts';
+import { kShot, splitFraction } from '../data/sampling.ts';
+import { batches, prefetch } from '../data/loader.ts';
+import { preprocessFor } from '../data/transforms.ts';
+import type { Augment, Split } from '../data/types.ts';
+import type { TrainData } from './loop.ts';
+
+/** Load (or generate) the train/validation split a config describes. Relative paths resolve against `baseDir`. */
+export async function loadSplit(d: DataConfig, cfg: VitConfig, baseDir: string): Promise<Split> {
+  switch (d.kind) {
+    case 'fashion-mnist': {
+      const common = { dir: resolve(baseDir, d.root), size: cfg.imgSize, classes: d.classes };
+      return {
+        train: loadFashionMnist({ ...common, split: 'train', ...(d.limitPerClass ? { limit: d.limitPerClass } : {}) }),
+        val: loadFashionMnist({ ...common, split: 'test', ...(d.valLimitPerClass ? { limit: d.valLimitPerClass } : {}) }),
+      };
+    }
+    case 'parts': {
+      if (d.dir) return loadImageFolder(resolve(baseDir, d.dir), { size: cfg.imgSize, split: { val: d.valFraction, seed: d.seed } });
+      return splitFraction(await makePartsSet({ perClass: d.perClass, size: d.size, seed: d.seed }), d.valFraction, d.seed);
+    }
+    case 'image-folder':
+      return loadImageFolder(resolve(baseDir, d.root), { size: cfg.imgSize, split: d.split === 'folder' ? { val: 'folder' } : { val: d.split, seed: 0 } });
+  }
+}
+
+export interface DataPlan {
+  split: Split;
+  /** k-shot sampling of the training split (seeded), applied before batching. */
+  kShot?: number;
+  seed: number;
+  augment: { randomResizedCrop: boolean; hflip: boolean };
+}
+
+export function trainData(cfg: VitConfig, plan: DataPlan): TrainData {
+  const train = plan.kShot ? kShot(plan.split.train, plan.kShot, plan.seed) : plan.split.train;
+  const val = plan.split.val;
+  const pre = preprocessFor(cfg, 'stretch');
+  // Small inputs (32 px) lose the object under ImageNet's 8 % minimum crop; keep ≥ 35 % of the area.
+  const augment: Augment = {
+    ...(plan.augment.randomResizedCrop ? { randomResizedCrop: { scale: [0.35, 1] as const } } : {}),
+    ...(plan.augment.hflip ? { hflip: true } : {}),
+  };
+  const any = Object.keys(augment).length > 0;
+  return {
+    classes: train.classes,
+    trainSize: train.samples.length,
+    trainBatches: (epoch, batchSize) =>
+      prefetch(batches(train, { batchSize: Math.min(batchSize, train.samples.length), shuffle: true, seed: plan.seed, epoch, dropLast: true, pre, ...(any ? { augment } : {}) })),
+    valBatches: (batchSize) => prefetch(batches(val, { batchSize, pre })),
+  };
+}

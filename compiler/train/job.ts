@@ -1,0 +1,92 @@
+/**
+ * A compile config becomes a training job: backbone loaded and identified, data split and
+ * sampled, method options resolved, recipe = method defaults < config, initial tensors drawn
+ * from the seed, engine chosen.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { CompileConfig } from '../config/compile-config.ts';
+import { vitConfig, type VitConfig } from '../backbones/vit-variants.ts';
+import { loadVitWeights } from '../backbones/vit-weights.ts';
+import type { StateDict } from '../backbones/safetensors.ts';
+import { methodByName } from '../methods/registry.ts';
+import type { PromptMethod, Recipe } from '../methods/method.ts';
+import type { HostTensor } from '../ops/host-tensor.ts';
+import { initTf, type TfBackendInfo } from '../ops/tf-backend.ts';
+import { mulberry32 } from '../data/rng.ts';
+import { TfEngine } from './engine-tfjs.ts';
+import { loadSplit, trainData } from './data-source.ts';
+import type { TrainJob } from './loop.ts';
+import type { Progress } from './progress.ts';
+import type { Split } from '../data/types.ts';
+
+export interface PreparedJob {
+  job: TrainJob;
+  cfg: VitConfig;
+  backbone: StateDict;
+  split: Split;
+  backend: TfBackendInfo;
+  weightsFile: string;
+}
+
+export function mergeRecipe(base: Recipe, c: CompileConfig['recipe']): Recipe {
+  const o = c.optimizer;
+  return {
+    ...base,
+    epochs: c.epochs ?? base.epochs,
+    batchSize: c.batchSize ?? base.batchSize,
+    warmupEpochs: c.warmupEpochs ?? base.warmupEpochs,
+    labelSmoothing: c.labelSmoothing ?? base.labelSmoothing,
+    optimizer: {
+      ...base.optimizer,
+      ...(o.kind ? { kind: o.kind } : {}),
+      ...(o.lr !== undefined ? { lr: o.lr } : {}),
+      ...(o.momentum !== undefined ? { momentum: o.momentum } : {}),
+      ...(o.weightDecay !== undefined ? { weightDecay: o.weightDecay } : {}),
+      ...(o.scaleLrByBatch !== undefined ? { scaleLrByBatch: o.scaleLrByBatch } : {}),
+    },
+    augment: { ...base.augment, ...c.augment },
+  };
+}
+
+export function sha256File(file: string): string {
+  return createHash('sha256').update(readFileSync(file)).digest('hex');
+}
+
+export async function prepareJob(config: CompileConfig, configFile: string, opts: { resume: boolean; progress: Progress; signal?: AbortSignal }): Promise<PreparedJob> {
+  const base = dirname(resolve(configFile));
+  const backend = await initTf(config.backend);
+  const weightsFile = resolve(base, config.backbone.weights);
+  const split = await loadSplit(config.data, vitConfig(config.backbone.arch), base);
+  const cfg = vitConfig(config.backbone.arch, { numClasses: split.train.classes.length });
+  const loaded = loadVitWeights(weightsFile, cfg);
+  const backbone: StateDict = new Map([...loaded.stateDict].filter(([k]) => !k.startsWith('head.'))); // every task trains its own head
+  const method = methodByName(config.method.name) as PromptMethod<Record<string, unknown>>;
+  const options = method.resolveOptions(config.method.options);
+  const recipe = mergeRecipe(method.recipe(options), config.recipe);
+  const initial = new Map<string, HostTensor>();
+  for (const [k, t] of backbone) if (method.trainsBackbone(k, options)) initial.set(k, { shape: [...t.shape], data: Float32Array.from(t.data) });
+  for (const [k, t] of method.init({ cfg, numClasses: cfg.numClasses, backbone, rng: mulberry32(config.seed) }, options)) initial.set(k, t);
+  const backendName = `tfjs ${backend.backend}${backend.package.includes('gpu') ? ' (GPU)' : ''}`;
+  const job: TrainJob = {
+    name: config.name,
+    outDir: resolve(base, config.output.dir),
+    method,
+    options,
+    recipe,
+    arch: cfg.name,
+    backboneSha256: sha256File(weightsFile),
+    seed: config.seed,
+    patience: config.recipe.patience,
+    resume: opts.resume,
+    config,
+    data: trainData(cfg, { split, ...(config.kShot ? { kShot: config.kShot } : {}), seed: config.seed, augment: recipe.augment }),
+    initial,
+    makeEngine: (params) =>
+      new TfEngine({ cfg, backbone, method, options, params, numClasses: cfg.numClasses, labelSmoothing: recipe.labelSmoothing, seed: config.seed, backend: backendName }),
+    progress: opts.progress,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  };
+  return { job, cfg, backbone, split, backend, weightsFile };
+}

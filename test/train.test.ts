@@ -1,0 +1,106 @@
+/**
+ * Training end to end on real data (Fashion-MNIST from Debian, small limits) and the fixture
+ * backbone: checkpoints, report, deterministic resume after an interruption, label checks,
+ * and the CLI with a real Ctrl-C.
+ */
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadCompileConfig } from '../compiler/config/compile-config.ts';
+import { prepareJob } from '../compiler/train/job.ts';
+import { train } from '../compiler/train/loop.ts';
+import { makeProgress, type Progress } from '../compiler/train/progress.ts';
+import { readSafetensors } from '../compiler/backbones/safetensors.ts';
+import type { TrainState } from '../compiler/train/checkpoint.ts';
+import { fixturePath, repoPath } from './helpers/fixtures.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'ep-train-'));
+function config(name: string, extra = ''): string {
+  const f = join(dir, `${name}.yaml`);
+  writeFileSync(
+    f,
+    `name: ${name}
+backbone: { arch: vit_fixture_patch8_32, weights: ${fixturePath('vit_fixture.safetensors')} }
+data: { kind: fashion-mnist, classes: [5, 7, 9], limitPerClass: 16, valLimitPerClass: 8 }
+method: { name: vpt-deep, options: { prompts: 2 } }
+recipe: { epochs: 2, batchSize: 8, warmupEpochs: 1, optimizer: { lr: 2.0 } }
+seed: 3
+output: { dir: ${name}-out }
+${extra}`,
+  );
+  return f;
+}
+
+const quiet = makeProgress('none');
+async function run(file: string, opts: { resume?: boolean; abortAtStep?: number; sets?: string[] } = {}) {
+  const abort = new AbortController();
+  const progress: Progress = { ...quiet, step: (i) => void (i === opts.abortAtStep && abort.abort()) };
+  const p = await prepareJob(loadCompileConfig(file, opts.sets ?? []), file, { resume: opts.resume ?? false, progress, signal: abort.signal });
+  return { result: await train(p.job), out: p.job.outDir };
+}
+const tensors = (out: string) => readSafetensors(join(out, 'checkpoint/params.safetensors')).tensors;
+
+test('an interrupted run resumed from its checkpoint ends bit-identical to an uninterrupted one', async (t) => {
+  const straight = await run(config('straight'));
+  t.false(straight.result.interrupted);
+  t.is(straight.result.state.epoch, 2);
+  t.is(straight.result.state.history.length, 2);
+  t.true(existsSync(join(straight.out, 'report.html')));
+  t.true(existsSync(join(straight.out, 'best.safetensors')));
+  t.true(straight.result.state.history.every((h) => Number.isFinite(h.trainLoss) && h.valTop1 >= 0));
+
+  const cut = await run(config('cut'), { abortAtStep: 3 });
+  t.true(cut.result.interrupted);
+  const s = JSON.parse(readFileSync(join(cut.out, 'checkpoint/state.json'), 'utf8')) as TrainState;
+  t.is(s.epoch, 0);
+  t.is(s.stepInEpoch, 3);
+  const resumed = await run(config('cut'), { resume: true });
+  t.false(resumed.result.interrupted);
+  t.is(resumed.result.state.globalStep, straight.result.state.globalStep);
+  const a = tensors(straight.out);
+  const b = tensors(resumed.out);
+  t.deepEqual([...a.keys()].sort(), ['deep_prompt_embeddings', 'head.bias', 'head.weight', 'prompt_embeddings']);
+  for (const [k, v] of a) t.deepEqual([...b.get(k)!.data], [...v.data], k);
+});
+
+test('resuming with another label set names the classes', async (t) => {
+  const f = config('labels');
+  await run(f, { sets: ['recipe.epochs=1'] });
+  const e = await t.throwsAsync(run(f, { resume: true, sets: ['data.classes=[5, 7, 8]'] }));
+  t.regex(e!.message, /state\.json: the checkpoint was trained on classes \[sandal, sneaker, ankle boot\] but the data has \[sandal, sneaker, bag\] \(missing from the data: ankle boot; not in the checkpoint: bag\)/);
+});
+
+function cli(args: string[], onLine?: (line: string, kill: () => void) => void): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [repoPath('tools/edgeprompt.mjs'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const feed = (b: Buffer) => {
+      for (const line of b.toString().split('\n')) if (line) onLine?.(line, () => p.kill('SIGINT'));
+      out += b.toString();
+    };
+    p.stdout.on('data', feed);
+    p.stderr.on('data', feed);
+    p.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+test('edgeprompt train: progress lines, Ctrl-C saves a checkpoint, --resume finishes the run', async (t) => {
+  const f = config('cli', '');
+  let sent = false;
+  const first = await cli(['train', '-c', f, '--epochs', '3', '--progress', 'lines'], (line, kill) => {
+    if (!sent && line.startsWith('epoch 1:')) {
+      sent = true;
+      kill();
+    }
+  });
+  t.is(first.code, 130, first.out);
+  t.regex(first.out, /epoch 1: train loss [\d.]+, val loss [\d.]+, val top-1 [\d.]+ %/);
+  t.regex(first.out, /interrupted: checkpoint saved at epoch [23], step \d+; continue with --resume/);
+  const second = await cli(['train', '-c', f, '--epochs', '3', '--progress', 'lines', '--resume']);
+  t.is(second.code, 0, second.out);
+  t.regex(second.out, /resuming cli at epoch [23], step \d+/);
+  t.regex(second.out, /epoch 3: /);
+  t.regex(second.out, /done: best validation top-1/);
+});
