@@ -125,3 +125,23 @@ test('the parity check can fail: one weight perturbed by 1e-2 breaks it in both 
   t.log(`perturbed: tfjs ${dt.toExponential(2)}, onnxruntime ${dx.toExponential(2)}`);
   t.true(dt > 1e-4 && dx > 1e-4);
 });
+
+test('uint8 NHWC input with normalisation folded into the patch projection equals the float NCHW path', async (t) => {
+  const { cfg, sd } = fixtureVit();
+  const B = 3;
+  const S = cfg.imgSize;
+  const u8 = Uint8Array.from({ length: B * S * S * 3 }, (_, i) => (i * 37 + (i >> 5) * 11) % 256);
+  const nchw = new Float32Array(B * 3 * S * S);
+  for (let b = 0; b < B; b++)
+    for (let y = 0; y < S; y++)
+      for (let x = 0; x < S; x++)
+        for (let c = 0; c < 3; c++) nchw[((b * 3 + c) * S + y) * S + x] = (u8[((b * S + y) * S + x) * 3 + c]! / 255 - cfg.mean[c]!) / cfg.std[c]!;
+  const ref = await ortLogits(exportVitBackbone(cfg, sd), { shape: [B, 3, S, S], data: nchw });
+  const onnx = exportVitBackbone(cfg, sd, { input: 'uint8-nhwc' });
+  const s = await ort.InferenceSession.create(onnx, { logSeverityLevel: 3 });
+  const r = await s.run({ image: new ort.Tensor('uint8', u8, [B, S, S, 3]) });
+  await s.release();
+  const d = maxAbsDiff(r.logits!.data as Float32Array, ref);
+  t.log(`max |Δlogit| uint8-NHWC vs float-NCHW: ${d.toExponential(2)}`);
+  t.true(d <= 1e-4);
+});

@@ -44,6 +44,8 @@ export interface VitHooks<T> {
   prefix?(i: number): PrefixKV<T> | undefined;
   /** The head reads CLS only, so the last block may compute just that row. */
   clsOnlyLastBlock?: boolean;
+  /** The input is [B, H, W, 3] uint8 RGB; normalisation folds into the patch projection. */
+  uint8Nhwc?: boolean;
 }
 
 /**
@@ -92,10 +94,35 @@ export function patchEmbed<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: 
   return ops.linear(patches, w.patch.w, w.patch.b);
 }
 
-/** [B, C, H, W] → [B, 1 + G², D]: CLS and patch tokens with position embedding. */
-export function embed<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T): T {
+/**
+ * [B, H, W, 3] uint8 RGB (what a camera delivers) → [B, G², D], with `(x/255 − mean)/std` and
+ * the NHWC layout folded into the patch projection: W'[d, (kh,kw,c)] = W[d, c, kh, kw] / (255·std_c),
+ * b' = b − Σ W[d, c, kh, kw]·mean_c/std_c. The device does no per-pixel work outside the graph.
+ */
+export function patchEmbedUint8<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T): T {
+  const g = gridOf(cfg);
+  const p = cfg.patchSize;
+  const C = cfg.inChans;
+  const D = cfg.embedDim;
+  const cols = p * p * C;
+  const scale = new Float32Array(cols);
+  const shift = new Float32Array(cols);
+  for (let i = 0; i < cols; i++) {
+    const c = i % C;
+    scale[i] = 1 / (255 * cfg.std[c]!);
+    shift[i] = cfg.mean[c]! / cfg.std[c]!;
+  }
+  const wNhwc = ops.reshape(ops.transpose(ops.reshape(w.patch.w, [D, C, p, p]), [0, 2, 3, 1]), [D, cols]);
+  const wFolded = ops.mul(wNhwc, ops.constant({ shape: [cols], data: scale }));
+  const bFolded = ops.sub(w.patch.b, ops.reduceSum(ops.mul(wNhwc, ops.constant({ shape: [cols], data: shift })), [1], false));
+  const patches = ops.reshape(ops.transpose(ops.reshape(ops.toFloat(x), [0, g, p, g, p, C]), [0, 1, 3, 2, 4, 5]), [0, g * g, cols]);
+  return ops.linear(patches, wFolded, bFolded);
+}
+
+/** [B, C, H, W] float (or [B, H, W, 3] uint8 with `uint8Nhwc`) → [B, 1 + G², D]: CLS and patch tokens with position embedding. */
+export function embed<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T, uint8Nhwc = false): T {
   const T1 = gridOf(cfg) ** 2 + 1;
-  const patches = ops.add(patchEmbed(ops, cfg, w, x), ops.slice(w.pos, 1, 1, T1));
+  const patches = ops.add((uint8Nhwc ? patchEmbedUint8 : patchEmbed)(ops, cfg, w, x), ops.slice(w.pos, 1, 1, T1));
   // cls + pos[0] depends on weights only: one constant after folding.
   const cls = ops.expandBatch(ops.add(w.cls, ops.slice(w.pos, 1, 0, 1)), patches);
   return ops.concat([cls, patches], 1);
@@ -146,7 +173,7 @@ export function insertTokens<T>(ops: Ops<T>, h: T, tokens: T, at = 1): T {
 
 /** [B, C, H, W] → normalised tokens [B, T, D] ([B, 1, D] when the last block is trimmed to CLS). */
 export function forwardFeatures<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T, hooks: VitHooks<T> = {}): T {
-  let h = embed(ops, cfg, w, x);
+  let h = embed(ops, cfg, w, x, hooks.uint8Nhwc === true);
   if (hooks.afterEmbed) h = hooks.afterEmbed(h);
   w.blocks.forEach((bw, i) => {
     if (i > 0 && hooks.beforeBlock) h = hooks.beforeBlock(i, h);

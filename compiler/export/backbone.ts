@@ -14,6 +14,8 @@ export interface ExportOptions {
   fold?: boolean;
   /** Compute only the CLS row in the last block (default true; exact when the head reads CLS). */
   clsOnlyLastBlock?: boolean;
+  /** 'float-nchw': `input` [N,3,H,W] normalised (timm's contract, default). 'uint8-nhwc': `image` [N,H,W,3] uint8 RGB, normalisation folded in (the device contract). */
+  input?: 'float-nchw' | 'uint8-nhwc';
 }
 
 export function exportVitBackbone(cfg: VitConfig, sd: StateDict, opts: ExportOptions = {}): Uint8Array {
@@ -21,8 +23,9 @@ export function exportVitBackbone(cfg: VitConfig, sd: StateDict, opts: ExportOpt
   const ops = new OnnxOps({ folder, graphName: cfg.name });
   try {
     const w = bindVit(ops, cfg, sd);
-    const x = ops.input('input', ['N', cfg.inChans, cfg.imgSize, cfg.imgSize]);
-    const feats = forwardFeatures(ops, cfg, w, x, { clsOnlyLastBlock: opts.clsOnlyLastBlock ?? true });
+    const u8 = opts.input === 'uint8-nhwc';
+    const x = u8 ? ops.input('image', ['N', cfg.imgSize, cfg.imgSize, cfg.inChans], 'uint8') : ops.input('input', ['N', cfg.inChans, cfg.imgSize, cfg.imgSize]);
+    const feats = forwardFeatures(ops, cfg, w, x, { clsOnlyLastBlock: opts.clsOnlyLastBlock ?? true, uint8Nhwc: u8 });
     if (w.head) {
       const logits = forwardHead(ops, cfg, w, feats);
       ops.output(logits, 'logits');

@@ -299,6 +299,10 @@ export class OnnxOps implements Ops<OnnxValue> {
     return x;
   }
 
+  toFloat(x: OnnxValue): OnnxValue {
+    return x.dtype === 'float32' ? x : this.node('Cast', [x], [...x.shape], { to: 1 /* FLOAT */ });
+  }
+
   // ── graph ─────────────────────────────────────────────────────────────────────────
   /** Declare a graph output. A constant output is materialised through Identity. */
   output(x: OnnxValue, name: string): void {

@@ -63,6 +63,8 @@ export interface Ops<T> {
   sigmoid(x: T): T;
   reduceMean(x: T, axes: readonly number[], keepDims: boolean): T;
   reduceSum(x: T, axes: readonly number[], keepDims: boolean): T;
+  /** uint8 (or other) → float32. */
+  toFloat(x: T): T;
   /** Inverted dropout while training; identity in inference graphs. */
   dropout(x: T, rate: number): T;
 }

@@ -160,6 +160,10 @@ export class TfOps implements Ops<tf.Tensor> {
     return tf.sum(x, axes.map((a) => axisOf(a, x.rank)), keepDims);
   }
 
+  toFloat(x: tf.Tensor): tf.Tensor {
+    return x.dtype === 'float32' ? x : tf.cast(x, 'float32');
+  }
+
   /** Restart the dropout seed sequence (engines call this per step for reproducible resumes). */
   reseed(seed: number): void {
     this.seed = seed;
