@@ -8,6 +8,7 @@ import { exportBackboneCommand } from './export-backbone.ts';
 import { infoCommand } from './info.ts';
 import { demoCommand } from './demo.ts';
 import { trainCommand } from './train.ts';
+import { addDataCommands } from './data.ts';
 
 const program = new Command('edgeprompt')
   .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')
@@ -45,6 +46,8 @@ program
   .option('--resume', 'continue from the checkpoint in the output folder')
   .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
   .action((opts) => trainCommand(opts));
+
+addDataCommands(program);
 
 program
   .command('demo')

@@ -1,0 +1,96 @@
+/**
+ * The benchmark task (issue 4 item 7): transfer the shipped backbone (pretrained on
+ * Fashion-MNIST classes 0–4) to Fashion-MNIST classes 5–9 and to the generated parts set, with
+ * all (capped) training data and 16 shots per class, 3 seeds, for linear / vpt-shallow /
+ * vpt-deep / full. Top-1 is the best validation accuracy over the epochs (as VPT reports).
+ *
+ *   npm run bench:transfer [-- --seeds 0,1,2 --epochs 12 --cap 300 --methods linear,vpt-shallow,vpt-deep,full]
+ */
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
+import { compileConfig } from '../compiler/config/compile-config.ts';
+import { prepareJob } from '../compiler/train/job.ts';
+import { train } from '../compiler/train/loop.ts';
+import { makeProgress } from '../compiler/train/progress.ts';
+import { median, repo, writeReport } from './lib.ts';
+
+const { values: f } = parseArgs({
+  options: {
+    seeds: { type: 'string', default: '0,1,2' },
+    epochs: { type: 'string', default: '12' },
+    shotEpochs: { type: 'string', default: '30' },
+    cap: { type: 'string', default: '300' },
+    val: { type: 'string', default: '200' },
+    methods: { type: 'string', default: 'linear,vpt-shallow,vpt-deep,full' },
+    tasks: { type: 'string', default: 'fmnist5-9,parts' },
+    shots: { type: 'string', default: 'all,16' },
+  },
+});
+const seeds = f.seeds!.split(',').map(Number);
+const cap = Number(f.cap);
+const weights = join(repo, 'compiler/backbones/weights/vit_micro_patch4_32.fmnist04.safetensors');
+
+const data = (task: string) =>
+  task === 'parts'
+    ? { kind: 'parts', perClass: Math.round(cap / 0.75), size: 32, seed: 0, valFraction: 0.25 }
+    : { kind: 'fashion-mnist', classes: [5, 6, 7, 8, 9], limitPerClass: cap, valLimitPerClass: Number(f.val) };
+const recipeFor = (method: string, shots: string) => {
+  const epochs = shots === 'all' ? Number(f.epochs) : Number(f.shotEpochs);
+  const batch = shots === 'all' ? 32 : 16;
+  if (method === 'full') return { epochs, batchSize: batch, warmupEpochs: 1, optimizer: { lr: 5e-4 } };
+  return { epochs, batchSize: batch, warmupEpochs: 1, optimizer: { kind: 'sgd', lr: method === 'linear' ? 4 : 2, weightDecay: method === 'linear' ? 0 : 1e-4 } };
+};
+
+interface Run { task: string; shots: string; method: string; seed: number; top1: number; ips: number; params: number; seconds: number }
+const runs: Run[] = [];
+for (const task of f.tasks!.split(','))
+  for (const shots of f.shots!.split(','))
+    for (const method of f.methods!.split(','))
+      for (const seed of seeds) {
+        const name = `${task}-${shots}-${method}-s${seed}`;
+        const config = compileConfig.parse({
+          name,
+          backbone: { arch: 'vit_micro_patch4_32', weights },
+          data: data(task),
+          ...(shots === 'all' ? {} : { kShot: Number(shots) }),
+          method: { name: method, options: method.startsWith('vpt') ? { prompts: 8 } : {} },
+          recipe: recipeFor(method, shots),
+          seed,
+          output: { dir: join(repo, '.cache/bench/transfer', name) },
+        });
+        const t0 = performance.now();
+        const p = await prepareJob(config, join(repo, 'bench/transfer.yaml'), { resume: false, progress: makeProgress('none') });
+        const r = await train(p.job);
+        const s = r.state;
+        const run: Run = { task, shots, method, seed, top1: s.bestTop1, ips: median(s.history.map((h) => h.imagesPerSec)), params: [...p.job.initial.values()].reduce((a, t) => a + t.data.length, 0), seconds: (performance.now() - t0) / 1000 };
+        runs.push(run);
+        console.log(`${name}: top-1 ${(100 * run.top1).toFixed(2)} %, ${run.ips.toFixed(1)} img/s, ${run.seconds.toFixed(0)} s`);
+      }
+
+const stats = (xs: number[]) => {
+  const m = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const sd = Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(1, xs.length - 1));
+  return `${(100 * m).toFixed(2)} ± ${(100 * sd).toFixed(2)}`;
+};
+const groups = new Map<string, Run[]>();
+for (const r of runs) {
+  const k = `${r.task}|${r.shots}|${r.method}`;
+  groups.set(k, [...(groups.get(k) ?? []), r]);
+}
+const rows = [...groups].map(([k, rs]) => {
+  const [task, shots, method] = k.split('|');
+  return `| ${task} | ${shots === 'all' ? `all (≤ ${cap}/class)` : `${shots}-shot`} | ${method} | ${stats(rs.map((r) => r.top1))} | ${rs[0]!.params.toLocaleString('en-US')} | ${median(rs.map((r) => r.ips)).toFixed(1)} |`;
+});
+const file = writeReport(
+  'transfer',
+  'Transfer from the shipped backbone: linear vs VPT-shallow vs VPT-deep vs full fine-tuning',
+  `npm run bench:transfer -- --seeds ${f.seeds} --epochs ${f.epochs} --shotEpochs ${f.shotEpochs} --cap ${cap} --val ${f.val} --methods ${f.methods} --tasks ${f.tasks} --shots ${f.shots}`,
+  `Backbone: vit_micro_patch4_32 pretrained on Fashion-MNIST classes 0–4 (compiler/backbones/weights/). Engine: tfjs (wasm). Seeds ${seeds.join(', ')}; top-1 = best validation accuracy over epochs, mean ± sample std over seeds.
+Tasks: Fashion-MNIST classes 5–9 (train split capped at ${cap}/class, validation = ${f.val}/class of the test split) and the generated parts set (5 classes, ${Math.round(cap / 0.75)}/class, 25 % held out). "16-shot" samples 16 training images per class per seed.
+Budgets (tfjs-wasm is slow on this 2-core machine, see tfjs-train-step.md): ${f.epochs} epochs (batch 32) on all data, ${f.shotEpochs} epochs (batch 16) for 16-shot; SGD lr·batch/256 with base 2 (VPT) / 4 (linear), AdamW 5e-4 for full; 8 prompt tokens.
+
+| task | data | method | top-1 % | trainable values | train img/s |
+|---|---|---|---|---|---|
+${rows.join('\n')}`,
+);
+console.log(`wrote ${file}`);
