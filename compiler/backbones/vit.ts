@@ -155,6 +155,20 @@ export function attention<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, x
   return ops.linear(ops.reshape(ops.transpose(out, [0, 2, 1, 3]), [0, Tq, D]), bw.proj.w, bw.proj.b);
 }
 
+/**
+ * The keys/values constant tokens P [1, N, D] would contribute in block `bw`, as [H, N, dh]:
+ * LN1(P)·W_k + b_k and LN1(P)·W_v + b_v. LayerNorm is per token, so when P does not depend on
+ * the image these fold into initializers (METHODS.md §0.3).
+ */
+export function prefixKV<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, P: T): PrefixKV<T> {
+  const D = cfg.embedDim;
+  const H = cfg.numHeads;
+  const N = ops.shape(P)[1] as number;
+  const [, k, v] = ops.split(ops.linear(ops.layerNorm(P, bw.norm1.w, bw.norm1.b, cfg.eps), bw.qkv.w, bw.qkv.b), -1, [D, D, D]) as [T, T, T];
+  const heads = (t: T) => ops.transpose(ops.reshape(t, [N, H, D / H]), [1, 0, 2]);
+  return { k: heads(k), v: heads(v) };
+}
+
 export function block<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, x: T, prefix?: PrefixKV<T>, clsOnly = false): T {
   const a = attention(ops, cfg, bw, ops.layerNorm(x, bw.norm1.w, bw.norm1.b, cfg.eps), prefix, clsOnly);
   const h = ops.add(clsOnly ? ops.slice(x, 1, 0, 1) : x, a);

@@ -15,7 +15,7 @@ const base = (recipe: Recipe, trainsBackbone: boolean, name: string): PromptMeth
   resolveOptions: (raw) => noOptions.parse(raw),
   init: (ctx) => headInit(ctx, Math.sqrt(2 / ctx.numClasses)),
   trainsBackbone: () => trainsBackbone,
-  forward: (ctx, x) => forward(ctx.ops, ctx.cfg, ctx.w, x, { clsOnlyLastBlock: true }),
+  forward: (ctx, x) => forward(ctx.ops, ctx.cfg, ctx.w, x, { clsOnlyLastBlock: true, ...(ctx.uint8Nhwc ? { uint8Nhwc: true } : {}) }),
   // timm convention: no decay on biases, norms, position/class embeddings.
   decays: (n) => !(n.endsWith('.bias') || /norm\d?\.weight$/.test(n) || n === 'pos_embed' || n === 'cls_token'),
   recipe: () => recipe,

@@ -26,8 +26,10 @@ export interface ForwardContext<T> {
   w: VitWeights<T>;
   /** A trainable tensor of this method, by name. */
   param(name: string): T;
-  /** 'train' enables dropout; 'export' may use folded forms. */
+  /** 'train' enables dropout; 'export' may use folded forms (fusion). */
   mode: 'train' | 'eval' | 'export';
+  /** Images arrive as [B, H, W, 3] uint8 (the artifact's input contract) instead of normalised NCHW. */
+  uint8Nhwc?: boolean;
 }
 
 export interface OptimizerRecipe {

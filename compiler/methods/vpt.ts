@@ -14,7 +14,7 @@
 import { z } from 'zod';
 import type { PromptMethod } from './method.ts';
 import { headInit, uniform } from './method.ts';
-import { forwardFeatures, forwardHead, insertTokens } from '../backbones/vit.ts';
+import { forwardFeatures, forwardHead, insertTokens, prefixKV } from '../backbones/vit.ts';
 
 export const vptOptions = z.strictObject({
   prompts: z.number().int().positive().describe('prompt tokens per layer (N)'),
@@ -44,6 +44,23 @@ function make(name: 'vpt-shallow' | 'vpt-deep'): PromptMethod<VptOptions> {
     forward(ctx, x, o) {
       const { ops } = ctx;
       const N = o.prompts;
+      const L = ctx.cfg.depth;
+      const deepP0 = o.deep && L > 1 ? ctx.param('deep_prompt_embeddings') : null;
+      if (ctx.mode === 'export' && deepP0 && (ops.shape(deepP0)[0] as number) === L - 1) {
+        // Fused deep VPT: the prompts entering every block are constants and their outputs are
+        // discarded at the next block (or never read after the last), so each block only needs
+        // their keys/values: per-layer constant prefix K/V. No prompt rows remain in the graph.
+        const P = (i: number) => (i === 0 ? ctx.param('prompt_embeddings') : ops.slice(deepP0, 0, i - 1, i));
+        const kv = ctx.w.blocks.map((bw, i) => {
+          const { k, v } = prefixKV(ops, ctx.cfg, bw, P(i));
+          return { k: ops.label(k, `blocks.${i}.attn.prompt_k`), v: ops.label(v, `blocks.${i}.attn.prompt_v`) };
+        });
+        const feats = forwardFeatures(ops, ctx.cfg, ctx.w, x, { prefix: (i) => kv[i], clsOnlyLastBlock: true, ...(ctx.uint8Nhwc ? { uint8Nhwc: true } : {}) });
+        return forwardHead(ops, ctx.cfg, ctx.w, feats);
+      }
+      // Shallow, partial-depth deep, training and evaluation: prompts run as tokens. (Shallow
+      // prompts feed later layers through their block-0 outputs, which depend on the image,
+      // so only their block-0 keys/values are constant; they stay tokens.)
       const drop = <T>(t: T) => (ctx.mode === 'train' ? ctx.ops.dropout(t as never, o.dropout) : t);
       const p0 = drop(ctx.param('prompt_embeddings'));
       const deepP = o.deep && ctx.cfg.depth > 1 ? ctx.param('deep_prompt_embeddings') : null;
@@ -60,6 +77,7 @@ function make(name: 'vpt-shallow' | 'vpt-deep'): PromptMethod<VptOptions> {
             }
           : undefined,
         clsOnlyLastBlock: true,
+        ...(ctx.uint8Nhwc ? { uint8Nhwc: true } : {}),
       });
       return forwardHead(ops, ctx.cfg, ctx.w, feats);
     },

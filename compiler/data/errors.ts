@@ -1,0 +1,31 @@
+/**
+ * Dataset errors. A DataError is a CompilerError (so the CLI prints it as one clean line) whose
+ * coarse `code` is one of the compile stage's codes and whose `reason` says exactly what is wrong
+ * with the data. Code branches on `reason` (or `code`), never on message text.
+ */
+import { CompilerError, type CompilerErrorCode } from '../ops/errors.ts';
+
+export type DataErrorReason =
+  /** A class folder holds no image files. */
+  | 'EMPTY_CLASS'
+  /** A dataset root holds no class folders. */
+  | 'NO_CLASSES'
+  /** A class has fewer samples than a k-shot draw or a split needs. */
+  | 'TOO_FEW_SAMPLES'
+  /** Class names differ from what is expected (train vs val folders, a checkpoint's head). */
+  | 'CLASS_MISMATCH';
+
+export class DataError extends CompilerError {
+  readonly reason: DataErrorReason;
+  constructor(reason: DataErrorReason, message: string, code: CompilerErrorCode = 'BAD_ARGUMENT') {
+    super(code, message);
+    this.name = 'DataError';
+    this.reason = reason;
+  }
+}
+
+/** `value` as an integer ≥ min, or a BAD_ARGUMENT error naming `field`. */
+export function checkInt(value: number, field: string, min = 0): number {
+  if (!Number.isInteger(value) || value < min) throw new CompilerError('BAD_ARGUMENT', `${field}: expected an integer ≥ ${min}, got ${value}`);
+  return value;
+}

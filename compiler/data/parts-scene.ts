@@ -1,0 +1,230 @@
+/**
+ * The generated defect-inspection scenes as data: one metal part on a conveyor belt, drawn in a
+ * 100×100 view box. drawScene() takes every random decision from one seeded stream; parts-svg.ts
+ * turns a scene into SVG. Distractors appear in every class (belt stains and scuffs, brushed-metal
+ * streaks, dust specks) so a defect is told by its look on the part, not by any dark blob or line.
+ */
+import { randInt, uniform, type Rng } from './rng.ts';
+
+export const PART_CLASSES = ['ok', 'scratch', 'dent', 'missing_hole', 'stain'] as const;
+export type PartClass = (typeof PART_CLASSES)[number];
+
+export type Rgb = [number, number, number];
+export type Pt = [number, number];
+
+export interface Hole {
+  x: number;
+  y: number;
+  r: number;
+}
+
+/** Part outline in part coordinates (centred near 0,0, about ±28 units); holes cut through it. */
+export type Shape = { kind: 'plate'; w: number; h: number; corner: number } | { kind: 'flange'; r: number } | { kind: 'bracket'; arm: number; len: number };
+
+export interface Scene {
+  belt: { colour: Rgb; ridge: { spacing: number; phase: number; opacity: number }; specks: { x: number; y: number; r: number; light: boolean; opacity: number }[] };
+  /** Off-part distractors, drawn under the part: dark smudges and light scuffs on the belt. */
+  beltMarks: { blob?: Blob; scuff?: Stroke }[];
+  part: {
+    shape: Shape;
+    /** Every hole the design has; the bore (flange centre) is never the missing one. */
+    holes: Hole[];
+    /** Index into holes that is absent (missing_hole), else -1. */
+    missing: number;
+    x: number;
+    y: number;
+    /** Degrees. */
+    rotation: number;
+    scale: number;
+    dark: Rgb;
+    light: Rgb;
+    /** Faint brushed-metal streaks on every part. */
+    streaks: Stroke[];
+    specks: { x: number; y: number; r: number }[];
+  };
+  /** Light direction, degrees in image space (0 = from the right). */
+  light: { angle: number; highlight: number; shade: number; exposure: number };
+  shadow: { dx: number; dy: number; opacity: number; blur: number };
+  defect: { scratch?: Stroke; dent?: Dent; stain?: Blob };
+  /** Gaussian blur σ and noise σ (grey levels) at 64 px; renderers scale blur by size/64. */
+  blur: number;
+  noise: number;
+}
+
+export interface Stroke {
+  from: Pt;
+  ctrl: Pt;
+  to: Pt;
+  width: number;
+  colour: Rgb;
+  opacity: number;
+}
+
+export interface Dent {
+  x: number;
+  y: number;
+  rx: number;
+  ry: number;
+  /** Degrees, in part coordinates. */
+  rotation: number;
+  depth: number;
+}
+
+export interface Blob {
+  points: Pt[];
+  colour: Rgb;
+  opacity: number;
+}
+
+const MATERIALS: { name: string; dark: Rgb; light: Rgb }[] = [
+  { name: 'steel', dark: [112, 120, 130], light: [205, 212, 220] },
+  { name: 'aluminium', dark: [150, 154, 158], light: [232, 235, 238] },
+  { name: 'brass', dark: [150, 112, 40], light: [232, 205, 120] },
+  { name: 'blue anodised', dark: [35, 75, 150], light: [110, 160, 225] },
+  { name: 'red anodised', dark: [135, 35, 40], light: [215, 95, 95] },
+];
+
+const BELTS: Rgb[] = [
+  [48, 50, 52], // black rubber
+  [52, 66, 56], // green PVC
+  [50, 58, 72], // blue-grey
+  [70, 66, 60], // worn tan-grey
+];
+
+const OIL: Rgb[] = [
+  [34, 24, 14],
+  [22, 22, 24],
+  [60, 38, 20],
+];
+
+export function drawScene(r: Rng, cls: PartClass): Scene {
+  const belt = {
+    colour: jitter(r, pick(r, BELTS), 10),
+    ridge: { spacing: uniform(r, 2.5, 4.5), phase: uniform(r, 0, 5), opacity: uniform(r, 0.08, 0.22) },
+    specks: Array.from({ length: randInt(r, 20, 50) }, () => ({ x: uniform(r, 0, 100), y: uniform(r, 0, 100), r: uniform(r, 0.3, 0.9), light: r() < 0.5, opacity: uniform(r, 0.1, 0.3) })),
+  };
+  const beltMarks: Scene['beltMarks'] = [];
+  if (r() < 0.45) beltMarks.push({ blob: blob(r, [uniform(r, 5, 95), uniform(r, 5, 95)], uniform(r, 3, 7), 0.35, 0.7) });
+  if (r() < 0.4) {
+    const a = uniform(r, 0, Math.PI);
+    const c: Pt = [uniform(r, 5, 95), uniform(r, 5, 95)];
+    beltMarks.push({ scuff: stroke(r, c, a, uniform(r, 12, 30), uniform(r, 0.8, 1.6), [200, 200, 195], uniform(r, 0.25, 0.5)) });
+  }
+
+  const shape = pick<Shape>(r, [
+    { kind: 'plate', w: 56, h: 40, corner: 5 },
+    { kind: 'flange', r: 28 },
+    { kind: 'bracket', arm: 17, len: 54 },
+  ]);
+  const holes = holesOf(shape, r);
+  const material = pick(r, MATERIALS);
+  const tint = jitter(r, [0, 0, 0], 12);
+  const part: Scene['part'] = {
+    shape,
+    holes,
+    missing: cls === 'missing_hole' ? randInt(r, shape.kind === 'flange' ? 1 : 0, holes.length) : -1,
+    x: 50 + uniform(r, -9, 9),
+    y: 50 + uniform(r, -9, 9),
+    rotation: uniform(r, 0, 360),
+    scale: uniform(r, 0.82, 1.08),
+    dark: add(material.dark, tint),
+    light: add(material.light, tint),
+    streaks: Array.from({ length: randInt(r, 4, 10) }, () => {
+      const a = uniform(r, -0.25, 0.25);
+      return stroke(r, [uniform(r, -24, 24), uniform(r, -24, 24)], a, uniform(r, 10, 40), uniform(r, 0.3, 0.6), r() < 0.5 ? [255, 255, 255] : [0, 0, 0], uniform(r, 0.05, 0.12));
+    }),
+    specks: r() < 0.35 ? Array.from({ length: randInt(r, 1, 3) }, () => ({ ...inside(r, shape, holes, 2), r: uniform(r, 0.5, 0.9) })) : [],
+  };
+
+  const angle = uniform(r, 0, 360);
+  const light = { angle, highlight: uniform(r, 0, 0.18), shade: uniform(r, 0.05, 0.3), exposure: uniform(r, -0.2, 0.1) };
+  const away = ((angle + 180) * Math.PI) / 180;
+  const sd = uniform(r, 1.5, 3.5);
+  const shadow = { dx: sd * Math.cos(away), dy: sd * Math.sin(away), opacity: uniform(r, 0.35, 0.6), blur: uniform(r, 1, 2) };
+
+  const defect: Scene['defect'] = {};
+  if (cls === 'scratch') {
+    const p = inside(r, shape, holes, 3);
+    // The contrasting tone: a bright gouge on dark anodising, a dark one on bare metal (a bright
+    // line on aluminium is invisible at 32 px).
+    const bright = luma(part.light) < 170;
+    defect.scratch = stroke(r, [p.x, p.y], uniform(r, 0, Math.PI), uniform(r, 18, 32), uniform(r, 1.8, 2.8), bright ? [245, 247, 250] : [25, 25, 28], uniform(r, 0.7, 0.95));
+  } else if (cls === 'dent') {
+    const p = inside(r, shape, holes, 7);
+    defect.dent = { x: p.x, y: p.y, rx: uniform(r, 8, 11), ry: uniform(r, 5, 7.5), rotation: uniform(r, 0, 180), depth: uniform(r, 0.85, 1) };
+  } else if (cls === 'stain') {
+    const p = inside(r, shape, holes, 4);
+    defect.stain = blob(r, [p.x, p.y], uniform(r, 4.5, 7.5), 0.65, 0.9);
+  }
+  return { belt, beltMarks, part, light, shadow, defect, blur: r() < 0.5 ? 0 : uniform(r, 0.3, 0.9), noise: uniform(r, 1.5, 5) };
+}
+
+function holesOf(shape: Shape, r: Rng): Hole[] {
+  if (shape.kind === 'plate') {
+    const hr = uniform(r, 3.6, 4.6);
+    return [[-1, -1], [1, -1], [1, 1], [-1, 1]].map(([sx, sy]) => ({ x: sx! * (shape.w / 2 - 9), y: sy! * (shape.h / 2 - 8), r: hr }));
+  }
+  if (shape.kind === 'flange') {
+    const n = r() < 0.5 ? 4 : 6;
+    const hr = uniform(r, 3, 3.8);
+    const bolts = Array.from({ length: n }, (_, i) => ({ x: 19 * Math.cos((2 * Math.PI * i) / n), y: 19 * Math.sin((2 * Math.PI * i) / n), r: hr }));
+    return [{ x: 0, y: 0, r: uniform(r, 8, 10) }, ...bolts];
+  }
+  const hr = uniform(r, 3.2, 4);
+  const c = -shape.len / 2 + shape.arm / 2; // centre line of each arm
+  return [{ x: c + 17, y: c }, { x: c + 35, y: c }, { x: c, y: c + 17 }, { x: c, y: c + 35 }].map((h) => ({ ...h, r: hr }));
+}
+
+/** A point on solid metal at least `margin` from every edge and hole (rejection sampling). */
+export function inside(r: Rng, shape: Shape, holes: Hole[], margin: number): { x: number; y: number } {
+  for (let t = 0; t < 500; t++) {
+    const x = uniform(r, -28, 28);
+    const y = uniform(r, -28, 28);
+    if (solid(shape, x, y, margin) && holes.every((h) => Math.hypot(x - h.x, y - h.y) > h.r + margin)) return { x, y };
+  }
+  return { x: 0, y: shape.kind === 'flange' ? 14 : 0 };
+}
+
+function solid(shape: Shape, x: number, y: number, m: number): boolean {
+  if (shape.kind === 'plate') return Math.abs(x) < shape.w / 2 - m && Math.abs(y) < shape.h / 2 - m;
+  if (shape.kind === 'flange') return Math.hypot(x, y) < shape.r - m;
+  const lo = -shape.len / 2 + m;
+  const hi = shape.len / 2 - m;
+  const armHi = -shape.len / 2 + shape.arm - m;
+  return (x > lo && x < hi && y > lo && y < armHi) || (x > lo && x < armHi && y > lo && y < hi);
+}
+
+function stroke(r: Rng, centre: Pt, angle: number, length: number, width: number, colour: Rgb, opacity: number): Stroke {
+  const dx = (Math.cos(angle) * length) / 2;
+  const dy = (Math.sin(angle) * length) / 2;
+  const bend = uniform(r, -0.12, 0.12) * length;
+  return {
+    from: [centre[0] - dx, centre[1] - dy],
+    ctrl: [centre[0] - Math.sin(angle) * bend, centre[1] + Math.cos(angle) * bend],
+    to: [centre[0] + dx, centre[1] + dy],
+    width,
+    colour,
+    opacity,
+  };
+}
+
+/** An irregular closed blob: 9–12 spokes of jittered radius. */
+function blob(r: Rng, c: Pt, radius: number, lo: number, hi: number): Blob {
+  const n = randInt(r, 9, 13);
+  const stretch = uniform(r, 0.6, 1);
+  const turn = uniform(r, 0, Math.PI);
+  const points = Array.from({ length: n }, (_, i): Pt => {
+    const a = (2 * Math.PI * i) / n;
+    const rr = radius * uniform(r, 0.6, 1.25);
+    const px = Math.cos(a) * rr;
+    const py = Math.sin(a) * rr * stretch;
+    return [c[0] + px * Math.cos(turn) - py * Math.sin(turn), c[1] + px * Math.sin(turn) + py * Math.cos(turn)];
+  });
+  return { points, colour: jitter(r, pick(r, OIL), 8), opacity: uniform(r, lo, hi) };
+}
+
+const luma = (c: Rgb): number => 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2];
+const pick = <T>(r: Rng, xs: readonly T[]): T => xs[randInt(r, 0, xs.length)]!;
+const clamp8 = (v: number): number => Math.max(0, Math.min(255, Math.round(v)));
+const add = (a: Rgb, b: Rgb): Rgb => [clamp8(a[0] + b[0]), clamp8(a[1] + b[1]), clamp8(a[2] + b[2])];
+const jitter = (r: Rng, c: Rgb, d: number): Rgb => add(c, [uniform(r, -d, d), uniform(r, -d, d), uniform(r, -d, d)]);

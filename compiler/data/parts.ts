@@ -1,0 +1,180 @@
+/**
+ * The generated colour defect-inspection set: parts-scene.ts draws a scene from a seeded stream,
+ * parts-svg.ts writes it as SVG, sharp (librsvg) rasterises it, then a seeded blur and sensor noise
+ * are added. Sample i of class c depends only on (seed, c, i): a larger --per-class extends a
+ * smaller one, and the same seed gives the same bytes (with the same sharp/libvips build, which the
+ * manifest records).
+ */
+import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { z } from 'zod';
+import { CompilerError } from '../ops/errors.ts';
+import { checkInt } from './errors.ts';
+import { mapLimit, toRgb } from './image-folder.ts';
+import { PART_CLASSES, drawScene, type PartClass, type Scene } from './parts-scene.ts';
+import { sceneSvg } from './parts-svg.ts';
+import { gaussian, hashString, mixSeed, mulberry32 } from './rng.ts';
+import type { LabeledSet, Sample } from './types.ts';
+
+export { PART_CLASSES, type PartClass };
+
+export const PARTS_GENERATOR = 'edgeprompt-parts';
+/** Bump when a change to the drawing changes any image for a seed. */
+export const PARTS_VERSION = 1;
+
+export interface PartsOptions {
+  perClass: number;
+  /** Stored side of the set's images. */
+  size: number;
+  seed: number;
+  /** Default all of PART_CLASSES. Labels follow the sorted names, as loadImageFolder would give. */
+  classes?: readonly string[];
+  /**
+   * Side the scene is rasterised at; default `size`. With renderSize 64 and size 32 the set equals,
+   * byte for byte, `make-parts --size 64` loaded by loadImageFolder({ size: 32 }).
+   */
+  renderSize?: number;
+  /** Images rendered at once; default 4. */
+  concurrency?: number;
+}
+
+export const PartsManifest = z.object({
+  generator: z.literal(PARTS_GENERATOR),
+  version: z.number().int(),
+  seed: z.number().int(),
+  size: z.number().int().positive(),
+  perClass: z.number().int().positive(),
+  classes: z.record(z.string(), z.number().int()),
+  files: z.string(),
+  sharp: z.string(),
+  vips: z.string(),
+});
+export type PartsManifest = z.infer<typeof PartsManifest>;
+
+const NOISE_STREAM = 0x6e6f6973;
+
+/** One sample: px×px×3 RGB uint8. */
+export async function renderPart(seed: number, cls: PartClass, index: number, px: number): Promise<Uint8Array> {
+  const key = mixSeed(seed, hashString(cls), index);
+  return renderScene(drawScene(mulberry32(key), cls), px, mixSeed(key, NOISE_STREAM));
+}
+
+/**
+ * Rasterise a scene, then blur and add sensor noise. The noise has its own seed so a scene and an
+ * edited copy (say, its defect removed) get identical noise and differ only where the edit is.
+ */
+export async function renderScene(scene: Scene, px: number, noiseSeed: number): Promise<Uint8Array> {
+  let img = sharp(Buffer.from(sceneSvg(scene, px))).removeAlpha();
+  const sigma = (scene.blur * px) / 64;
+  if (sigma >= 0.3) img = img.blur(sigma); // sharp's smallest σ; below it the scene stays sharp
+  const { data } = await img.raw().toBuffer({ resolveWithObject: true });
+  const g = gaussian(mulberry32(noiseSeed));
+  const out = new Uint8Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = Math.max(0, Math.min(255, Math.round(data[i]! + scene.noise * g())));
+  return out;
+}
+
+/** The set in memory, nothing written. */
+export async function makePartsSet(options: PartsOptions): Promise<LabeledSet> {
+  const o = resolveOptions(options);
+  const jobs = o.classes.flatMap((cls, label) => Array.from({ length: o.perClass }, (_, i) => ({ cls, label, i })));
+  const samples = await mapLimit(jobs, o.concurrency, async ({ cls, label, i }): Promise<Sample> => {
+    let image = await renderPart(o.seed, cls, i, o.renderSize);
+    if (o.renderSize !== o.size) image = await toRgb(sharp(image, { raw: { width: o.renderSize, height: o.renderSize, channels: 3 } }), o.size, 'center-crop');
+    return { image, label, source: `parts:${o.seed}:${cls}:${i}` };
+  });
+  return { name: `parts:${o.seed}`, classes: [...o.classes], size: o.size, samples };
+}
+
+/**
+ * Writes DIR/<class>/<class>_<i>.png and DIR/manifest.json. Refuses a non-empty DIR unless
+ * `force`, which first deletes only files this generator names (<class>_<digits>.png, the manifest).
+ */
+export async function writePartsSet(dir: string, options: PartsOptions & { force?: boolean }): Promise<PartsManifest> {
+  const o = resolveOptions(options);
+  await prepareDir(dir, options.force ?? false);
+  const digits = Math.max(4, String(o.perClass - 1).length);
+  const name = (cls: string, i: number): string => `${cls}_${String(i).padStart(digits, '0')}.png`;
+  for (const cls of o.classes) await mkdir(join(dir, cls), { recursive: true });
+  const jobs = o.classes.flatMap((cls) => Array.from({ length: o.perClass }, (_, i) => ({ cls, i })));
+  await mapLimit(jobs, o.concurrency, async ({ cls, i }) => {
+    const raw = await renderPart(o.seed, cls, i, o.size);
+    const png = await sharp(raw, { raw: { width: o.size, height: o.size, channels: 3 } }).png().toBuffer();
+    await writeFile(join(dir, cls, name(cls, i)), png);
+  });
+  const manifest: PartsManifest = {
+    generator: PARTS_GENERATOR,
+    version: PARTS_VERSION,
+    seed: o.seed,
+    size: o.size,
+    perClass: o.perClass,
+    classes: Object.fromEntries(o.classes.map((c) => [c, o.perClass])),
+    files: `<class>/<class>_${'#'.repeat(digits)}.png`,
+    sharp: sharp.versions.sharp,
+    vips: sharp.versions.vips,
+  };
+  await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  return manifest;
+}
+
+export async function readPartsManifest(dir: string): Promise<PartsManifest> {
+  const file = join(dir, 'manifest.json');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new CompilerError('FILE_NOT_FOUND', `${file}: no such file; generate the set with \`edgeprompt data make-parts --out ${dir}\``);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new CompilerError('BAD_FILE', `${file}: not JSON (${(e as Error).message})`);
+  }
+  const parsed = PartsManifest.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new CompilerError('BAD_FILE', `${file}: field "${issue.path.join('.') || '(root)'}": ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+function resolveOptions(options: PartsOptions): Required<Omit<PartsOptions, 'classes'>> & { classes: PartClass[] } {
+  const size = checkInt(options.size, 'size', 8);
+  const classes = [...(options.classes ?? PART_CLASSES)].sort();
+  for (const c of classes) {
+    if (!(PART_CLASSES as readonly string[]).includes(c)) throw new CompilerError('BAD_ARGUMENT', `classes: unknown parts class "${c}"; known: ${PART_CLASSES.join(', ')}`);
+  }
+  if (classes.length === 0 || new Set(classes).size !== classes.length) throw new CompilerError('BAD_ARGUMENT', `classes: expected distinct names from ${PART_CLASSES.join(', ')}, got [${classes.join(', ')}]`);
+  return {
+    perClass: checkInt(options.perClass, 'perClass', 1),
+    size,
+    seed: checkInt(options.seed, 'seed'),
+    classes: classes as PartClass[],
+    renderSize: checkInt(options.renderSize ?? size, 'renderSize', 8),
+    concurrency: checkInt(options.concurrency ?? 4, 'concurrency', 1),
+  };
+}
+
+async function prepareDir(dir: string, force: boolean): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CompilerError('BAD_ARGUMENT', `${dir}: cannot be used as the output folder (${(e as Error).message})`);
+    await mkdir(dir, { recursive: true });
+    return;
+  }
+  if (entries.length === 0) return;
+  if (!force) throw new CompilerError('BAD_ARGUMENT', `${dir}: exists and is not empty; choose another --out or pass --force to replace a previous make-parts output`);
+  await rm(join(dir, 'manifest.json'), { force: true });
+  for (const cls of PART_CLASSES) {
+    const sub = join(dir, cls);
+    const files = await readdir(sub).catch(() => null);
+    if (!files) continue;
+    const ours = new RegExp(`^${cls}_\\d+\\.png$`);
+    for (const file of files) if (ours.test(file)) await rm(join(sub, file));
+    if (files.every((file) => ours.test(file))) await rmdir(sub);
+  }
+}

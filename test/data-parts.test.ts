@@ -1,0 +1,142 @@
+// The generated defect-inspection set: determinism, files and manifest, visible defects, the CLI.
+
+import test from 'ava';
+import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { CompilerError } from '../compiler/ops/errors.ts';
+import { Command } from 'commander';
+import { addDataCommands } from '../compiler/cli/data.ts';
+import { loadImageFolder, toRgb } from '../compiler/data/image-folder.ts';
+import { drawScene, PART_CLASSES, type PartClass } from '../compiler/data/parts-scene.ts';
+import { makePartsSet, readPartsManifest, renderScene, writePartsSet } from '../compiler/data/parts.ts';
+import { hashString, mixSeed, mulberry32 } from '../compiler/data/rng.ts';
+import { classCounts } from '../compiler/data/sampling.ts';
+import { tempDir } from './helpers/images.ts';
+
+let root = '';
+let cleanup = async (): Promise<void> => {};
+test.before(async () => ({ dir: root, cleanup } = await tempDir('ep-parts-')));
+test.after.always(() => cleanup());
+
+const bytesOf = (s: { samples: { image: Uint8Array }[] }): Buffer => Buffer.concat(s.samples.map((x) => x.image));
+
+test('same seed → identical bytes; another seed → different; a larger perClass extends a smaller one', async (t) => {
+  const a = await makePartsSet({ perClass: 2, size: 32, seed: 11 });
+  const b = await makePartsSet({ perClass: 2, size: 32, seed: 11, concurrency: 1 });
+  const c = await makePartsSet({ perClass: 2, size: 32, seed: 12 });
+  t.deepEqual(a.classes, ['dent', 'missing_hole', 'ok', 'scratch', 'stain']);
+  t.deepEqual(classCounts(a), { dent: 2, missing_hole: 2, ok: 2, scratch: 2, stain: 2 });
+  t.true(bytesOf(a).equals(bytesOf(b)));
+  t.false(bytesOf(a).equals(bytesOf(c)));
+  t.is(new Set(a.samples.map((s) => Buffer.from(s.image).toString('base64'))).size, 10, 'every image differs');
+  const three = await makePartsSet({ perClass: 3, size: 32, seed: 11, classes: ['ok', 'dent'] });
+  const prefix = three.samples.filter((s) => !s.source.endsWith(':2'));
+  t.deepEqual(prefix.map((s) => s.image), a.samples.filter((s) => ['ok', 'dent'].includes(a.classes[s.label]!)).map((s) => s.image));
+});
+
+test('written PNGs + manifest; loading them at 32 px equals the in-memory set rendered at 64', async (t) => {
+  const dir = join(root, 'set');
+  const m = await writePartsSet(dir, { perClass: 2, size: 64, seed: 3, classes: ['stain', 'ok', 'scratch'] });
+  t.deepEqual((await readdir(dir)).sort(), ['manifest.json', 'ok', 'scratch', 'stain']);
+  t.deepEqual(await readdir(join(dir, 'stain')), ['stain_0000.png', 'stain_0001.png']);
+  t.deepEqual(await readPartsManifest(dir), m);
+  t.like(m, { generator: 'edgeprompt-parts', version: 1, seed: 3, size: 64, perClass: 2, classes: { ok: 2, scratch: 2, stain: 2 } });
+  const meta = await sharp(join(dir, 'ok', 'ok_0001.png')).metadata();
+  t.like(meta, { format: 'png', width: 64, height: 64, channels: 3 });
+
+  // Byte-identical files from a second run with the same seed.
+  const again = join(root, 'again');
+  await writePartsSet(again, { perClass: 2, size: 64, seed: 3, classes: ['stain', 'ok', 'scratch'] });
+  for (const f of ['ok/ok_0000.png', 'stain/stain_0001.png', 'manifest.json']) t.true((await readFile(join(dir, f))).equals(await readFile(join(again, f))), f);
+
+  const loaded = await loadImageFolder(dir, { size: 32 });
+  const memory = await makePartsSet({ perClass: 2, size: 32, renderSize: 64, seed: 3, classes: ['stain', 'ok', 'scratch'] });
+  t.deepEqual(loaded.classes, memory.classes);
+  t.true(bytesOf(loaded).equals(bytesOf(memory)));
+});
+
+test('every defect is visible at 32 px and local: it changes a few pixels by ≥ 30 levels', async (t) => {
+  // Each defect scene against the same scene (same noise) without its defect, both rendered at
+  // 64 and resized to the model's 32 as training loads them.
+  const to32 = (img: Uint8Array): Promise<Uint8Array> => toRgb(sharp(img, { raw: { width: 64, height: 64, channels: 3 } }), 32, 'center-crop');
+  for (const cls of ['scratch', 'dent', 'stain', 'missing_hole'] as const) {
+    for (let i = 0; i < 6; i++) {
+      const scene = drawScene(mulberry32(mixSeed(1, hashString(cls), i)), cls);
+      const clean = { ...scene, defect: {}, part: { ...scene.part, missing: -1 } };
+      const [a, b] = await Promise.all([renderScene(scene, 64, 5).then(to32), renderScene(clean, 64, 5).then(to32)]);
+      let max = 0;
+      let changed = 0;
+      for (let p = 0; p < 32 * 32; p++) {
+        const d = Math.max(...[0, 1, 2].map((c) => Math.abs(a[p * 3 + c]! - b[p * 3 + c]!)));
+        max = Math.max(max, d);
+        if (d > 10) changed++;
+      }
+      t.true(max >= 30, `${cls} ${i}: strongest change ${max} levels`);
+      t.true(changed >= 3 && changed <= 64, `${cls} ${i}: ${changed} pixels changed by > 10`);
+    }
+  }
+});
+
+test('scenes: only the named defect is drawn; missing_hole drops one hole and never a flange bore', (t) => {
+  for (const cls of PART_CLASSES) {
+    for (let i = 0; i < 50; i++) {
+      const s = drawScene(mulberry32(mixSeed(2, hashString(cls), i)), cls);
+      const drawn = Object.keys(s.defect);
+      t.deepEqual(drawn, cls === 'ok' || cls === 'missing_hole' ? [] : [cls as Exclude<PartClass, 'ok' | 'missing_hole'>]);
+      if (cls === 'missing_hole') {
+        t.true(s.part.missing >= 0 && s.part.missing < s.part.holes.length);
+        if (s.part.shape.kind === 'flange') t.not(s.part.missing, 0);
+      } else {
+        t.is(s.part.missing, -1);
+      }
+    }
+  }
+});
+
+test('make-parts through the CLI command: writes the set, refuses a used folder unless --force', async (t) => {
+  const out = join(root, 'cli');
+  const run = (...args: string[]): Promise<unknown> => {
+    const program = new Command('edgeprompt').exitOverride();
+    addDataCommands(program);
+    return program.parseAsync(['data', 'make-parts', '--out', out, ...args], { from: 'user' });
+  };
+  const log = console.log;
+  console.log = () => {};
+  t.teardown(() => (console.log = log));
+  await run('--per-class', '3', '--size', '32', '--seed', '5', '--classes', 'ok,stain');
+  t.deepEqual((await readdir(out)).sort(), ['manifest.json', 'ok', 'stain']);
+  t.is((await readdir(join(out, 'ok'))).length, 3);
+
+  const used = await t.throwsAsync(run('--per-class', '2', '--size', '32'), { instanceOf: CompilerError });
+  t.regex(used.message, /exists and is not empty; choose another --out or pass --force/);
+
+  // --force removes the generator's own files (stale classes and indices) and nothing else.
+  await writeFile(join(out, 'ok', 'notes.txt'), 'mine');
+  await run('--per-class', '2', '--size', '32', '--classes', 'ok', '--force');
+  t.deepEqual((await readdir(out)).sort(), ['manifest.json', 'ok']);
+  t.deepEqual((await readdir(join(out, 'ok'))).sort(), ['notes.txt', 'ok_0000.png', 'ok_0001.png']);
+  t.like(await readPartsManifest(out), { perClass: 2, classes: { ok: 2 }, seed: 0 });
+
+  const bad: [string[], RegExp][] = [
+    [['--per-class', '0'], /--per-class: expected an integer ≥ 1, got "0"/],
+    [['--size', 'big'], /--size: expected an integer ≥ 8, got "big"/],
+    [['--classes', 'ok,crack', '--force'], /unknown parts class "crack"; known: ok, scratch, dent, missing_hole, stain/],
+  ];
+  for (const [args, re] of bad) t.regex((await t.throwsAsync(run(...args), { instanceOf: CompilerError })).message, re, args.join(' '));
+  const file = join(out, 'manifest.json');
+  const asFile = new Command('edgeprompt').exitOverride();
+  addDataCommands(asFile);
+  const e = await t.throwsAsync(asFile.parseAsync(['data', 'make-parts', '--out', file], { from: 'user' }), { instanceOf: CompilerError });
+  t.true(e.message.startsWith(`${file}: cannot be used as the output folder`), e.message);
+});
+
+test('a broken manifest is an error naming the file and field', async (t) => {
+  const dir = join(root, 'bad-manifest');
+  await mkdir(dir, { recursive: true });
+  t.is((await t.throwsAsync(readPartsManifest(dir), { instanceOf: CompilerError })).code, 'FILE_NOT_FOUND');
+  await writeFile(join(dir, 'manifest.json'), JSON.stringify({ generator: 'edgeprompt-parts', version: 1, seed: 'x' }));
+  const e = await t.throwsAsync(readPartsManifest(dir), { instanceOf: CompilerError });
+  t.is(e.code, 'BAD_FILE');
+  t.regex(e.message, /manifest\.json: field "seed"/);
+});
