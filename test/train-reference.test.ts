@@ -11,6 +11,7 @@ import { METHODS } from '../compiler/methods/registry.ts';
 import { TfEngine } from '../compiler/train/engine-tfjs.ts';
 import { newOptimizerState, optimizerStep, type TrainableTensor } from '../compiler/train/optim.ts';
 import type { HostTensor } from '../compiler/ops/host-tensor.ts';
+import type { OptimizerRecipe } from '../compiler/methods/method.ts';
 import { fixturePath, fixtureVit, relErr } from './helpers/fixtures.ts';
 
 test.before(async () => {
@@ -30,7 +31,7 @@ for (const name of ['vpt-deep', 'vpt-shallow', 'linear']) {
     const opts = method.resolveOptions((name === 'linear' ? {} : { prompts: 3, dropout: 0 }) as never);
     const engine = new TfEngine({ cfg, backbone, method: method as never, options: opts as never, params: init, numClasses: C, labelSmoothing: 0, seed: 0, backend: 'test' });
     const params: TrainableTensor[] = [...init].map(([k, v]) => ({ name: k, shape: [...v.shape], value: Float32Array.from(v.data), decay: k !== 'head.bias' }));
-    const recipe = { kind: 'sgd', lr: 0, scaleLrByBatch: false, momentum: 0.9, weightDecay: 1e-4, betas: [0.9, 0.999] } as const;
+    const recipe: OptimizerRecipe = { kind: 'sgd', lr: 0, scaleLrByBatch: false, momentum: 0.9, weightDecay: 1e-4, betas: [0.9, 0.999] };
     const state = newOptimizerState();
     const lrs = get('lr').data;
     const losses = get('loss').data;
