@@ -87,3 +87,19 @@ for (const name of Object.keys(METHODS)) {
     });
   }
 }
+
+test('ORT offline optimisation (level extended) keeps the fused model equal to the training graph', async (t) => {
+  const { optimizeOffline } = await import('../compiler/export/optimize.ts');
+  const { verifyTask } = await import('../compiler/export/verify-task.ts');
+  const task = { cfg, backbone, ...trained('vpt-deep') };
+  const fused = exportTask(task);
+  const optimized = await optimizeOffline(fused);
+  const ops = summarizeModel(optimized).opCounts;
+  t.true(Object.keys(ops).some((k) => k.startsWith('com.microsoft:')), JSON.stringify(ops));
+  t.false(Object.keys(ops).some((k) => k.includes('nchwc')));
+  const set = await makePartsSet({ perClass: 4, size: 32, seed: 9 });
+  const v = await verifyTask(task, optimized, set);
+  t.log(`optimized: max |Δlogit| ${v.maxAbsDiff.toExponential(2)}, top-1 agreement ${v.top1Agreement}`);
+  t.true(v.maxAbsDiff <= 1e-4);
+  t.is(v.top1Agreement, 1);
+});
