@@ -9,6 +9,8 @@ import { infoCommand } from './info.ts';
 import { demoCommand } from './demo.ts';
 import { trainCommand } from './train.ts';
 import { addDataCommands } from './data.ts';
+import { addArtifactCommands } from './artifact.ts';
+import { ArtifactError } from '../../runtime/artifact/index.ts';
 
 const program = new Command('edgeprompt')
   .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')
@@ -48,11 +50,18 @@ program
   .action((opts) => trainCommand(opts));
 
 addDataCommands(program);
+addArtifactCommands(program, parseNumberArg);
 
 program
   .command('demo')
   .description('run the main job on the embedded defaults and say what it did')
   .action(demoCommand);
+
+function parseNumberArg(flag: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new CompilerError('BAD_ARGUMENT', `${flag}: expected a non-negative number, got "${v}"`);
+  return n;
+}
 
 function parseIntArg(flag: string, v: string): number {
   const n = Number(v);
@@ -64,7 +73,7 @@ try {
   await program.parseAsync(process.argv);
 } catch (e) {
   if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
-  if (e instanceof CompilerError) {
+  if (e instanceof CompilerError || e instanceof ArtifactError) {
     console.error(`edgeprompt: error [${e.code}]: ${e.message}`);
     process.exit(2);
   }

@@ -63,6 +63,9 @@ export const compileConfig = z.strictObject({
     })
     .default({ patience: 0, optimizer: {}, augment: {} }),
   seed: int.default(0),
+  /** What the device decides with (manifest thresholds): OK when the label is one of okLabels and the score ≥ minConfidence. */
+  thresholds: z.strictObject({ okLabels: z.array(z.string()).min(1).optional(), minConfidence: z.number().min(0).max(1).default(0.5) }).default({ minConfidence: 0.5 }),
+  version: z.string().default('1.0.0').describe('artifact version written into the manifest'),
   engine: z.enum(['tfjs', 'auto']).default('auto'),
   backend: z.enum(['auto', 'gpu', 'node', 'wasm', 'cpu']).default('auto'),
   output: z.strictObject({ dir: z.string() }),

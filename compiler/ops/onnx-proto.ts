@@ -6,6 +6,7 @@
 import onnxProto from 'onnx-proto';
 import type { onnx as O } from 'onnx-proto';
 import type { Dim } from './ops.ts';
+import { CompilerError } from './errors.ts';
 
 const { onnx } = onnxProto;
 const DT = onnx.TensorProto.DataType;
@@ -159,4 +160,99 @@ export function summarizeModel(bytes: Uint8Array): ModelSummary {
     parameters,
     metadata: Object.fromEntries((m.metadataProps ?? []).map((p) => [p.key ?? '', p.value ?? ''])),
   };
+}
+
+/** A model read back into plain specs, with what `encodeModel` takes besides the graph. */
+export interface DecodedModel {
+  graph: GraphSpec;
+  metadata: Record<string, string>;
+  /** Opsets other than the default domain's (e.g. com.microsoft), to pass back to `encodeModel`. */
+  extraOpsets: { domain: string; version: number }[];
+  opset: number;
+}
+
+function bytesOf(raw: Uint8Array): Uint8Array {
+  // protobufjs hands out views into the whole model buffer: copy so typed views are aligned and owned.
+  return new Uint8Array(raw);
+}
+
+function tensorSpec(t: O.ITensorProto): TensorSpec {
+  const name = t.name ?? '';
+  const dtype = DTYPE_NAME.get(t.dataType ?? 0);
+  if (!dtype) throw new CompilerError('UNSUPPORTED', `initializer "${name}": ONNX data type ${t.dataType} is not one of ${Object.keys(DTYPE).join(', ')}`);
+  if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) throw new CompilerError('UNSUPPORTED', `initializer "${name}": external data is not supported; save the model as one file`);
+  const shape = (t.dims ?? []).map(num);
+  const n = shape.reduce((p, d) => p * d, 1);
+  const raw = t.rawData && t.rawData.byteLength > 0 ? bytesOf(t.rawData) : null;
+  if (dtype === 'float32') {
+    const data = raw ? new Float32Array(raw.buffer, 0, raw.byteLength / 4) : Float32Array.from(t.floatData ?? []);
+    if (data.length !== n) throw new CompilerError('BAD_FILE', `initializer "${name}": ${data.length} values for shape [${shape.join(', ')}]`);
+    return { name, dtype, shape, data };
+  }
+  if (dtype === 'int64') {
+    const ints = raw ? Array.from(new BigInt64Array(raw.buffer, 0, raw.byteLength / 8), Number) : (t.int64Data ?? []).map(num);
+    return { name, dtype, shape, ints };
+  }
+  if (raw) return { name, dtype, shape, raw };
+  // Typed fields: int8/uint8/int32/float16 all live in int32Data (float16 as its bit pattern).
+  const ints = t.int32Data ?? [];
+  const out =
+    dtype === 'int32' ? new Uint8Array(Int32Array.from(ints).buffer)
+    : dtype === 'float16' ? new Uint8Array(Uint16Array.from(ints).buffer)
+    : dtype === 'int8' ? new Uint8Array(Int8Array.from(ints).buffer)
+    : Uint8Array.from(ints);
+  return { name, dtype, shape, raw: out };
+}
+
+function attrValue(a: O.IAttributeProto, where: string): AttrValue {
+  switch (a.type) {
+    case AT.INT: return num(a.i);
+    // A whole-number FLOAT must stay FLOAT when encoded again: encodeModel writes plain integers as INT.
+    case AT.FLOAT: return Number.isInteger(a.f ?? 0) ? { float: a.f ?? 0 } : (a.f ?? 0);
+    case AT.STRING: return new TextDecoder().decode(a.s ?? new Uint8Array());
+    case AT.INTS: return (a.ints ?? []).map(num);
+    default: throw new CompilerError('UNSUPPORTED', `${where}: attribute "${a.name}" has ONNX attribute type ${a.type}, which GraphSpec cannot hold`);
+  }
+}
+
+/** Read a model back into plain specs (the inverse of `encodeModel` for the graphs this compiler writes). */
+export function decodeModel(bytes: Uint8Array): DecodedModel {
+  let m: O.ModelProto;
+  try {
+    m = onnx.ModelProto.decode(bytes);
+  } catch (e) {
+    throw new CompilerError('BAD_FILE', `not an ONNX model (${(e as Error).message})`);
+  }
+  if (!m.graph) throw new CompilerError('BAD_FILE', 'ONNX model has no graph');
+  const g = m.graph;
+  const opsets = (m.opsetImport ?? []).map((o) => ({ domain: o.domain ?? '', version: num(o.version) }));
+  const graph: GraphSpec = {
+    name: g.name ?? '',
+    nodes: (g.node ?? []).map((n, i) => {
+      const name = n.name || `${n.opType}_${i}`;
+      const spec: NodeSpec = {
+        op: n.opType ?? '',
+        inputs: [...(n.input ?? [])],
+        outputs: [...(n.output ?? [])],
+        attrs: Object.fromEntries((n.attribute ?? []).map((a) => [a.name ?? '', attrValue(a, `node ${name}`)])),
+        name,
+      };
+      if (n.domain) spec.domain = n.domain;
+      return spec;
+    }),
+    initializers: (g.initializer ?? []).map(tensorSpec),
+    inputs: (g.input ?? []).map(specOf),
+    outputs: (g.output ?? []).map(specOf),
+  };
+  return {
+    graph,
+    metadata: Object.fromEntries((m.metadataProps ?? []).map((p) => [p.key ?? '', p.value ?? ''])),
+    extraOpsets: opsets.filter((o) => o.domain !== '' && o.domain !== 'ai.onnx'),
+    opset: opsets.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? OPSET,
+  };
+}
+
+/** The graph of a model, as plain specs. */
+export function decodeGraph(bytes: Uint8Array): GraphSpec {
+  return decodeModel(bytes).graph;
 }
