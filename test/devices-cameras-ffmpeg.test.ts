@@ -1,7 +1,10 @@
 // ffmpeg sources against real ffmpeg and real (generated) video files.
 
 import test from 'ava';
-import { existsSync } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { createServer as createTcpServer, type AddressInfo } from 'node:net';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { FfmpegSource, resolveFfmpeg } from '../devices/cameras/ffmpeg.ts';
 import type { Frame } from '../devices/cameras/frame.ts';
@@ -66,12 +69,14 @@ test('RGBA output gives W×H×4 frames with opaque alpha', async (t) => {
 test('resize contract: stretch keeps the side bands, center-crop sees only the middle', async (t) => {
   const format = { width: 32, height: 32, channels: 3 as const };
   const stretch = (await drain(new FfmpegSource({ camera: 's', format, input: { kind: 'file', path: media.bands! }, resize: 'stretch', interpolation: 'neighbor' }))).frames[0]!;
-  t.deepEqual(pixel(stretch, 0, 16), BLUE);
-  t.deepEqual(pixel(stretch, 16, 16), GREEN);
-  t.deepEqual(pixel(stretch, 31, 16), RED);
+  // lavfi draws in YUV, so colours come back within a couple of levels.
+  const near = (got: number[], want: number[]): boolean => got.every((v, i) => Math.abs(v - want[i]!) <= 2);
+  t.true(near(pixel(stretch, 0, 16), BLUE), `${pixel(stretch, 0, 16)}`);
+  t.true(near(pixel(stretch, 16, 16), GREEN), `${pixel(stretch, 16, 16)}`);
+  t.true(near(pixel(stretch, 31, 16), RED), `${pixel(stretch, 31, 16)}`);
   const crop = (await drain(new FfmpegSource({ camera: 'c', format, input: { kind: 'file', path: media.bands! }, resize: 'center-crop', interpolation: 'neighbor' }))).frames[0]!;
   t.is(crop.data.length, 32 * 32 * 3);
-  t.is(maxColourError(crop, GREEN), 0, 'a 2:1 frame cropped to 1:1 keeps only the middle half');
+  t.true(maxColourError(crop, GREEN) <= 2, 'a 2:1 frame cropped to 1:1 keeps only the middle half');
 });
 
 test('loop replays a 5-frame file past its end with monotonic frame ids, and stop() ends the process', async (t) => {
@@ -147,4 +152,69 @@ test('without a system ffmpeg on PATH the @ffmpeg-installer binary is used, and 
   const { frames } = await drain(src);
   t.is(frames.length, 10);
   t.true(maxColourError(frames[0]!, TEAL) <= 3);
+});
+
+test('an HTTP URL is a live stream: it decodes, and its end counts as a lost camera (restart, reason ended)', async (t) => {
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'video/mp4' });
+    createReadStream(media.teal!).pipe(res);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/cam.mp4`;
+  try {
+    const src = createSource({ kind: 'ffmpeg', id: 'http', input: { kind: 'url', url }, watchdog: { backoff: { initialMs: 50 } } }, { input: { width: 16, height: 16 } });
+    const events = recordStates(src);
+    const frames: Frame[] = [];
+    src.on('frame', (f) => frames.push(f));
+    await src.start();
+    const e = await waitForState(src, events, (x) => x.state === 'restarting');
+    await src.stop();
+    t.is(e.reason, 'ended');
+    t.true(frames.length >= 10);
+    t.true(maxColourError(frames[0]!, TEAL) <= 3);
+  } finally {
+    server.close();
+  }
+});
+
+async function freePort(): Promise<number> {
+  const srv = createTcpServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+test('an RTSP URL is read over TCP (the source listens here; a second ffmpeg plays the camera)', async (t) => {
+  const url = `rtsp://127.0.0.1:${await freePort()}/cam`;
+  const src = new FfmpegSource({ camera: 'rtsp', format: { width: 16, height: 16, channels: 3 }, input: { kind: 'url', url }, inputArgs: ['-rtsp_flags', 'listen'] });
+  t.false(src.finite);
+  const frames: Frame[] = [];
+  src.on('frame', (f) => frames.push(f));
+  const ended = new Promise((r) => src.once('end', (i) => r(i.reason)));
+  await src.start();
+  t.true(src.lastCommand.join(' ').includes(`-rtsp_transport tcp -rtsp_flags listen -i ${url}`));
+  await new Promise((r) => setTimeout(r, 300)); // let the listener bind
+  const camera = spawn(resolveFfmpeg(), ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', solidGraph(RED, 64, 48, 10), '-t', '1', '-c:v', 'libx264', '-preset', 'ultrafast', '-f', 'rtsp', '-rtsp_transport', 'tcp', url], { stdio: 'ignore' });
+  t.is(await ended, 'eof');
+  camera.kill();
+  t.true(frames.length >= 8, `${frames.length} frames`);
+  t.true(maxColourError(frames.at(-1)!, RED) <= 3);
+});
+
+test('a frozen decoder (SIGSTOP: alive but silent) is caught by the watchdog and replaced', async (t) => {
+  const bare = new FfmpegSource({ camera: 'frozen', format: { width: 8, height: 8, channels: 3 }, input: { kind: 'lavfi', graph: 'testsrc2=s=64x48:r=25', realtime: true } });
+  const { Watchdog } = await import('../devices/cameras/watchdog.ts');
+  const wd = new Watchdog(bare, { stallMs: 300, backoff: { initialMs: 50 } });
+  const events = recordStates(wd);
+  await wd.start();
+  await takeFrames(wd, 3, 5000);
+  const frozenPid = bare.pid!;
+  process.kill(frozenPid, 'SIGSTOP');
+  const stalled = await waitForState(wd, events, (e) => e.state === 'stalled', 3000);
+  const back = await waitForState(wd, events, (e) => e.state === 'running' && e.ts > stalled.ts, 5000);
+  t.true(back.ts - stalled.ts < 8000, `back after ${back.ts - stalled.ts} ms`);
+  t.not(bare.pid, frozenPid);
+  t.throws(() => process.kill(frozenPid, 0), undefined, 'the frozen ffmpeg was killed');
+  await wd.stop();
 });

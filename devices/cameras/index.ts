@@ -1,0 +1,12 @@
+export * from './frame.ts';
+export { RawFramer } from './framer.ts';
+export { LineTail } from './tail.ts';
+export { ProcessSource, type ProcessSpec } from './process-source.ts';
+export { FfmpegSource, ffmpegArgs, ffmpegFilters, resolveFfmpeg, type FfmpegInput, type FfmpegOptions, type ResizeMode, type Interpolation } from './ffmpeg.ts';
+export { GstreamerSource, gstArgs, splitPipeline, type GstOptions } from './gstreamer.ts';
+export { FolderSource, listImages, labelOf, decodeImage, type FolderOptions } from './folder.ts';
+export { SyntheticSource, renderSynthetic, classColour, prng, type SyntheticOptions, type SyntheticPattern } from './synthetic.ts';
+export { Watchdog, type WatchdogOptions, type WatchdogStats } from './watchdog.ts';
+export * from './config.ts';
+export { createSource, createBareSource, parseCameraConfig, type CreateSourceOptions } from './factory.ts';
+export { takeFrames, TakeTimeoutError } from './take.ts';
