@@ -18,6 +18,9 @@ import { fixtureIO, fixtureVit, get, relErr } from './helpers/fixtures.ts';
 const io = fixtureIO();
 const input = get(io, 'input');
 const tensor = (h: HostTensor) => tf.tensor(h.data, [...h.shape]);
+// The issue's bar is 1e-4; we hold 1e-5 because float32 noise here is ~1.3e-6 and the subtlest
+// real error the reference authors found (LayerNorm eps 1e-5 instead of 1e-6) moves logits 2.5e-5.
+const TOL = 1e-5;
 
 test.before(async () => {
   await initTf();
@@ -51,8 +54,8 @@ test('TfOps forward matches the PyTorch reference (logits and CLS features ≤ 1
   f.dispose();
   ops.dispose();
   t.log(`max |Δlogit| ${dl.toExponential(2)}, max |Δfeature| ${df.toExponential(2)}`);
-  t.true(dl <= 1e-4, `logits differ by ${dl}`);
-  t.true(df <= 1e-4, `features differ by ${df}`);
+  t.true(dl <= TOL, `logits differ by ${dl}`);
+  t.true(df <= TOL, `features differ by ${df}`);
 });
 
 for (const fold of [true, false]) {
@@ -62,7 +65,7 @@ for (const fold of [true, false]) {
       const logits = await ortLogits(exportVitBackbone(cfg, sd, { fold, clsOnlyLastBlock: clsOnly }), input);
       const d = maxAbsDiff(logits, get(io, 'logits').data);
       t.log(`max |Δlogit| ${d.toExponential(2)}`);
-      t.true(d <= 1e-4, `logits differ by ${d}`);
+      t.true(d <= TOL, `logits differ by ${d}`);
     });
   }
 }
@@ -82,7 +85,7 @@ test('inserted tokens: logits and tfjs gradient w.r.t. the tokens match autograd
   ops.dispose();
   tf.dispose([prompt, g, x, logits, grad]);
   t.log(`max |Δlogit| ${dl.toExponential(2)}, relative gradient error ${rg.toExponential(2)}`);
-  t.true(dl <= 1e-4);
+  t.true(dl <= TOL);
   t.true(rg <= 1e-3);
 });
 
@@ -109,7 +112,7 @@ test('position embedding resampled 4×4 → 6×6 matches PyTorch bicubic, and so
   const dx = maxAbsDiff(await ortLogits(exportVitBackbone(cfg, sd), x48), get(io, 'logits_48').data);
   t.log(`pos_embed ${dp.toExponential(2)}, tfjs logits ${dt.toExponential(2)}, onnxruntime logits ${dx.toExponential(2)}`);
   t.true(dp <= 1e-5);
-  t.true(dt <= 1e-4 && dx <= 1e-4);
+  t.true(dt <= TOL && dx <= TOL);
 });
 
 test('the parity check can fail: one weight perturbed by 1e-2 breaks it in both interpreters', async (t) => {
@@ -123,7 +126,7 @@ test('the parity check can fail: one weight perturbed by 1e-2 breaks it in both 
   const dt = maxAbsDiff(await tfLogits(cfg, bad, input), ref);
   const dx = maxAbsDiff(await ortLogits(exportVitBackbone(cfg, bad), input), ref);
   t.log(`perturbed: tfjs ${dt.toExponential(2)}, onnxruntime ${dx.toExponential(2)}`);
-  t.true(dt > 1e-4 && dx > 1e-4);
+  t.true(dt > 1e-4 && dx > 1e-4); // fails the issue's 1e-4 bar, let alone ours
 });
 
 test('uint8 NHWC input with normalisation folded into the patch projection equals the float NCHW path', async (t) => {
