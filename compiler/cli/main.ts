@@ -11,6 +11,7 @@ import { trainCommand } from './train.ts';
 import { addDataCommands } from './data.ts';
 import { addArtifactCommands } from './artifact.ts';
 import { ArtifactError } from '../../runtime/artifact/index.ts';
+import { runtimeCommands } from '../../runtime/cli.ts';
 
 const program = new Command('edgeprompt')
   .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')
@@ -51,11 +52,18 @@ program
 
 addDataCommands(program);
 addArtifactCommands(program, parseNumberArg);
+for (const c of runtimeCommands()) program.addCommand(c); // run, watch: the device side, also bundled alone
 
 program
   .command('demo')
   .description('run the main job on the embedded defaults and say what it did')
   .action(demoCommand);
+
+/** Runtime and device errors carry a string `code` (their own classes); report them like ours. */
+function hasCode(e: unknown): e is Error & { code: string } {
+  const code = (e as { code?: unknown } | null)?.code;
+  return e instanceof Error && typeof code === 'string' && /^[A-Z][A-Z0-9_]+$/.test(code);
+}
 
 function parseNumberArg(flag: string, v: string): number {
   const n = Number(v);
@@ -73,7 +81,7 @@ try {
   await program.parseAsync(process.argv);
 } catch (e) {
   if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
-  if (e instanceof CompilerError || e instanceof ArtifactError) {
+  if (e instanceof CompilerError || e instanceof ArtifactError || hasCode(e)) {
     console.error(`edgeprompt: error [${e.code}]: ${e.message}`);
     process.exit(2);
   }

@@ -193,6 +193,11 @@ export const commandSchemas = {
     args: z.strictObject({ ...requestId }),
     reply: z.object({ bootId: Text(64), uptimeS: Ms }),
   },
+  /** Fire a camera's MQTT-command trigger: its next frame is classified and reported with `triggerId`. */
+  trigger: {
+    args: z.strictObject({ ...requestId, camera: CameraId, triggerId: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, _ . -').optional() }),
+    reply: z.object({ camera: CameraId, triggerId: Text(128) }),
+  },
 } as const;
 
 export type CommandName = keyof typeof commandSchemas;
@@ -217,6 +222,7 @@ const replyUnion = z.union([
   okReply('pause', commandSchemas['pause'].reply),
   okReply('resume', commandSchemas['resume'].reply),
   okReply('ping', commandSchemas['ping'].reply),
+  okReply('trigger', commandSchemas['trigger'].reply),
   // An error reply may name a command we do not know (UNKNOWN_COMMAND), so `command` is any string.
   ErrorReply,
 ]);

@@ -1,0 +1,184 @@
+// The device runtime, assembled from a validated DeviceConfig: model host (verified artifact, ORT
+// session with EP fallback), cameras + triggers (+ PLC handshakes), the pipeline, the MQTT reporter
+// with its outbox, command handlers, health and events. `stop()` takes it down in the order that
+// loses nothing: cameras, the frames already waiting, the sinks, the PLCs (undecided triggers are
+// answered NG E6), then MQTT (results stay in the outbox for the next start).
+
+import { DeviceConfigError } from '../../devices/errors.ts';
+import { createSource } from '../../devices/cameras/factory.ts';
+import type { CameraConfig } from '../../devices/cameras/config.ts';
+import { SerialPortLink } from '../../devices/serial/serialport-link.ts';
+import type { PlcHandshake } from '../../devices/serial/plc.ts';
+import { CommandTrigger } from '../../devices/triggers/armed.ts';
+import { createTrigger } from '../../devices/triggers/config.ts';
+import { loadTrustedKeys } from '../artifact/keys.ts';
+import type { DeviceConfig } from '../config/device-config.ts';
+import { ConfigError } from '../config/errors.ts';
+import { collectHealth } from '../health/monitor.ts';
+import { defaultLog, type Log } from '../mqtt/log.ts';
+import { openOutbox, type Outbox } from '../mqtt/outbox.ts';
+import { startReporter, type Reporter } from '../mqtt/reporter.ts';
+import { Pipeline, type CameraInput } from '../pipeline/pipeline.ts';
+import { MqttResultSink, PlcSink, RejectSink } from '../pipeline/sinks.ts';
+import { ThresholdState } from '../pipeline/thresholds.ts';
+import { withTimeout } from '../mqtt/connection.ts';
+import { ModelHost, type Classifier, type LoadedInfo } from '../session/host.ts';
+import { commandHandlers } from './commands.ts';
+import { EventRelay } from './events.ts';
+
+const ENDINGS = { crlf: '\r\n', lf: '\n', cr: '\r' } as const;
+
+export interface RuntimeOptions {
+  log?: Log;
+  /** Wraps the model host, e.g. to slow inference down in a test. */
+  classifier?: (host: ModelHost) => Classifier;
+}
+
+export class Runtime {
+  private stopping: Promise<void> | null = null;
+  /** Resolves when every camera is finite and has ended, and every result was acknowledged (or drainMs passed). */
+  readonly ended: Promise<void>;
+  private readonly startedAt = Date.now();
+
+  private constructor(
+    readonly config: DeviceConfig,
+    readonly host: ModelHost,
+    readonly pipeline: Pipeline,
+    readonly reporter: Reporter,
+    readonly outbox: Outbox,
+    readonly plcs: ReadonlyMap<string, PlcHandshake>,
+    readonly rejects: readonly RejectSink[],
+    private readonly log: Log,
+  ) {
+    this.ended = new Promise((resolve) => pipeline.once('ended', () => resolve()));
+  }
+
+  get uptimeMs(): number {
+    return Date.now() - this.startedAt;
+  }
+
+  /** Loads and verifies the model (a failure here is fatal: nothing to run), then starts everything. */
+  static async start(cfg: DeviceConfig, opts: RuntimeOptions = {}): Promise<Runtime> {
+    const log = opts.log ?? defaultLog('edgeprompt.runtime');
+    const startedAt = Date.now();
+    const host = new ModelHost({
+      profile: cfg.profile,
+      trustedKeys: await loadTrustedKeys(cfg.trustedKeys),
+      allowUnsigned: cfg.allowUnsigned,
+      log,
+      ...(cfg.inference.maxBatch !== undefined && { maxBatch: cfg.inference.maxBatch }),
+      ...(cfg.inference.warmupRuns !== undefined && { warmupRuns: cfg.inference.warmupRuns }),
+    });
+    const first = await host.load(cfg.artifact);
+    const manifest = first.session.manifest;
+    if (manifest.target !== null && manifest.target !== cfg.profile.name) {
+      log.warn({ artifactTarget: manifest.target, profile: cfg.profile.name }, 'model: compiled for another device profile');
+    }
+
+    const cameras: CameraInput[] = [];
+    const plcs = new Map<string, PlcHandshake>();
+    const commandTriggers = new Map<string, CommandTrigger>();
+    try {
+      for (const [i, cam] of cfg.cameras.entries()) {
+        let camCfg: CameraConfig = cam;
+        if ((cam.kind === 'ffmpeg' || cam.kind === 'folder') && cam.resize !== manifest.input.resize) {
+          if (cfg.resizeFromModel.has(cam.id)) camCfg = { ...cam, resize: manifest.input.resize };
+          else log.warn({ camera: cam.id, camera_resize: cam.resize, model_resize: manifest.input.resize }, 'camera: resize differs from the model\'s contract');
+        }
+        const source = createSource(camCfg, { input: { width: manifest.input.width, height: manifest.input.height, channels: 3 }, where: `cameras[${i}]` });
+        const { trigger, plc } = createTrigger(cfg.triggers[cam.id], `triggers.${cam.id}`);
+        if (plc) plcs.set(cam.id, plc);
+        if (trigger instanceof CommandTrigger) commandTriggers.set(cam.id, trigger);
+        cameras.push({ id: cam.id, source, trigger, ...(plc && { plc }) });
+      }
+    } catch (e) {
+      await host.close();
+      if (e instanceof DeviceConfigError) throw new ConfigError('CONFIG_INVALID', cfg.file, 'invalid device config', e.issues);
+      throw e;
+    }
+
+    const pipeline = new Pipeline({
+      cameras,
+      classifier: opts.classifier ? opts.classifier(host) : host,
+      thresholds: new ThresholdState(),
+      topK: cfg.inference.topK,
+      log,
+      ...(cfg.inference.maxBatch !== undefined && { maxBatch: cfg.inference.maxBatch }),
+    });
+    let outbox: Outbox;
+    try {
+      outbox = await openOutbox(cfg.outbox, log);
+    } catch (e) {
+      await host.close();
+      throw e;
+    }
+    const reporter = startReporter(
+      { ...cfg.mqtt, device: cfg.device, healthIntervalMs: cfg.health.intervalMs },
+      {
+        outbox,
+        log,
+        state: {
+          model: first.session.ref,
+          ep: first.session.ep,
+          cameras: pipeline.cameraIds,
+          thresholds: pipeline.thresholds.toPayload(manifest),
+          paused: false,
+          pausedCameras: [],
+        },
+        handlers: commandHandlers({ config: cfg, pipeline, host, commandTriggers }),
+        health: () => collectHealth({ pipeline, classifier: host, startedAt }),
+      },
+    );
+    const events = new EventRelay(reporter);
+    events.modelLoaded(first);
+    host.on('loaded', (info: LoadedInfo) => {
+      events.modelLoaded(info);
+      log.info({ model: info.session.ref, ep: info.session.ep, keyId: info.verification.keyId, loadMs: Math.round(info.loadMs) }, 'model: reloaded');
+    });
+    host.on('rejected', (err, source) => {
+      events.modelRejected(err);
+      log.error({ source, code: err.code, err: err.message }, 'model: reload refused; the current model keeps running');
+    });
+    pipeline.on('camera', (e) => events.camera(e));
+    for (const [id, trig] of commandTriggers) trig.on('expired', (e) => events.triggerExpired(id, e.id));
+    pipeline.on('failure', (f) => events.failure(f));
+
+    const rejects: RejectSink[] = [];
+    for (const [id, r] of Object.entries(cfg.rejects)) {
+      const link = new SerialPortLink({ path: r.link.path, baudRate: r.link.baudRate, lineEnding: ENDINGS[r.link.lineEnding], maxLineLength: r.link.maxLineLength });
+      rejects.push(new RejectSink(id, link, { delayMs: r.delayMs, line: r.line, onLate: r.onLate }));
+    }
+    pipeline.addSink(new MqttResultSink(reporter));
+    pipeline.addSink(new PlcSink(plcs));
+    for (const r of rejects) pipeline.addSink(r);
+
+    const rt = new Runtime(cfg, host, pipeline, reporter, outbox, plcs, rejects, log);
+    await Promise.all([...[...plcs.values()].map((p) => p.start()), ...rejects.map((r) => r.start())]);
+    await pipeline.start();
+    log.info(
+      { device: cfg.device, model: first.session.ref, ep: first.session.ep, attempts: first.session.attempts, warmupMs: Math.round(first.session.warmupMs), cameras: pipeline.cameraIds, keyId: first.verification.keyId },
+      'runtime: ready',
+    );
+    return rt;
+  }
+
+  /** Stops everything; results not yet acknowledged stay in the outbox. Idempotent. */
+  stop(opts: { drainMs?: number } = {}): Promise<void> {
+    this.stopping ??= this.shutdown(opts.drainMs ?? 0);
+    return this.stopping;
+  }
+
+  private async shutdown(drainMs: number): Promise<void> {
+    await this.pipeline.stop();
+    await Promise.all([...this.plcs.values()].map((p) => p.stop()));
+    await Promise.all(this.rejects.map((r) => r.stop()));
+    if (drainMs > 0) {
+      await withTimeout(this.reporter.drained(), drainMs).catch(() =>
+        this.log.warn({ outboxDepth: this.outbox.size }, 'runtime: stopping with results still in the outbox (sent on the next start)'),
+      );
+    }
+    await this.host.close();
+    await this.reporter.close();
+    await this.outbox.close();
+  }
+}

@@ -1,0 +1,143 @@
+// The artifact manifest: ONE versioned zod schema, written by the compiler (through packArtifact)
+// and read by the runtime. Parsing is lenient about unknown fields (a newer compiler may add one
+// without breaking older devices; the signature still covers the exact bytes), strict about
+// everything the runtime relies on.
+//
+// OK/NG rule (thresholds): a prediction is OK when its label is one of `okLabels` (every label when
+// omitted) AND its score (softmax probability) is at least `minConfidence`; anything else is NG.
+// So an uncertain "good part" is NG: the fail-safe direction on a production line. The device may
+// override minConfidence per camera at run time (MQTT `set-threshold`), never okLabels.
+
+import { z } from 'zod';
+import { formatIssues } from '../schema/codec.ts';
+import { ArtifactError } from './errors.ts';
+
+export const MANIFEST_SCHEMA_VERSION = 1 as const;
+export const PRECISIONS = ['fp32', 'fp16', 'int8'] as const;
+export const Precision = z.enum(PRECISIONS);
+export type Precision = z.infer<typeof Precision>;
+
+const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256: 64 lowercase hex characters');
+const Text = (max: number) => z.string().min(1).max(max);
+const Probability = z.number().min(0).max(1);
+
+/** What the model takes: uint8 RGB NHWC at the model's size (normalisation is inside the graph). */
+export const InputSpec = z.object({
+  name: Text(128), // graph input name, e.g. 'image'
+  height: z.number().int().min(1).max(8192),
+  width: z.number().int().min(1).max(8192),
+  channels: z.literal(3),
+  layout: z.literal('NHWC'),
+  dtype: z.literal('uint8'),
+  /** How a camera image of another aspect ratio is brought to width×height (the camera does it). */
+  resize: z.enum(['stretch', 'center-crop']),
+});
+
+/** Graph output names: logits and probs are [N, C] float32 with C = labels.length. */
+export const OutputSpec = z.object({
+  logits: Text(128),
+  probs: Text(128),
+  embedding: Text(128).optional(), // [N, D] CLS embedding, for drift monitoring
+});
+
+/** Validation metrics of one precision, measured by the compiler. Extra numeric metrics are kept. */
+export const PrecisionMetrics = z
+  .object({
+    top1: Probability, // validation top-1 accuracy, 0..1
+    maxLogitDiff: z.number().nonnegative(), // max |logit - fp32 tfjs logit| over the validation set
+    samples: z.number().int().nonnegative().optional(),
+  })
+  .catchall(z.number());
+export type PrecisionMetrics = z.infer<typeof PrecisionMetrics>;
+
+export const Thresholds = z.object({
+  /** Labels that count as a good part; omitted = every label (then only low confidence is NG). */
+  okLabels: z.array(Text(256)).min(1).optional(),
+  /** A prediction scoring below this is NG whatever its label. */
+  minConfidence: Probability,
+});
+export type ManifestThresholds = z.infer<typeof Thresholds>;
+
+export const ManifestV1 = z
+  .object({
+    schemaVersion: z.literal(MANIFEST_SCHEMA_VERSION),
+    name: Text(128),
+    version: Text(64),
+    /** Class names in output order; labels[i] is the name of logits[:, i]. */
+    labels: z.array(Text(256)).min(1).max(100_000),
+    input: InputSpec,
+    outputs: OutputSpec,
+    backbone: z.object({ arch: Text(128), sha256: Sha256 }), // sha256 of the pretrained weights file
+    method: z.object({ name: Text(64), options: z.record(z.string(), z.unknown()).default({}) }),
+    prompts: z.object({ sha256: Sha256 }), // sha256 of the trained tensors (prompts and head), as saved
+    /** fused: prompts folded in as constants; shared-backbone: prompts are graph inputs (not run by this runtime yet). */
+    shape: z.enum(['fused', 'shared-backbone']).default('fused'),
+    precision: Precision,
+    metrics: z.partialRecord(Precision, PrecisionMetrics),
+    thresholds: Thresholds,
+    compiler: z.object({ version: Text(64), ortVersion: Text(64) }),
+    createdAt: z.iso.datetime({ offset: true }),
+    /** The device profile it was compiled for (devices/profiles/<target>.yaml), or null for any. */
+    target: Text(64).nullable(),
+    /** The model.onnx entry: filled in by packArtifact, checked by readArtifact. */
+    model: z.object({ sha256: Sha256, bytes: z.number().int().positive() }),
+  })
+  .superRefine((m, ctx) => {
+    const seen = new Set<string>();
+    m.labels.forEach((l, i) => {
+      if (seen.has(l)) ctx.addIssue({ code: 'custom', path: ['labels', i], message: `duplicate label ${JSON.stringify(l)}` });
+      seen.add(l);
+    });
+    m.thresholds.okLabels?.forEach((l, i) => {
+      if (!seen.has(l)) ctx.addIssue({ code: 'custom', path: ['thresholds', 'okLabels', i], message: `${JSON.stringify(l)} is not one of labels` });
+    });
+    if (m.metrics[m.precision] === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['metrics', m.precision], message: `missing: the metrics of the shipped precision ${m.precision} are required` });
+    }
+    const names = [m.input.name, m.outputs.logits, m.outputs.probs, ...(m.outputs.embedding ? [m.outputs.embedding] : [])];
+    if (new Set(names).size !== names.length) ctx.addIssue({ code: 'custom', path: ['outputs'], message: `input and output names must differ (got ${names.join(', ')})` });
+  });
+
+export type Manifest = z.output<typeof ManifestV1>;
+export type ManifestInput = z.input<typeof ManifestV1>;
+/** What the compiler fills in: packArtifact adds schemaVersion and model, and createdAt if omitted. */
+export type ManifestDraft = Omit<ManifestInput, 'schemaVersion' | 'model' | 'createdAt'> & { createdAt?: string };
+
+/** Validates a manifest object; throws MANIFEST_SCHEMA_VERSION or MANIFEST_INVALID naming every field. */
+export function validateManifest(value: unknown, file: string): Manifest {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ArtifactError('MANIFEST_INVALID', file, `manifest.json must hold a JSON object, got ${Array.isArray(value) ? 'an array' : typeof value}`);
+  }
+  const v = (value as Record<string, unknown>).schemaVersion;
+  if (v !== MANIFEST_SCHEMA_VERSION) {
+    const why = v === undefined ? 'is missing' : `is ${JSON.stringify(v)}`;
+    throw new ArtifactError(
+      'MANIFEST_SCHEMA_VERSION',
+      file,
+      `manifest.json: schemaVersion ${why}; this runtime reads schemaVersion ${MANIFEST_SCHEMA_VERSION} (${typeof v === 'number' && v > MANIFEST_SCHEMA_VERSION ? 'update the runtime' : 'recompile the artifact'})`,
+      { field: 'schemaVersion' },
+    );
+  }
+  const r = ManifestV1.safeParse(value);
+  if (!r.success) {
+    const first = r.error.issues[0]?.path.map(String).join('.');
+    throw new ArtifactError('MANIFEST_INVALID', file, `manifest.json is invalid: ${formatIssues(r.error.issues)}`, first ? { field: first } : {});
+  }
+  return r.data;
+}
+
+/** Parses manifest.json bytes: MANIFEST_BAD_JSON, then validateManifest. */
+export function parseManifest(bytes: Uint8Array, file: string): Manifest {
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  } catch (e) {
+    throw new ArtifactError('MANIFEST_BAD_JSON', file, `manifest.json is not JSON (${(e as Error).message})`, { cause: e });
+  }
+  return validateManifest(json, file);
+}
+
+/** The canonical bytes written into the archive: pretty JSON, so `tar xOf x.epk manifest.json` reads well. */
+export function encodeManifest(m: Manifest): Buffer {
+  return Buffer.from(JSON.stringify(m, null, 2) + '\n', 'utf8');
+}

@@ -1,0 +1,30 @@
+// Config errors: every message names the file and the field path, with the bad value and what is allowed.
+
+export type ConfigErrorCode =
+  | 'CONFIG_UNREADABLE' // the file cannot be read
+  | 'CONFIG_YAML' // not valid YAML (line and column in the message)
+  | 'CONFIG_INVALID' // fields missing or wrong: `issues` lists each
+  | 'PROFILE_NOT_FOUND' // no devices/profiles/<name>.yaml in the searched folders
+  | 'PROFILE_INVALID';
+
+export interface ConfigIssue {
+  field: string;
+  message: string;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly code: ConfigErrorCode,
+    readonly file: string,
+    message: string,
+    readonly issues: readonly ConfigIssue[] = [],
+    options?: { cause?: unknown },
+  ) {
+    super(issues.length > 0 ? `${file}: ${message}:\n${issues.map((i) => `  ${i.field}: ${i.message}`).join('\n')}` : `${file}: ${message}`, options);
+  }
+  /** The first offending field, for callers that highlight one. */
+  get field(): string | undefined {
+    return this.issues[0]?.field;
+  }
+}
