@@ -1,55 +1,120 @@
 /**
- * `npm run demo` until the line-camera demo lands (issue 6): the compile-and-verify path of
- * the foundation on the committed fixture backbone — load timm-named weights, export them
- * through the one model definition, run the export in onnxruntime next to tfjs, and check both
- * against the independent PyTorch reference's logits.
+ * `npm run demo`: the main job on embedded defaults, no services needed. A sample video of parts
+ * on a conveyor (made here), the committed signed demo artifact (VPT-deep on the shipped
+ * backbone; `--rebuild` compiles it again), an in-process MQTT broker (aedes), the device
+ * runtime reading the video through ffmpeg, and a subscriber printing every result and a summary
+ * against the known labels.
  */
-import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
-import { vitConfig } from '../backbones/vit-variants.ts';
-import { loadVitWeights } from '../backbones/vit-weights.ts';
-import { parseSafetensors } from '../backbones/safetensors.ts';
-import { exportVitBackbone } from '../export/backbone.ts';
-import { verifyBackboneExport } from '../export/verify-backbone.ts';
-import { initTf, describeBackend } from '../ops/tf-backend.ts';
-import { maxAbsDiff, numel } from '../ops/host-tensor.ts';
+import { fileURLToPath } from 'node:url';
+import net from 'node:net';
+import { Aedes } from 'aedes';
+import { compileTask } from '../export/compile.ts';
+import { makeProgress } from '../train/progress.ts';
+import { generateKeyPair, writeKeyPair } from '../../runtime/artifact/index.ts';
+import { Runtime } from '../../runtime/app/runtime.ts';
+import { parseDeviceConfig } from '../../runtime/config/device-config.ts';
+import { subscribeResults, type ResultMessage } from '../../runtime/mqtt/client.ts';
+import { defaultLog } from '../../runtime/mqtt/log.ts';
+import { makePartsVideo } from './demo-video.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
+const ARTIFACT = join(root, 'configs/demo/parts-vpt-deep.epk');
+const PUBKEY = join(root, 'configs/demo/demo.pub');
+const DEVICE = 'demo-line';
 
-export async function demoCommand(): Promise<void> {
-  const step = (s: string) => console.log(`\n▶ ${s}`);
-  console.log('EdgePrompt demo (foundation stage): export a ViT through the shared model definition and verify it three ways.');
-  console.log(describeBackend(await initTf()));
-  const weights = join(root, 'test/fixtures/vit_fixture.safetensors');
-  const cfg = vitConfig('vit_fixture_patch8_32');
-  step(`load ${weights} (random-weight ViT, ${cfg.depth} blocks, width ${cfg.embedDim}; the pretrained tiny backbone ships with issue 4)`);
-  const { stateDict } = loadVitWeights(weights, cfg);
-  let params = 0;
-  for (const t of stateDict.values()) params += numel(t.shape);
-  console.log(`  ${stateDict.size} tensors, ${params.toLocaleString('en-US')} parameters, timm names`);
+export interface DemoFlags { rebuild?: boolean; perClass: number; fps: number }
 
-  step('export to ONNX (weights folded, last block trimmed to the CLS row)');
-  const bytes = exportVitBackbone(cfg, stateDict);
-  const outDir = join(root, 'out');
-  mkdirSync(outDir, { recursive: true });
-  writeFileSync(join(outDir, 'demo-backbone.onnx'), bytes);
-  console.log(`  wrote out/demo-backbone.onnx (${(bytes.byteLength / 1e6).toFixed(2)} MB)`);
+const step = (s: string) => console.log(`\n▶ ${s}`);
+const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))] ?? NaN;
 
-  step('run the PyTorch reference inputs through onnxruntime and tfjs');
-  const io = parseSafetensors(readFileSync(join(root, 'test/fixtures/vit_fixture_io.safetensors'))).tensors;
-  const input = io.get('input')!;
-  const ref = io.get('logits')!;
-  const session = await ort.InferenceSession.create(bytes, { logSeverityLevel: 3 });
+async function rebuild(): Promise<void> {
+  step('compile the demo artifact (train VPT-deep on the parts set, export fused, verify, sign)');
+  const out = join(root, 'out/demo-build');
+  mkdirSync(out, { recursive: true });
+  const keys = await writeKeyPair(generateKeyPair(), join(out, 'demo'), { force: true });
+  const r = await compileTask({ configFile: join(root, 'configs/demo-parts.yaml'), precisions: ['fp32'], maxDropPt: 0.5, signKey: keys.privatePath, target: 'x86-cpu', progress: makeProgress('auto') });
+  mkdirSync(join(root, 'configs/demo'), { recursive: true });
+  writeFileSync(ARTIFACT, r.artifact);
+  copyFileSync(keys.publicPath, PUBKEY);
+  console.log(`  wrote configs/demo/parts-vpt-deep.epk (validation top-1 ${(100 * r.manifest.metrics.fp32!.top1).toFixed(1)} %) and configs/demo/demo.pub (key ${keys.keyId}); the private key stays in out/demo-build/`);
+}
+
+async function startBroker(): Promise<{ url: string; close(): Promise<void> }> {
+  const broker = await Aedes.createBroker();
+  const server = net.createServer(broker.handle);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    close: () => new Promise<void>((resolve) => broker.close(() => server.close(() => resolve()))),
+  };
+}
+
+export async function demoCommand(flags: DemoFlags): Promise<void> {
   const t0 = performance.now();
-  const out = await session.run({ input: new ort.Tensor('float32', input.data, [...input.shape]) });
-  const ms = performance.now() - t0;
-  const ortLogits = out.logits!.data as Float32Array;
-  const v = await verifyBackboneExport(cfg, stateDict, bytes, input.shape[0], input.data);
-  console.log(`  onnxruntime vs PyTorch reference: max |Δlogit| = ${maxAbsDiff(ortLogits, ref.data).toExponential(2)}`);
-  console.log(`  onnxruntime vs tfjs:              max |Δlogit| = ${v.maxAbsDiff.toExponential(2)} (top-1 agreement ${(100 * v.top1Agreement).toFixed(0)} %)`);
-  console.log(`  batch of ${input.shape[0]} in ${ms.toFixed(1)} ms on the CPU execution provider`);
-  await session.release();
-  console.log('\nDone. Next: `edgeprompt info out/demo-backbone.onnx`, and `npm test` for the full parity suite.');
+  console.log('EdgePrompt demo: a line camera inspecting parts, results over MQTT.');
+  if (flags.rebuild || !existsSync(ARTIFACT)) await rebuild();
+
+  const work = join(root, 'out/demo');
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+  step(`make a sample video: ${flags.perClass} parts per class passing the camera at ${flags.fps} fps (seed 7: parts the model never saw)`);
+  const video = await makePartsVideo(join(work, 'line.mp4'), { perClass: flags.perClass, seed: 7, size: 64, fps: flags.fps });
+  console.log(`  ${video.labels.length} frames → out/demo/line.mp4`);
+
+  step('start an in-process MQTT broker (aedes)');
+  const broker = await startBroker();
+  console.log(`  ${broker.url}`);
+
+  step(`subscribe to edgeprompt/v1/${DEVICE}/+/result (the client library a line PC would use)`);
+  const results: ResultMessage[] = [];
+  const sub = subscribeResults({ url: broker.url, protocolVersion: 4, device: DEVICE }, (m) => {
+    results.push(m);
+    const r = m.result;
+    const truth = video.labels[Number(r.frameId) - 1];
+    const mark = r.label === truth ? '✓' : '✗';
+    console.log(`  #${String(r.seq).padStart(3)} frame ${String(r.frameId).padStart(3)} ${r.decision} ${r.label.padEnd(12)} ${(100 * r.score).toFixed(1).padStart(5)} % ${mark} (truth ${truth}) capture→publish ${r.latency.totalMs.toFixed(1)} ms`);
+  });
+  await sub.ready;
+
+  step('start the device runtime: verify the signed artifact, ORT session (EP fallback), ffmpeg camera, pipeline, MQTT reporter');
+  const cfg = parseDeviceConfig(
+    {
+      device: DEVICE,
+      artifact: ARTIFACT,
+      trustedKeys: [PUBKEY],
+      profile: 'x86-cpu',
+      cameras: [{ id: 'line1', kind: 'ffmpeg', input: { kind: 'file', path: video.file, realtime: true } }],
+      mqtt: { url: broker.url, protocolVersion: 4, reconnectPeriodMs: 200 },
+      outbox: { kind: 'file', dir: join(work, 'outbox') },
+      health: { intervalMs: 1000 },
+    },
+    join(work, 'device.yaml'),
+  );
+  process.env.EDGEPROMPT_LOG_LEVEL ??= 'error'; // the demo prints its own story
+  const rt = await Runtime.start(cfg, { log: defaultLog('edgeprompt.demo') });
+  const loaded = rt.host.current!;
+  const m = loaded.manifest;
+  console.log(`  model ${m.name} ${m.version} (${m.method.name}, ${m.precision}) on execution provider ${loaded.ep}; labels ${m.labels.join(', ')}`);
+  await rt.ended;
+  await rt.stop({ drainMs: 3000 });
+  const stats = rt.pipeline.stats().line1!;
+  const deadline = Date.now() + 5000;
+  while (results.length < stats.processed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await sub.close();
+  await broker.close();
+
+  step('summary');
+  const correct = results.filter((m) => m.result.label === video.labels[Number(m.result.frameId) - 1]).length;
+  const goodTruth = results.filter((m) => video.labels[Number(m.result.frameId) - 1] === 'ok');
+  const lat = results.map((m) => m.result.latency.totalMs);
+  const infer = results.map((m) => m.result.latency.inferMs);
+  const gaps = results.filter((m) => m.gap).length;
+  console.log(`  frames from the camera ${stats.framesIn}, results ${results.length} (dropped by newest-frame-wins ${stats.dropped}, seq gaps ${gaps})`);
+  console.log(`  accuracy against the known labels: ${correct}/${results.length} = ${((100 * correct) / Math.max(1, results.length)).toFixed(1)} %`);
+  console.log(`  decisions: ${results.filter((m) => m.result.decision === 'OK').length} OK, ${results.filter((m) => m.result.decision === 'NG').length} NG (truly good parts: ${goodTruth.length})`);
+  console.log(`  capture→publish latency p50 ${q(lat, 0.5).toFixed(1)} ms, p99 ${q(lat, 0.99).toFixed(1)} ms; inference p50 ${q(infer, 0.5).toFixed(2)} ms`);
+  console.log(`  processed ${stats.fpsProcessed.toFixed(1)} fps (the camera paced at ${flags.fps} fps); wall time ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }

@@ -56,8 +56,11 @@ for (const c of runtimeCommands()) program.addCommand(c); // run, watch: the dev
 
 program
   .command('demo')
-  .description('run the main job on the embedded defaults and say what it did')
-  .action(demoCommand);
+  .description('the main job on embedded defaults: sample line video → signed artifact → runtime → MQTT → live results and a summary')
+  .option('--rebuild', 'compile the demo artifact again (trains; a few minutes)')
+  .option('--per-class <n>', 'parts per class in the sample video', (v) => parseIntArg('--per-class', v), 12)
+  .option('--fps <n>', 'camera frame rate', (v) => parseIntArg('--fps', v), 10)
+  .action((f) => demoCommand(f));
 
 /** Runtime and device errors carry a string `code` (their own classes); report them like ours. */
 function hasCode(e: unknown): e is Error & { code: string } {
