@@ -88,3 +88,18 @@ test.serial('a second compile reuses the finished checkpoint; an unknown precisi
   t.notRegex(c.out, /epoch 1: train loss/); // nothing retrained
   t.regex(c.out, /UNSIGNED: devices with trusted keys will refuse it/);
 });
+
+test.serial('fp16 and int8 are built, measured on the validation set, gated, and recorded in the manifest', async (t) => {
+  const epk = join(dir, 'multi.epk');
+  const c = await edgeprompt('compile', '-c', config, '--out', epk, '--precision', 'fp32,fp16,int8', '--max-drop', '100', '--target', 'x86-cpu', '--progress', 'lines');
+  t.is(c.code, 0, c.out);
+  for (const p of ['fp32', 'fp16', 'int8']) t.regex(c.out, new RegExp(`\\| ${p} \\| [\\d.]+ % \\| [\\d.e+-]+ \\| [\\d.]+ MB \\|`));
+  const a = readArtifact(readFileSync(epk), epk);
+  t.deepEqual(Object.keys(a.manifest.metrics).sort(), ['fp16', 'fp32', 'int8']);
+  t.true(a.manifest.metrics.fp16!.maxLogitDiff < 0.1);
+  const sizes = Object.fromEntries([...c.out.matchAll(/\| (fp32|fp16|int8) \| [\d.]+ % \| [\d.e+-]+ \| ([\d.]+) MB/g)].map((m) => [m[1], Number(m[2])]));
+  t.true(sizes.int8! < sizes.fp32! / 2, JSON.stringify(sizes));
+  const strict = await edgeprompt('compile', '-c', config, '--out', join(dir, 'strict.epk'), '--precision', 'int8', '--max-drop', '0', '--progress', 'lines', '--set', 'thresholds.minConfidence=0.5');
+  if (strict.code !== 0) t.regex(strict.out, /no requested precision passed the accuracy gate: int8 refused: validation top-1/);
+  else t.regex(strict.out, /\| int8 \| .* \| yes \|/);
+});

@@ -17,6 +17,7 @@ import { exportTask, type TaskExport } from './task.ts';
 import { compareLogits, exportedLogits, referenceLogits, type TaskVerification } from './verify-task.ts';
 import { optimizeOffline, ortVersion } from './optimize.ts';
 import { buildPrecision } from './precisions.ts';
+import { gatePrecisions, type PrecisionMetrics } from './precision/index.ts';
 import { packArtifact, readPrivateKey, type Manifest, type Precision } from '../../runtime/artifact/index.ts';
 import { loadProfile, type DeviceProfile } from '../../runtime/config/profile.ts';
 
@@ -89,21 +90,28 @@ export async function compileTask(o: CompileOptions): Promise<CompileResult> {
   }
 
   const results: PrecisionResult[] = [];
-  const fp32Top1 = compareLogits(reference, await exportedLogits(fp32, val), labels, C);
+  const models = new Map<Precision, Uint8Array>();
+  const measured: Partial<Record<Precision, PrecisionMetrics>> = {};
   for (const precision of o.precisions) {
-    const model = precision === 'fp32' ? fp32 : await buildPrecision(precision, fused, task, p.split.train, profile);
-    const v = precision === 'fp32' ? fp32Top1 : compareLogits(reference, await exportedLogits(model, val), labels, C);
-    const dropPt = 100 * (fp32Top1.top1Exported - v.top1Exported);
-    const accepted = dropPt <= o.maxDropPt;
-    const reason = accepted
-      ? `top-1 ${(100 * v.top1Exported).toFixed(2)} % (${dropPt > 0 ? '−' : '+'}${Math.abs(dropPt).toFixed(2)} pt vs fp32)`
-      : `${precision} refused: validation top-1 ${(100 * v.top1Exported).toFixed(2)} % vs fp32 ${(100 * fp32Top1.top1Exported).toFixed(2)} % (−${dropPt.toFixed(2)} pt > gate ${o.maxDropPt} pt); ship another precision or raise --max-drop`;
-    results.push({ precision, verification: v, bytes: model.byteLength, accepted, reason, ...(accepted ? { model } : {}) });
+    const model = await buildPrecision(precision, fp32, p.split.train, profile);
+    const v = compareLogits(reference, await exportedLogits(model, val), labels, C);
+    models.set(precision, model);
+    measured[precision] = { top1: v.top1Exported, maxLogitDiff: v.maxAbsDiff, images: v.images, top1Agreement: v.top1Agreement };
+    results.push({ precision, verification: v, bytes: model.byteLength, accepted: false, reason: '' });
+  }
+  // The reference is the training graph itself: every precision is gated against what was trained.
+  const gate = gatePrecisions({ top1: vFused.top1Reference, maxLogitDiff: 0, images: val.samples.length }, measured, o.precisions, { maxDropPt: o.maxDropPt });
+  for (const w of gate.warnings) o.progress.log(`note: ${w}`);
+  for (const r of results) {
+    const refusal = gate.refused.find((x) => x.precision === r.precision);
+    r.accepted = !refusal;
+    r.reason = refusal ? refusal.message : `top-1 ${(100 * r.verification.top1Exported).toFixed(2)} % (${(gate.dropPt[r.precision] ?? 0) > 0 ? '−' : '+'}${Math.abs(gate.dropPt[r.precision] ?? 0).toFixed(2)} pt)`;
+    if (r.accepted) r.model = models.get(r.precision)!;
   }
   // Ship the device profile's most preferred precision that passed the gate, else the first requested that passed.
-  const order = profile ? profile.precisions.filter((x) => o.precisions.includes(x)) : o.precisions;
+  const order = profile ? [...profile.precisions.filter((x) => o.precisions.includes(x)), ...o.precisions] : o.precisions;
   const chosen = order.map((x) => results.find((r) => r.precision === x && r.accepted)).find(Boolean);
-  if (!chosen) throw new CompilerError('BAD_ARGUMENT', `no requested precision passed the accuracy gate: ${results.map((r) => r.reason).join('; ')}`);
+  if (!chosen) throw new CompilerError('BAD_ARGUMENT', `no requested precision passed the accuracy gate: ${gate.refused.map((r) => r.message).join('; ')}`);
 
   const metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples: number }>> = {};
   for (const r of results) metrics[r.precision] = { top1: r.verification.top1Exported, maxLogitDiff: r.verification.maxAbsDiff, samples: r.verification.images };

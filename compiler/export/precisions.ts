@@ -1,13 +1,41 @@
 /**
- * fp16 and int8 builds of a fused task. Placeholder wiring until the precision passes land:
- * an unsupported precision is refused with a clear error, never shipped as fp32 in disguise.
+ * fp16 and int8 builds of the verified fp32 model (after ORT's offline optimisation: optimising
+ * an fp16-storage model again would fold its Casts back to fp32, doubling the file). The device
+ * profile decides the fp16 flavour (compute on GPU execution providers, storage on CPU, where ORT
+ * runs almost nothing in fp16) and the int8 weight range (7-bit on x86 without VNNI, whose
+ * u8×s8 kernels saturate; 8-bit elsewhere). int8 calibrates activations on training images.
  */
 import type { LabeledSet } from '../data/types.ts';
 import type { DeviceProfile } from '../../runtime/config/profile.ts';
 import type { Precision } from '../../runtime/artifact/index.ts';
-import type { TaskExport } from './task.ts';
-import { CompilerError } from '../ops/errors.ts';
+import { decodeModel, encodeModel } from '../ops/onnx-proto.ts';
+import { buildPrecision as build, calibrate, defaultWeightBits, imageFeeds } from './precision/index.ts';
+import { mulberry32, shuffleInPlace } from '../data/rng.ts';
 
-export async function buildPrecision(precision: Precision, _fused: Uint8Array, _task: TaskExport, _calibration: LabeledSet, _profile: DeviceProfile | null): Promise<Uint8Array> {
-  throw new CompilerError('UNSUPPORTED', `precision ${precision} is not available in this build; use --precision fp32`);
+export interface PrecisionChoice {
+  fp16Target: 'cpu' | 'gpu';
+  weightBits: 7 | 8;
+}
+
+export function precisionChoice(profile: DeviceProfile | null): PrecisionChoice {
+  const gpu = profile?.executionProviders.some((e) => e.name === 'cuda' || e.name === 'tensorrt') ?? false;
+  // No profile, or an x64 one: the host's own CPU features decide (compile where you deploy, or pass a profile).
+  const weightBits = profile?.arch === 'arm64' ? 8 : (defaultWeightBits() as 7 | 8);
+  return { fp16Target: gpu ? 'gpu' : 'cpu', weightBits };
+}
+
+export async function buildPrecision(precision: Precision, fp32: Uint8Array, calibrationSet: LabeledSet, profile: DeviceProfile | null, samples = 128): Promise<Uint8Array> {
+  if (precision === 'fp32') return fp32;
+  const m = decodeModel(fp32);
+  const choice = precisionChoice(profile);
+  let extra: Record<string, string>;
+  let graph;
+  if (precision === 'fp16') {
+    ({ graph, metadata: extra } = build(m.graph, 'fp16', { fp16: { target: choice.fp16Target } }));
+  } else {
+    const pick = shuffleInPlace([...calibrationSet.samples], mulberry32(1234)).slice(0, samples).map((s) => s.image);
+    const calibration = await calibrate(fp32, imageFeeds(pick, calibrationSet.size));
+    ({ graph, metadata: extra } = build(m.graph, 'int8', { calibration, int8: { weightBits: choice.weightBits } }));
+  }
+  return encodeModel(graph, { ...m.metadata, ...extra }, m.extraOpsets);
 }
