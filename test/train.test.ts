@@ -89,7 +89,8 @@ function cli(args: string[], onLine?: (line: string, kill: () => void) => void):
 test('edgeprompt train: progress lines, Ctrl-C saves a checkpoint, --resume finishes the run', async (t) => {
   const f = config('cli', '');
   let sent = false;
-  const first = await cli(['train', '-c', f, '--epochs', '3', '--progress', 'lines'], (line, kill) => {
+  // Enough epochs that Ctrl-C after epoch 1 lands mid-run with the fast ort engine (auto) too.
+  const first = await cli(['train', '-c', f, '--epochs', '30', '--progress', 'lines'], (line, kill) => {
     if (!sent && line.startsWith('epoch 1:')) {
       sent = true;
       kill();
@@ -97,10 +98,10 @@ test('edgeprompt train: progress lines, Ctrl-C saves a checkpoint, --resume fini
   });
   t.is(first.code, 130, first.out);
   t.regex(first.out, /epoch 1: train loss [\d.]+, val loss [\d.]+, val top-1 [\d.]+ %/);
-  t.regex(first.out, /interrupted: checkpoint saved at epoch [23], step \d+; continue with --resume/);
-  const second = await cli(['train', '-c', f, '--epochs', '3', '--progress', 'lines', '--resume']);
+  t.regex(first.out, /interrupted: checkpoint saved at epoch \d+, step \d+; continue with --resume/);
+  const second = await cli(['train', '-c', f, '--epochs', '30', '--progress', 'lines', '--resume']);
   t.is(second.code, 0, second.out);
-  t.regex(second.out, /resuming cli at epoch [23], step \d+/);
-  t.regex(second.out, /epoch 3: /);
+  t.regex(second.out, /resuming cli at epoch \d+, step \d+/);
+  t.regex(second.out, /epoch 30: /);
   t.regex(second.out, /done: best validation top-1/);
 });

@@ -46,6 +46,7 @@ program
   .option('--epochs <n>', 'recipe.epochs', (v) => parseIntArg('--epochs', v))
   .option('--out <dir>', 'output.dir')
   .option('--seed <n>', 'seed', (v) => parseIntArg('--seed', v))
+  .option('--engine <name>', 'ort | tfjs | auto (engine)')
   .option('--resume', 'continue from the checkpoint in the output folder')
   .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
   .action((opts) => trainCommand(opts));
@@ -58,7 +59,7 @@ program
   .command('demo')
   .description('the main job on embedded defaults: sample line video → signed artifact → runtime → MQTT → live results and a summary')
   .option('--rebuild', 'compile the demo artifact again (trains; a few minutes)')
-  .option('--per-class <n>', 'parts per class in the sample video', (v) => parseIntArg('--per-class', v), 12)
+  .option('--per-class <n>', 'items per class in the sample video', (v) => parseIntArg('--per-class', v), 12)
   .option('--fps <n>', 'camera frame rate', (v) => parseIntArg('--fps', v), 10)
   .action((f) => demoCommand(f));
 

@@ -14,6 +14,7 @@ export interface TrainFlags {
   epochs?: number;
   out?: string;
   seed?: number;
+  engine?: string;
   resume?: boolean;
   progress: 'auto' | 'bar' | 'lines' | 'none';
 }
@@ -23,6 +24,7 @@ export async function trainCommand(f: TrainFlags): Promise<void> {
   if (f.epochs !== undefined) sets.push(`recipe.epochs=${f.epochs}`);
   if (f.out !== undefined) sets.push(`output.dir=${f.out}`);
   if (f.seed !== undefined) sets.push(`seed=${f.seed}`);
+  if (f.engine !== undefined) sets.push(`engine=${f.engine}`);
   const config = loadCompileConfig(f.config, sets);
   const progress = makeProgress(f.progress);
   const abort = new AbortController();
@@ -36,7 +38,7 @@ export async function trainCommand(f: TrainFlags): Promise<void> {
     const p = await prepareJob(config, f.config, { resume: f.resume === true, progress, signal: abort.signal });
     const { job } = p;
     const nParams = [...job.initial.values()].reduce((s, t) => s + t.data.length, 0);
-    progress.log(`${describeBackend(p.backend)}; engine ${config.engine === 'auto' ? 'tfjs (auto: the only engine so far)' : config.engine}`);
+    progress.log(describeBackend(p.backend)); // the engine reports itself when it starts
     progress.log(
       `${job.name}: ${job.method.name} ${JSON.stringify(job.options)} on ${p.cfg.name} | ${nParams.toLocaleString('en-US')} trainable values | ` +
         `${job.data.trainSize} train / ${p.split.val.samples.length} val images, ${job.data.classes.length} classes | ${job.recipe.epochs} epochs × batch ${job.recipe.batchSize}, ${job.recipe.optimizer.kind} lr ${job.recipe.optimizer.lr}`,

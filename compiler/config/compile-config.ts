@@ -21,6 +21,7 @@ export const dataConfig = z.discriminatedUnion('kind', [
     dir: z.string().optional().describe('a folder made by `edgeprompt data make-parts`; generated in memory when absent'),
     perClass: positive.default(200),
     size: positive.default(32),
+    renderSize: positive.optional().describe('draw at this size, then resize to `size` (as a camera image scaled down)'),
     seed: int.default(0),
     valFraction: z.number().gt(0).lt(1).default(0.25),
   }),
@@ -66,7 +67,7 @@ export const compileConfig = z.strictObject({
   /** What the device decides with (manifest thresholds): OK when the label is one of okLabels and the score ≥ minConfidence. */
   thresholds: z.strictObject({ okLabels: z.array(z.string()).min(1).optional(), minConfidence: z.number().min(0).max(1).default(0.5) }).default({ minConfidence: 0.5 }),
   version: z.string().default('1.0.0').describe('artifact version written into the manifest'),
-  engine: z.enum(['tfjs', 'auto']).default('auto'),
+  engine: z.enum(['tfjs', 'ort', 'auto']).default('auto').describe("training engine: 'ort' runs whole steps in onnxruntime (compiler/train/engine-ort.ts), 'tfjs' through TfOps; 'auto' picks ort when its training graph builds and says why otherwise"),
   backend: z.enum(['auto', 'gpu', 'node', 'wasm', 'cpu']).default('auto'),
   output: z.strictObject({ dir: z.string() }),
 });

@@ -10,6 +10,10 @@
  * Graph conventions: opset 17 / IR 8 (the pairing ORT's fusions and PyTorch's exporter use),
  * LayerNormalization native, GELU written as torch exports it (Div √2, Erf, Add, Mul, Mul)
  * so ORT fuses it, timm keys as initializer names.
+ *
+ * Training graphs (compiler/train/training-graph.ts) record with `params: 'input'` and
+ * `dropout: 'mask'`: trainable tensors and per-step dropout masks are graph inputs, and
+ * compiler/train/autodiff/ appends the backward nodes.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Dim, Ops } from './ops.ts';
@@ -45,6 +49,19 @@ export interface OnnxOpsOptions {
   /** 'const': trained tensors fold like weights (fused artifact); 'input': they become graph inputs (shared backbone, training graphs). */
   params?: 'const' | 'input';
   graphName?: string;
+  /**
+   * 'identity' (default): dropout vanishes, as in every inference graph. 'mask': training graphs
+   * write inverted dropout as `x · mask`, with `mask` a float graph input of x's shape that the
+   * training engine draws per step from a seeded RNG (0 or 1/(1−rate)); see `dropoutMasks()`.
+   */
+  dropout?: 'identity' | 'mask';
+}
+
+/** A dropout mask input of a training graph: fed per step with 0 or 1/(1−rate) per element. */
+export interface DropoutMask {
+  name: string;
+  shape: Dim[];
+  rate: number;
 }
 
 interface Node {
@@ -68,13 +85,16 @@ export class OnnxOps implements Ops<OnnxValue> {
   private readonly params = new Map<string, OnnxValue>();
   private readonly folder: TfOps | null;
   private readonly allFolded: tf.Tensor[] = [];
+  private readonly masks: DropoutMask[] = [];
   readonly paramMode: 'const' | 'input';
+  readonly dropoutMode: 'identity' | 'mask';
   readonly graphName: string;
 
   constructor(opts: OnnxOpsOptions = {}) {
     this.folder = opts.folder ?? null;
     this.paramMode = opts.params ?? 'const';
     this.graphName = opts.graphName ?? 'edgeprompt';
+    this.dropoutMode = opts.dropout ?? 'identity';
   }
 
   private value(shape: Dim[], dtype: ElemType = 'float32'): OnnxValue {
@@ -282,6 +302,18 @@ export class OnnxOps implements Ops<OnnxValue> {
     return this.apply([x], (o, [t]) => o.sigmoid(t!), () => this.node('Sigmoid', [x], [...x.shape]));
   }
 
+  logSoftmax(x: OnnxValue): OnnxValue {
+    return this.apply([x], (o, [t]) => o.logSoftmax(t!), () => this.node('LogSoftmax', [x], [...x.shape], { axis: -1 }));
+  }
+
+  exp(x: OnnxValue): OnnxValue {
+    return this.apply([x], (o, [t]) => o.exp(t!), () => this.node('Exp', [x], [...x.shape]));
+  }
+
+  log(x: OnnxValue): OnnxValue {
+    return this.apply([x], (o, [t]) => o.log(t!), () => this.node('Log', [x], [...x.shape]));
+  }
+
   reduceMean(x: OnnxValue, axes: readonly number[], keepDims: boolean): OnnxValue {
     const shape = reduceShape(x.shape, axes, keepDims);
     const ax = axes.map((a) => axisOf(a, x.shape.length));
@@ -295,8 +327,17 @@ export class OnnxOps implements Ops<OnnxValue> {
     return this.apply([x], (o, [t]) => o.reduceSum(t!, ax, keepDims), () => this.node('ReduceSum', [x, this.int64(ax)], shape, { keepdims: keepDims ? 1 : 0 }));
   }
 
-  dropout(x: OnnxValue): OnnxValue {
-    return x;
+  /** Identity, or `x · mask` with a per-step mask input in 'mask' mode (training graphs). */
+  dropout(x: OnnxValue, rate = 0): OnnxValue {
+    if (this.dropoutMode === 'identity' || rate <= 0) return x;
+    const mask = this.input(`dropout_mask.${this.masks.length}`, x.shape);
+    this.masks.push({ name: mask.name!, shape: [...x.shape], rate });
+    return this.node('Mul', [x, mask], [...x.shape]);
+  }
+
+  /** The dropout masks recorded so far, in the order the forward drew them. */
+  dropoutMasks(): DropoutMask[] {
+    return this.masks.map((m) => ({ ...m, shape: [...m.shape] }));
   }
 
   toFloat(x: OnnxValue): OnnxValue {

@@ -61,6 +61,12 @@ export interface Ops<T> {
   /** CLIP's QuickGELU, x·σ(1.702x). */
   quickGelu(x: T): T;
   sigmoid(x: T): T;
+  /** log(softmax(x)) over the last axis, computed stably (losses). */
+  logSoftmax(x: T): T;
+  /** Elementwise eˣ. */
+  exp(x: T): T;
+  /** Elementwise natural logarithm. */
+  log(x: T): T;
   reduceMean(x: T, axes: readonly number[], keepDims: boolean): T;
   reduceSum(x: T, axes: readonly number[], keepDims: boolean): T;
   /** uint8 (or other) → float32. */

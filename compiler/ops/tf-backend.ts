@@ -30,8 +30,20 @@ async function tryNative(pkg: string): Promise<string | null> {
   }
 }
 
-/** Initialise tfjs once per process and say which backend runs. */
-export async function initTf(prefer: TfBackendPreference = 'auto'): Promise<TfBackendInfo> {
+let queue: Promise<unknown> = Promise.resolve();
+
+/**
+ * Initialise tfjs once per process and say which backend runs. Calls are serialised: two
+ * concurrent first calls (tests running side by side) would otherwise race on tf.setBackend
+ * and one would fold constants on a backend being replaced.
+ */
+export function initTf(prefer: TfBackendPreference = 'auto'): Promise<TfBackendInfo> {
+  const next = queue.then(() => initTfNow(prefer));
+  queue = next.catch(() => undefined);
+  return next;
+}
+
+async function initTfNow(prefer: TfBackendPreference): Promise<TfBackendInfo> {
   if (current && (prefer === 'auto' || current.package.includes(prefer) || current.backend === prefer)) return current;
   const skipped: string[] = [];
   const natives = prefer === 'gpu' ? ['@tensorflow/tfjs-node-gpu'] : prefer === 'node' ? ['@tensorflow/tfjs-node'] : prefer === 'auto' ? ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] : [];

@@ -106,7 +106,17 @@ export class TfOps implements Ops<tf.Tensor> {
   scale(x: tf.Tensor, s: number): tf.Tensor { return tf.mul(x, tf.scalar(s)); }
 
   matMul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
-    return tf.matMul(a, b);
+    const ba = a.shape.slice(0, -2);
+    const bb = b.shape.slice(0, -2);
+    if (ba.length === bb.length && ba.every((d, i) => d === bb[i])) return tf.matMul(a, b);
+    // tfjs 4.22's BatchMatMul gradient does not sum over broadcast batch dims (a [2,4,3]
+    // operand under a [B,2,3,4] one gets a [B,2,4,3] gradient and tf.grad throws): broadcast
+    // the operands explicitly, whose BroadcastTo gradient does the sum. Found by
+    // test/autodiff-rules.test.ts; the forward values are unchanged.
+    const r = Math.max(ba.length, bb.length);
+    const batch = Array.from({ length: r }, (_, i) => Math.max(ba[ba.length - r + i] ?? 1, bb[bb.length - r + i] ?? 1));
+    const full = (t: tf.Tensor, own: number[]) => (own.length === r && own.every((d, i) => d === batch[i]) ? t : tf.broadcastTo(t, [...batch, ...t.shape.slice(-2)]));
+    return tf.matMul(full(a, ba), full(b, bb));
   }
 
   linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
@@ -150,6 +160,18 @@ export class TfOps implements Ops<tf.Tensor> {
 
   sigmoid(x: tf.Tensor): tf.Tensor {
     return tf.sigmoid(x);
+  }
+
+  logSoftmax(x: tf.Tensor): tf.Tensor {
+    return tf.logSoftmax(x, -1);
+  }
+
+  exp(x: tf.Tensor): tf.Tensor {
+    return tf.exp(x);
+  }
+
+  log(x: tf.Tensor): tf.Tensor {
+    return tf.log(x);
   }
 
   reduceMean(x: tf.Tensor, axes: readonly number[], keepDims: boolean): tf.Tensor {

@@ -1,7 +1,8 @@
 /**
- * The tfjs engine: the method's forward through TfOps, softmax cross-entropy (with label
- * smoothing), gradients for the trainable tensors only (frozen linears take the custom-grad
- * fast path). Runs on whatever backend `initTf` chose (tfjs-node-gpu, tfjs-node or wasm).
+ * The tfjs engine: the method's forward through TfOps, the shared softmax cross-entropy with
+ * label smoothing (loss.ts), gradients for the trainable tensors only (frozen linears take the
+ * custom-grad fast path). Runs on whatever backend `initTf` chose (tfjs-node-gpu, tfjs-node or
+ * wasm).
  */
 import * as tf from '@tensorflow/tfjs';
 import { TfOps } from '../ops/tf-ops.ts';
@@ -11,6 +12,7 @@ import type { StateDict } from '../backbones/safetensors.ts';
 import type { PromptMethod } from '../methods/method.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import type { Engine, StepResult } from './engine.ts';
+import { smoothedTargets, softmaxCrossEntropy } from './loss.ts';
 
 export interface TfEngineOptions {
   cfg: VitConfig;
@@ -62,15 +64,13 @@ export class TfEngine implements Engine {
     this.train.reseed(this.o.seed * 1_000_003 + stepIndex);
     const C = this.o.numClasses;
     const xs = this.input(x, B);
-    const onehot = tf.tidy(() => tf.oneHot(tf.tensor1d(y, 'int32'), C).toFloat());
-    const { value, grads } = tf.variableGrads(
-      () => tf.losses.softmaxCrossEntropy(onehot, this.forward(xs, true), undefined, this.o.labelSmoothing) as tf.Scalar,
-      this.vars,
-    );
+    const targets = tf.tensor(smoothedTargets(y, C, this.o.labelSmoothing), [B, C]);
+    // The loss both engines share (loss.ts), so the ort engine differentiates the same definition.
+    const { value, grads } = tf.variableGrads(() => softmaxCrossEntropy(this.train, this.forward(xs, true), targets) as tf.Scalar, this.vars);
     const out = new Map<string, Float32Array>();
     for (const [name, v] of this.byName) out.set(name, grads[v.name]!.dataSync() as Float32Array);
     const loss = value.dataSync()[0]!;
-    tf.dispose([xs, onehot, value, ...Object.values(grads)]);
+    tf.dispose([xs, targets, value, ...Object.values(grads)]);
     return { loss, grads: out };
   }
 
@@ -92,7 +92,8 @@ export class TfEngine implements Engine {
 
   params(): Map<string, HostTensor> {
     const out = new Map<string, HostTensor>();
-    for (const [name, v] of this.byName) out.set(name, { shape: [...v.shape], data: v.dataSync() as Float32Array });
+    // The trainer's shapes (the patch weight is a [D, C·p·p] variable here but [D, C, p, p] in checkpoints).
+    for (const [name, v] of this.byName) out.set(name, { shape: [...(this.o.params.get(name)?.shape ?? v.shape)], data: v.dataSync() as Float32Array });
     return out;
   }
 

@@ -1,7 +1,7 @@
 /**
  * A compile config becomes a training job: backbone loaded and identified, data split and
  * sampled, method options resolved, recipe = method defaults < config, initial tensors drawn
- * from the seed, engine chosen.
+ * from the seed, engine chosen (engine-choice.ts: ort, tfjs, or auto with the reason logged).
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -16,6 +16,8 @@ import type { HostTensor } from '../ops/host-tensor.ts';
 import { initTf, type TfBackendInfo } from '../ops/tf-backend.ts';
 import { mulberry32 } from '../data/rng.ts';
 import { TfEngine } from './engine-tfjs.ts';
+import { OrtEngine } from './engine-ort.ts';
+import { chooseEngine } from './engine-choice.ts';
 import { loadSplit, trainData } from './data-source.ts';
 import type { TrainJob } from './loop.ts';
 import type { Progress } from './progress.ts';
@@ -84,7 +86,11 @@ export async function prepareJob(config: CompileConfig, configFile: string, opts
     data: trainData(cfg, { split, ...(config.kShot ? { kShot: config.kShot } : {}), seed: config.seed, augment: recipe.augment }),
     initial,
     makeEngine: (params) =>
-      new TfEngine({ cfg, backbone, method, options, params, numClasses: cfg.numClasses, labelSmoothing: recipe.labelSmoothing, seed: config.seed, backend: backendName }),
+      chooseEngine(config.engine, {
+        tfjs: () => new TfEngine({ cfg, backbone, method, options, params, numClasses: cfg.numClasses, labelSmoothing: recipe.labelSmoothing, seed: config.seed, backend: backendName }),
+        ort: () => OrtEngine.create({ cfg, backbone, method, options, params, numClasses: cfg.numClasses, labelSmoothing: recipe.labelSmoothing, seed: config.seed }),
+        log: (line) => opts.progress.log(line),
+      }),
     progress: opts.progress,
     ...(opts.signal ? { signal: opts.signal } : {}),
   };

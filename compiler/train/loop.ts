@@ -47,7 +47,7 @@ export interface TrainJob {
   data: TrainData;
   /** Trainable tensors with their initial values (ignored when resuming). */
   initial: Map<string, HostTensor>;
-  makeEngine(params: Map<string, HostTensor>): Engine;
+  makeEngine(params: Map<string, HostTensor>): Engine | Promise<Engine>;
   progress: Progress;
   signal?: AbortSignal;
 }
@@ -62,7 +62,7 @@ export interface TrainResult {
 
 export async function evaluate(engine: Engine, data: TrainData, batchSize: number): Promise<EvalMetrics> {
   const acc = new MetricAccumulator(data.classes.length);
-  for await (const b of data.valBatches(batchSize)) acc.add(engine.predict(b.x, b.y.length), b.y);
+  for await (const b of data.valBatches(batchSize)) acc.add(await engine.predict(b.x, b.y.length), b.y);
   return acc.result();
 }
 
@@ -91,7 +91,7 @@ export async function train(job: TrainJob): Promise<TrainResult> {
     };
   }
 
-  const engine = job.makeEngine(params);
+  const engine = await job.makeEngine(params);
   state.engine = engine.name;
   state.backend = engine.backend;
   const trainables: TrainableTensor[] = [...engine.params()].map(([name, t]) => ({ name, shape: [...t.shape], value: Float32Array.from(t.data), decay: job.method.decays(name, job.options) }));
@@ -116,7 +116,7 @@ export async function train(job: TrainJob): Promise<TrainResult> {
         if (i++ < state.stepInEpoch) continue; // resume inside an epoch: same order, skip done batches
         if (i > stepsPerEpoch) break;
         const lr = lrAt(schedule, perStep ? state.globalStep : epoch);
-        const r = engine.step(b.x, b.y, state.globalStep);
+        const r = await engine.step(b.x, b.y, state.globalStep);
         if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at epoch ${epoch + 1}, step ${i}: lower the learning rate (now ${lr.toExponential(2)})`);
         optimizerStep(recipe.optimizer, optState, trainables, r.grads, lr);
         engine.setParams(new Map(trainables.map((p) => [p.name, p.value])));
