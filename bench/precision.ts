@@ -4,7 +4,7 @@
  * demo task on the shipped backbone and for ViT-Ti/16 at 224 (random weights, latency/size only).
  * The task is compiled through `compileTask`, which reuses a finished checkpoint.
  *
- *   npm run bench:precision [-- --config configs/demo-parts.yaml --rounds 10 --runs 20]
+ *   npm run bench:precision [-- --config configs/demo-fmnist.yaml --rounds 10 --runs 20]
  */
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
@@ -23,7 +23,7 @@ import { readArtifact } from '../runtime/artifact/index.ts';
 import type { Precision } from '../runtime/artifact/index.ts';
 import { median, ortVersion, repo, writeReport } from './lib.ts';
 
-const { values: f } = parseArgs({ options: { config: { type: 'string', default: 'configs/demo-parts.yaml' }, rounds: { type: 'string', default: '10' }, runs: { type: 'string', default: '20' } } });
+const { values: f } = parseArgs({ options: { config: { type: 'string', default: 'configs/demo-fmnist.yaml' }, rounds: { type: 'string', default: '10' }, runs: { type: 'string', default: '20' } } });
 await initTf();
 const precisions: Precision[] = ['fp32', 'fp16', 'int8'];
 const profile = loadProfile('x86-cpu');
