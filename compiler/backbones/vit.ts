@@ -139,19 +139,18 @@ export function attention<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, x
   const qkv = ops.transpose(ops.reshape(ops.linear(x, bw.qkv.w, bw.qkv.b), [0, T, 3, H, dh]), [2, 0, 3, 1, 4]);
   const [q0, k0, v] = ops.split(qkv, 0, [1, 1, 1]).map((t) => ops.reshape(t, [-1, H, T, dh])) as [T, T, T]; // [B,H,T,dh]
   const q = ops.scale(clsOnly ? ops.slice(q0, 2, 0, 1) : q0, dh ** -0.5); // [B,H,Tq,dh]
-  const kT = ops.transpose(k0, [0, 1, 3, 2]); // [B,H,dh,T]: ORT fuses this into the MatMul (transB)
-  let out: T;
+  let k = k0;
+  let vAll = v;
   if (prefix) {
-    const rank = ops.shape(prefix.k).length;
-    const pkT = ops.transpose(prefix.k, rank === 3 ? [0, 2, 1] : [0, 1, 3, 2]); // [.., H, dh, N]
-    const N = ops.shape(prefix.k)[rank - 2] as number;
-    // Prefix scores first, then the tokens' own: one softmax over N + T keys.
-    const a = ops.softmax(ops.concat([ops.matMul(q, pkT), ops.matMul(q, kT)], -1)); // [B,H,Tq,N+T]
-    const [ap, ax] = ops.split(a, -1, [N, T]) as [T, T];
-    out = ops.add(ops.matMul(ax, v), ops.matMul(ap, prefix.v));
-  } else {
-    out = ops.matMul(ops.softmax(ops.matMul(q, kT)), v); // [B,H,Tq,dh]
+    // Prefix keys/values join the tokens' own along the key axis (order is irrelevant: no
+    // positional bias), so attention stays two MatMuls and one softmax; expanding the constant
+    // [1,H,N,dh] to the batch copies N·D values per layer, far less than extra score products.
+    const batched = (t: T) => (ops.shape(t).length === 3 ? ops.expandBatch(ops.reshape(t, [1, H, -1, dh]), k0) : t);
+    k = ops.concat([batched(prefix.k), k0], 2);
+    vAll = ops.concat([batched(prefix.v), v], 2);
   }
+  const kT = ops.transpose(k, [0, 1, 3, 2]); // [B,H,dh,N+T]: ORT fuses this into the MatMul (transB)
+  const out = ops.matMul(ops.softmax(ops.matMul(q, kT)), vAll); // [B,H,Tq,dh]
   return ops.linear(ops.reshape(ops.transpose(out, [0, 2, 1, 3]), [0, Tq, D]), bw.proj.w, bw.proj.b);
 }
 
