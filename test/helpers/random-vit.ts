@@ -3,25 +3,10 @@ import { vitTensorShapes } from '../../compiler/backbones/vit-weights.ts';
 import type { VitConfig } from '../../compiler/backbones/vit-variants.ts';
 import type { StateDict } from '../../compiler/backbones/safetensors.ts';
 import { numel } from '../../compiler/ops/host-tensor.ts';
-
-/** mulberry32: tiny, fast, good enough for test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-export function gaussian(r: () => number): () => number {
-  return () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
-}
+import { gaussian, mulberry32 } from '../../compiler/data/rng.ts';
 
 export function randn(shape: number[], std: number, seed: number, mean = 0): Float32Array {
-  const g = gaussian(rng(seed));
+  const g = gaussian(mulberry32(seed));
   const out = new Float32Array(numel(shape));
   for (let i = 0; i < out.length; i++) out[i] = mean + std * g();
   return out;
