@@ -85,9 +85,9 @@ const file = writeReport(
   'transfer',
   'Transfer from the shipped backbone: linear vs VPT-shallow vs VPT-deep vs full fine-tuning',
   `npm run bench:transfer -- --seeds ${f.seeds} --epochs ${f.epochs} --shotEpochs ${f.shotEpochs} --cap ${cap} --val ${f.val} --methods ${f.methods} --tasks ${f.tasks} --shots ${f.shots}`,
-  `Backbone: vit_micro_patch4_32 pretrained on Fashion-MNIST classes 0–4 (compiler/backbones/weights/). Engine: tfjs (wasm). Seeds ${seeds.join(', ')}; top-1 = best validation accuracy over epochs, mean ± sample std over seeds.
+  `Backbone: vit_micro_patch4_32 pretrained on Fashion-MNIST classes 0–4 (compiler/backbones/weights/). Engine: auto (ort when it builds, else tfjs). Seeds ${seeds.join(', ')}; top-1 = best validation accuracy over epochs, mean ± sample std over seeds.
 Tasks: Fashion-MNIST classes 5–9 (train split capped at ${cap}/class, validation = ${f.val}/class of the test split) and the generated parts set (5 classes, ${Math.round(cap / 0.75)}/class, 25 % held out). "16-shot" samples 16 training images per class per seed.
-Budgets (tfjs-wasm is slow on this 2-core machine, see tfjs-train-step.md): ${f.epochs} epochs (batch 32) on all data, ${f.shotEpochs} epochs (batch 16) for 16-shot; SGD lr·batch/256 with base 2 (VPT) / 4 (linear), AdamW 5e-4 for full; 8 prompt tokens.
+Budgets (kept short so the whole table runs in about 20 minutes on this 2-core machine): ${f.epochs} epochs (batch 32) on all data, ${f.shotEpochs} epochs (batch 16) for 16-shot; SGD lr·batch/256 with base 2 (VPT) / 4 (linear), AdamW 5e-4 for full; 8 prompt tokens.
 
 | task | data | method | top-1 % | trainable values | train img/s |
 |---|---|---|---|---|---|
