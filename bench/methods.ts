@@ -6,7 +6,7 @@
  * batch 1, interleaved rounds in this process) and its fp32 ONNX size.
  *
  * A variant is `method` or `method:key=value;key=value` (method options, e.g.
- * `spt-deep:init=kmeans`). linear / full / vpt-* use the transfer benchmark's recipes
+ * `spt-deep:init=kmeans`; `lr=…` overrides the learning rate, for sweeps). linear / full / vpt-* use the transfer benchmark's recipes
  * (bench/transfer-task.ts) so the rows compare with docs/bench/transfer.md; the other methods
  * keep their own default optimiser (METHODS.md) with the same epochs, batch and warmup.
  * Runs live in .cache/bench/methods/<run>; finished ones are reused, so an interrupted
@@ -46,6 +46,8 @@ interface Variant {
   label: string;
   method: string;
   options: Record<string, unknown>;
+  /** `lr=…` in the variant: a learning-rate override for this row (sweeps), else BENCH_LR / the default. */
+  lr?: number;
 }
 
 /** `spt-deep:init=kmeans;prompts=8` → method and options (numbers and booleans typed). */
@@ -53,12 +55,16 @@ export function parseVariant(text: string): Variant {
   const [method, rest] = text.split(':', 2) as [string, string | undefined];
   if (!METHODS[method]) throw new Error(`--variants: unknown method "${method}"; known: ${Object.keys(METHODS).join(', ')}`);
   const options: Record<string, unknown> = method.startsWith('vpt') ? { prompts: PROMPTS } : {};
+  let lr: number | undefined;
   for (const kv of rest ? rest.split(';') : []) {
     const [k, v] = kv.split('=', 2) as [string, string | undefined];
     if (!k || v === undefined) throw new Error(`--variants: "${kv}" in "${text}" is not key=value`);
-    options[k] = v === 'true' ? true : v === 'false' ? false : Number.isFinite(Number(v)) ? Number(v) : v;
+    if (k === 'lr') {
+      if (!(Number(v) > 0)) throw new Error(`--variants: lr=${v} in "${text}" is not a positive number`);
+      lr = Number(v);
+    } else options[k] = v === 'true' ? true : v === 'false' ? false : Number.isFinite(Number(v)) ? Number(v) : v;
   }
-  return { label: text, method, options };
+  return { label: text, method, options, ...(lr ? { lr } : {}) };
 }
 
 const TRANSFER_RECIPES = new Set(['linear', 'full', 'vpt-shallow', 'vpt-deep']);
@@ -75,7 +81,7 @@ function configFor(v: Variant, task: string, shots: string, seed: number) {
   const epochs = Number(f.epochs);
   const shotEpochs = Number(f.shotEpochs);
   const e = shots === 'all' ? epochs : shotEpochs;
-  const lr = BENCH_LR[v.method];
+  const lr = v.lr ?? BENCH_LR[v.method];
   const base = TRANSFER_RECIPES.has(v.method) ? recipeFor(v.method, shots, epochs, shotEpochs) : { epochs: e, batchSize: shots === 'all' ? 32 : 16, warmupEpochs: 1, optimizer: {} };
   const recipe = lr ? { ...base, optimizer: { ...base.optimizer, lr } } : base;
   const name = `${task}-${shots}-${v.label.replace(/[^\w.-]+/g, '_')}-s${seed}`;

@@ -102,6 +102,8 @@ for (const name of Object.keys(METHODS)) {
     const n = set.samples.length;
     const same = Array.from({ length: n }, (_, r) => argmax(fused, r, 5) === argmax(shared, r, 5)).filter(Boolean).length;
     t.log(`pack inputs ${task.split.inputs.map((i) => `${i.name}[${i.shape.join(',')}]`).join(' ')}; max |Δlogit| ${d.toExponential(2)}`);
+    // Pack tensors are named for what they are (vp.pos_embed.slice), never the recorder's v83.
+    t.deepEqual(task.split.inputs.filter((i) => /^(v|const_)\d+(_\d+)?$/.test(i.name)), []);
     t.true(d <= 1e-4, `${d}`);
     t.is(same, n);
     // The pack carries only what the trained tensors determine; the backbone none of them.

@@ -131,9 +131,9 @@ for (const v of ['inner', 'outer'] as Variant[]) {
   });
 }
 
-test('init: strips N(0, 1) in normalised units (VP’s torch.randn), head N(0, 2/C); 3·(S² − (S−2p)²) prompt values', async (t) => {
+test('init: strips N(0, 1) in normalised units (VP’s torch.randn; inner\'s default), black (outer\'s default) or zeros; head N(0, 2/C); 3·(S² − (S−2p)²) prompt values', async (t) => {
   for (const m of [vpInner, vpOuter]) {
-    const params = await m.init({ cfg, numClasses: C, backbone, rng: mulberry32(7) }, m.resolveOptions({}));
+    const params = await m.init({ cfg, numClasses: C, backbone, rng: mulberry32(7) }, m.resolveOptions({ init: 'normal' }));
     t.deepEqual([...params.keys()].sort(), ['head.bias', 'head.weight', 'pad_down', 'pad_left', 'pad_right', 'pad_up']);
     t.deepEqual(params.get('pad_up')!.shape, [1, 3, P, S]);
     t.deepEqual(params.get('pad_left')!.shape, [1, 3, S - 2 * P, P]);
@@ -148,6 +148,9 @@ test('init: strips N(0, 1) in normalised units (VP’s torch.randn), head N(0, 2
     t.true(Math.abs(hv - 2 / C) < 0.15 * (2 / C), `head variance ${hv}`);
     t.true(params.get('head.bias')!.data.every((b) => b === 0));
   }
+  // Defaults: inner starts as VP does (N(0, 1)), outer as EVP does (a black border).
+  t.is(vpInner.resolveOptions({}).init, 'normal');
+  t.is(vpOuter.resolveOptions({}).init, 'black');
   const zero = await vpInner.init({ cfg, numClasses: C, backbone, rng: mulberry32(7) }, vpInner.resolveOptions({ init: 'zeros' }));
   t.true(zero.get('pad_up')!.data.every((v) => v === 0));
   const black = await vpOuter.init({ cfg, numClasses: C, backbone, rng: mulberry32(7) }, vpOuter.resolveOptions({ init: 'black' }));

@@ -87,20 +87,24 @@ export function planShared(sharedModel: Uint8Array, image = 'image'): SharedPlan
       changed = true;
     }
   }
-  const crossing = crossingOf();
-  if (crossing.length === 0) throw new CompilerError('UNSUPPORTED', 'shared export: no trained tensor reaches the image path; export it fused');
+  const generatedCrossing = crossingOf();
+  if (generatedCrossing.length === 0) throw new CompilerError('UNSUPPORTED', 'shared export: no trained tensor reaches the image path; export it fused');
+  const rename = crossingNames(generatedCrossing, producer, init, new Set(g.nodes.flatMap((n) => [...n.inputs, ...n.outputs])));
+  const r = (v: string) => rename.get(v) ?? v;
+  const renamed = (n: NodeSpec): NodeSpec => (n.inputs.some((i) => rename.has(i)) || n.outputs.some((o) => rename.has(o)) ? { ...n, inputs: n.inputs.map(r), outputs: n.outputs.map(r) } : n);
+  const crossing = generatedCrossing.map(r);
 
   // Pack graph: only the pack-side nodes the crossing values need.
   const need = new Set(crossing);
   const packNodes: NodeSpec[] = [];
   for (const n of [...g.nodes].reverse()) {
-    if (!packSide.has(n) || !n.outputs.some((o) => need.has(o))) continue;
-    packNodes.unshift(n);
-    for (const i of n.inputs) if (i) need.add(i);
+    if (!packSide.has(n) || !n.outputs.some((o) => need.has(r(o)))) continue;
+    packNodes.unshift(renamed(n));
+    for (const i of n.inputs) if (i) need.add(r(i));
   }
   const used = (nodes: NodeSpec[]) => new Set(nodes.flatMap((n) => n.inputs));
   const packUsed = used(packNodes);
-  const bbNodes = g.nodes.filter((n) => !packSide.has(n));
+  const bbNodes = g.nodes.filter((n) => !packSide.has(n)).map(renamed);
   const bbUsed = used(bbNodes);
   const unknown = (name: string): ValueSpec => ({ name, dtype: 'float32', shape: [] });
   return {
@@ -115,6 +119,34 @@ export function planShared(sharedModel: Uint8Array, image = 'image'): SharedPlan
     crossing,
     metadata,
   };
+}
+
+/**
+ * Readable names for crossing values the recorder named (v83): the nearest labelled ancestor
+ * (following each node's first non-constant input) and the op that made the value, e.g.
+ * `vp.pos_embed.slice`, numbered `.2`, `.3` when taken. The names are a pure function of the
+ * graph, so every task of a backbone still gets the same backbone bytes, and a pack's tensors say
+ * what they are in `inspect` and in errors.
+ */
+function crossingNames(crossing: readonly string[], producer: ReadonlyMap<string, NodeSpec>, init: ReadonlySet<string>, taken: Set<string>): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const c of crossing) {
+    if (!GENERATED.test(c)) continue;
+    const op = producer.get(c)?.op.toLowerCase() ?? 'value';
+    // Prefer a labelled intermediate (vp.pos_embed), then keep climbing through generated
+    // values, and settle for a trained tensor's name only when nothing else is left.
+    let v: string | undefined = c;
+    for (let hops = 0; v && GENERATED.test(v) && hops < 64; hops++) {
+      const ins = producer.get(v)?.inputs.filter((i) => i && !init.has(i)) ?? [];
+      v = ins.find((i) => producer.has(i) && !GENERATED.test(i)) ?? ins.find((i) => GENERATED.test(i)) ?? ins[0];
+    }
+    const base = `${v && !GENERATED.test(v) ? v : 'pack'}.${op}`;
+    let name = base;
+    for (let k = 2; taken.has(name); k++) name = `${base}.${k}`;
+    taken.add(name);
+    out.set(c, name);
+  }
+  return out;
 }
 
 /** Encodes a graph whose outputs have unknown shapes (ORT infers them). */

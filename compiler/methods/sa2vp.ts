@@ -148,7 +148,7 @@ export function sa2vpForward<T>(ctx: ForwardContext<T>, x: T, o: Sa2vpOptions, n
   // P₀ depends on weights only: [1, T, D], broadcast against the batch until it meets H (at
   // layer 0), so export folds it and Block₀(P₀). Training draws per-image dropout masks, as the
   // official expand-then-dropout does, so there it is expanded first.
-  const p0 = ops.add(lin(ppt, 'ppt_proj'), w.pos);
+  const p0 = ops.label(ops.add(lin(ppt, 'ppt_proj'), w.pos), 'sa2vp.prompt_map'); // a label names its shared-pack tensors
   let p = train && o.dropout > 0 ? drop(ops.expandBatch(p0, h)) : p0;
 
   for (let i = 0; i < L; i++) {
@@ -163,7 +163,7 @@ export function sa2vpForward<T>(ctx: ForwardContext<T>, x: T, o: Sa2vpOptions, n
         if (j >= 0) {
           const dp = ops.reshape(ops.slice(deepPpt!, 0, j, j + 1), [1, T1, -1]); // [1, T, r]
           const gate = ops.reshape(ops.slice(ctx.param('cross_conv'), 0, j, j + 1), [D]);
-          p = ops.add(p, ops.mul(block(ops, cfg, bw, lin(dp, `deep_proj.${j}`)), gate));
+          p = ops.add(p, ops.mul(block(ops, cfg, bw, ops.label(lin(dp, `deep_proj.${j}`), `sa2vp.deep_prompt_map.${j}`)), gate));
         }
       }
       h = block(ops, cfg, bw, h, undefined, lastOnly);
