@@ -137,7 +137,7 @@ function crossingNames(crossing: readonly string[], producer: ReadonlyMap<string
     // values, and settle for a trained tensor's name only when nothing else is left.
     let v: string | undefined = c;
     for (let hops = 0; v && GENERATED.test(v) && hops < 64; hops++) {
-      const ins = producer.get(v)?.inputs.filter((i) => i && !init.has(i)) ?? [];
+      const ins: string[] = producer.get(v)?.inputs.filter((i) => i && !init.has(i)) ?? [];
       v = ins.find((i) => producer.has(i) && !GENERATED.test(i)) ?? ins.find((i) => GENERATED.test(i)) ?? ins[0];
     }
     const base = `${v && !GENERATED.test(v) ? v : 'pack'}.${op}`;
