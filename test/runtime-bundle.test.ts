@@ -1,9 +1,10 @@
-// The device bundle: tools/build-runtime.mjs produces one .mjs without compiler/ or tfjs, which
-// prints its help and runs a device end to end (signed artifact → ORT → aedes) as a real process.
+// The device bundle: tools/build-runtime.mjs produces one .mjs without compiler/ or tfjs (and the
+// inference worker's .mjs beside it), which prints its help and runs a device end to end (signed
+// artifact → ORT in the bundled worker → aedes) as a real process.
 import test from 'ava';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { generateKeyPair, publicKeyPem } from '../runtime/artifact/index.ts';
@@ -17,6 +18,7 @@ const run = promisify(execFile);
 // Inside the repo, so the bundle finds onnxruntime-node and serialport in node_modules like a deploy does.
 const outdir = repoPath(`dist/.test-${process.pid}`);
 const bundle = join(outdir, 'edgeprompt-runtime.mjs');
+const workerBundle = join(outdir, 'edgeprompt-runtime-worker.mjs');
 
 test.before(async () => {
   await run(process.execPath, [repoPath('tools/build-runtime.mjs'), '--outdir', outdir]);
@@ -31,6 +33,9 @@ test('the bundle holds no tfjs and no compiler code, and ships the device profil
   t.regex(text, /from\s*"onnxruntime-node"/, 'onnxruntime-node stays external');
   const map = JSON.parse(await readFile(bundle + '.map', 'utf8')) as { sources: string[] };
   t.false(map.sources.some((s) => /compiler\/|@tensorflow/.test(s)));
+  const worker = await readFile(workerBundle, 'utf8');
+  t.regex(worker, /from\s*"onnxruntime-node"/, 'the worker imports onnxruntime-node itself');
+  t.false(/@tensorflow|tfjs|compiler\//.test(worker));
   t.deepEqual((await run('ls', [join(outdir, 'profiles')])).stdout.trim().split('\n'), ['jetson-agx-orin.yaml', 'jetson-orin-nano.yaml', 'x86-cpu.yaml']);
 });
 
@@ -44,14 +49,50 @@ test('node dist/edgeprompt-runtime.mjs --help', async (t) => {
   t.regex((e as { stderr?: string }).stderr ?? '', /error \[CONFIG_UNREADABLE\]: \/nonexistent\/device\.yaml/);
 });
 
-test('the bundle runs a device: synthetic camera → signed model → MQTT, and exits when the camera ends', async (t) => {
-  t.timeout(20_000);
-  const { dir, cleanup } = await tempDir();
-  t.teardown(cleanup);
+/**
+ * A device that runs N synthetic frames through the bundle and reports them to `broker`, with
+ * inference in the worker thread (an inline x86 profile; the shipped x86-cpu one runs in-thread).
+ */
+async function deviceDir(dir: string, brokerUrl: string, n: number) {
   const key = generateKeyPair();
   const packed = makeArtifact({}, { privateKey: key.privateKey });
   await writeArtifact(dir, 'model.epk', packed);
   await writeFile(join(dir, 'release.pub'), publicKeyPem(key.publicKey));
+  await writeFile(
+    join(dir, 'device.yaml'),
+    [
+      'device: bundle-1',
+      'artifact: model.epk',
+      'trustedKeys: [release.pub]',
+      'profile: { schemaVersion: 1, name: x86-worker, arch: x64, precisions: [fp32], executionProviders: [{ name: cpu }], threads: { inference: worker, intraOp: 1 } }',
+      'cameras:',
+      `  - { id: cam1, kind: synthetic, fps: 40, count: ${n} }`,
+      `mqtt: { url: "${brokerUrl}", protocolVersion: 4, reconnectPeriodMs: 100 }`,
+      'outbox: { kind: file, dir: outbox }',
+      '',
+    ].join('\n'),
+  );
+  return packed;
+}
+
+test('the bundle runs inference in its worker, found next to it: without the worker file it refuses to start, saying so', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.teardown(cleanup);
+  // The bundle alone (no worker beside it), still inside the repo so it finds node_modules.
+  const lone = repoPath(`dist/.test-${process.pid}-lone`);
+  await mkdir(lone, { recursive: true });
+  t.teardown(() => rm(lone, { recursive: true, force: true }));
+  await copyFile(bundle, join(lone, 'edgeprompt-runtime.mjs'));
+  await deviceDir(dir, 'mqtt://127.0.0.1:1', 1);
+  const e = await t.throwsAsync(run(process.execPath, [join(lone, 'edgeprompt-runtime.mjs'), 'run', '-c', join(dir, 'device.yaml')]));
+  t.not((e as { code?: number }).code, 0);
+  t.regex((e as { stderr?: string }).stderr ?? '', /the inference worker is missing: .*edgeprompt-runtime-worker\.mjs/);
+});
+
+test('the bundle runs a device: synthetic camera → signed model → MQTT, and exits when the camera ends', async (t) => {
+  t.timeout(20_000);
+  const { dir, cleanup } = await tempDir();
+  t.teardown(cleanup);
   const broker = await startAedes();
   t.teardown(() => broker.stop());
   const results: ResultPayload[] = [];
@@ -59,20 +100,7 @@ test('the bundle runs a device: synthetic camera → signed model → MQTT, and 
   t.teardown(() => sub.close());
   await sub.ready;
   const N = 20;
-  await writeFile(
-    join(dir, 'device.yaml'),
-    [
-      'device: bundle-1',
-      'artifact: model.epk',
-      'trustedKeys: [release.pub]',
-      'profile: x86-cpu',
-      'cameras:',
-      `  - { id: cam1, kind: synthetic, fps: 40, count: ${N} }`,
-      `mqtt: { url: "${broker.url}", protocolVersion: 4, reconnectPeriodMs: 100 }`,
-      'outbox: { kind: file, dir: outbox }',
-      '',
-    ].join('\n'),
-  );
+  const packed = await deviceDir(dir, broker.url, N);
   const child = spawn(process.execPath, ['--enable-source-maps', bundle, 'run', '-c', join(dir, 'device.yaml')], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EDGEPROMPT_LOG_LEVEL: 'info' } });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));

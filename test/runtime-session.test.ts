@@ -1,13 +1,21 @@
 // ORT sessions over real artifacts (the fixture ViT exported by the compiler), execution-provider
-// fallback, batching, and hot reload that keeps the old model when the new one is refused.
+// fallback, batching, and hot reload that keeps the old model when the new one is refused; the
+// inference worker (the default engine) against the in-thread one, its errors, crashes and exit.
 import test from 'ava';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import { mainEngine } from '../runtime/session/engine.ts';
+import { inferenceWorker, workerEngine, type WorkerCrash } from '../runtime/session/worker-engine.ts';
 import { generateKeyPair, loadTrustedKeys, publicKeyPem, readArtifact } from '../runtime/artifact/index.ts';
 import { loadProfile, loadProfileFile, listProfiles, preferredPrecision } from '../runtime/config/profile.ts';
 import { ModelHost, ModelSession, SessionError } from '../runtime/session/index.ts';
 import { repoPath } from './helpers/fixtures.ts';
-import { cpuProfile, LABELS, makeArtifact, referenceLabel, SIZE, solid, tempDir, writeArtifact } from './helpers/runtime-models.ts';
+import { cpuProfile, fixtureModel, LABELS, makeArtifact, referenceLabel, SIZE, solid, tempDir, writeArtifact } from './helpers/runtime-models.ts';
 
 const key = generateKeyPair();
 const RED = [255, 0, 0] as const;
@@ -37,8 +45,8 @@ test('EP_ALL_FAILED lists every provider tried', async (t) => {
   t.regex(e!.message, /tensorrt: .*; cuda: /);
 });
 
-test('a batch of frames gives the same predictions as one at a time; top-k is sorted', async (t) => {
-  const s = await ModelSession.create(readArtifact(makeArtifact().bytes), { profile: cpuProfile() });
+for (const inference of ['worker', 'main'] as const) test(`a batch of frames gives the same predictions as one at a time; top-k is sorted (inference in the ${inference} thread)`, async (t) => {
+  const s = await ModelSession.create(readArtifact(makeArtifact().bytes), { profile: cpuProfile({ threads: { intraOp: 1, inference } }) });
   t.teardown(() => s.release());
   const frames = [solid(RED), solid(GREEN), solid([0, 0, 255]), solid([10, 20, 30])];
   const batch = await s.run(frames, 3);
@@ -131,4 +139,111 @@ test('shipped device profiles validate; names resolve; unknown names list the kn
   const e = t.throws(() => loadProfile('jetson-nano-2gb', { from: 'configs/device.yaml' }));
   t.is((e as { code?: string }).code, 'PROFILE_NOT_FOUND');
   t.regex(e!.message, /configs\/device\.yaml: profile "jetson-nano-2gb" not found.*known profiles: jetson-agx-orin, jetson-orin-nano, x86-cpu/);
+});
+
+test('the worker and the in-thread engine give the same probabilities, batched and alone', async (t) => {
+  const a = readArtifact(makeArtifact().bytes);
+  const [w, m] = await Promise.all((['worker', 'main'] as const).map((inference) => ModelSession.create(a, { profile: cpuProfile({ threads: { intraOp: 1, inference } }) })));
+  t.teardown(() => Promise.all([w!.release(), m!.release()]));
+  const frames = [solid(RED), solid(GREEN), solid([0, 0, 255])];
+  for (const batch of [frames, [frames[1]!]]) {
+    const [pw, pm] = [(await w!.run(batch)).predictions, (await m!.run(batch)).predictions];
+    pw.forEach((p, i) => {
+      t.is(p.label, pm[i]!.label);
+      t.true(p.probs.every((x, j) => Math.abs(x - pm[i]!.probs[j]!) <= 1e-6), `frame ${i}: ${[...p.probs]} vs ${[...pm[i]!.probs]}`);
+    });
+  }
+  // The frames were copied for the worker, not moved: the caller's buffers are intact.
+  t.is(frames[0]!.length, SIZE * SIZE * 3);
+  t.deepEqual([...frames[0]!.subarray(0, 3)], [...RED]);
+});
+
+test('an ORT error in the worker rejects that run with ORT\'s message, like in-thread; the session keeps working', async (t) => {
+  const messages: string[] = [];
+  for (const engine of [workerEngine(), mainEngine]) {
+    const s = await engine.open(fixtureModel(), { executionProviders: ['cpu'], intraOpNumThreads: 1 }, 'fixture.onnx');
+    t.teardown(() => s.release());
+    const wrong = new ort.Tensor('uint8', engine.frameBuffer(16 * 16 * 3), [1, 16, 16, 3]); // the model takes 32x32
+    const e = await t.throwsAsync(s.run({ image: wrong }, ['probs']));
+    messages.push(e!.message);
+    const right = engine.frameBuffer(SIZE * SIZE * 3);
+    right.set(solid(RED));
+    const out = await s.run({ image: new ort.Tensor('uint8', right, [1, SIZE, SIZE, 3]) }, ['probs']);
+    t.deepEqual(out.probs!.dims, [1, LABELS.length], `${engine.kind}: runs after the error`);
+  }
+  t.regex(messages[0]!, /invalid dimensions for input: image[\s\S]*Got: 16 Expected: 32/);
+  t.is(messages[0], messages[1]);
+});
+
+test.serial('a crashed inference worker: runs in flight reject with the reason, the host reports it, a new worker reopens the model', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.teardown(cleanup);
+  const errors: { obj: object; msg: string }[] = [];
+  const log = { debug() {}, info() {}, warn() {}, error: (obj: object, msg: string) => void errors.push({ obj, msg }) };
+  const host = new ModelHost({ profile: cpuProfile(), trustedKeys: await loadTrustedKeys([publicKeyPem(key.publicKey)]), log });
+  t.teardown(() => host.close());
+  await host.load(await writeArtifact(dir, 'v1.epk', makeArtifact({}, { privateKey: key.privateKey })));
+  const before = (await host.classify([solid(RED)], 3)).predictions[0]!;
+  const worker = inferenceWorker();
+  const thread = worker.threadId;
+  t.not(thread, null);
+
+  const crashed = once(host, 'workerCrashed') as Promise<[WorkerCrash]>;
+  const restarted = once(host, 'workerRestarted');
+  worker.crashForTest();
+  const e = await t.throwsAsync(host.classify([solid(RED)], 3), { instanceOf: SessionError });
+  t.is(e?.code, 'INFERENCE_FAILED');
+  t.regex(e!.message, /v1\.epk: inference failed on cpu: the inference worker exited \(code 1: crash requested \(test\)\) during a run of .*v1\.epk; it is restarted/);
+  const [crash] = await crashed;
+  t.like(crash, { code: 1, error: 'crash requested (test)', reopening: 1 });
+  t.true(crash.inFlight >= 1);
+  t.is(errors[0]?.msg, 'model: the inference worker crashed; restarting it');
+  await restarted;
+  t.not(worker.threadId, null);
+  t.not(worker.threadId, thread, 'a new worker thread');
+  const after = (await host.classify([solid(RED)], 3)).predictions[0]!;
+  t.is(after.label, before.label);
+  t.deepEqual([...after.probs], [...before.probs], 'the reopened model gives the same result');
+});
+
+test.serial('closing the host terminates the inference worker; a process that never closes still exits', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.teardown(cleanup);
+  const file = await writeArtifact(dir, 'v1.epk', makeArtifact({}, { privateKey: key.privateKey }));
+  const host = new ModelHost({ profile: cpuProfile(), trustedKeys: await loadTrustedKeys([publicKeyPem(key.publicKey)]) });
+  await host.load(file);
+  await host.classify([solid(RED)], 1);
+  t.not(inferenceWorker().threadId, null);
+  await host.close();
+  t.is(inferenceWorker().threadId, null, 'no worker left after close');
+
+  // In a child process: one run, then either close() or nothing; either way the process ends by
+  // itself (the worker holds the event loop only while a request is outstanding).
+  const mod = (p: string) => JSON.stringify(pathToFileURL(repoPath(p)).href);
+  for (const close of [true, false]) {
+    const script = join(dir, `child-${close}.mts`); // .mts: an ES module (top-level await) outside the package
+    await writeFile(
+      script,
+      [
+        `import { ModelHost } from ${mod('runtime/session/host.ts')};`,
+        `import { inferenceWorker } from ${mod('runtime/session/worker-engine.ts')};`,
+        `import { cpuProfile, solid } from ${mod('test/helpers/runtime-models.ts')};`,
+        `const host = new ModelHost({ profile: cpuProfile(), trustedKeys: [], allowUnsigned: true });`,
+        `await host.load(${JSON.stringify(join(dir, 'unsigned.epk'))});`,
+        `const r = await host.classify([solid([255, 0, 0])], 1);`,
+        close ? `await host.close(); console.log(r.predictions[0].label, inferenceWorker().threadId);` : `console.log(r.predictions[0].label, inferenceWorker().threadId !== null);`,
+      ].join('\n'),
+    );
+    await writeArtifact(dir, 'unsigned.epk', makeArtifact());
+    const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: repoPath('.'), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+    clearTimeout(timer);
+    t.is(signal, null, `close=${close}: exited by itself (not killed after 30 s): ${out}`);
+    t.is(code, 0, out);
+    t.is(out.trim().split('\n').at(-1), `${(await referenceLabel(RED)).label} ${close ? 'null' : 'true'}`);
+  }
 });

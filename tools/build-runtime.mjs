@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// Builds the device runtime into one file: dist/edgeprompt-runtime.mjs (+ .map, + profiles/).
+// Builds the device runtime: dist/edgeprompt-runtime.mjs and the inference worker beside it,
+// dist/edgeprompt-runtime-worker.mjs (which the runtime starts relative to its own file; + .maps,
+// + profiles/). Copy both .mjs files when deploying.
 //   node tools/build-runtime.mjs [--outdir dist] [--no-minify]
 // Only onnxruntime-node and serialport stay external (native); everything else is inlined. The
 // build fails if anything from compiler/ or tfjs got in: the device must stay light (STYLE rule 9).
@@ -18,6 +20,8 @@ const value = (name, dflt) => {
 };
 const outdir = resolve(value('--outdir', join(root, 'dist')));
 const outfile = join(outdir, 'edgeprompt-runtime.mjs');
+// runtime/session/worker-engine.ts looks for this name next to the bundle.
+const workerfile = join(outdir, 'edgeprompt-runtime-worker.mjs');
 
 // devices/cameras/folder.ts imports sharp (native) for image-folder cameras. On a device sharp is
 // usually absent, so the bundle gets a stand-in that loads the real sharp on first use and
@@ -51,8 +55,9 @@ const sharpShim = {
 
 const started = Date.now();
 const result = await build({
-  entryPoints: [join(root, 'runtime/cli.ts')],
-  outfile,
+  entryPoints: { 'edgeprompt-runtime': join(root, 'runtime/cli.ts'), 'edgeprompt-runtime-worker': join(root, 'runtime/session/worker.ts') },
+  outdir,
+  outExtension: { '.js': '.mjs' },
   bundle: true,
   platform: 'node',
   target: 'node20',
@@ -79,4 +84,4 @@ mkdirSync(join(outdir, 'profiles'), { recursive: true });
 for (const f of readdirSync(profilesSrc).filter((f) => f.endsWith('.yaml'))) copyFileSync(join(profilesSrc, f), join(outdir, 'profiles', f));
 
 const kb = (f) => `${Math.round(statSync(f).size / 1024)} KB`;
-console.log(`built ${relative(process.cwd(), outfile)} (${kb(outfile)}, map ${kb(outfile + '.map')}) + profiles/ in ${Date.now() - started} ms`);
+console.log(`built ${relative(process.cwd(), outfile)} (${kb(outfile)}, map ${kb(outfile + '.map')}) + ${relative(process.cwd(), workerfile)} (${kb(workerfile)}) + profiles/ in ${Date.now() - started} ms`);

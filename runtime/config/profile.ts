@@ -50,8 +50,14 @@ export const DeviceProfile = z
         interOp: int.min(0).default(1),
         /** Idle ORT threads spin for work; off on edge devices, where ffmpeg and Node need the cores. */
         spinning: z.boolean().default(false),
+        /**
+         * Where ORT sessions run: `worker` (a worker thread; inference overlaps with camera reads,
+         * MQTT, the outbox and PLC deadlines) or `main` (the event loop's thread, blocked for every
+         * run: with a ~1 ms model on 2 cores the faster one, since the worker is one more busy thread).
+         */
+        inference: z.enum(['worker', 'main']).default('worker'),
       })
-      .default({ intraOp: 0, interOp: 1, spinning: false }),
+      .default({ intraOp: 0, interOp: 1, spinning: false, inference: 'worker' }),
     graphOptimizationLevel: z.enum(['disabled', 'basic', 'extended', 'all']).default('all'),
     /** Inference runs before the model is reported ready (TensorRT builds its engine on the first). */
     warmupRuns: int.min(0).max(100).default(3),

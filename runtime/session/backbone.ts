@@ -8,6 +8,7 @@ import type { BackboneArtifact } from '../artifact/read.ts';
 import type { PromptPack } from '../artifact/prompt-pack.ts';
 import { ArtifactError } from '../artifact/errors.ts';
 import { checkPackFits } from '../artifact/shared.ts';
+import { engineFor, type EngineSession } from './engine.ts';
 import { SessionError } from './errors.ts';
 import { openWithFallback, type SessionOptions } from './providers.ts';
 import { checkIo, OrtSession, type BatchResult } from './session.ts';
@@ -23,7 +24,7 @@ export class BackboneSession extends OrtSession {
     checkPackFits(pack, artifact); // before any session work: a pack that does not fit is the model's fault
     return openWithFallback(artifact, opts, async (session, ep, attempts) => {
       const { fixedBatch, classes } = checkBackboneIo(session, artifact);
-      const s = new BackboneSession(session, artifact, ep, attempts, fixedBatch, fixedBatch ?? opts.maxBatch ?? opts.profile.maxBatch);
+      const s = new BackboneSession(session, artifact, ep, attempts, fixedBatch, fixedBatch ?? opts.maxBatch ?? opts.profile.maxBatch, engineFor(opts.profile));
       s.classes = classes;
       const task = s.bind(pack);
       const w0 = performance.now();
@@ -55,7 +56,7 @@ export class BackboneSession extends OrtSession {
 }
 
 /** checkIo, plus: the graph takes exactly the image and the manifest's pack inputs, float32 of their rank. */
-function checkBackboneIo(s: ort.InferenceSession, a: BackboneArtifact): { fixedBatch: number | null; classes: number | null } {
+function checkBackboneIo(s: EngineSession, a: BackboneArtifact): { fixedBatch: number | null; classes: number | null } {
   const problems: string[] = [];
   const declared = new Map(a.manifest.pack.inputs.map((p) => [p.name, p]));
   for (const meta of s.inputMetadata) {

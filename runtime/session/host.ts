@@ -21,6 +21,7 @@ import { BackboneSession } from './backbone.ts';
 import { SessionError } from './errors.ts';
 import { ModelSession, type BatchResult, type OrtSession, type Prediction } from './session.ts';
 import type { ModelTask, PackTask } from './task.ts';
+import { inferenceWorker, type InferenceWorker, type WorkerCrash } from './worker-engine.ts';
 
 /** Where the packs of a shared backbone come from (paths or http(s) URLs): a default and per camera id. */
 export interface PackSources {
@@ -53,6 +54,10 @@ export interface LoadedInfo {
 export type HostEvents = {
   loaded: [info: LoadedInfo];
   rejected: [error: Error & { code?: string }, source: string];
+  /** The inference worker died; its runs in flight failed and it is being restarted with the model. */
+  workerCrashed: [crash: WorkerCrash];
+  /** After a crash: the model is open again in a new inference worker. */
+  workerRestarted: [info: { sessions: number; ms: number }];
 };
 
 /** What the pipeline needs from a model: the current task, and a batched run decided per frame. */
@@ -78,8 +83,21 @@ export class ModelHost extends EventEmitter<HostEvents> implements Classifier {
   private readonly retiring = new Set<OrtSession>();
   private loading: Promise<unknown> = Promise.resolve();
 
+  /** The inference worker's crash reports, relayed while this host runs a model in it. */
+  private readonly worker: InferenceWorker | null;
+  private readonly onCrash = (c: WorkerCrash) => {
+    this.o.log?.error({ code: c.code, err: c.error, inFlight: c.inFlight }, 'model: the inference worker crashed; restarting it');
+    this.emit('workerCrashed', c);
+  };
+  private readonly onRestart = (i: { sessions: number; ms: number }) => {
+    this.o.log?.info({ sessions: i.sessions, ms: Math.round(i.ms) }, 'model: inference worker restarted');
+    this.emit('workerRestarted', i);
+  };
+
   constructor(private readonly o: HostOptions) {
     super();
+    this.worker = o.profile.threads.inference === 'worker' ? inferenceWorker() : null;
+    this.worker?.on('crashed', this.onCrash).on('restarted', this.onRestart);
   }
 
   get current(): ModelTask | null {
@@ -122,7 +140,7 @@ export class ModelHost extends EventEmitter<HostEvents> implements Classifier {
         const next: Active = file.kind === 'fused' ? { kind: 'fused', session: await ModelSession.create(file.artifact, this.sessionOptions()) } : await this.openShared(file.artifact);
         const old = this.active;
         this.active = next; // the swap: the next classify() uses the new session
-        if (old) this.retire(old.session);
+        if (old) void this.retire(old.session);
         info = { session: this.current!, verification, loadMs: performance.now() - t0 };
       }
       this.emit('loaded', info);
@@ -239,7 +257,7 @@ export class ModelHost extends EventEmitter<HostEvents> implements Classifier {
       const n = this.inflight.get(session)! - 1;
       if (n === 0) this.inflight.delete(session);
       else this.inflight.set(session, n);
-      if (n === 0 && this.retiring.has(session)) this.release(session);
+      if (n === 0 && this.retiring.has(session)) void this.release(session);
     }
   }
 
@@ -265,21 +283,24 @@ export class ModelHost extends EventEmitter<HostEvents> implements Classifier {
     return { predictions, inferMs, startedAt: Number.isFinite(startedAt) ? startedAt : Date.now(), session: tasks[0] ?? this.current! };
   }
 
-  private retire(s: OrtSession): void {
-    if (this.inflight.has(s)) this.retiring.add(s);
-    else this.release(s);
+  private retire(s: OrtSession): Promise<void> {
+    if (!this.inflight.has(s)) return this.release(s);
+    this.retiring.add(s);
+    return Promise.resolve();
   }
 
-  private release(s: OrtSession): void {
+  private release(s: OrtSession): Promise<void> {
     this.retiring.delete(s);
-    s.release().catch((e: unknown) => this.o.log?.warn({ err: String(e) }, 'model: releasing the old session failed'));
+    return s.release().catch((e: unknown) => this.o.log?.warn({ err: String(e) }, 'model: releasing the old session failed'));
   }
 
+  /** Releases the model (after the runs in flight); the inference worker ends with the last session. */
   async close(): Promise<void> {
     await this.loading;
     const a = this.active;
     this.active = null;
-    if (a) this.retire(a.session);
+    if (a) await this.retire(a.session);
+    this.worker?.off('crashed', this.onCrash).off('restarted', this.onRestart);
   }
 }
 

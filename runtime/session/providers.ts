@@ -8,6 +8,7 @@ import * as ort from 'onnxruntime-node';
 import { ArtifactError } from '../artifact/errors.ts';
 import type { DeviceProfile, ExecutionProvider } from '../config/profile.ts';
 import type { Log } from '../mqtt/log.ts';
+import { engineFor, type EngineSession } from './engine.ts';
 import { SessionError, type EpAttempt } from './errors.ts';
 
 export interface SessionOptions {
@@ -56,20 +57,22 @@ function sessionOptions(profile: DeviceProfile, eps: readonly ExecutionProvider[
 export const errText = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0]!.slice(0, 500);
 
 /**
- * Tries each provider of the profile: creates the ORT session and hands it to `make` (which checks
+ * Tries each provider of the profile: creates the ORT session (in the profile's engine: the
+ * inference worker or this thread) and hands it to `make` (which checks
  * the graph against the manifest, wraps and warms it up). The model's own faults (graph vs
  * manifest, a pack that does not fit) are thrown at once: another provider would not fix them.
  */
-export async function openWithFallback<S>(artifact: { file: string; model: Uint8Array }, opts: SessionOptions, make: (session: ort.InferenceSession, ep: string, attempts: EpAttempt[]) => Promise<S>): Promise<S> {
+export async function openWithFallback<S>(artifact: { file: string; model: Uint8Array }, opts: SessionOptions, make: (session: EngineSession, ep: string, attempts: EpAttempt[]) => Promise<S>): Promise<S> {
   const eps = opts.profile.executionProviders;
+  const engine = engineFor(opts.profile);
   const attempts: EpAttempt[] = [];
   for (let i = 0; i < eps.length; i++) {
     const ep = eps[i]!;
     const t0 = performance.now();
-    let session: ort.InferenceSession | null = null;
+    let session: EngineSession | null = null;
     try {
       tensorrtEnv(ep);
-      session = await ort.InferenceSession.create(artifact.model, sessionOptions(opts.profile, eps.slice(i)));
+      session = await engine.open(artifact.model, sessionOptions(opts.profile, eps.slice(i)), artifact.file);
       const s = await make(session, ep.name, attempts);
       attempts.push({ ep: ep.name, ok: true, ms: performance.now() - t0 });
       for (const a of attempts.filter((x) => !x.ok)) opts.log?.warn({ ep: a.ep, err: a.error }, 'session: execution provider unavailable, fell back');

@@ -1,12 +1,14 @@
 // onnxruntime sessions over an artifact's model, created with the device profile's execution
-// providers in order (providers.ts). ModelSession runs a fused .epk; BackboneSession (backbone.ts)
-// runs a shared-backbone .epk with a prompt pack's tensors fed beside the frames. Both copy frames
-// once into one NHWC uint8 buffer with a memcpy each: no per-pixel JavaScript.
+// providers in order (providers.ts), in the profile's engine (engine.ts: a worker thread by
+// default). ModelSession runs a fused .epk; BackboneSession (backbone.ts) runs a shared-backbone
+// .epk with a prompt pack's tensors fed beside the frames. Both copy frames once into one NHWC
+// uint8 buffer with a memcpy each (none for a single frame in-thread): no per-pixel JavaScript.
 
 import * as ort from 'onnxruntime-node';
 import { isBackbone, type Artifact, type ModelArtifact } from '../artifact/read.ts';
 import type { Manifest } from '../artifact/manifest.ts';
 import type { ArtifactRef, LabelScore } from '../schema/payloads.ts';
+import { engineFor, type Engine, type EngineSession } from './engine.ts';
 import { SessionError, type EpAttempt } from './errors.ts';
 import { errText, openWithFallback, type SessionOptions } from './providers.ts';
 import type { ModelTask } from './task.ts';
@@ -46,7 +48,7 @@ export abstract class OrtSession {
   warmupMs = 0;
 
   protected constructor(
-    protected readonly session: ort.InferenceSession,
+    protected readonly session: EngineSession,
     readonly artifact: ModelArtifact,
     /** The execution provider in use. */
     readonly ep: string,
@@ -55,6 +57,8 @@ export abstract class OrtSession {
     /** Model batch dimension when fixed (e.g. a static TensorRT engine), else null. */
     protected readonly fixedBatch: number | null,
     readonly maxBatch: number,
+    /** Where the session runs (the profile's threads.inference). */
+    protected readonly engine: Engine,
   ) {}
 
   get input(): Manifest['input'] {
@@ -102,17 +106,19 @@ export abstract class OrtSession {
     const { input, outputs } = this.artifact.manifest;
     const fb = this.frameBytes;
     let data: Uint8Array;
-    const reuse = !this.busy; // a concurrent caller gets its own buffer
-    if (n === 1 && frames.length === 1) data = frames[0]!; // zero copy
+    // In-thread, one scratch buffer serves every run but a concurrent one; the worker engine pools
+    // its own buffers (they travel to the worker and back).
+    const reuse = !this.busy && this.engine.zeroCopyFrames;
+    if (n === 1 && frames.length === 1 && this.engine.zeroCopyFrames) data = frames[0]!; // zero copy
     else {
       if (reuse && (this.scratch === null || this.scratch.length < n * fb)) this.scratch = new Uint8Array(Math.max(n, this.maxBatch) * fb);
-      data = reuse ? this.scratch!.subarray(0, n * fb) : new Uint8Array(n * fb);
+      data = reuse ? this.scratch!.subarray(0, n * fb) : this.engine.frameBuffer(n * fb);
       frames.forEach((f, i) => data.set(f, i * fb));
       if (frames.length < n) data.fill(0, frames.length * fb); // padding for a fixed batch
     }
     const feeds = { ...extra, [input.name]: new ort.Tensor('uint8', data, [n, input.height, input.width, 3]) };
     if (reuse) this.busy = true;
-    let out: ort.InferenceSession.OnnxValueMapType;
+    let out: Awaited<ReturnType<EngineSession['run']>>;
     try {
       out = await this.session.run(feeds, [outputs.probs, outputs.logits]);
     } catch (e) {
@@ -155,7 +161,7 @@ export class ModelSession extends OrtSession implements ModelTask {
     }
     return openWithFallback(artifact, opts, async (session, ep, attempts) => {
       const fixedBatch = checkIo(session, artifact, artifact.manifest.labels.length);
-      const s = new ModelSession(session, artifact, ep, attempts, fixedBatch, fixedBatch ?? opts.maxBatch ?? opts.profile.maxBatch);
+      const s = new ModelSession(session, artifact, ep, attempts, fixedBatch, fixedBatch ?? opts.maxBatch ?? opts.profile.maxBatch, engineFor(opts.profile));
       const w0 = performance.now();
       await s.warmUp(opts.warmupRuns ?? opts.profile.warmupRuns, artifact.manifest.labels, {});
       s.warmupMs = performance.now() - w0;
@@ -173,7 +179,7 @@ export class ModelSession extends OrtSession implements ModelTask {
  * Checks the graph's image input and outputs against the manifest; returns the fixed batch size,
  * or null when dynamic. `classes`: the label count the outputs must have (null: symbolic, from a pack).
  */
-export function checkIo(s: ort.InferenceSession, a: ModelArtifact, classes: number | null, problems: string[] = []): number | null {
+export function checkIo(s: EngineSession, a: ModelArtifact, classes: number | null, problems: string[] = []): number | null {
   const m = a.manifest;
   const inMeta = s.inputMetadata.find((x) => x.name === m.input.name);
   let fixedBatch: number | null = null;
