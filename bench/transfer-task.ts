@@ -42,7 +42,7 @@ export interface TaskSpec {
 
 export const taskData = (task: string, cap: number, val: number) =>
   task === 'parts'
-    ? { kind: 'parts', perClass: Math.round(cap / 0.75), size: 32, seed: 0, valFraction: 0.25 }
+    ? { kind: 'parts', perClass: Math.round(cap / 0.75), size: 32, renderSize: 64, seed: 0, valFraction: 0.25 }
     : { kind: 'fashion-mnist', classes: [5, 6, 7, 8, 9], limitPerClass: cap, valLimitPerClass: val };
 
 /** SGD for the prompt methods and linear probing (base lr ·batch/256), AdamW for full fine-tuning. */

@@ -9,7 +9,7 @@ import { Command } from 'commander';
 import { addDataCommands } from '../compiler/cli/data.ts';
 import { loadImageFolder, toRgb } from '../compiler/data/image-folder.ts';
 import { drawScene, PART_CLASSES, type PartClass } from '../compiler/data/parts-scene.ts';
-import { makePartsSet, readPartsManifest, renderScene, writePartsSet } from '../compiler/data/parts.ts';
+import { PARTS_VERSION, makePartsSet, readPartsManifest, renderScene, writePartsSet } from '../compiler/data/parts.ts';
 import { hashString, mixSeed, mulberry32 } from '../compiler/data/rng.ts';
 import { classCounts } from '../compiler/data/sampling.ts';
 import { tempDir } from './helpers/images.ts';
@@ -41,7 +41,7 @@ test('written PNGs + manifest; loading them at 32 px equals the in-memory set re
   t.deepEqual((await readdir(dir)).sort(), ['manifest.json', 'ok', 'scratch', 'stain']);
   t.deepEqual(await readdir(join(dir, 'stain')), ['stain_0000.png', 'stain_0001.png']);
   t.deepEqual(await readPartsManifest(dir), m);
-  t.like(m, { generator: 'edgeprompt-parts', version: 1, seed: 3, size: 64, perClass: 2, classes: { ok: 2, scratch: 2, stain: 2 } });
+  t.like(m, { generator: 'edgeprompt-parts', version: PARTS_VERSION, part: 'plate', material: 'steel', seed: 3, size: 64, perClass: 2, classes: { ok: 2, scratch: 2, stain: 2 } });
   const meta = await sharp(join(dir, 'ok', 'ok_0001.png')).metadata();
   t.like(meta, { format: 'png', width: 64, height: 64, channels: 3 });
 
@@ -76,6 +76,19 @@ test('every defect is visible at 32 px and local: it changes a few pixels by ≥
       t.true(changed >= 3 && changed <= 64, `${cls} ${i}: ${changed} pixels changed by > 10`);
     }
   }
+});
+
+test('a line makes one design and finish: part and material set every scene; mixed varies the finish', async (t) => {
+  const scenes = (line: Parameters<typeof drawScene>[2]) => Array.from({ length: 30 }, (_, i) => drawScene(mulberry32(mixSeed(4, i)), 'ok', line));
+  for (const part of ['plate', 'flange', 'bracket'] as const) t.true(scenes({ part, material: 'brass' }).every((s) => s.part.shape.kind === part));
+  const finishes = (line: Parameters<typeof drawScene>[2]) => new Set(scenes(line).map((s) => s.part.light.join()));
+  // The tint jitters a finish slightly; its light colour stays within ±10 of the base.
+  const steel = scenes({ part: 'plate', material: 'steel' }).map((s) => s.part.light);
+  t.true(steel.every((c) => Math.abs(c[0] - 205) <= 10 && Math.abs(c[2] - 220) <= 10));
+  t.true(finishes({ part: 'plate', material: 'mixed' }).size > 1);
+  const mixedBases = new Set(scenes({ part: 'plate', material: 'mixed' }).map((s) => Math.round(s.part.light[2] / 40)));
+  t.true(mixedBases.size >= 3, 'mixed spans several finishes');
+  await t.throwsAsync(makePartsSet({ perClass: 1, size: 32, seed: 0, material: 'chrome' as never }), { instanceOf: CompilerError, message: /material: unknown value "chrome"; known: steel, aluminium/ });
 });
 
 test('scenes: only the named defect is drawn; missing_hole drops one hole and never a flange bore', (t) => {
@@ -122,6 +135,8 @@ test('make-parts through the CLI command: writes the set, refuses a used folder 
     [['--per-class', '0'], /--per-class: expected an integer ≥ 1, got "0"/],
     [['--size', 'big'], /--size: expected an integer ≥ 8, got "big"/],
     [['--classes', 'ok,crack', '--force'], /unknown parts class "crack"; known: ok, scratch, dent, missing_hole, stain/],
+    [['--part', 'gear', '--force'], /--part: expected one of plate, flange, bracket, got "gear"/],
+    [['--material', 'gold', '--force'], /--material: expected one of steel, aluminium, brass, blue-anodised, red-anodised, mixed, got "gold"/],
   ];
   for (const [args, re] of bad) t.regex((await t.throwsAsync(run(...args), { instanceOf: CompilerError })).message, re, args.join(' '));
   const file = join(out, 'manifest.json');

@@ -1,6 +1,7 @@
 /**
  * `npm run demo`: the main job on embedded defaults, no services needed. A sample video of items
- * on a sorting line (Fashion-MNIST 5–9 test images, made here), the committed signed demo
+ * on a sorting line (made here from Fashion-MNIST 5–9 test images committed in
+ * configs/demo/line-items.png, so no dataset is needed), the committed signed demo
  * artifact (VPT-deep on the shipped backbone; `--rebuild` compiles it again), an in-process MQTT broker (aedes), the device
  * runtime reading the video through ffmpeg, and a subscriber printing every result and a summary
  * against the known labels.
@@ -17,13 +18,16 @@ import { Runtime } from '../../runtime/app/runtime.ts';
 import { parseDeviceConfig } from '../../runtime/config/device-config.ts';
 import { subscribeResults, type ResultMessage } from '../../runtime/mqtt/client.ts';
 import { defaultLog } from '../../runtime/mqtt/log.ts';
-import { makeFashionVideo } from './demo-video.ts';
+import { makeFashionVideo, writeDemoItems } from './demo-video.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const ARTIFACT = join(root, 'configs/demo/fmnist-vpt-deep.epk');
 const CONFIG = join(root, 'configs/demo-fmnist.yaml');
 const CLASSES = [5, 6, 7, 8, 9];
 const PUBKEY = join(root, 'configs/demo/demo.pub');
+/** The line's items (committed; `--rebuild` writes them again from the dataset). */
+const ITEMS = join(root, 'configs/demo/line-items.png');
+const ITEMS_PER_CLASS = 24;
 const DEVICE = 'demo-line';
 
 export interface DemoFlags {
@@ -35,7 +39,7 @@ export interface DemoFlags {
 const step = (s: string) => console.log(`\n▶ ${s}`);
 const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))] ?? NaN;
 
-async function rebuild(): Promise<void> {
+async function rebuild(perClass: number): Promise<void> {
   step('compile the demo artifact (train VPT-deep on Fashion-MNIST 5–9, export fused, verify, sign)');
   const out = join(root, 'out/demo-build');
   mkdirSync(out, { recursive: true });
@@ -44,7 +48,10 @@ async function rebuild(): Promise<void> {
   mkdirSync(join(root, 'configs/demo'), { recursive: true });
   writeFileSync(ARTIFACT, r.artifact);
   copyFileSync(keys.publicPath, PUBKEY);
+  const n = Math.max(ITEMS_PER_CLASS, perClass);
+  await writeDemoItems(ITEMS, { classes: CLASSES, perClass: n, skipPerClass: 200, seed: 7 });
   console.log(`  wrote configs/demo/fmnist-vpt-deep.epk (validation top-1 ${(100 * r.manifest.metrics.fp32!.top1).toFixed(1)} %) and configs/demo/demo.pub (key ${keys.keyId}); the private key stays in out/demo-build/`);
+  console.log(`  wrote configs/demo/line-items.png (+ .json): ${n} Fashion-MNIST test items per class for the sample video`);
 }
 
 async function startBroker(): Promise<{ url: string; close(): Promise<void> }> {
@@ -61,13 +68,13 @@ async function startBroker(): Promise<{ url: string; close(): Promise<void> }> {
 export async function demoCommand(flags: DemoFlags): Promise<void> {
   const t0 = performance.now();
   console.log('EdgePrompt demo: a sorting-line camera, a prompt-tuned ViT fused into one signed artifact, every result over MQTT.');
-  if (flags.rebuild || !existsSync(ARTIFACT)) await rebuild();
+  if (flags.rebuild || !existsSync(ARTIFACT)) await rebuild(flags.perClass);
 
   const work = join(root, 'out/demo');
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  step(`make a sample video: ${flags.perClass} items per class passing the camera at ${flags.fps} fps (Fashion-MNIST test images neither trained nor validated on)`);
-  const video = await makeFashionVideo(join(work, 'line.mp4'), { classes: CLASSES, perClass: flags.perClass, skipPerClass: 200, seed: 7, fps: flags.fps });
+  step(`make a sample video: ${flags.perClass} items per class passing the camera at ${flags.fps} fps (Fashion-MNIST test images neither trained nor validated on, configs/demo/line-items.png)`);
+  const video = await makeFashionVideo(join(work, 'line.mp4'), ITEMS, { perClass: flags.perClass, fps: flags.fps });
   console.log(`  ${video.labels.length} frames → out/demo/line.mp4`);
 
   step('start an in-process MQTT broker (aedes)');

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { readYaml, applyOverrides, validate } from './load.ts';
+import { MATERIAL_NAMES, PART_KINDS } from '../data/parts-scene.ts';
 
 const int = z.number().int();
 const positive = int.positive();
@@ -23,6 +24,8 @@ export const dataConfig = z.discriminatedUnion('kind', [
     size: positive.default(32),
     renderSize: positive.optional().describe('draw at this size, then resize to `size` (as a camera image scaled down)'),
     seed: int.default(0),
+    part: z.enum(PART_KINDS).default('plate').describe('the part design on this line'),
+    material: z.enum(MATERIAL_NAMES).default('steel').describe("its finish; 'mixed': any finish per item"),
     valFraction: z.number().gt(0).lt(1).default(0.25),
   }),
   z.strictObject({

@@ -18,7 +18,7 @@ export interface Hole {
   r: number;
 }
 
-/** Part outline in part coordinates (centred near 0,0, about ±28 units); holes cut through it. */
+/** Part outline in part coordinates (centred near 0,0, about ±33 units); holes cut through it. */
 export type Shape = { kind: 'plate'; w: number; h: number; corner: number } | { kind: 'flange'; r: number } | { kind: 'bracket'; arm: number; len: number };
 
 export interface Scene {
@@ -76,13 +76,25 @@ export interface Blob {
   opacity: number;
 }
 
-const MATERIALS: { name: string; dark: Rgb; light: Rgb }[] = [
-  { name: 'steel', dark: [112, 120, 130], light: [205, 212, 220] },
-  { name: 'aluminium', dark: [150, 154, 158], light: [232, 235, 238] },
-  { name: 'brass', dark: [150, 112, 40], light: [232, 205, 120] },
-  { name: 'blue anodised', dark: [35, 75, 150], light: [110, 160, 225] },
-  { name: 'red anodised', dark: [135, 35, 40], light: [215, 95, 95] },
-];
+const MATERIAL_KINDS = ['steel', 'aluminium', 'brass', 'blue-anodised', 'red-anodised'] as const;
+const MATERIALS: Record<(typeof MATERIAL_KINDS)[number], { dark: Rgb; light: Rgb }> = {
+  steel: { dark: [112, 120, 130], light: [205, 212, 220] },
+  aluminium: { dark: [150, 154, 158], light: [232, 235, 238] },
+  brass: { dark: [150, 112, 40], light: [232, 205, 120] },
+  'blue-anodised': { dark: [35, 75, 150], light: [110, 160, 225] },
+  'red-anodised': { dark: [135, 35, 40], light: [215, 95, 95] },
+};
+
+/** The part's finish: one per line, or `mixed` (any of them per item: a harder task). */
+export const MATERIAL_NAMES = [...MATERIAL_KINDS, 'mixed'] as const;
+export type MaterialName = (typeof MATERIAL_NAMES)[number];
+
+/** What the line makes: the part design and its finish. */
+export interface Line {
+  part: PartKind;
+  material: MaterialName;
+}
+export const DEFAULT_LINE: Line = { part: 'plate', material: 'steel' };
 
 const BELTS: Rgb[] = [
   [48, 50, 52], // black rubber
@@ -97,89 +109,115 @@ const OIL: Rgb[] = [
   [60, 38, 20],
 ];
 
-export function drawScene(r: Rng, cls: PartClass): Scene {
+/** Dried coolant: the stain that shows on dark anodising. */
+const RESIDUE: Rgb[] = [
+  [226, 220, 200],
+  [240, 236, 226],
+];
+
+/** The part a line makes: one design per set, as a line camera sees one product (issue 4). */
+export const PART_KINDS = ['plate', 'flange', 'bracket'] as const;
+export type PartKind = (typeof PART_KINDS)[number];
+
+const SHAPES: Record<PartKind, Shape> = {
+  plate: { kind: 'plate', w: 66, h: 48, corner: 6 },
+  flange: { kind: 'flange', r: 33 },
+  bracket: { kind: 'bracket', arm: 21, len: 62 },
+};
+
+/**
+ * Version 2 of the drawing (PARTS_VERSION). The part is fixtured as on a real line: one design and
+ * one finish (unless `mixed`), placed within a few units and ±15° (any angle for the round
+ * flange), filling most of the frame.
+ * Defects are sized for the 32 px model input, where one view-box unit is a third of a pixel: a
+ * scratch 1–1.5 px wide, a dent and a stain 6–8 px across, holes 3–4 px wide. Version 1 drew any
+ * of three designs at any angle with defects of 1 px or less; at 32 px no method beat chance
+ * (docs/bench/transfer.md of 2026-11-23, full fine-tuning included).
+ */
+export function drawScene(r: Rng, cls: PartClass, line: Line = DEFAULT_LINE): Scene {
+  const kind = line.part;
   const belt = {
     colour: jitter(r, pick(r, BELTS), 10),
     ridge: { spacing: uniform(r, 2.5, 4.5), phase: uniform(r, 0, 5), opacity: uniform(r, 0.08, 0.22) },
     specks: Array.from({ length: randInt(r, 20, 50) }, () => ({ x: uniform(r, 0, 100), y: uniform(r, 0, 100), r: uniform(r, 0.3, 0.9), light: r() < 0.5, opacity: uniform(r, 0.1, 0.3) })),
   };
+  // Off-part distractors near the frame's edge, where the part does not reach.
+  const edgePoint = (): Pt => {
+    const a = uniform(r, 0, 2 * Math.PI);
+    const d = uniform(r, 40, 48);
+    return [50 + d * Math.cos(a), 50 + d * Math.sin(a)];
+  };
   const beltMarks: Scene['beltMarks'] = [];
-  if (r() < 0.45) beltMarks.push({ blob: blob(r, [uniform(r, 5, 95), uniform(r, 5, 95)], uniform(r, 3, 7), 0.35, 0.7) });
-  if (r() < 0.4) {
-    const a = uniform(r, 0, Math.PI);
-    const c: Pt = [uniform(r, 5, 95), uniform(r, 5, 95)];
-    beltMarks.push({ scuff: stroke(r, c, a, uniform(r, 12, 30), uniform(r, 0.8, 1.6), [200, 200, 195], uniform(r, 0.25, 0.5)) });
-  }
+  if (r() < 0.45) beltMarks.push({ blob: blob(r, edgePoint(), uniform(r, 3, 6), 0.35, 0.7, OIL) });
+  if (r() < 0.4) beltMarks.push({ scuff: stroke(r, edgePoint(), uniform(r, 0, Math.PI), uniform(r, 10, 20), uniform(r, 0.8, 1.6), [200, 200, 195], uniform(r, 0.25, 0.5)) });
 
-  const shape = pick<Shape>(r, [
-    { kind: 'plate', w: 56, h: 40, corner: 5 },
-    { kind: 'flange', r: 28 },
-    { kind: 'bracket', arm: 17, len: 54 },
-  ]);
+  const shape = SHAPES[kind];
   const holes = holesOf(shape, r);
-  const material = pick(r, MATERIALS);
-  const tint = jitter(r, [0, 0, 0], 12);
+  const mixed = pick(r, Object.values(MATERIALS)); // drawn either way: the stream stays aligned
+  const material = line.material === 'mixed' ? mixed : MATERIALS[line.material];
+  const tint = jitter(r, [0, 0, 0], 10);
   const part: Scene['part'] = {
     shape,
     holes,
     missing: cls === 'missing_hole' ? randInt(r, shape.kind === 'flange' ? 1 : 0, holes.length) : -1,
-    x: 50 + uniform(r, -9, 9),
-    y: 50 + uniform(r, -9, 9),
-    rotation: uniform(r, 0, 360),
-    scale: uniform(r, 0.82, 1.08),
+    x: 50 + uniform(r, -4, 4),
+    y: 50 + uniform(r, -4, 4),
+    rotation: kind === 'flange' ? uniform(r, 0, 360) : uniform(r, -15, 15),
+    scale: uniform(r, 0.94, 1.06),
     dark: add(material.dark, tint),
     light: add(material.light, tint),
     streaks: Array.from({ length: randInt(r, 4, 10) }, () => {
       const a = uniform(r, -0.25, 0.25);
-      return stroke(r, [uniform(r, -24, 24), uniform(r, -24, 24)], a, uniform(r, 10, 40), uniform(r, 0.3, 0.6), r() < 0.5 ? [255, 255, 255] : [0, 0, 0], uniform(r, 0.05, 0.12));
+      return stroke(r, [uniform(r, -24, 24), uniform(r, -24, 24)], a, uniform(r, 10, 40), uniform(r, 0.3, 0.6), r() < 0.5 ? [255, 255, 255] : [0, 0, 0], uniform(r, 0.05, 0.1));
     }),
-    specks: r() < 0.35 ? Array.from({ length: randInt(r, 1, 3) }, () => ({ ...inside(r, shape, holes, 2), r: uniform(r, 0.5, 0.9) })) : [],
+    specks: r() < 0.35 ? Array.from({ length: randInt(r, 1, 3) }, () => ({ ...inside(r, shape, holes, 2), r: uniform(r, 0.4, 0.7) })) : [],
   };
 
-  const angle = uniform(r, 0, 360);
-  const light = { angle, highlight: uniform(r, 0, 0.18), shade: uniform(r, 0.05, 0.3), exposure: uniform(r, -0.2, 0.1) };
+  // Line lighting: from the upper left within ±40°, mild shading and exposure drift.
+  const angle = 225 + uniform(r, -40, 40);
+  const light = { angle, highlight: uniform(r, 0, 0.15), shade: uniform(r, 0.05, 0.2), exposure: uniform(r, -0.12, 0.08) };
   const away = ((angle + 180) * Math.PI) / 180;
-  const sd = uniform(r, 1.5, 3.5);
+  const sd = uniform(r, 1.5, 3);
   const shadow = { dx: sd * Math.cos(away), dy: sd * Math.sin(away), opacity: uniform(r, 0.35, 0.6), blur: uniform(r, 1, 2) };
 
+  // Defects take the tone that contrasts with the metal: a dark gouge or oil on bare metal, a
+  // bright gouge or dried coolant residue on dark anodising.
+  const darkMetal = luma(part.light) < 170;
   const defect: Scene['defect'] = {};
   if (cls === 'scratch') {
-    const p = inside(r, shape, holes, 3);
-    // The contrasting tone: a bright gouge on dark anodising, a dark one on bare metal (a bright
-    // line on aluminium is invisible at 32 px).
-    const bright = luma(part.light) < 170;
-    defect.scratch = stroke(r, [p.x, p.y], uniform(r, 0, Math.PI), uniform(r, 18, 32), uniform(r, 1.8, 2.8), bright ? [245, 247, 250] : [25, 25, 28], uniform(r, 0.7, 0.95));
-  } else if (cls === 'dent') {
-    const p = inside(r, shape, holes, 7);
-    defect.dent = { x: p.x, y: p.y, rx: uniform(r, 8, 11), ry: uniform(r, 5, 7.5), rotation: uniform(r, 0, 180), depth: uniform(r, 0.85, 1) };
-  } else if (cls === 'stain') {
     const p = inside(r, shape, holes, 4);
-    defect.stain = blob(r, [p.x, p.y], uniform(r, 4.5, 7.5), 0.65, 0.9);
+    defect.scratch = stroke(r, [p.x, p.y], uniform(r, 0, Math.PI), uniform(r, 28, 40), uniform(r, 3.2, 4.5), darkMetal ? [245, 247, 250] : [25, 25, 28], uniform(r, 0.85, 1));
+  } else if (cls === 'dent') {
+    const p = inside(r, shape, holes, 9);
+    defect.dent = { x: p.x, y: p.y, rx: uniform(r, 10, 13), ry: uniform(r, 7, 9.5), rotation: uniform(r, 0, 180), depth: uniform(r, 0.9, 1) };
+  } else if (cls === 'stain') {
+    const p = inside(r, shape, holes, 6);
+    defect.stain = blob(r, [p.x, p.y], uniform(r, 8, 10.5), 0.8, 0.95, darkMetal ? RESIDUE : OIL);
   }
-  return { belt, beltMarks, part, light, shadow, defect, blur: r() < 0.5 ? 0 : uniform(r, 0.3, 0.9), noise: uniform(r, 1.5, 5) };
+  return { belt, beltMarks, part, light, shadow, defect, blur: r() < 0.5 ? 0 : uniform(r, 0.3, 0.8), noise: uniform(r, 1.5, 4) };
 }
 
 function holesOf(shape: Shape, r: Rng): Hole[] {
   if (shape.kind === 'plate') {
-    const hr = uniform(r, 3.6, 4.6);
-    return [[-1, -1], [1, -1], [1, 1], [-1, 1]].map(([sx, sy]) => ({ x: sx! * (shape.w / 2 - 9), y: sy! * (shape.h / 2 - 8), r: hr }));
+    const hr = uniform(r, 5, 6);
+    return [[-1, -1], [1, -1], [1, 1], [-1, 1]].map(([sx, sy]) => ({ x: sx! * (shape.w / 2 - 11), y: sy! * (shape.h / 2 - 10), r: hr }));
   }
   if (shape.kind === 'flange') {
     const n = r() < 0.5 ? 4 : 6;
-    const hr = uniform(r, 3, 3.8);
-    const bolts = Array.from({ length: n }, (_, i) => ({ x: 19 * Math.cos((2 * Math.PI * i) / n), y: 19 * Math.sin((2 * Math.PI * i) / n), r: hr }));
-    return [{ x: 0, y: 0, r: uniform(r, 8, 10) }, ...bolts];
+    const hr = uniform(r, 4.5, 5.5);
+    const bolts = Array.from({ length: n }, (_, i) => ({ x: 22 * Math.cos((2 * Math.PI * i) / n), y: 22 * Math.sin((2 * Math.PI * i) / n), r: hr }));
+    return [{ x: 0, y: 0, r: uniform(r, 9, 11) }, ...bolts];
   }
-  const hr = uniform(r, 3.2, 4);
+  const hr = uniform(r, 4.5, 5.5);
   const c = -shape.len / 2 + shape.arm / 2; // centre line of each arm
-  return [{ x: c + 17, y: c }, { x: c + 35, y: c }, { x: c, y: c + 17 }, { x: c, y: c + 35 }].map((h) => ({ ...h, r: hr }));
+  return [{ x: c + 20, y: c }, { x: c + 40, y: c }, { x: c, y: c + 20 }, { x: c, y: c + 40 }].map((h) => ({ ...h, r: hr }));
 }
 
 /** A point on solid metal at least `margin` from every edge and hole (rejection sampling). */
 export function inside(r: Rng, shape: Shape, holes: Hole[], margin: number): { x: number; y: number } {
   for (let t = 0; t < 500; t++) {
-    const x = uniform(r, -28, 28);
-    const y = uniform(r, -28, 28);
+    const x = uniform(r, -34, 34);
+    const y = uniform(r, -34, 34);
     if (solid(shape, x, y, margin) && holes.every((h) => Math.hypot(x - h.x, y - h.y) > h.r + margin)) return { x, y };
   }
   return { x: 0, y: shape.kind === 'flange' ? 14 : 0 };
@@ -208,8 +246,8 @@ function stroke(r: Rng, centre: Pt, angle: number, length: number, width: number
   };
 }
 
-/** An irregular closed blob: 9–12 spokes of jittered radius. */
-function blob(r: Rng, c: Pt, radius: number, lo: number, hi: number): Blob {
+/** An irregular closed blob: 9–12 spokes of jittered radius, in one of `colours`. */
+function blob(r: Rng, c: Pt, radius: number, lo: number, hi: number, colours: readonly Rgb[]): Blob {
   const n = randInt(r, 9, 13);
   const stretch = uniform(r, 0.6, 1);
   const turn = uniform(r, 0, Math.PI);
@@ -220,7 +258,7 @@ function blob(r: Rng, c: Pt, radius: number, lo: number, hi: number): Blob {
     const py = Math.sin(a) * rr * stretch;
     return [c[0] + px * Math.cos(turn) - py * Math.sin(turn), c[1] + px * Math.sin(turn) + py * Math.cos(turn)];
   });
-  return { points, colour: jitter(r, pick(r, OIL), 8), opacity: uniform(r, lo, hi) };
+  return { points, colour: jitter(r, pick(r, colours), 8), opacity: uniform(r, lo, hi) };
 }
 
 const luma = (c: Rgb): number => 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2];

@@ -12,22 +12,26 @@ import { z } from 'zod';
 import { CompilerError } from '../ops/errors.ts';
 import { checkInt } from './errors.ts';
 import { mapLimit, toRgb } from './image-folder.ts';
-import { PART_CLASSES, drawScene, type PartClass, type Scene } from './parts-scene.ts';
+import { DEFAULT_LINE, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, drawScene, type Line, type MaterialName, type PartClass, type PartKind, type Scene } from './parts-scene.ts';
 import { sceneSvg } from './parts-svg.ts';
 import { gaussian, hashString, mixSeed, mulberry32 } from './rng.ts';
 import type { LabeledSet, Sample } from './types.ts';
 
-export { PART_CLASSES, type PartClass };
+export { DEFAULT_LINE, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, type Line, type MaterialName, type PartClass, type PartKind };
 
 export const PARTS_GENERATOR = 'edgeprompt-parts';
 /** Bump when a change to the drawing changes any image for a seed. */
-export const PARTS_VERSION = 1;
+export const PARTS_VERSION = 2;
 
 export interface PartsOptions {
   perClass: number;
   /** Stored side of the set's images. */
   size: number;
   seed: number;
+  /** The part design on this line; default 'plate'. */
+  part?: PartKind;
+  /** Its finish; default 'steel' ('mixed': any finish per item). */
+  material?: MaterialName;
   /** Default all of PART_CLASSES. Labels follow the sorted names, as loadImageFolder would give. */
   classes?: readonly string[];
   /**
@@ -43,6 +47,8 @@ export const PartsManifest = z.object({
   generator: z.literal(PARTS_GENERATOR),
   version: z.number().int(),
   seed: z.number().int(),
+  part: z.enum(PART_KINDS),
+  material: z.enum(MATERIAL_NAMES),
   size: z.number().int().positive(),
   perClass: z.number().int().positive(),
   classes: z.record(z.string(), z.number().int()),
@@ -55,9 +61,9 @@ export type PartsManifest = z.infer<typeof PartsManifest>;
 const NOISE_STREAM = 0x6e6f6973;
 
 /** One sample: px×px×3 RGB uint8. */
-export async function renderPart(seed: number, cls: PartClass, index: number, px: number): Promise<Uint8Array> {
+export async function renderPart(seed: number, cls: PartClass, index: number, px: number, line: Line = DEFAULT_LINE): Promise<Uint8Array> {
   const key = mixSeed(seed, hashString(cls), index);
-  return renderScene(drawScene(mulberry32(key), cls), px, mixSeed(key, NOISE_STREAM));
+  return renderScene(drawScene(mulberry32(key), cls, line), px, mixSeed(key, NOISE_STREAM));
 }
 
 /**
@@ -80,11 +86,11 @@ export async function makePartsSet(options: PartsOptions): Promise<LabeledSet> {
   const o = resolveOptions(options);
   const jobs = o.classes.flatMap((cls, label) => Array.from({ length: o.perClass }, (_, i) => ({ cls, label, i })));
   const samples = await mapLimit(jobs, o.concurrency, async ({ cls, label, i }): Promise<Sample> => {
-    let image = await renderPart(o.seed, cls, i, o.renderSize);
+    let image = await renderPart(o.seed, cls, i, o.renderSize, o);
     if (o.renderSize !== o.size) image = await toRgb(sharp(image, { raw: { width: o.renderSize, height: o.renderSize, channels: 3 } }), o.size, 'center-crop');
-    return { image, label, source: `parts:${o.seed}:${cls}:${i}` };
+    return { image, label, source: `parts:${o.part}:${o.material}:${o.seed}:${cls}:${i}` };
   });
-  return { name: `parts:${o.seed}`, classes: [...o.classes], size: o.size, samples };
+  return { name: `parts:${o.part}:${o.material}:${o.seed}`, classes: [...o.classes], size: o.size, samples };
 }
 
 /**
@@ -99,7 +105,7 @@ export async function writePartsSet(dir: string, options: PartsOptions & { force
   for (const cls of o.classes) await mkdir(join(dir, cls), { recursive: true });
   const jobs = o.classes.flatMap((cls) => Array.from({ length: o.perClass }, (_, i) => ({ cls, i })));
   await mapLimit(jobs, o.concurrency, async ({ cls, i }) => {
-    const raw = await renderPart(o.seed, cls, i, o.size);
+    const raw = await renderPart(o.seed, cls, i, o.size, o);
     const png = await sharp(raw, { raw: { width: o.size, height: o.size, channels: 3 } }).png().toBuffer();
     await writeFile(join(dir, cls, name(cls, i)), png);
   });
@@ -107,6 +113,8 @@ export async function writePartsSet(dir: string, options: PartsOptions & { force
     generator: PARTS_GENERATOR,
     version: PARTS_VERSION,
     seed: o.seed,
+    part: o.part,
+    material: o.material,
     size: o.size,
     perClass: o.perClass,
     classes: Object.fromEntries(o.classes.map((c) => [c, o.perClass])),
@@ -151,10 +159,17 @@ function resolveOptions(options: PartsOptions): Required<Omit<PartsOptions, 'cla
     perClass: checkInt(options.perClass, 'perClass', 1),
     size,
     seed: checkInt(options.seed, 'seed'),
+    part: oneOf('part', options.part ?? DEFAULT_LINE.part, PART_KINDS),
+    material: oneOf('material', options.material ?? DEFAULT_LINE.material, MATERIAL_NAMES),
     classes: classes as PartClass[],
     renderSize: checkInt(options.renderSize ?? size, 'renderSize', 8),
     concurrency: checkInt(options.concurrency ?? 4, 'concurrency', 1),
   };
+}
+
+function oneOf<T extends string>(field: string, value: string, known: readonly T[]): T {
+  if (!(known as readonly string[]).includes(value)) throw new CompilerError('BAD_ARGUMENT', `${field}: unknown value "${value}"; known: ${known.join(', ')}`);
+  return value as T;
 }
 
 async function prepareDir(dir: string, force: boolean): Promise<void> {

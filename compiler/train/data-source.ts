@@ -27,7 +27,7 @@ export async function loadSplit(d: DataConfig, cfg: VitConfig, baseDir: string):
     }
     case 'parts': {
       if (d.dir) return loadImageFolder(resolve(baseDir, d.dir), { size: cfg.imgSize, split: { val: d.valFraction, seed: d.seed } });
-      return splitFraction(await makePartsSet({ perClass: d.perClass, size: d.size, seed: d.seed, ...(d.renderSize ? { renderSize: d.renderSize } : {}) }), d.valFraction, d.seed);
+      return splitFraction(await makePartsSet({ perClass: d.perClass, size: d.size, seed: d.seed, part: d.part, material: d.material, ...(d.renderSize ? { renderSize: d.renderSize } : {}) }), d.valFraction, d.seed);
     }
     case 'image-folder':
       return loadImageFolder(resolve(baseDir, d.root), { size: cfg.imgSize, split: d.split === 'folder' ? { val: 'folder' } : { val: d.split, seed: 0 } });
