@@ -18,14 +18,14 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { compileConfig } from '../compiler/config/compile-config.ts';
 import { prepareJob, type PreparedJob } from '../compiler/train/job.ts';
 import { train } from '../compiler/train/loop.ts';
 import { makeProgress } from '../compiler/train/progress.ts';
 import { readSafetensors } from '../compiler/backbones/safetensors.ts';
 import { exportTask } from '../compiler/export/task.ts';
 import { METHODS } from '../compiler/methods/registry.ts';
-import { BACKBONE, PROMPTS, WEIGHTS, meanStd, recipeFor, taskData } from './transfer-task.ts';
+import { BACKBONE, meanStd } from './transfer-task.ts';
+import { BENCH_LR, configFor, parseVariant, type Variant } from './methods-config.ts';
 import { median, ortVersion, repo, writeReport } from './lib.ts';
 
 const { values: f } = parseArgs({
@@ -43,70 +43,7 @@ const { values: f } = parseArgs({
   },
 });
 
-interface Variant {
-  label: string;
-  method: string;
-  options: Record<string, unknown>;
-  /** `lr=…` in the variant: a learning-rate override for this row (sweeps), else BENCH_LR / the default. */
-  lr?: number;
-  /** `opt=adamw|sgd`: the optimiser for this row (an ablation of a method's recipe), lr not scaled by batch. */
-  opt?: 'adamw' | 'sgd';
-}
-
-/** `spt-deep:init=kmeans;prompts=8` → method and options (numbers and booleans typed). */
-export function parseVariant(text: string): Variant {
-  const [method, rest] = text.split(':', 2) as [string, string | undefined];
-  if (!METHODS[method]) throw new Error(`--variants: unknown method "${method}"; known: ${Object.keys(METHODS).join(', ')}`);
-  const options: Record<string, unknown> = method.startsWith('vpt') ? { prompts: PROMPTS } : {};
-  let lr: number | undefined;
-  let opt: Variant['opt'];
-  for (const kv of rest ? rest.split(';') : []) {
-    const [k, v] = kv.split('=', 2) as [string, string | undefined];
-    if (!k || v === undefined) throw new Error(`--variants: "${kv}" in "${text}" is not key=value`);
-    if (k === 'lr') {
-      if (!(Number(v) > 0)) throw new Error(`--variants: lr=${v} in "${text}" is not a positive number`);
-      lr = Number(v);
-    } else if (k === 'opt') {
-      if (v !== 'adamw' && v !== 'sgd') throw new Error(`--variants: opt=${v} in "${text}" is not adamw or sgd`);
-      opt = v;
-    } else options[k] = v === 'true' ? true : v === 'false' ? false : Number.isFinite(Number(v)) ? Number(v) : v;
-  }
-  return { label: text, method, options, ...(lr ? { lr } : {}), ...(opt ? { opt } : {}) };
-}
-
-const TRANSFER_RECIPES = new Set(['linear', 'full', 'vpt-shallow', 'vpt-deep']);
-/**
- * Learning rates for this short budget, from seed-0 sweeps on this task (issue 4 and 7 notes):
- * - vpt-deep SGD base lr 0.25 / 0.5 / 1 / 2 → 57.0 / 60.4 / 65.0 / 61.4 %; vpt-shallow 0.5 / 1 /
- *   2 → 55.4 / 51.8 / 53.9 (bench:transfer keeps 2 for both, so its table stays reproducible);
- * - SA2VP's paper AdamW 1e-3 (tuned for 100 epochs) reaches 50.2 % vs 73.2 % at 1e-2;
- * - DA-VPT's AdamW 5e-3 (CIFAR-100, 100 epochs) 52.8 %, 1e-2 55.8, 3e-2 60.4, 0.1 64.7 (kept at
- *   3e-2, the rate SPT uses); da-vpt-bias 1e-3 / 5e-3 / 1e-2 → 41.7 / 47.4 / 46.0 (default kept).
- * SPT's default (3e-2), VP's (0.3) and linear's (4: 1 / 4 / 16 → 67.1 / 66.5 / 67.4) already fit.
- */
-const BENCH_LR: Record<string, number> = { 'vpt-deep': 1, 'vpt-shallow': 0.5, sa2vp: 1e-2, 'da-vpt': 3e-2 };
-
-function configFor(v: Variant, task: string, shots: string, seed: number) {
-  const epochs = Number(f.epochs);
-  const shotEpochs = Number(f.shotEpochs);
-  const e = shots === 'all' ? epochs : shotEpochs;
-  const lr = v.lr ?? BENCH_LR[v.method];
-  const base = TRANSFER_RECIPES.has(v.method) ? recipeFor(v.method, shots, epochs, shotEpochs) : { epochs: e, batchSize: shots === 'all' ? 32 : 16, warmupEpochs: 1, optimizer: {} };
-  const optimizer = { ...base.optimizer, ...(lr ? { lr } : {}), ...(v.opt ? { kind: v.opt, scaleLrByBatch: false } : {}) };
-  const recipe = { ...base, optimizer };
-  const name = `${task}-${shots}-${v.label.replace(/[^\w.-]+/g, '_')}-s${seed}`;
-  return compileConfig.parse({
-    name,
-    backbone: { arch: BACKBONE, weights: WEIGHTS },
-    data: taskData(task, Number(f.cap), Number(f.val)),
-    ...(shots === 'all' ? {} : { kShot: Number(shots) }),
-    method: { name: v.method, options: v.options },
-    recipe,
-    engine: 'ort',
-    seed,
-    output: { dir: join(repo, '.cache/bench/methods', name) },
-  });
-}
+const shape = { cap: Number(f.cap), val: Number(f.val), epochs: Number(f.epochs), shotEpochs: Number(f.shotEpochs), outGroup: 'methods' };
 
 interface Row {
   variant: Variant;
@@ -129,7 +66,7 @@ for (const task of f.tasks!.split(','))
       const row: Row = { variant, task, shots, top1: [], ips: [], params: 0 };
       rows.push(row);
       for (const seed of seeds) {
-        const config = configFor(variant, task, shots, seed);
+        const config = configFor(variant, task, shots, seed, shape);
         const t0 = performance.now();
         // resume: a run whose checkpoint already finished is read back, not retrained, so an
         // interrupted benchmark continues (delete .cache/bench/methods to start over).
@@ -188,7 +125,7 @@ const file = writeReport(
   'Prompt methods on the benchmark task',
   command,
   `Shipped backbone ${BACKBONE} (pretrained on Fashion-MNIST 0–4) transferred to the task; training set capped at ${f.cap} images per class (16-shot rows: 16), validation ${f.val} per class from the test split; ${f.epochs} epochs (16-shot: ${f.shotEpochs}), ort engine; top-1 is the best validation accuracy over the epochs (as VPT reports), mean ± sample std over seeds ${f.seeds}.
-Optimisers: linear / full / vpt-* use bench:transfer's recipes, the others their own defaults (METHODS.md), with these learning-rate overrides from seed-0 sweeps (see BENCH_LR in bench/methods.ts): ${JSON.stringify(BENCH_LR)}.
+Optimisers: linear / full / vpt-* use bench:transfer's recipes, the others their own defaults (METHODS.md), with these learning-rate overrides from seed-0 sweeps (see BENCH_LR in bench/methods-config.ts): ${JSON.stringify(BENCH_LR)}.
 Latency: each method's fused fp32 artifact (uint8 NHWC 32×32 input, batch 1), onnxruntime-node ${ortVersion()} CPU, 2 intra-op threads, median of ${f.rounds} interleaved rounds × ${f.runs} runs, ÷ the bare backbone (backbone + linear head) measured in the same rounds. Size: the fp32 ONNX model.
 
 | task | shots | method | top-1 % (mean ± std) | per seed | trainable values | train img/s | latency (ms) | ÷ bare | ONNX KiB |
