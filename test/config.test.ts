@@ -34,7 +34,7 @@ test('defaults are filled in and --set overrides fields with typed values', (t) 
   t.is(c.recipe.epochs, 3);
   t.is(c.recipe.optimizer.lr, 0.5);
   t.is(c.engine, 'auto');
-  t.deepEqual(c.data, { kind: 'parts', perClass: 7, size: 32, seed: 0, valFraction: 0.25 });
+  t.deepEqual(c.data, { kind: 'parts', perClass: 7, size: 32, seed: 0, part: 'plate', material: 'steel', valFraction: 0.25 });
 });
 
 const bad: [string, string, RegExp][] = [
@@ -44,6 +44,7 @@ const bad: [string, string, RegExp][] = [
   ['a missing section', base.replace(/output:.*\n/, ''), /bad-3\.yaml: output: Invalid input: expected object, received undefined/],
   ['broken YAML', base.replace('method: {', 'method: {{'), /bad-4\.yaml: line \d+, column \d+: not valid YAML/],
   ['a bad value range', base.replace('data: { kind: parts, perClass: 4 }', 'data: { kind: parts, valFraction: 1.5 }'), /bad-5\.yaml: data\.valFraction: Too big/],
+  ['an unknown finish', base.replace('data: { kind: parts, perClass: 4 }', 'data: { kind: parts, material: gold }'), /bad-6\.yaml: data\.material: Invalid option: expected one of "steel"\|"aluminium"/],
 ];
 bad.forEach(([what, text, re], i) => {
   test(`config error for ${what} names the file and field`, (t) => {
