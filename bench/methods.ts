@@ -25,6 +25,7 @@ import { readSafetensors } from '../compiler/backbones/safetensors.ts';
 import { exportTask } from '../compiler/export/task.ts';
 import { METHODS } from '../compiler/methods/registry.ts';
 import { BACKBONE, meanStd } from './transfer-task.ts';
+import { PARTS_VERSION } from '../compiler/data/parts.ts';
 import { BENCH_LR, configFor, parseVariant, type Variant } from './methods-config.ts';
 import { median, ortVersion, repo, writeReport } from './lib.ts';
 
@@ -40,6 +41,8 @@ const { values: f } = parseArgs({
     shotEpochs: { type: 'string', default: '20' },
     rounds: { type: 'string', default: '10' },
     runs: { type: 'string', default: '20' },
+    /** The report's name: docs/bench/<report>.md (e.g. methods-parts for the parts task). */
+    report: { type: 'string', default: 'methods' },
   },
 });
 
@@ -119,12 +122,17 @@ const table = rows.map((r) => {
   const ms = median(times.get(r.variant.label) ?? [NaN]);
   return `| ${r.task} | ${r.shots} | ${r.variant.label} | ${pct(r.top1)} | ${r.top1.map((x) => (100 * x).toFixed(1)).join(' / ')} | ${r.params.toLocaleString('en-US')} | ${median(r.ips).toFixed(0)} | ${ms.toFixed(3)} | ${(ms / bareMs).toFixed(2)} | ${e ? (e.bytes / 1024).toFixed(0) : '–'} |`;
 });
-const command = `npm run bench:methods -- --tasks ${f.tasks} --shots ${f.shots} --seeds ${f.seeds} --variants ${f.variants} --cap ${f.cap} --val ${f.val} --epochs ${f.epochs} --shotEpochs ${f.shotEpochs}`;
+const command = `npm run bench:methods -- --tasks ${f.tasks} --shots ${f.shots} --seeds ${f.seeds} --variants ${f.variants} --cap ${f.cap} --val ${f.val} --epochs ${f.epochs} --shotEpochs ${f.shotEpochs}${f.report === 'methods' ? '' : ` --report ${f.report}`}`;
+const tasks = f.tasks!.split(',');
+const validation = [
+  ...(tasks.includes('fmnist5-9') ? [`Fashion-MNIST 5–9: validation ${f.val} per class from the test split`] : []),
+  ...(tasks.includes('parts') ? [`parts (generated set version ${PARTS_VERSION}, a steel plate drawn at 64 px and loaded at 32): ${Math.round(Number(f.cap) / 0.75)} images per class, validation the held-out 25 %`] : []),
+].join('; ');
 const file = writeReport(
-  'methods',
+  f.report!,
   'Prompt methods on the benchmark task',
   command,
-  `Shipped backbone ${BACKBONE} (pretrained on Fashion-MNIST 0–4) transferred to the task; training set capped at ${f.cap} images per class (16-shot rows: 16), validation ${f.val} per class from the test split; ${f.epochs} epochs (16-shot: ${f.shotEpochs}), ort engine; top-1 is the best validation accuracy over the epochs (as VPT reports), mean ± sample std over seeds ${f.seeds}.
+  `Shipped backbone ${BACKBONE} (pretrained on Fashion-MNIST 0–4) transferred to the task; training set capped at ${f.cap} images per class (16-shot rows: 16); ${validation}; ${f.epochs} epochs (16-shot: ${f.shotEpochs}), ort engine; top-1 is the best validation accuracy over the epochs (as VPT reports), mean ± sample std over seeds ${f.seeds}.
 Optimisers: linear / full / vpt-* use bench:transfer's recipes, the others their own defaults (METHODS.md), with these learning-rate overrides from seed-0 sweeps (see BENCH_LR in bench/methods-config.ts): ${JSON.stringify(BENCH_LR)}.
 Latency: each method's fused fp32 artifact (uint8 NHWC 32×32 input, batch 1), onnxruntime-node ${ortVersion()} CPU, 2 intra-op threads, median of ${f.rounds} interleaved rounds × ${f.runs} runs, ÷ the bare backbone (backbone + linear head) measured in the same rounds. Size: the fp32 ONNX model.
 
