@@ -187,6 +187,8 @@ const variants = f.variants!.split(',').map((text) => {
   return { ...parseVariant(v), seeds: (at ?? f.seeds!).split(/[;,]/).map(Number) };
 });
 const shape = { cap: Number(f.cap), val: Number(f.val), epochs: Number(f.epochs), shotEpochs: 20, outGroup: 'reference' };
+/** Best validation top-1 over the epochs, %. */
+const best = (s: Side) => 100 * Math.max(...s.epochs.map((e) => e.valTop1));
 const results: { label: string; runs: Run[] }[] = [];
 for (const v of variants) {
   const runs: Run[] = [];
@@ -210,12 +212,10 @@ for (const v of variants) {
       ref = lastJson<Side>(out);
     }
     runs.push({ seed, ours, ref });
-    const best = (s: Side) => (100 * Math.max(...s.epochs.map((e) => e.valTop1))).toFixed(1);
-    console.log(`${config.name}: ours ${best(ours)} %, reference ${best(ref)} %, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    console.log(`${config.name}: ours ${best(ours).toFixed(1)} %, reference ${best(ref).toFixed(1)} %, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   }
 }
 
-const best = (s: Side) => 100 * Math.max(...s.epochs.map((e) => e.valTop1));
 const loss = (s: Side, i: number) => s.epochs.at(i)!.trainLoss.toFixed(3);
 const rows = results.map(({ label, runs }) => {
   const o = runs.map((r) => best(r.ours));

@@ -22,7 +22,7 @@ test('npm run demo: every frame of the sample video is reported over MQTT, with 
   t.is(frames![4], '0');
   const acc = stdout.match(/accuracy against the known labels: (\d+)\/(\d+)/);
   t.truthy(acc, stdout);
-  // The demo model's validation top-1 is about 80 %: far above the 20 % of guessing on 5 classes.
+  // The demo model's validation top-1 is 72.5 % (its manifest): far above the 20 % of guessing on 5 classes.
   t.true(Number(acc![1]) >= 0.5 * Number(acc![2]), acc![0]);
 });
 

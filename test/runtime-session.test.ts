@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { mainEngine } from '../runtime/session/engine.ts';
 import { inferenceWorker, workerEngine, type WorkerCrash } from '../runtime/session/worker-engine.ts';
+import { EventRelay } from '../runtime/app/events.ts';
 import { generateKeyPair, loadTrustedKeys, publicKeyPem, readArtifact } from '../runtime/artifact/index.ts';
 import { loadProfile, loadProfileFile, listProfiles, preferredPrecision } from '../runtime/config/profile.ts';
 import { ModelHost, ModelSession, SessionError } from '../runtime/session/index.ts';
@@ -198,6 +199,11 @@ test.serial('a crashed inference worker: runs in flight reject with the reason, 
   t.like(crash, { code: 1, error: 'crash requested (test)', reopening: 1 });
   t.true(crash.inFlight >= 1);
   t.is(errors[0]?.msg, 'model: the inference worker crashed; restarting it');
+  // What the device reports over MQTT for it (runtime.ts relays the host's event).
+  const published: { type: string; code?: string; message?: string }[] = [];
+  new EventRelay({ publishEvent: (e) => void published.push(e) }).workerCrashed(crash);
+  t.like(published, [{ type: 'error', code: 'INFERENCE_WORKER_CRASHED' }]);
+  t.regex(published[0]!.message!, /^the inference worker exited \(code 1: crash requested \(test\)\); \d+ run\(s\) in flight failed; reopening 1 session\(s\) in a new worker$/);
   await restarted;
   t.not(worker.threadId, null);
   t.not(worker.threadId, thread, 'a new worker thread');

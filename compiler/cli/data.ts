@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import { CompilerError } from '../ops/errors.ts';
 import { MATERIAL_NAMES, PART_CLASSES, PART_KINDS, writePartsSet, type MaterialName, type PartKind } from '../data/parts.ts';
+import { checkChoice } from '../data/errors.ts';
 
 export interface MakePartsFlags {
   out: string;
@@ -27,8 +28,8 @@ export function addDataCommands(program: Command): Command {
     .option('--per-class <n>', 'images per class', (v) => intFlag('--per-class', v, 1), 200)
     .option('--size <px>', 'image side in pixels (load at the model size, e.g. 32, with the dataset config)', (v) => intFlag('--size', v, 8), 64)
     .option('--seed <n>', 'seed: the same seed gives the same bytes', (v) => intFlag('--seed', v, 0), 0)
-    .option('--part <design>', `the part design on the line: ${PART_KINDS.join(', ')}`, (v) => choiceFlag('--part', v, PART_KINDS), 'plate')
-    .option('--material <finish>', `its finish: ${MATERIAL_NAMES.join(', ')} (mixed: any per item)`, (v) => choiceFlag('--material', v, MATERIAL_NAMES), 'steel')
+    .option('--part <design>', `the part design on the line: ${PART_KINDS.join(', ')}`, (v) => checkChoice(v, '--part', PART_KINDS), 'plate')
+    .option('--material <finish>', `its finish: ${MATERIAL_NAMES.join(', ')} (mixed: any per item)`, (v) => checkChoice(v, '--material', MATERIAL_NAMES), 'steel')
     .option('--classes <list>', `comma-separated subset of ${PART_CLASSES.join(',')}`, (v) => v.split(',').map((s) => s.trim()).filter(Boolean))
     .option('--force', 'replace a previous make-parts output in --out')
     .action(makePartsCommand);
@@ -37,16 +38,11 @@ export function addDataCommands(program: Command): Command {
 
 export async function makePartsCommand(flags: MakePartsFlags): Promise<void> {
   const t0 = performance.now();
-  const m = await writePartsSet(flags.out, { perClass: flags.perClass, size: flags.size, seed: flags.seed, part: flags.part ?? 'plate', material: flags.material ?? 'steel', ...(flags.classes && { classes: flags.classes }), force: flags.force ?? false });
+  const m = await writePartsSet(flags.out, { perClass: flags.perClass, size: flags.size, seed: flags.seed, part: flags.part, material: flags.material, ...(flags.classes && { classes: flags.classes }), force: flags.force ?? false });
   const classes = Object.keys(m.classes);
   const s = ((performance.now() - t0) / 1000).toFixed(1);
   console.log(`wrote ${classes.length} × ${m.perClass} images (${classes.join(', ')}) of ${m.material} ${m.part} at ${m.size}×${m.size} px, seed ${m.seed}, to ${flags.out} in ${s} s`);
   console.log(`manifest: ${flags.out}/manifest.json (generator ${m.generator} v${m.version}, sharp ${m.sharp}, libvips ${m.vips})`);
-}
-
-function choiceFlag<T extends string>(flag: string, v: string, known: readonly T[]): T {
-  if (!(known as readonly string[]).includes(v)) throw new CompilerError('BAD_ARGUMENT', `${flag}: expected one of ${known.join(', ')}, got "${v}"`);
-  return v as T;
 }
 
 function intFlag(flag: string, v: string, min: number): number {

@@ -24,6 +24,12 @@ export class DataError extends CompilerError {
   }
 }
 
+/** `value` if it is one of `known`, or a BAD_ARGUMENT error naming `field` and the choices. */
+export function checkChoice<T extends string>(value: string, field: string, known: readonly T[]): T {
+  if (!(known as readonly string[]).includes(value)) throw new CompilerError('BAD_ARGUMENT', `${field}: expected one of ${known.join(', ')}, got "${value}"`);
+  return value as T;
+}
+
 /** `value` as an integer ≥ min, or a BAD_ARGUMENT error naming `field`. */
 export function checkInt(value: number, field: string, min = 0): number {
   if (!Number.isInteger(value) || value < min) throw new CompilerError('BAD_ARGUMENT', `${field}: expected an integer ≥ ${min}, got ${value}`);

@@ -130,9 +130,9 @@ const SHAPES: Record<PartKind, Shape> = {
  * one finish (unless `mixed`), placed within a few units and ±15° (any angle for the round
  * flange), filling most of the frame.
  * Defects are sized for the 32 px model input, where one view-box unit is a third of a pixel: a
- * scratch 1–1.5 px wide, a dent and a stain 6–8 px across, holes 3–4 px wide. Version 1 drew any
- * of three designs at any angle with defects of 1 px or less; at 32 px no method beat chance
- * (docs/bench/transfer.md of 2026-11-23, full fine-tuning included).
+ * scratch 1–1.4 px wide, a dent 6–8 px and a stain 5–7 px across, holes 3–4 px wide. Version 1
+ * drew any of three designs at any angle with defects of 1 px or less; at 32 px no method beat
+ * chance on it (docs/bench/transfer.md as of 2026-11-23, in git history; full fine-tuning included).
  */
 export function drawScene(r: Rng, cls: PartClass, line: Line = DEFAULT_LINE): Scene {
   const kind = line.part;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { z } from 'zod';
 import { CompilerError } from '../ops/errors.ts';
-import { checkInt } from './errors.ts';
+import { checkChoice, checkInt } from './errors.ts';
 import { mapLimit, toRgb } from './image-folder.ts';
 import { DEFAULT_LINE, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, drawScene, type Line, type MaterialName, type PartClass, type PartKind, type Scene } from './parts-scene.ts';
 import { sceneSvg } from './parts-svg.ts';
@@ -159,17 +159,12 @@ function resolveOptions(options: PartsOptions): Required<Omit<PartsOptions, 'cla
     perClass: checkInt(options.perClass, 'perClass', 1),
     size,
     seed: checkInt(options.seed, 'seed'),
-    part: oneOf('part', options.part ?? DEFAULT_LINE.part, PART_KINDS),
-    material: oneOf('material', options.material ?? DEFAULT_LINE.material, MATERIAL_NAMES),
+    part: checkChoice(options.part ?? DEFAULT_LINE.part, 'part', PART_KINDS),
+    material: checkChoice(options.material ?? DEFAULT_LINE.material, 'material', MATERIAL_NAMES),
     classes: classes as PartClass[],
     renderSize: checkInt(options.renderSize ?? size, 'renderSize', 8),
     concurrency: checkInt(options.concurrency ?? 4, 'concurrency', 1),
   };
-}
-
-function oneOf<T extends string>(field: string, value: string, known: readonly T[]): T {
-  if (!(known as readonly string[]).includes(value)) throw new CompilerError('BAD_ARGUMENT', `${field}: unknown value "${value}"; known: ${known.join(', ')}`);
-  return value as T;
 }
 
 async function prepareDir(dir: string, force: boolean): Promise<void> {

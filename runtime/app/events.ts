@@ -1,12 +1,13 @@
 // Turns what happens on the device into MQTT `event` messages: model loaded/rejected, a camera
-// lost (watchdog: stalled, restarting, out of restarts) and restored (with its downtime), and
-// inference errors — the latter at most once per code and camera every 10 s, so a broken model
+// lost (watchdog: stalled, restarting, out of restarts) and restored (with its downtime), a crashed
+// inference worker, and inference errors — the latter at most once per code and camera every 10 s, so a broken model
 // does not flood the broker at 30 fps.
 
 import type { CameraStateEvent } from '../../devices/cameras/frame.ts';
 import type { Reporter } from '../mqtt/reporter.ts';
 import type { PipelineFailure } from '../pipeline/pipeline.ts';
 import type { LoadedInfo } from '../session/host.ts';
+import type { WorkerCrash } from '../session/worker-engine.ts';
 
 type Publish = Pick<Reporter, 'publishEvent'>;
 const clip = (s: string) => (s.length > 2000 ? `${s.slice(0, 1997)}...` : s) || '-';
@@ -27,6 +28,12 @@ export class EventRelay {
       this.reporter.publishEvent({ type: 'error', code: 'EP_FALLBACK', message: clip(`${a.ep} unavailable, running on ${s.ep}: ${a.error ?? '?'}`) });
     }
     this.reporter.publishEvent({ type: 'model-loaded', model: s.ref, ep: s.ep, warmupMs: Math.round(s.warmupMs * 100) / 100 });
+  }
+
+  /** The inference worker died: its runs in flight failed; `reopening` sessions are on their way back. */
+  workerCrashed(c: WorkerCrash): void {
+    const how = c.reopening > 0 ? `reopening ${c.reopening} session(s) in a new worker` : 'sessions reopen on their next run (repeated crashes)';
+    this.reporter.publishEvent({ type: 'error', code: 'INFERENCE_WORKER_CRASHED', message: clip(`the inference worker exited (code ${c.code}${c.error ? `: ${c.error}` : ''}); ${c.inFlight} run(s) in flight failed; ${how}`) });
   }
 
   modelRejected(err: Error & { code?: string }): void {

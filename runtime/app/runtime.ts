@@ -155,6 +155,7 @@ export class Runtime {
       events.modelRejected(err);
       log.error({ source, code: err.code, err: err.message }, 'model: reload refused; the current model keeps running');
     });
+    host.on('workerCrashed', (c) => events.workerCrashed(c));
     pipeline.on('camera', (e) => events.camera(e));
     for (const [id, trig] of commandTriggers) trig.on('expired', (e) => events.triggerExpired(id, e.id));
     pipeline.on('failure', (f) => events.failure(f));

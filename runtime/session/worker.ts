@@ -36,14 +36,20 @@ function get(id: number): Open {
   return s;
 }
 
-async function handle(m: Request): Promise<unknown> {
+/** A reply's value and the buffers that move back with it. */
+interface Answer {
+  value: unknown;
+  transfer?: ArrayBuffer[];
+}
+
+async function handle(m: Request): Promise<Answer> {
   switch (m.op) {
     case 'open': {
       const session = await ort.InferenceSession.create(m.model, m.options);
       const id = nextSession++;
       sessions.set(id, { session, consts: new Map() });
       const info: OpenInfo = { session: id, inputNames: [...session.inputNames], outputNames: [...session.outputNames], inputMetadata: [...session.inputMetadata], outputMetadata: [...session.outputMetadata] };
-      return info;
+      return { value: info };
     }
     case 'run': {
       const open = get(m.session);
@@ -60,23 +66,22 @@ async function handle(m: Request): Promise<unknown> {
       const open = sessions.get(m.session);
       sessions.delete(m.session);
       await open?.session.release();
-      return null;
+      return { value: null };
     }
     case 'drop':
       sessions.get(m.session)?.consts.delete(m.ref);
-      return null;
+      return { value: null };
     case 'crash':
       setImmediate(() => {
         throw new Error('crash requested (test)');
       });
-      return null;
+      return { value: null };
   }
 }
 
 port.on('message', (m: Request) => {
   handle(m).then(
-    (r) => {
-      const { value, transfer } = r !== null && typeof r === 'object' && 'transfer' in r ? (r as { value: unknown; transfer: ArrayBuffer[] }) : { value: r, transfer: [] };
+    ({ value, transfer = [] }) => {
       if ('id' in m) port.postMessage({ id: m.id, ok: true, value } satisfies Reply, transfer);
     },
     (e: unknown) => {
