@@ -31,7 +31,7 @@ import { loadProfile, type DeviceProfile } from '../runtime/config/profile.ts';
 import { Runtime } from '../runtime/app/runtime.ts';
 import { parseDeviceConfig } from '../runtime/config/device-config.ts';
 import { subscribeHealth, subscribeResults } from '../runtime/mqtt/client.ts';
-import { makePartsVideo } from '../compiler/cli/demo-video.ts';
+import { makePartsVideo } from '../cli/demo-video.ts';
 import { renderPart } from '../compiler/data/parts.ts';
 import type { CameraConfigInput } from '../devices/cameras/config.ts';
 import type { FileOutbox, OutboxConfig } from '../runtime/mqtt/outbox.ts';

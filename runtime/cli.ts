@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { Runtime } from './app/runtime.ts';
 import { loadDeviceConfig } from './config/device-config.ts';
-import { defaultLog } from './mqtt/log.ts';
+import { defaultLog } from './log.ts';
 import { startWatch } from './watch.ts';
 
 const int = (flag: string) => (v: string) => {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { CompilerError } from '../compiler/ops/errors.ts';
 import { Command } from 'commander';
-import { addDataCommands } from '../compiler/cli/data.ts';
+import { addDataCommands } from '../cli/data.ts';
 import { loadImageFolder, toRgb } from '../compiler/data/image-folder.ts';
 import { drawScene, PART_CLASSES, type PartClass } from '../compiler/data/parts-scene.ts';
 import { PARTS_VERSION, makePartsSet, readPartsManifest, renderScene, writePartsSet } from '../compiler/data/parts.ts';

@@ -6,7 +6,7 @@ import test from 'ava';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CompilerError } from '../compiler/ops/errors.ts';
-import { readDemoItems } from '../compiler/cli/demo-video.ts';
+import { readDemoItems } from '../cli/demo-video.ts';
 import { repoPath } from './helpers/fixtures.ts';
 
 const run = promisify(execFile);

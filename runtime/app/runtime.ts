@@ -15,7 +15,7 @@ import { loadTrustedKeys } from '../artifact/keys.ts';
 import type { DeviceConfig } from '../config/device-config.ts';
 import { ConfigError } from '../config/errors.ts';
 import { collectHealth } from '../health/monitor.ts';
-import { defaultLog, type Log } from '../mqtt/log.ts';
+import { defaultLog, type Log } from '../log.ts';
 import { openOutbox, type Outbox } from '../mqtt/outbox.ts';
 import { startReporter, type Reporter } from '../mqtt/reporter.ts';
 import { Pipeline, type CameraInput } from '../pipeline/pipeline.ts';

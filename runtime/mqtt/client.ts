@@ -19,7 +19,7 @@ import {
   StatusPayload,
 } from '../schema/payloads.ts';
 import { ConnectionOptions, endClient, parseOptions, toMqttOptions } from './connection.ts';
-import { defaultLog } from './log.ts';
+import { defaultLog } from '../log.ts';
 import { SeqTracker, type SeqVerdict } from './seq-tracker.ts';
 import { filters, parseTopic, topicMatches, type ParsedTopic } from './topics.ts';
 

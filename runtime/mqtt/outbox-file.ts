@@ -20,7 +20,7 @@ import { constants as fsConstants, write as fsWrite } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OutboxError } from './errors.ts';
-import { defaultLog, type Log } from './log.ts';
+import { defaultLog, type Log } from '../log.ts';
 import type { Outbox, OutboxEntry, OutboxLimits, OutboxRecord } from './outbox.ts';
 import { checkLimits, OutboxIndex } from './outbox-index.ts';
 import { acquireLock, releaseLock } from './outbox-lock.ts';

@@ -9,7 +9,7 @@
 // with a warning. An unreadable line elsewhere (a bad sector, a hand edit) is skipped with a warning
 // naming it, so one damaged record never costs the ones after it.
 
-import type { Log } from './log.ts';
+import type { Log } from '../log.ts';
 import type { OutboxEntry } from './outbox.ts';
 
 export const LOG_FILE = 'outbox.log';

@@ -11,7 +11,7 @@ import { OutboxError } from './errors.ts';
 import { checkLimits, OutboxIndex } from './outbox-index.ts';
 import { z } from 'zod';
 import { parseOptions } from './connection.ts';
-import type { Log } from './log.ts';
+import type { Log } from '../log.ts';
 import { openFileOutbox, type FileOutbox, type FileOutboxOptions } from './outbox-file.ts';
 
 export interface OutboxRecord {

@@ -10,7 +10,7 @@ import {
 } from '../schema/payloads.ts';
 import type { CommandHandlers } from './commands.ts';
 import { ConnectionOptions } from './connection.ts';
-import type { Log } from './log.ts';
+import type { Log } from '../log.ts';
 import type { Outbox } from './outbox.ts';
 
 export const ReporterOptions = ConnectionOptions.extend({

@@ -25,7 +25,7 @@ import {
 import { dispatchCommand, replyRoute, type CommandContext, type CommandHandlers } from './commands.ts';
 import { endClient, parseOptions, toMqttOptions, withTimeout } from './connection.ts';
 import { ReporterError } from './errors.ts';
-import { defaultLog, type Log } from './log.ts';
+import { defaultLog, type Log } from '../log.ts';
 import type { Outbox } from './outbox.ts';
 import { ResultSender } from './result-sender.ts';
 import {

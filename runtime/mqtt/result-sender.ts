@@ -6,7 +6,7 @@
 // itself, before anything new (client.ts _onConnect), which keeps seq order. After a restart the
 // outbox still holds whatever was not acked, and it is all sent again from the oldest.
 
-import type { Log } from './log.ts';
+import type { Log } from '../log.ts';
 import type { Outbox } from './outbox.ts';
 
 /** Publish with QoS 1; `cb` gets the PUBACK (or an error). */

@@ -4,7 +4,7 @@
 import type { CameraStateEvent, Frame, FrameSource } from '../../devices/cameras/frame.ts';
 import type { PlcHandshake } from '../../devices/serial/plc.ts';
 import type { Trigger, TriggerHit } from '../../devices/triggers/trigger.ts';
-import type { Log } from '../mqtt/log.ts';
+import type { Log } from '../log.ts';
 import type { ResultInput } from '../schema/payloads.ts';
 import type { Classifier } from '../session/host.ts';
 import type { Prediction } from '../session/session.ts';

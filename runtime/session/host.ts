@@ -16,7 +16,7 @@ import { readSignedFile, type PromptPack, type SignedFile } from '../artifact/pr
 import { ArtifactError } from '../artifact/errors.ts';
 import type { TrustedKey } from '../artifact/keys.ts';
 import type { DeviceProfile } from '../config/profile.ts';
-import type { Log } from '../mqtt/log.ts';
+import type { Log } from '../log.ts';
 import { BackboneSession } from './backbone.ts';
 import { SessionError } from './errors.ts';
 import { ModelSession, type BatchResult, type OrtSession, type Prediction } from './session.ts';

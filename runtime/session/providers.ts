@@ -7,7 +7,7 @@
 import * as ort from 'onnxruntime-node';
 import { ArtifactError } from '../artifact/errors.ts';
 import type { DeviceProfile, ExecutionProvider } from '../config/profile.ts';
-import type { Log } from '../mqtt/log.ts';
+import type { Log } from '../log.ts';
 import { engineFor, type EngineSession } from './engine.ts';
 import { SessionError, type EpAttempt } from './errors.ts';
 

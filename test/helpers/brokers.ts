@@ -14,7 +14,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { HealthInput, ResultInput, StateInput } from '../../runtime/schema/payloads.ts';
-import type { Log } from '../../runtime/mqtt/log.ts';
+import type { Log } from '../../runtime/log.ts';
 
 export interface TestBroker {
   url: string;

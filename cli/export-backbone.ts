@@ -1,9 +1,9 @@
 import { writeFileSync } from 'node:fs';
-import { vitConfig } from '../backbones/vit-variants.ts';
-import { loadVitWeights } from '../backbones/vit-weights.ts';
-import { exportVitBackbone } from '../export/backbone.ts';
-import { initTf, describeBackend } from '../ops/tf-backend.ts';
-import { verifyBackboneExport } from '../export/verify-backbone.ts';
+import { vitConfig } from '../compiler/backbones/vit-variants.ts';
+import { loadVitWeights } from '../compiler/backbones/vit-weights.ts';
+import { exportVitBackbone } from '../compiler/export/backbone.ts';
+import { initTf, describeBackend } from '../compiler/ops/tf-backend.ts';
+import { verifyBackboneExport } from '../compiler/export/verify-backbone.ts';
 
 export interface ExportBackboneFlags {
   weights: string;

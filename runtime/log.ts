@@ -1,4 +1,4 @@
-// The logging surface the MQTT layer needs. pino's Logger satisfies it; tests pass a recorder.
+// The logging surface of the runtime and the CLI. pino's Logger satisfies it; tests pass a recorder.
 
 import { destination, pino } from 'pino';
 

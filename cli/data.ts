@@ -4,9 +4,9 @@
  *   data make-parts --out DIR [--per-class N] [--size PX] [--seed S] [--part plate] [--material steel] [--classes a,b] [--force]
  */
 import type { Command } from 'commander';
-import { CompilerError } from '../ops/errors.ts';
-import { MATERIAL_NAMES, PART_CLASSES, PART_KINDS, writePartsSet, type MaterialName, type PartKind } from '../data/parts.ts';
-import { checkChoice } from '../data/errors.ts';
+import { CompilerError } from '../compiler/ops/errors.ts';
+import { MATERIAL_NAMES, PART_CLASSES, PART_KINDS, writePartsSet, type MaterialName, type PartKind } from '../compiler/data/parts.ts';
+import { checkChoice } from '../compiler/data/errors.ts';
 
 export interface MakePartsFlags {
   out: string;

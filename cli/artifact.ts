@@ -5,11 +5,11 @@
  */
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { compileTask, type PrecisionResult } from '../export/compile.ts';
-import { compileShared, type SharedCompileOptions } from '../export/compile-shared.ts';
-import { makeProgress } from '../train/progress.ts';
-import { CompilerError } from '../ops/errors.ts';
-import { summarizeModel } from '../ops/onnx-proto.ts';
+import { compileTask, type PrecisionResult } from '../compiler/export/compile.ts';
+import { compileShared, type SharedCompileOptions } from '../compiler/export/compile-shared.ts';
+import { makeProgress } from '../compiler/train/progress.ts';
+import { CompilerError } from '../compiler/ops/errors.ts';
+import { summarizeModel } from '../compiler/ops/onnx-proto.ts';
 import {
   ArtifactError,
   PRECISIONS,
@@ -24,7 +24,7 @@ import {
   writeKeyPair,
   type Precision,
   type PromptPack,
-} from '../../runtime/artifact/index.ts';
+} from '../runtime/artifact/index.ts';
 
 const pct = (x: number) => `${(100 * x).toFixed(2)} %`;
 

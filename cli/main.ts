@@ -3,7 +3,7 @@
  * commander and turns known errors into one clear line and exit code 2 (no stack trace).
  */
 import { Command, CommanderError } from 'commander';
-import { CompilerError } from '../ops/errors.ts';
+import { CompilerError } from '../compiler/ops/errors.ts';
 import { exportBackboneCommand } from './export-backbone.ts';
 import { infoCommand } from './info.ts';
 import { demoCommand } from './demo.ts';
@@ -11,8 +11,8 @@ import { trainCommand } from './train.ts';
 import { explainCommand } from './explain.ts';
 import { addDataCommands } from './data.ts';
 import { addArtifactCommands } from './artifact.ts';
-import { ArtifactError } from '../../runtime/artifact/index.ts';
-import { runtimeCommands } from '../../runtime/cli.ts';
+import { ArtifactError } from '../runtime/artifact/index.ts';
+import { runtimeCommands } from '../runtime/cli.ts';
 
 const program = new Command('edgeprompt')
   .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')

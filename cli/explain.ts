@@ -4,10 +4,10 @@
  * No trained tensors → an error naming the file (exit 2).
  */
 import { dirname, join, resolve } from 'node:path';
-import { loadCompileConfig } from '../config/compile-config.ts';
-import { describeBackend, initTf } from '../ops/tf-backend.ts';
-import { defaultCheckpoint, loadExplainModel } from '../explain/model.ts';
-import { explain } from '../explain/run.ts';
+import { loadCompileConfig } from '../compiler/config/compile-config.ts';
+import { describeBackend, initTf } from '../compiler/ops/tf-backend.ts';
+import { defaultCheckpoint, loadExplainModel } from '../compiler/explain/model.ts';
+import { explain } from '../compiler/explain/run.ts';
 
 export interface ExplainFlags {
   config: string;

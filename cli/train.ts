@@ -2,11 +2,11 @@
  * `edgeprompt train -c config.yaml`: train with a progress bar, checkpoint every epoch, write a
  * report; Ctrl-C saves a checkpoint at the current step and `--resume` continues from it.
  */
-import { loadCompileConfig } from '../config/compile-config.ts';
-import { prepareJob } from '../train/job.ts';
-import { train } from '../train/loop.ts';
-import { makeProgress } from '../train/progress.ts';
-import { describeBackend } from '../ops/tf-backend.ts';
+import { loadCompileConfig } from '../compiler/config/compile-config.ts';
+import { prepareJob } from '../compiler/train/job.ts';
+import { train } from '../compiler/train/loop.ts';
+import { makeProgress } from '../compiler/train/progress.ts';
+import { describeBackend } from '../compiler/ops/tf-backend.ts';
 
 export interface TrainFlags {
   config: string;

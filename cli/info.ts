@@ -1,10 +1,10 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
-import { CompilerError } from '../ops/errors.ts';
-import { parseSafetensors } from '../backbones/safetensors.ts';
-import { summarizeModel } from '../ops/onnx-proto.ts';
-import { fmtShape, numel } from '../ops/host-tensor.ts';
-import { guessVitArch } from '../backbones/vit-guess.ts';
+import { CompilerError } from '../compiler/ops/errors.ts';
+import { parseSafetensors } from '../compiler/backbones/safetensors.ts';
+import { summarizeModel } from '../compiler/ops/onnx-proto.ts';
+import { fmtShape, numel } from '../compiler/ops/host-tensor.ts';
+import { guessVitArch } from '../compiler/backbones/vit-guess.ts';
 
 export async function infoCommand(file: string): Promise<void> {
   if (!existsSync(file)) throw new CompilerError('FILE_NOT_FOUND', `${file}: no such file`);

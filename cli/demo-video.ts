@@ -6,12 +6,12 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 import sharp from 'sharp';
-import { CompilerError } from '../ops/errors.ts';
-import { resolveFfmpeg } from '../../devices/cameras/ffmpeg.ts';
-import { PART_CLASSES, renderPart, type Line } from '../data/parts.ts';
-import { mulberry32, shuffleInPlace } from '../data/rng.ts';
-import { loadFashionMnist } from '../data/fashion-mnist.ts';
-import { indicesByClass } from '../data/sampling.ts';
+import { CompilerError } from '../compiler/ops/errors.ts';
+import { resolveFfmpeg } from '../devices/cameras/ffmpeg.ts';
+import { PART_CLASSES, renderPart, type Line } from '../compiler/data/parts.ts';
+import { mulberry32, shuffleInPlace } from '../compiler/data/rng.ts';
+import { loadFashionMnist } from '../compiler/data/fashion-mnist.ts';
+import { indicesByClass } from '../compiler/data/sampling.ts';
 
 export interface DemoVideo { file: string; labels: string[]; fps: number; size: number }
 
