@@ -1,11 +1,11 @@
 /**
  * `edgeprompt data …`: dataset chores. Wire it with `addDataCommands(program)` in main.ts; built
  * with program.command() so the subcommands inherit exitOverride and help settings.
- *   data make-parts --out DIR [--per-class N] [--size PX] [--seed S] [--part plate] [--material steel] [--classes a,b] [--force]
+ *   data make-parts --out DIR [--per-class N] [--size PX] [--seed S] [--part plate] [--material steel] [--pose fixtured|free] [--lighting line|varied] [--classes a,b] [--force]
  */
 import type { Command } from 'commander';
 import { CompilerError } from '../compiler/ops/errors.ts';
-import { MATERIAL_NAMES, PART_CLASSES, PART_KINDS, writePartsSet, type MaterialName, type PartKind } from '../compiler/data/parts.ts';
+import { LINE_LIGHTINGS, LINE_POSES, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, writePartsSet, type LineLighting, type LinePose, type MaterialName, type PartKind } from '../compiler/data/parts.ts';
 import { checkChoice } from '../compiler/data/errors.ts';
 
 export interface MakePartsFlags {
@@ -15,6 +15,8 @@ export interface MakePartsFlags {
   seed: number;
   part: PartKind;
   material: MaterialName;
+  pose: LinePose;
+  lighting: LineLighting;
   classes?: string[];
   force?: boolean;
 }
@@ -28,8 +30,10 @@ export function addDataCommands(program: Command): Command {
     .option('--per-class <n>', 'images per class', (v) => intFlag('--per-class', v, 1), 200)
     .option('--size <px>', 'image side in pixels (load at the model size, e.g. 32, with the dataset config)', (v) => intFlag('--size', v, 8), 64)
     .option('--seed <n>', 'seed: the same seed gives the same bytes', (v) => intFlag('--seed', v, 0), 0)
-    .option('--part <design>', `the part design on the line: ${PART_KINDS.join(', ')}`, (v) => checkChoice(v, '--part', PART_KINDS), 'plate')
-    .option('--material <finish>', `its finish: ${MATERIAL_NAMES.join(', ')} (mixed: any per item)`, (v) => checkChoice(v, '--material', MATERIAL_NAMES), 'steel')
+    .option('--part <design>', `the part design on the line: ${PART_KINDS.join(', ')} (random: a new design per item)`, (v) => checkChoice(v, '--part', PART_KINDS), 'plate')
+    .option('--material <finish>', `its finish: ${MATERIAL_NAMES.join(', ')} (mixed: one of the first five per item; random: a new non-blue colour per item)`, (v) => checkChoice(v, '--material', MATERIAL_NAMES), 'steel')
+    .option('--pose <pose>', 'fixtured (a real line: ±15°, small offsets) or free (any angle, wider offset and scale)', (v) => checkChoice(v, '--pose', LINE_POSES), 'fixtured')
+    .option('--lighting <kind>', 'line (light from the upper left) or varied (from anywhere, wider exposure)', (v) => checkChoice(v, '--lighting', LINE_LIGHTINGS), 'line')
     .option('--classes <list>', `comma-separated subset of ${PART_CLASSES.join(',')}`, (v) => v.split(',').map((s) => s.trim()).filter(Boolean))
     .option('--force', 'replace a previous make-parts output in --out')
     .action(makePartsCommand);
@@ -38,7 +42,7 @@ export function addDataCommands(program: Command): Command {
 
 export async function makePartsCommand(flags: MakePartsFlags): Promise<void> {
   const t0 = performance.now();
-  const m = await writePartsSet(flags.out, { perClass: flags.perClass, size: flags.size, seed: flags.seed, part: flags.part, material: flags.material, ...(flags.classes && { classes: flags.classes }), force: flags.force ?? false });
+  const m = await writePartsSet(flags.out, { perClass: flags.perClass, size: flags.size, seed: flags.seed, part: flags.part, material: flags.material, pose: flags.pose, lighting: flags.lighting, ...(flags.classes && { classes: flags.classes }), force: flags.force ?? false });
   const classes = Object.keys(m.classes);
   const s = ((performance.now() - t0) / 1000).toFixed(1);
   console.log(`wrote ${classes.length} × ${m.perClass} images (${classes.join(', ')}) of ${m.material} ${m.part} at ${m.size}×${m.size} px, seed ${m.seed}, to ${flags.out} in ${s} s`);
