@@ -19,6 +19,8 @@ export interface EpochRecord {
   perClass: number[];
   imagesPerSec: number;
   seconds: number;
+  /** EvalMetrics.details of this epoch, when the job's evaluator reports any. */
+  details?: Record<string, number>;
 }
 
 export interface TrainState {

@@ -55,6 +55,11 @@ export interface TrainJob {
   methodContext?: Omit<InitContext, 'rng' | 'sample'>;
   progress: Progress;
   signal?: AbortSignal;
+  /**
+   * Validation other than top-1 over `data.valBatches` (pretraining: per-source heads, a probe of
+   * a held-out line). Called after every epoch (1-based) with the engine's current tensors.
+   */
+  evaluate?(engine: Engine, batchSize: number, epoch: number): Promise<EvalMetrics>;
 }
 
 export interface TrainResult {
@@ -165,9 +170,9 @@ export async function train(job: TrainJob): Promise<TrainResult> {
         break;
       }
       if (method.epochEnd) state.methodState = await method.epochEnd(stateCtx(epoch), methodState(), epoch, options);
-      const m = await evaluate(engine, data, Math.max(batch, 64));
+      const m = await (job.evaluate ? job.evaluate(engine, Math.max(batch, 64), epoch + 1) : evaluate(engine, data, Math.max(batch, 64)));
       const seconds = (performance.now() - t0) / 1000;
-      state.history.push({ epoch: epoch + 1, lr: lrAt(schedule, perStep ? state.globalStep : epoch), trainLoss: lossSum / Math.max(1, seen), valLoss: m.loss, valTop1: m.top1, perClass: m.perClass, imagesPerSec: seen / seconds, seconds });
+      state.history.push({ epoch: epoch + 1, lr: lrAt(schedule, perStep ? state.globalStep : epoch), trainLoss: lossSum / Math.max(1, seen), valLoss: m.loss, valTop1: m.top1, perClass: m.perClass, imagesPerSec: seen / seconds, seconds, ...(m.details ? { details: m.details } : {}) });
       state.lastConfusion = m.confusion;
       state.epoch = epoch + 1;
       state.stepInEpoch = 0;

@@ -6,6 +6,11 @@ export interface EvalMetrics {
   confusion: number[][];
   count: number;
   loss: number;
+  /**
+   * Further named figures a job's own evaluator reports (pretraining: top-1 per source, the
+   * held-out line's probe); kept in the epoch's history record.
+   */
+  details?: Record<string, number>;
 }
 
 export class MetricAccumulator {
