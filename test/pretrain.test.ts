@@ -1,0 +1,184 @@
+/**
+ * `edgeprompt pretrain`: the source mixture (shares, labels, determinism), a whole tiny run through
+ * the command (F16 timm weights, heads, card, a resumed run equal to an uninterrupted one, starting
+ * from given weights), and bad input as one line and exit 2 from the real process.
+ */
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { readSafetensors } from '../compiler/backbones/safetensors.ts';
+import { loadVitWeights } from '../compiler/backbones/vit-weights.ts';
+import { vitConfig } from '../compiler/backbones/vit-variants.ts';
+import { CompilerError } from '../compiler/ops/errors.ts';
+import { mixture, shares } from '../compiler/pretrain/mixture.ts';
+import type { LoadedSource } from '../compiler/pretrain/sources.ts';
+import { preprocessFor } from '../compiler/data/transforms.ts';
+import type { LabeledSet } from '../compiler/data/types.ts';
+import { pretrainCommand } from '../cli/pretrain.ts';
+import { repoPath } from './helpers/fixtures.ts';
+import { tempDir } from './helpers/images.ts';
+
+const run = promisify(execFile);
+
+let root = '';
+let cleanup = async (): Promise<void> => {};
+test.before(async () => ({ dir: root, cleanup } = await tempDir('ep-pretrain-')));
+test.after.always(() => cleanup());
+
+function fakeSource(name: string, classes: string[], perClass: number, weight: number): LoadedSource {
+  const set = (tag: string): LabeledSet => ({
+    name: `${name}:${tag}`,
+    classes,
+    size: 4,
+    samples: classes.flatMap((_, label) => Array.from({ length: perClass }, (_, i) => ({ image: new Uint8Array(48).fill(label * 10 + (i % 10)), label, source: `${name}:${tag}:${label}:${i}` }))),
+  });
+  return { name, kind: 'parts', weight, objective: 'classify', classes, train: set('train'), val: set('val'), describe: {} };
+}
+
+const collect = async <T>(it: AsyncIterable<T>): Promise<T[]> => {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+};
+
+test('shares split an epoch by weight (largest remainder, exact total)', (t) => {
+  t.deepEqual(shares(10, [0.8, 0.2]), [8, 2]);
+  t.deepEqual(shares(10, [1, 1, 1]), [4, 3, 3]);
+  t.deepEqual(shares(7, [3, 1]), [5, 2]);
+  for (const n of [1, 13, 256, 10000]) t.is(shares(n, [0.7, 0.2, 0.1]).reduce((a, b) => a + b, 0), n);
+});
+
+test('the mixture: global labels by source, per-epoch shares, same batches for (seed, epoch), sources walked without repeats', async (t) => {
+  const a = fakeSource('a', ['x', 'y', 'z'], 10, 3); // 30 images
+  const b = fakeSource('b', ['u', 'v'], 50, 1); // 100 images
+  const pre = preprocessFor({ imgSize: 4, mean: [0, 0, 0], std: [1, 1, 1] });
+  const m = mixture([a, b], { samplesPerEpoch: 40, seed: 3, pre });
+  t.deepEqual(m.classes, ['a/x', 'a/y', 'a/z', 'b/u', 'b/v']);
+  t.deepEqual(m.offsets, [0, 3]);
+  t.deepEqual(m.perEpoch, [30, 10]);
+  const epoch = async (e: number) => (await collect(m.trainBatches(e, 8))).flatMap((x) => x.sources);
+  const e0 = await epoch(0);
+  t.is(e0.length, 40);
+  t.is(e0.filter((s) => s.startsWith('a:')).length, 30);
+  t.is(new Set(e0.filter((s) => s.startsWith('a:'))).size, 30, 'a full pass over source a, no repeats');
+  t.deepEqual(await epoch(0), e0, 'same seed and epoch → same rows in the same order');
+  const labels = (await collect(m.trainBatches(0, 8))).flatMap((x) => [...x.y]);
+  t.true(labels.every((y, i) => (e0[i]!.startsWith('a:') ? y < 3 : y >= 3 && y < 5)));
+  // Source b (100 images, 10 per epoch) is walked through: ten epochs see each image once.
+  const bRows: string[] = [];
+  for (let e = 0; e < 10; e++) bRows.push(...(await epoch(e)).filter((s) => s.startsWith('b:')));
+  t.is(new Set(bRows).size, 100);
+  t.notDeepEqual(await epoch(1), e0);
+  const val = await collect(m.valBatches(16));
+  t.is(val.reduce((n, x) => n + x.y.length, 0), 130);
+  t.throws(() => mixture([a, b], { samplesPerEpoch: 2, seed: 0, pre: pre }).classes, { instanceOf: CompilerError, message: /source b: weight 1 draws no image from 2 per epoch/ });
+});
+
+const tiny = (over: Record<string, unknown> = {}) => ({
+  name: 'tiny',
+  arch: 'vit_fixture_patch8_32',
+  sources: [
+    { name: 'parts', kind: 'parts', weight: 3, designs: ['plate'], finishes: ['steel', 'random'], pose: 'free', lighting: 'varied', perClass: 3, valPerClass: 1 },
+    { name: 'fmnist', kind: 'fashion-mnist', weight: 1, classes: [0, 1], limitPerClass: 8, valLimitPerClass: 4 },
+  ],
+  heldOut: { part: 'bracket', material: 'blue-anodised', perClass: 3, valPerClass: 3 },
+  samplesPerEpoch: 32,
+  recipe: { epochs: 2, batchSize: 16, augment: { cropScale: [0.7, 1] } },
+  cacheDir: join(root, 'cache'),
+  ...over,
+});
+
+function writeConfig(name: string, cfg: object): string {
+  const file = join(root, `${name}.yaml`);
+  writeFileSync(file, stringify(cfg));
+  return file;
+}
+
+const quiet = { set: [] as string[], progress: 'none' as const };
+
+test("a whole run: F16 timm weights with the first source's head, every head apart, a card; a resumed run equals an uninterrupted one; given weights start a new run", async (t) => {
+  t.timeout(10 * 60_000); // four tiny runs: about 20 CPU-seconds, longer only when the machine is shared
+  const straight = writeConfig('straight', tiny({ output: { dir: join(root, 'straight') } }));
+  await pretrainCommand({ ...quiet, config: straight });
+  const dir = join(root, 'straight');
+  const w = readSafetensors(join(dir, 'tiny.safetensors'));
+  const cfg = vitConfig('vit_fixture_patch8_32', { numClasses: 5 });
+  const loaded = loadVitWeights(join(dir, 'tiny.safetensors'), cfg);
+  t.false(loaded.headDropped, 'a complete timm classifier for the first source');
+  t.is(w.metadata['edgeprompt.head_source'], 'parts');
+  t.is(w.metadata['edgeprompt.head_classes'], 'dent,missing_hole,ok,scratch,stain');
+  const header = JSON.parse(readFileSync(join(dir, 'tiny.safetensors')).subarray(8, 8 + Number(readFileSync(join(dir, 'tiny.safetensors')).readBigUInt64LE(0))).toString()) as Record<string, { dtype?: string }>;
+  t.true(Object.entries(header).filter(([k]) => k !== '__metadata__').every(([, v]) => v.dtype === 'F16'), 'stored F16');
+  const heads = readSafetensors(join(dir, 'tiny.heads.safetensors')).tensors;
+  t.deepEqual(heads.get('heads.parts.weight')!.shape, [5, 96]);
+  t.deepEqual(heads.get('heads.fmnist.weight')!.shape, [2, 96]);
+  const card = JSON.parse(readFileSync(join(dir, 'tiny.json'), 'utf8')) as Record<string, any>;
+  t.is(card.history.length, 2);
+  for (const h of card.history) for (const k of ['top1.parts', 'top1.fmnist', 'probe.top1', 'probe.auroc', 'load1', 'cpuSeconds']) t.is(typeof h[k], 'number', k);
+  t.like(card, { arch: { name: 'vit_fixture_patch8_32', imgSize: 32, patchSize: 8, tokens: 17 }, weights: { dtype: 'F16', bytes: readFileSync(join(dir, 'tiny.safetensors')).length }, mixture: { perEpoch: { parts: 24, fmnist: 8 } } });
+  t.deepEqual(Object.keys(card.final.shippedF16).sort(), ['probe.auroc', 'probe.top1', 'top1.fmnist', 'top1.parts']);
+  t.deepEqual(card.sources.parts.lines, ['plate × steel', 'plate × random']);
+  t.regex(card.command, /^edgeprompt /);
+  t.true(card.weights.maxAbsRoundingError > 0 && card.weights.maxAbsRoundingError < 1e-2);
+
+  // Interrupted after epoch 1 (here: a run of 1 epoch), then resumed to 2: the same bytes.
+  const split = writeConfig('split', tiny({ output: { dir: join(root, 'split') } }));
+  await pretrainCommand({ ...quiet, config: split, epochs: 1 });
+  await pretrainCommand({ ...quiet, config: split, epochs: 2, resume: true });
+  t.true(readFileSync(join(root, 'split', 'tiny.safetensors')).subarray(8).equals(readFileSync(join(dir, 'tiny.safetensors')).subarray(8)) || equalTensors(join(root, 'split', 'tiny.safetensors'), join(dir, 'tiny.safetensors')));
+
+  // Given weights and heads start a new run; a head whose class count differs is refused.
+  const again = writeConfig('again', tiny({ init: { weights: join(dir, 'tiny.safetensors'), heads: join(dir, 'tiny.heads.safetensors') }, recipe: { epochs: 1, batchSize: 16 }, output: { dir: join(root, 'again') } }));
+  await pretrainCommand({ ...quiet, config: again });
+  const c2 = JSON.parse(readFileSync(join(root, 'again', 'tiny.json'), 'utf8')) as { start: string };
+  t.regex(c2.start, /^[0-9a-f]{64}$/);
+  const fewer = writeConfig('fewer', tiny({ init: { heads: join(dir, 'tiny.heads.safetensors'), weights: join(dir, 'tiny.safetensors') }, sources: [{ ...tiny().sources[0], classes: ['ok', 'scratch', 'dent'] }], output: { dir: join(root, 'fewer') } }));
+  const e = await t.throwsAsync(pretrainCommand({ ...quiet, config: fewer }), { instanceOf: CompilerError });
+  t.regex(e.message, /the head of source "parts" is \[5, 96\] \(5 classes\), but source "parts" has 3 classes/);
+});
+
+function equalTensors(a: string, b: string): boolean {
+  const x = readSafetensors(a).tensors;
+  const y = readSafetensors(b).tensors;
+  return [...x].every(([k, t]) => t.data.every((v, i) => v === y.get(k)!.data[i]));
+}
+
+async function edgeprompt(...args: string[]): Promise<{ code: number; stderr: string }> {
+  try {
+    await run(process.execPath, [repoPath('tools/edgeprompt.mjs'), ...args], { timeout: 300_000 });
+    return { code: 0, stderr: '' };
+  } catch (e) {
+    const x = e as { code: number; stderr: string };
+    return { code: x.code, stderr: x.stderr };
+  }
+}
+
+test('bad input is one line and exit 2: unknown source kind, held-out line in a source, empty source, duplicate names', async (t) => {
+  t.timeout(10 * 60_000); // two real processes; slow only when the machine is shared
+  mkdirSync(join(root, 'empty'), { recursive: true });
+  const cases: [string, object, RegExp][] = [
+    ['kind', tiny({ sources: [{ name: 'web', kind: 'laion', weight: 1 }] }), /sources\.0\.kind: unknown source kind "laion"; known: parts, fashion-mnist, image-folder/],
+    ['held', tiny({ sources: [{ ...tiny().sources[0], designs: ['plate', 'bracket'] }] }), /sources\.0 \(parts\): designs include "bracket", the held-out line's design/],
+    ['mixed', tiny({ sources: [{ ...tiny().sources[0], finishes: ['mixed'] }] }), /finish "mixed" draws "blue-anodised"/],
+    ['random', tiny({ heldOut: { part: 'hex', material: 'blue-anodised' }, sources: [{ ...tiny().sources[0], designs: ['random'] }] }), /the "random" design draws shapes like "hex"/],
+    ['empty', tiny({ sources: [{ name: 'mine', kind: 'image-folder', weight: 1, root: join(root, 'empty') }] }), /empty|no class/i],
+    ['dup', tiny({ sources: [tiny().sources[0], tiny().sources[0]] }), /two sources are named "parts"/],
+  ];
+  const config = (name: string, cfg: object) => writeConfig(`bad-${name}`, { ...cfg, output: { dir: join(root, `bad-${name}`) } });
+  // As the user sees it (the real command, exit code and stderr) for two; the rest in process.
+  for (const [name, cfg, re] of cases.slice(0, 2)) {
+    const r = await edgeprompt('pretrain', '-c', config(name, cfg), '--progress', 'none');
+    t.is(r.code, 2, `${name}: ${r.stderr}`);
+    const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('npm warn'));
+    t.is(lines.length, 1, `${name}: one line, got:\n${r.stderr}`);
+    t.regex(lines[0]!, /^edgeprompt: error \[BAD_ARGUMENT\]: /);
+    t.regex(lines[0]!, re, name);
+  }
+  for (const [name, cfg, re] of cases.slice(2)) {
+    const e = await t.throwsAsync(pretrainCommand({ ...quiet, config: config(name, cfg) }), { instanceOf: CompilerError }, name);
+    t.regex(e.message, re, name);
+  }
+});
