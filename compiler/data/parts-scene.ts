@@ -5,7 +5,7 @@
  * streaks, dust specks) so a defect is told by its look on the part, not by any dark blob or line.
  */
 import { randInt, uniform, type Rng } from './rng.ts';
-import { DESIGNS, PART_KINDS, inside, missingHole, type Hole, type PartKind, type Pt, type Shape } from './parts-designs.ts';
+import { DESIGNS, ORIGINAL_DESIGNS, PART_KINDS, inside, missingHole, type Hole, type PartKind, type Pt, type Shape } from './parts-designs.ts';
 import { FINISHES, MATERIAL_NAMES, MIXED_POOL, randomFinish, type MaterialName, type Rgb } from './parts-finishes.ts';
 
 export { PART_KINDS, MATERIAL_NAMES, inside, type Hole, type MaterialName, type PartKind, type Pt, type Rgb, type Shape };
@@ -119,6 +119,7 @@ const RESIDUE: Rgb[] = [
 export function drawScene(r: Rng, cls: PartClass, line: Line = DEFAULT_LINE): Scene {
   const kind = line.part;
   const free = line.pose === 'free';
+  const relax = !ORIGINAL_DESIGNS.includes(kind); // defects never fall into a hole (parts-designs.ts inside())
   const varied = line.lighting === 'varied';
   const belt = {
     colour: jitter(r, pick(r, BELTS), varied ? 24 : 10),
@@ -173,13 +174,13 @@ export function drawScene(r: Rng, cls: PartClass, line: Line = DEFAULT_LINE): Sc
   const darkMetal = luma(part.light) < 170;
   const defect: Scene['defect'] = {};
   if (cls === 'scratch') {
-    const p = inside(r, shape, holes, 4);
+    const p = inside(r, shape, holes, 4, relax);
     defect.scratch = stroke(r, [p.x, p.y], uniform(r, 0, Math.PI), uniform(r, 28, 40), uniform(r, 3.2, 4.5), darkMetal ? [245, 247, 250] : [25, 25, 28], uniform(r, 0.85, 1));
   } else if (cls === 'dent') {
-    const p = inside(r, shape, holes, 9);
+    const p = inside(r, shape, holes, 9, relax);
     defect.dent = { x: p.x, y: p.y, rx: uniform(r, 10, 13), ry: uniform(r, 7, 9.5), rotation: uniform(r, 0, 180), depth: uniform(r, 0.9, 1) };
   } else if (cls === 'stain') {
-    const p = inside(r, shape, holes, 6);
+    const p = inside(r, shape, holes, 6, relax);
     defect.stain = blob(r, [p.x, p.y], uniform(r, 8, 10.5), 0.8, 0.95, darkMetal ? RESIDUE : OIL);
   }
   return { belt, beltMarks, part, light, shadow, defect, blur: r() < 0.5 ? 0 : uniform(r, 0.3, 0.8), noise: uniform(r, 1.5, 4) };

@@ -14,6 +14,7 @@ import { checkChoice, checkInt } from './errors.ts';
 import { mapLimit, toRgb } from './image-folder.ts';
 import { DEFAULT_LINE, LINE_LIGHTINGS, LINE_POSES, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, drawScene, type Line, type LineLighting, type LinePose, type MaterialName, type PartClass, type PartKind, type Scene } from './parts-scene.ts';
 import { sceneSvg } from './parts-svg.ts';
+import { defectCells } from './parts-cells.ts';
 import { gaussian, hashString, mixSeed, mulberry32 } from './rng.ts';
 import type { LabeledSet, Sample } from './types.ts';
 
@@ -45,6 +46,8 @@ export interface PartsOptions {
   renderSize?: number;
   /** Images rendered at once; default 4. */
   concurrency?: number;
+  /** Attach each sample's defect cells (Sample.cells); default false. */
+  cells?: boolean;
 }
 
 export const PartsManifest = z.object({
@@ -69,7 +72,17 @@ const NOISE_STREAM = 0x6e6f6973;
 /** One sample: px×px×3 RGB uint8. */
 export async function renderPart(seed: number, cls: PartClass, index: number, px: number, line: Line = DEFAULT_LINE): Promise<Uint8Array> {
   const key = mixSeed(seed, hashString(cls), index);
-  return renderScene(drawScene(mulberry32(key), cls, line), px, mixSeed(key, NOISE_STREAM));
+  return renderScene(sceneOf(seed, cls, index, line), px, mixSeed(key, NOISE_STREAM));
+}
+
+/** The scene of sample i of class cls: what renderPart draws, without drawing it. */
+export function sceneOf(seed: number, cls: PartClass, index: number, line: Line = DEFAULT_LINE): Scene {
+  return drawScene(mulberry32(mixSeed(seed, hashString(cls), index)), cls, line);
+}
+
+/** Where sample i's defect shows (compiler/data/parts-cells.ts): cheap, no rendering. */
+export function partCells(seed: number, cls: PartClass, index: number, line: Line = DEFAULT_LINE): Uint8Array {
+  return defectCells(sceneOf(seed, cls, index, line));
 }
 
 /**
@@ -94,7 +107,7 @@ export async function makePartsSet(options: PartsOptions): Promise<LabeledSet> {
   const samples = await mapLimit(jobs, o.concurrency, async ({ cls, label, i }): Promise<Sample> => {
     let image = await renderPart(o.seed, cls, i, o.renderSize, o);
     if (o.renderSize !== o.size) image = await toRgb(sharp(image, { raw: { width: o.renderSize, height: o.renderSize, channels: 3 } }), o.size, 'center-crop');
-    return { image, label, source: `${lineName(o)}:${o.seed}:${cls}:${i}` };
+    return { image, label, source: `${lineName(o)}:${o.seed}:${cls}:${i}`, ...(o.cells ? { cells: partCells(o.seed, cls, i, o) } : {}) };
   });
   return { name: `${lineName(o)}:${o.seed}`, classes: [...o.classes], size: o.size, samples };
 }
@@ -174,6 +187,7 @@ function resolveOptions(options: PartsOptions): Required<Omit<PartsOptions, 'cla
     classes: classes as PartClass[],
     renderSize: checkInt(options.renderSize ?? size, 'renderSize', 8),
     concurrency: checkInt(options.concurrency ?? 4, 'concurrency', 1),
+    cells: options.cells ?? false,
   };
 }
 

@@ -27,6 +27,7 @@ export const partsSource = z.strictObject({
   pose: z.enum(LINE_POSES).default('fixtured'),
   lighting: z.enum(LINE_LIGHTINGS).default('line'),
   classes: z.array(z.enum(PART_CLASSES)).min(2).optional().describe('defect classes to pretrain on (default all; leave one out for the stricter variant)'),
+  patches: z.number().min(0).default(0).describe('weight of the patch-level term: every patch token classified as the defect it shows, or ok (0: off)'),
   perClass: positive.describe('training images per class and line'),
   valPerClass: positive.default(20).describe('validation images per class and line (another seed)'),
   seed: int.default(0),
@@ -83,7 +84,7 @@ export const pretrainConfig = z.strictObject({
     labelSmoothing: z.number().min(0).lt(1).default(0.1),
     augment: z
       .strictObject({
-        cropScale: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).optional().describe('random resized crop area range; absent: no crop'),
+        cropScale: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).optional().describe('random resized crop area range; absent: no crop (not with patch-level terms: a crop would move the defect cells)'),
         hflip: z.boolean().default(true),
       })
       .default({ hflip: true }),

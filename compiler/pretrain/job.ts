@@ -72,8 +72,8 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
   for (const s of config.sources) sources.push(await loadSource(s, arch.imgSize, base, cacheDir, (l) => opts.progress.log(l)));
   const pre = preprocessFor(arch, 'stretch');
   const cropScale = config.recipe.augment.cropScale;
-  const augment = { ...(cropScale ? { randomResizedCrop: { scale: cropScale } } : {}), ...(config.recipe.augment.hflip ? { hflip: true } : {}) };
-  const data = mixture(sources, { samplesPerEpoch: config.samplesPerEpoch, seed: config.seed, pre, ...(Object.keys(augment).length ? { augment } : {}) });
+  const grid = arch.imgSize / arch.patchSize;
+  const data = mixture(sources, { samplesPerEpoch: config.samplesPerEpoch, seed: config.seed, pre, grid, hflip: config.recipe.augment.hflip, ...(cropScale ? { augment: { randomResizedCrop: { scale: cropScale } } } : {}) });
   const cfg = vitConfig(config.arch, { numClasses: data.classes.length });
 
   let probe: HeldOutProbe | undefined;
@@ -88,7 +88,7 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
   const dataSeconds = (performance.now() - t0) / 1000;
 
   const recipe = pretrainRecipe(config);
-  const heads: PretrainHead[] = sources.map((s, i) => ({ source: s.name, classes: s.classes, offset: data.offsets[i]!, labelSmoothing: recipe.labelSmoothing, objective: s.objective }));
+  const heads: PretrainHead[] = sources.map((s, i) => ({ source: s.name, classes: s.classes, offset: data.offsets[i]!, labelSmoothing: recipe.labelSmoothing, objective: s.objective, patches: s.patches, patchTokens: grid * grid }));
   const method = pretrainMethod(heads, recipe);
   const rng = mulberry32(mixSeed(config.seed, INIT_STREAM));
   let given: GivenWeights | undefined;

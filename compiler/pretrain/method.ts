@@ -8,7 +8,7 @@
 import { forwardFeatures, preLogits } from '../backbones/vit.ts';
 import type { ForwardContext, PromptMethod, Recipe } from '../methods/method.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
-import { objectiveByName, type ObjectiveName, type SourceHead } from './objective.ts';
+import { objectiveByName, type Features, type ObjectiveName, type SourceHead } from './objective.ts';
 
 export interface PretrainHead extends SourceHead {
   objective: ObjectiveName;
@@ -19,13 +19,15 @@ type Options = Record<string, never>;
 /** timm's convention: no decay on biases, norms, position and class embeddings. */
 export const decaysTimm = (n: string): boolean => !(n.endsWith('.bias') || /norm\d?\.weight$/.test(n) || n === 'pos_embed' || n === 'cls_token');
 
-function pooled<T>(ctx: ForwardContext<T>, x: T): T {
-  const feats = forwardFeatures(ctx.ops, ctx.cfg, ctx.w, x, { clsOnlyLastBlock: true, ...(ctx.uint8Nhwc ? { uint8Nhwc: true } : {}) });
-  return preLogits(ctx.ops, ctx.cfg, feats); // [B, D]
+/** The CLS feature [B, D], and every token [B, 1 + G², D] when `tokens` (patch-level terms). */
+function features<T>(ctx: ForwardContext<T>, x: T, tokens = false): Features<T> {
+  const feats = forwardFeatures(ctx.ops, ctx.cfg, ctx.w, x, { clsOnlyLastBlock: !tokens, ...(ctx.uint8Nhwc ? { uint8Nhwc: true } : {}) });
+  return { pooled: preLogits(ctx.ops, ctx.cfg, feats), ...(tokens ? { tokens: feats } : {}) };
 }
 
 export function pretrainMethod(heads: readonly PretrainHead[], recipe: Recipe): PromptMethod<Options> {
   const objective = (h: PretrainHead) => objectiveByName(h.objective);
+  const dense = heads.some((h) => h.patches > 0);
   return {
     name: 'pretrain',
     resolveOptions: () => ({}),
@@ -36,14 +38,14 @@ export function pretrainMethod(heads: readonly PretrainHead[], recipe: Recipe): 
     },
     trainsBackbone: () => true,
     forward(ctx, x) {
-      const p = pooled(ctx, x);
+      const p = features(ctx, x).pooled;
       const scores = heads.map((h) => objective(h).scores(ctx.ops, h, p, ctx.param));
       return scores.length === 1 ? scores[0]! : ctx.ops.concat(scores, 1); // [B, ΣC]
     },
     loss(ctx, x) {
-      const p = pooled(ctx, x);
-      const terms = heads.map((h) => objective(h).loss(ctx.ops, h, p, ctx.param, ctx.input));
-      const scores = heads.map((h) => objective(h).scores(ctx.ops, h, p, ctx.param));
+      const f = features(ctx, x, dense);
+      const terms = heads.map((h) => objective(h).loss(ctx.ops, h, f, ctx.param, ctx.input));
+      const scores = heads.map((h) => objective(h).scores(ctx.ops, h, f.pooled, ctx.param));
       const loss = terms.reduce((a, b) => ctx.ops.add(a, b));
       return { loss, logits: scores.length === 1 ? scores[0]! : ctx.ops.concat(scores, 1) };
     },

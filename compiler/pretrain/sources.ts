@@ -22,6 +22,8 @@ export interface LoadedSource {
   kind: SourceConfig['kind'];
   weight: number;
   objective: ObjectiveName;
+  /** Weight of the patch-level term (parts sources; 0 elsewhere). */
+  patches: number;
   classes: string[];
   train: LabeledSet;
   val: LabeledSet;
@@ -63,19 +65,20 @@ export function checkHeldOut(cfg: PretrainConfig, file: string): void {
 }
 
 export async function loadSource(s: SourceConfig, imgSize: number, baseDir: string, cacheDir: string, log: (line: string) => void): Promise<LoadedSource> {
-  const base = { name: s.name, kind: s.kind, weight: s.weight, objective: s.objective };
+  const base = { name: s.name, kind: s.kind, weight: s.weight, objective: s.objective, patches: s.kind === 'parts' ? s.patches : 0 };
   let train: LabeledSet;
   let val: LabeledSet;
   let describe: Record<string, unknown>;
   if (s.kind === 'parts') {
     const classes = [...(s.classes ?? PART_CLASSES)].sort();
+    if (s.patches > 0 && !classes.includes('ok')) throw new CompilerError('BAD_ARGUMENT', `source ${s.name}: a patch-level term labels defect-free patches "ok", so its classes must include "ok"`);
     const lines = s.designs.flatMap((part) => s.finishes.map((material) => ({ part, material })));
     const t0 = performance.now();
     let hits = 0;
     const trains: LabeledSet[] = [];
     const vals: LabeledSet[] = [];
     for (const l of lines) {
-      const o = { ...l, pose: s.pose, lighting: s.lighting, size: imgSize, classes };
+      const o = { ...l, pose: s.pose, lighting: s.lighting, size: imgSize, classes, cells: s.patches > 0 };
       const seed = lineSeed(s.seed, l.part, l.material);
       const tr = await cachedPartsSet(cacheDir, { ...o, perClass: s.perClass, seed });
       const va = await cachedPartsSet(cacheDir, { ...o, perClass: s.valPerClass, seed: mixSeed(seed, VAL_STREAM) });
@@ -86,7 +89,7 @@ export async function loadSource(s: SourceConfig, imgSize: number, baseDir: stri
     log(`source ${s.name}: ${lines.length} parts line(s) × ${classes.length} classes × ${s.perClass} (+${s.valPerClass} val) at ${imgSize} px; ${hits}/${2 * lines.length} from the cache, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     train = concat(`${s.name}:train`, classes, imgSize, trains);
     val = concat(`${s.name}:val`, classes, imgSize, vals);
-    describe = { lines: lines.map((l) => `${l.part} × ${l.material}`), pose: s.pose, lighting: s.lighting, classes, perClassPerLine: s.perClass, valPerClassPerLine: s.valPerClass, seed: s.seed };
+    describe = { lines: lines.map((l) => `${l.part} × ${l.material}`), pose: s.pose, lighting: s.lighting, classes, patches: s.patches, perClassPerLine: s.perClass, valPerClassPerLine: s.valPerClass, seed: s.seed };
   } else if (s.kind === 'fashion-mnist') {
     const common = { dir: resolve(baseDir, s.root), size: imgSize, classes: s.classes };
     train = loadFashionMnist({ ...common, split: 'train', ...(s.limitPerClass ? { limit: s.limitPerClass } : {}) });

@@ -22,6 +22,8 @@ import type { Progress } from './progress.ts';
 export interface Batch {
   x: Float32Array;
   y: Int32Array;
+  /** Per-batch inputs the data itself supplies (pretraining's patch labels), besides the method's. */
+  inputs?: Map<string, HostTensor>;
 }
 
 /** What the loop needs from a dataset: deterministic batches. */
@@ -150,7 +152,8 @@ export async function train(job: TrainJob): Promise<TrainResult> {
         if (i++ < state.stepInEpoch) continue; // resume inside an epoch: same order, skip done batches
         if (i > stepsPerEpoch) break;
         const lr = lrAt(schedule, perStep ? state.globalStep : epoch);
-        const r = await engine.step(b.x, b.y, state.globalStep, method.batchInputs?.(b.y, methodState(), options));
+        const own = method.batchInputs?.(b.y, methodState(), options);
+        const r = await engine.step(b.x, b.y, state.globalStep, b.inputs ? new Map([...(own ?? []), ...b.inputs]) : own);
         if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at epoch ${epoch + 1}, step ${i}: lower the learning rate (now ${lr.toExponential(2)})`);
         optimizerStep(recipe.optimizer, optState, trainables, r.grads, lr);
         engine.setParams(new Map(trainables.map((p) => [p.name, p.value])));
