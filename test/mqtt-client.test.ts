@@ -5,7 +5,7 @@ import test from 'ava';
 import { once } from 'node:events';
 import mqtt from 'mqtt';
 import { subscribeHealth, subscribeResults, subscribeStatus, type ResultMessage } from '../runtime/mqtt/client.ts';
-import { createMemoryOutbox } from '../runtime/mqtt/outbox.ts';
+import { createMemoryOutbox } from '../runtime/mqtt/outbox-memory.ts';
 import { startReporter } from '../runtime/mqtt/reporter.ts';
 import { SeqTracker } from '../runtime/mqtt/seq-tracker.ts';
 import type { PayloadError } from '../runtime/schema/codec.ts';

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { cameraConfigSchema, type CameraConfig } from '../../devices/cameras/config.ts';
 import { serialLinkConfigSchema } from '../../devices/serial/config.ts';
 import { triggerConfigSchema, type TriggerConfig } from '../../devices/triggers/config.ts';
-import { OutboxConfig } from '../mqtt/outbox.ts';
+import { OutboxConfig } from '../mqtt/outbox-config.ts';
 import { ReporterOptions } from '../mqtt/reporter-options.ts';
 import { idProblem } from '../mqtt/topics.ts';
 import { DeviceId } from '../schema/payloads.ts';
