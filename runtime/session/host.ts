@@ -11,8 +11,9 @@
 // binds them to the new session before the swap.
 
 import { EventEmitter } from 'node:events';
-import { readFileBytes, verifyArtifact, type ModelArtifact, type Verification } from '../artifact/read.ts';
-import { readSignedFile, type PromptPack, type SignedFile } from '../artifact/prompt-pack.ts';
+import { readFileBytes } from '../artifact/container.ts';
+import type { PromptPack } from '../artifact/prompt-pack.ts';
+import { readSignedFile, verifyArtifact, type ModelArtifact, type SignedFile, type Verification } from '../artifact/read.ts';
 import { ArtifactError } from '../artifact/errors.ts';
 import type { TrustedKey } from '../artifact/keys.ts';
 import type { DeviceProfile } from '../config/profile.ts';
