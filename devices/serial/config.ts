@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { DeviceConfigError } from '../errors.ts';
 import { fieldIssues } from '../config-issues.ts';
-import type { LineEnding } from './link.ts';
+import type { LineEnding, SerialLink } from './link.ts';
 import { PlcHandshake, type PlcOptions } from './plc.ts';
 import { SerialPortLink } from './serialport-link.ts';
 
@@ -42,10 +42,16 @@ export const plcConfigSchema = z.strictObject({
   reconnect: z.strictObject({ initialMs: ms.optional(), factor: z.number().min(1).optional(), maxMs: ms.optional() }).optional(),
 });
 
+export type SerialLinkConfig = z.output<typeof serialLinkConfigSchema>;
 export type PlcConfig = z.output<typeof plcConfigSchema>;
 export type PlcConfigInput = z.input<typeof plcConfigSchema>;
 
 const ENDINGS: Record<'crlf' | 'lf' | 'cr', LineEnding> = { crlf: '\r\n', lf: '\n', cr: '\r' };
+
+/** The serial link a validated config names (not opened). The one place a link is built from config. */
+export function createLink(cfg: SerialLinkConfig): SerialLink {
+  return new SerialPortLink({ path: cfg.path, baudRate: cfg.baudRate, lineEnding: ENDINGS[cfg.lineEnding], maxLineLength: cfg.maxLineLength });
+}
 
 export function parsePlcConfig(raw: unknown, where = 'serial'): PlcConfig {
   const r = plcConfigSchema.safeParse(raw, { reportInput: true });
@@ -73,7 +79,5 @@ export function plcOptions(cfg: PlcConfig): PlcOptions {
 /** Validates `raw` and builds the handshake on a real serial port (not started). */
 export function createPlc(raw: unknown, where = 'serial'): PlcHandshake {
   const cfg = parsePlcConfig(raw, where);
-  const l = cfg.link;
-  const link = new SerialPortLink({ path: l.path, baudRate: l.baudRate, lineEnding: ENDINGS[l.lineEnding], maxLineLength: l.maxLineLength });
-  return new PlcHandshake(link, plcOptions(cfg));
+  return new PlcHandshake(createLink(cfg.link), plcOptions(cfg));
 }

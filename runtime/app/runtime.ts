@@ -7,7 +7,7 @@
 import { DeviceConfigError } from '../../devices/errors.ts';
 import { createSource } from '../../devices/cameras/factory.ts';
 import type { CameraConfig } from '../../devices/cameras/config.ts';
-import { SerialPortLink } from '../../devices/serial/serialport-link.ts';
+import { createLink } from '../../devices/serial/config.ts';
 import type { PlcHandshake } from '../../devices/serial/plc.ts';
 import { CommandTrigger } from '../../devices/triggers/armed.ts';
 import { createTrigger } from '../../devices/triggers/config.ts';
@@ -26,8 +26,6 @@ import { withTimeout } from '../mqtt/connection.ts';
 import { ModelHost, type Classifier, type LoadedInfo } from '../session/host.ts';
 import { commandHandlers } from './commands.ts';
 import { EventRelay } from './events.ts';
-
-const ENDINGS = { crlf: '\r\n', lf: '\n', cr: '\r' } as const;
 
 export interface RuntimeOptions {
   log?: Log;
@@ -163,8 +161,7 @@ export class Runtime {
 
     const rejects: RejectSink[] = [];
     for (const [id, r] of Object.entries(cfg.rejects)) {
-      const link = new SerialPortLink({ path: r.link.path, baudRate: r.link.baudRate, lineEnding: ENDINGS[r.link.lineEnding], maxLineLength: r.link.maxLineLength });
-      rejects.push(new RejectSink(id, link, { delayMs: r.delayMs, line: r.line, onLate: r.onLate }));
+      rejects.push(new RejectSink(id, createLink(r.link), { delayMs: r.delayMs, line: r.line, onMissedDeadline: r.onMissedDeadline }));
     }
     pipeline.addSink(new MqttResultSink(reporter));
     pipeline.addSink(new PlcSink(plcs));

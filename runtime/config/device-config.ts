@@ -24,7 +24,8 @@ export const RejectOutputConfig = z.strictObject({
   link: serialLinkConfigSchema,
   delayMs: int.min(0),
   line: z.string().min(1).max(64).regex(/^[\x20-\x7e]+$/, 'must be printable ASCII').default('REJECT {camera} {frameId}'),
-  onLate: z.enum(['fire', 'skip']).default('fire'),
+  /** A decision after the due time: reject anyway (default, fail-safe) or let it pass (devices/serial/reject.ts). */
+  onMissedDeadline: z.enum(['fire', 'skip']).default('fire'),
 });
 
 export const DeviceConfigSchema = z
