@@ -18,7 +18,7 @@ import { packFeeds, splitShared } from '../compiler/export/shared.ts';
 import { linear } from '../compiler/methods/linear.ts';
 import { vptDeep, vptShallow } from '../compiler/methods/vpt.ts';
 import type { PromptMethod } from '../compiler/methods/method.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import { randomVit } from '../test/helpers/random-vit.ts';
 import { median, ortVersion, writeReport } from './lib.ts';
 

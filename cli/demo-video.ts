@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { CompilerError } from '../compiler/ops/errors.ts';
 import { resolveFfmpeg } from '../devices/cameras/ffmpeg.ts';
 import { PART_CLASSES, renderPart, type Line } from '../compiler/data/parts.ts';
-import { mulberry32, shuffleInPlace } from '../compiler/data/rng.ts';
+import { mulberry32, shuffleInPlace } from '../devices/rng.ts';
 import { loadFashionMnist } from '../compiler/data/fashion-mnist.ts';
 import { indicesByClass } from '../compiler/data/sampling.ts';
 

@@ -14,7 +14,7 @@ import { checkChoice, checkInt } from './errors.ts';
 import { mapLimit, toRgb } from './image-folder.ts';
 import { DEFAULT_LINE, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, drawScene, type Line, type MaterialName, type PartClass, type PartKind, type Scene } from './parts-scene.ts';
 import { sceneSvg } from './parts-svg.ts';
-import { gaussian, hashString, mixSeed, mulberry32 } from './rng.ts';
+import { gaussian, hashString, mixSeed, mulberry32 } from '../../devices/rng.ts';
 import type { LabeledSet, Sample } from './types.ts';
 
 export { DEFAULT_LINE, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, type Line, type MaterialName, type PartClass, type PartKind };

@@ -47,8 +47,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import type { ForwardContext, LossContext, MethodState, PromptMethod, Rng, StateContext } from './method.ts';
+import type { ForwardContext, LossContext, MethodState, PromptMethod, StateContext } from './method.ts';
 import { adamwRecipe, headInit, uniform } from './method.ts';
+import { cosineKmeans } from './kmeans.ts';
 import { bindVit, forwardFeatures, forwardHead, insertTokens, prefixKV, preLogits } from '../backbones/vit.ts';
 import { gridOf, type VitConfig } from '../backbones/vit-variants.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
@@ -218,14 +219,6 @@ function proxyBlockLoss<T>(ctx: LossContext<T>, o: DaVptOptions, t: ProxyTap<T>,
 
 // ── class → proxy mapping ──────────────────────────────────────────────────────────────
 
-export interface KmeansResult {
-  /** [k·D] row-major centres. */
-  centres: Float32Array;
-  /** Cluster of every row (rows that are all zero: a random cluster). */
-  assign: number[];
-  iterations: number;
-}
-
 /** LayerNorm without affine over each D-row (torch F.layer_norm, eps 1e-5). */
 export function layerNormRows(X: Float32Array, D: number): Float32Array {
   const out = new Float32Array(X.length);
@@ -239,74 +232,6 @@ export function layerNormRows(X: Float32Array, D: number): Float32Array {
     for (let d = 0; d < D; d++) out[r * D + d] = (X[r * D + d]! - mean) * inv;
   }
   return out;
-}
-
-/**
- * Cosine k-means of the rows of X [n·D] (official `cosine_kmeans`): centres start as k random
- * non-zero rows (or `init`, a warm start); each row joins the centre of highest cosine
- * similarity (ties: the lower index); a centre becomes the mean of its rows (an empty one
- * stays); stop after `iterations` or when the centres move less than `tol` (Frobenius norm).
- * The returned assignment is against the returned centres, so a warm start from them is a
- * fixed point. All-zero rows (classes without images) get a random cluster.
- */
-export function cosineKmeans(X: Float32Array, D: number, k: number, opts: { iterations: number; tol: number; rng: Rng; init?: Float32Array }): KmeansResult {
-  const n = X.length / D;
-  const row = (i: number) => X.subarray(i * D, (i + 1) * D);
-  const valid = Array.from({ length: n }, (_, i) => i).filter((i) => row(i).some((v) => v !== 0));
-  let centres: Float32Array;
-  if (opts.init) {
-    if (opts.init.length !== k * D) throw new CompilerError('BAD_SHAPE', `cosine k-means: warm-start centres have ${opts.init.length} values, expected ${k}×${D}`);
-    centres = Float32Array.from(opts.init);
-  } else {
-    if (valid.length === 0) throw new CompilerError('BAD_ARGUMENT', 'cosine k-means: every class mean is zero (no images?)');
-    // k distinct random rows (partial Fisher–Yates); with fewer rows than k, rows repeat.
-    const order = [...valid];
-    for (let c = 0; c < Math.min(k, order.length); c++) {
-      const j = c + Math.floor(opts.rng() * (order.length - c));
-      [order[c], order[j]] = [order[j]!, order[c]!];
-    }
-    centres = new Float32Array(k * D);
-    for (let c = 0; c < k; c++) centres.set(row(order[c % order.length]!), c * D);
-  }
-  const nearest = (C: Float32Array): number[] => {
-    const norms = Array.from({ length: k }, (_, c) => Math.hypot(...C.subarray(c * D, (c + 1) * D)) || 1);
-    return valid.map((i) => {
-      const x = row(i);
-      let best = 0;
-      let bestSim = -Infinity;
-      for (let c = 0; c < k; c++) {
-        let dot = 0;
-        for (let d = 0; d < D; d++) dot += x[d]! * C[c * D + d]!;
-        const sim = dot / norms[c]!; // ‖x‖ is common to every centre
-        if (sim > bestSim) [best, bestSim] = [c, sim];
-      }
-      return best;
-    });
-  };
-  let iterations = 0;
-  for (let it = 0; it < opts.iterations; it++) {
-    iterations = it + 1;
-    const a = nearest(centres);
-    const sum = new Float64Array(k * D);
-    const cnt = new Array<number>(k).fill(0);
-    valid.forEach((i, r) => {
-      const c = a[r]!;
-      cnt[c]!++;
-      const x = row(i);
-      for (let d = 0; d < D; d++) sum[c * D + d]! += x[d]!;
-    });
-    const next = Float32Array.from(centres);
-    for (let c = 0; c < k; c++) if (cnt[c]! > 0) for (let d = 0; d < D; d++) next[c * D + d] = sum[c * D + d]! / cnt[c]!;
-    let shift = 0;
-    for (let j = 0; j < next.length; j++) shift += (next[j]! - centres[j]!) ** 2;
-    centres = next;
-    if (Math.sqrt(shift) < opts.tol) break;
-  }
-  const a = nearest(centres);
-  const assign = new Array<number>(n).fill(-1);
-  valid.forEach((i, r) => (assign[i] = a[r]!));
-  for (let i = 0; i < n; i++) if (assign[i] === -1) assign[i] = Math.floor(opts.rng() * k);
-  return { centres, assign, iterations };
 }
 
 /** Per-class means [C·D] of features [n·D] with labels y; a class without images stays zero. */
@@ -376,7 +301,7 @@ async function mappingState(ctx: StateContext, o: DaVptOptions, prompted: boolea
   const normed = layerNormRows(X, D);
   for (let c = 0; c < C; c++) if (X.subarray(c * D, (c + 1) * D).every((v) => v === 0)) normed.fill(0, c * D, (c + 1) * D);
   const r = cosineKmeans(normed, D, pLen, { iterations: o.kmeansIterations, tol: o.kmeansTolerance, rng: ctx.rng, ...(prev?.centres ? { init: Float32Array.from(prev.centres) } : {}) });
-  return { pLen, mapping: r.assign, centres: [...r.centres], kmeansIterations: r.iterations };
+  return { pLen, mapping: Array.from(r.assign), centres: [...r.centres], kmeansIterations: r.iterations };
 }
 
 /** One-hot of mapping[y] as [B, p_len] (the Proxy-Anchor positives). */

@@ -27,8 +27,9 @@
  * terms, per-head projection slices) folded into initializers by OnnxOps.
  */
 import { z } from 'zod';
-import type { ForwardContext, PromptMethod, Rng } from './method.ts';
-import { adamwRecipe, headInit, normal, uniform } from './method.ts';
+import { normal, type Rng } from '../../devices/rng.ts';
+import type { ForwardContext, PromptMethod } from './method.ts';
+import { adamwRecipe, headInit, uniform } from './method.ts';
 import type { Ops } from '../ops/ops.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import type { VitConfig } from '../backbones/vit-variants.ts';

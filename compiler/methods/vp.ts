@@ -28,7 +28,8 @@
  */
 import { z } from 'zod';
 import type { ForwardContext, PromptMethod, Recipe } from './method.ts';
-import { headInit, normal } from './method.ts';
+import { normal } from '../../devices/rng.ts';
+import { headInit } from './method.ts';
 import { forward as vitForward, patchEmbed, type Affine, type VitWeights } from '../backbones/vit.ts';
 import type { VitConfig } from '../backbones/vit-variants.ts';
 import type { Ops } from '../ops/ops.ts';

@@ -4,7 +4,7 @@
 
 import { encodeSafetensors, type StateDict } from '../../compiler/backbones/safetensors.ts';
 import type { VitConfig } from '../../compiler/backbones/vit-variants.ts';
-import { mulberry32 } from '../../compiler/data/rng.ts';
+import { mulberry32 } from '../../devices/rng.ts';
 import { splitShared, type SharedSplit } from '../../compiler/export/shared.ts';
 import { exportTask, type TaskExport } from '../../compiler/export/task.ts';
 import { METHODS } from '../../compiler/methods/registry.ts';
