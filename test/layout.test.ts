@@ -4,7 +4,7 @@
 // fleet beside compiler, reading only runtime's contracts). A failure names the cycle or the import.
 
 import test from 'ava';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { findCycles, importGraph, parseImports, tsFiles, type ImportEdge } from './helpers/import-graph.ts';
 
@@ -88,4 +88,12 @@ test('no import runs back up the layers: devices â†› runtime/compiler, runtime â
     }
   }
   t.deepEqual(bad, []);
+});
+
+test('the version is written once, in package.json: no source file repeats it', async (t) => {
+  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+  const literal = new RegExp(`['"\`]${version.replaceAll('.', '\\.')}['"\`]`);
+  const sources = tsFiles(root, folders.filter((f) => f !== 'test')).concat(tsFiles(root, ['test']).filter((f) => f.startsWith('test/helpers/')));
+  const repeats = sources.filter((f) => literal.test(readFileSync(join(root, f), 'utf8')));
+  t.deepEqual(repeats, [], `import VERSION from runtime/version.ts instead of writing '${version}'`);
 });

@@ -17,7 +17,8 @@ import { packFeeds, packInputSpecs, planShared, packTensors, backboneModel } fro
 import { compareLogits, exportedLogits } from './verify-task.ts';
 import { ortVersion } from './optimize.ts';
 import { gatePrecisions } from './precision/index.ts';
-import { COMPILER_VERSION, PARITY, gatedPrecisions, prepareCompile, thresholdsOf, verifiedFp32, type CompileOptions, type Prepared, type PrecisionResult } from './compile.ts';
+import { VERSION } from '../../runtime/version.ts';
+import { PARITY, gatedPrecisions, prepareCompile, thresholdsOf, verifiedFp32, type CompileOptions, type Prepared, type PrecisionResult } from './compile.ts';
 import {
   checkPackFits,
   isBackbone,
@@ -70,7 +71,7 @@ export async function compileShared(o: SharedCompileOptions): Promise<SharedComp
     backbone: { arch: x.p.cfg.name, sha256: x.p.job.backboneSha256, model },
     prompts: { sha256: x.paramsSha256 },
     metrics,
-    compiler: { version: COMPILER_VERSION, ortVersion: ortVersion() },
+    compiler: { version: VERSION, ortVersion: ortVersion() },
   });
   const safetensors = encodeSafetensors(tensors);
 
@@ -97,7 +98,7 @@ export async function compileShared(o: SharedCompileOptions): Promise<SharedComp
         method: { name: x.p.job.method.name, options: x.p.job.options },
         pack: { inputs },
         precision: chosen.precision,
-        compiler: { version: COMPILER_VERSION, ortVersion: ortVersion() },
+        compiler: { version: VERSION, ortVersion: ortVersion() },
         target: x.profile?.name ?? null,
       },
       model: chosen.model!,

@@ -22,9 +22,9 @@ import { buildPrecision } from './precisions.ts';
 import { gatePrecisions, type PrecisionMetrics } from './precision/index.ts';
 import { packArtifact, readPrivateKey, type Manifest, type Precision } from '../../runtime/artifact/index.ts';
 import { loadProfile, type DeviceProfile } from '../../runtime/config/profile.ts';
+import { VERSION } from '../../runtime/version.ts';
 import type { LabeledSet } from '../data/types.ts';
 
-export const COMPILER_VERSION = '0.1.0';
 /** Parity the fused fp32 artifact must reach against the training graph (issue 5). */
 export const PARITY = { maxAbsDiff: 1e-4, minTop1Agreement: 0.999 };
 
@@ -159,7 +159,7 @@ export async function compileTask(o: CompileOptions): Promise<CompileResult> {
         precision: chosen.precision,
         metrics,
         thresholds: thresholdsOf(config),
-        compiler: { version: COMPILER_VERSION, ortVersion: ortVersion() },
+        compiler: { version: VERSION, ortVersion: ortVersion() },
         target: profile?.name ?? null,
       },
       model: chosen.model!,

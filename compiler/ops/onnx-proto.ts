@@ -7,6 +7,7 @@ import onnxProto from 'onnx-proto';
 import type { onnx as O } from 'onnx-proto';
 import type { Dim } from './ops.ts';
 import { CompilerError } from './errors.ts';
+import { VERSION } from '../../runtime/version.ts';
 
 const { onnx } = onnxProto;
 const DT = onnx.TensorProto.DataType;
@@ -87,7 +88,7 @@ export function encodeModel(g: GraphSpec, metadata: Record<string, string> = {},
   const model = onnx.ModelProto.create({
     irVersion: IR_VERSION,
     producerName: 'edgeprompt',
-    producerVersion: '0.1.0',
+    producerVersion: VERSION,
     opsetImport: [{ domain: '', version: OPSET }, ...extraOpsets],
     metadataProps: Object.entries(metadata).map(([key, value]) => ({ key, value })),
     graph: {

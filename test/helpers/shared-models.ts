@@ -12,6 +12,7 @@ import type { HostTensor } from '../../compiler/ops/host-tensor.ts';
 import { packArtifact, packBackboneArtifact, packPromptPack, type BackboneManifest, type PackOptions, type Packed, type PromptPackDraft, type PromptPackManifest } from '../../runtime/artifact/index.ts';
 import { fixtureVit } from './fixtures.ts';
 import { randn } from './random-vit.ts';
+import { VERSION } from '../../runtime/version.ts';
 import { randomImageSampler } from './image-sample.ts';
 import { draft } from './runtime-models.ts';
 
@@ -58,7 +59,7 @@ export function backboneArtifact(t: SharedTask, opts: PackOptions = {}, over: Pa
         method: { name: t.task.method.name, options: t.task.options },
         pack: { inputs: t.split.inputs },
         precision: 'fp32',
-        compiler: { version: '0.1.0', ortVersion: '1.30.0' },
+        compiler: { version: VERSION, ortVersion: '1.30.0' },
         createdAt: '2026-01-02T03:04:05.000Z',
         target: null,
         ...over,
@@ -82,7 +83,7 @@ export function promptPack(t: SharedTask, model: string, over: Partial<PromptPac
         backbone: { arch: t.task.cfg.name, sha256: 'a'.repeat(64), model },
         prompts: { sha256: 'b'.repeat(64) },
         metrics: { fp32: { top1: 0.9, maxLogitDiff: 1e-5 } },
-        compiler: { version: '0.1.0', ortVersion: '1.30.0' },
+        compiler: { version: VERSION, ortVersion: '1.30.0' },
         createdAt: '2026-01-02T03:04:05.000Z',
         ...over,
       },
