@@ -13,7 +13,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { encodeSafetensors } from '../backbones/safetensors.ts';
 import { CompilerError } from '../ops/errors.ts';
 import { exportTask } from './task.ts';
-import { packFeeds, packInputSpecs, planShared, packTensors, backboneModel } from './shared.ts';
+import { packFeeds, packInputSpecs, planBackbonePack, packTensors, backboneModel } from './backbone-pack.ts';
 import { compareLogits, exportedLogits } from './verify-task.ts';
 import { ortVersion } from './optimize.ts';
 import { gatePrecisions } from './precision/index.ts';
@@ -36,12 +36,12 @@ import {
 import type { DeviceProfile } from '../../runtime/config/profile.ts';
 import type { PreparedJob } from '../train/job.ts';
 
-export interface SharedCompileOptions extends CompileOptions {
+export interface BackbonePackCompileOptions extends CompileOptions {
   /** An existing shared-backbone .epk to build the pack for; without it a new backbone is built. */
   backbone?: string;
 }
 
-export interface SharedCompileResult {
+export interface BackbonePackCompileResult {
   /** The new backbone artifact, or null when the pack was built for an existing one. */
   backbone: Packed<BackboneManifest> | null;
   /** The backbone the pack fits (new or existing). */
@@ -52,13 +52,13 @@ export interface SharedCompileResult {
   profile: DeviceProfile | null;
 }
 
-export async function compileShared(o: SharedCompileOptions): Promise<SharedCompileResult> {
+export async function compileBackbonePack(o: BackbonePackCompileOptions): Promise<BackbonePackCompileResult> {
   const existing = o.backbone === undefined ? null : await readModelArtifactFile(o.backbone);
   if (existing && !isBackbone(existing)) {
     throw new CompilerError('BAD_ARGUMENT', `--backbone ${o.backbone}: is a fused artifact; a prompt pack needs a shared-backbone artifact (edgeprompt compile --form shared --out backbone.epk)`);
   }
   const x = await prepareCompile(o, (p) => existing && checkSameTask(p, existing as BackboneArtifact));
-  const plan = planShared(exportTask(x.task, { form: 'shared' }));
+  const plan = planBackbonePack(exportTask(x.task, { form: 'shared' }));
   const tensors = await packTensors(plan, x.task.params);
   const feeds = packFeeds(tensors);
   const sign: PackOptions = o.signKey ? { privateKey: await readPrivateKey(o.signKey) } : {};

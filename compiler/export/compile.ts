@@ -2,7 +2,7 @@
  * The compile stage end to end: train (or reuse the finished checkpoint), export the fused
  * task, prove it equals the training graph, let ORT optimise it offline (kept only if it still
  * verifies), build the requested precisions and gate them on validation accuracy, then pack
- * and sign one artifact. The shared-backbone shape (compile-shared.ts) runs the same steps on
+ * and sign one artifact. The shared-backbone shape (compile-backbone-pack.ts) runs the same steps on
  * the backbone graph with a pack's tensors fed beside the image.
  */
 import { createHash } from 'node:crypto';

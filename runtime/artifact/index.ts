@@ -64,6 +64,6 @@ export {
   type BackboneManifestDraft,
   type PromptPackManifest,
   type PromptPackDraft,
-} from './shared.ts';
+} from './backbone-pack.ts';
 export { readPromptPack, readPromptPackFile, parsePackTensors, type PromptPack, type PackTensor } from './prompt-pack.ts';
 export { readTar, writeTar, type TarEntry, type TarFile } from './tar.ts';

@@ -10,7 +10,7 @@ import { type KeyLike } from './keys.ts';
 import { encodeManifest, MANIFEST_SCHEMA_VERSION, validateManifest, type Manifest, type ManifestDraft } from './manifest.ts';
 import { parsePackTensors, readPromptPack } from './prompt-pack.ts';
 import { readModelArtifact, type ModelArtifact } from './read.ts';
-import { validateBackboneManifest, validatePackManifest, type BackboneManifest, type BackboneManifestDraft, type PromptPackDraft, type PromptPackManifest } from './shared.ts';
+import { validateBackboneManifest, validatePackManifest, type BackboneManifest, type BackboneManifestDraft, type PromptPackDraft, type PromptPackManifest } from './backbone-pack.ts';
 import { encodeSignatureFile, makeSignatureFile, PACK_SIGNATURE_MESSAGE, sha256, SIGNATURE_MESSAGE, type SignatureFile } from './signature.ts';
 import { writeTar } from './tar.ts';
 

@@ -1,7 +1,7 @@
 // Prompt packs (.epp): what a task adds to a shared backbone. The same signed ustar container as an
 // .epk (container.ts), with the tensors in place of the model:
 //
-//   manifest.json         PromptPackManifestV1 (shared.ts)
+//   manifest.json         PromptPackManifestV1 (backbone-pack.ts)
 //   tensors.safetensors   float32 tensors named like the backbone's pack inputs, little-endian
 //   signature.json        ed25519 over sha256(manifest.json) ‖ sha256(tensors.safetensors)
 //
@@ -11,7 +11,7 @@
 import { checkContainer, checkDigest, PACK_ENTRY, PACK_ORDER, readFileBytes } from './container.ts';
 import { ArtifactError } from './errors.ts';
 import { parseManifestJson } from './manifest.ts';
-import { validatePackManifest, type PromptPackManifest } from './shared.ts';
+import { validatePackManifest, type PromptPackManifest } from './backbone-pack.ts';
 import { PACK_SIGNATURE_MESSAGE, sha256, type SignatureFile } from './signature.ts';
 import { readTar, type TarEntry } from './tar.ts';
 

@@ -12,7 +12,7 @@ import { checkContainer, checkDigest, ENTRY, MODEL_ORDER, PACK_ENTRY, readFileBy
 import { ArtifactError } from './errors.ts';
 import { keyIdOf, loadTrustedKeys, toPublicKey, type TrustedKey } from './keys.ts';
 import { parseManifestJson, validateManifest, type Manifest } from './manifest.ts';
-import { validateBackboneManifest, type BackboneManifest } from './shared.ts';
+import { validateBackboneManifest, type BackboneManifest } from './backbone-pack.ts';
 import { packFromEntries, type PromptPack } from './prompt-pack.ts';
 import { checkSignatures, sha256, SIGNATURE_MESSAGE, type SignatureFile } from './signature.ts';
 import { readTar, type TarEntry } from './tar.ts';

@@ -9,7 +9,7 @@ import type { BackboneArtifact } from '../artifact/read.ts';
 import type { PromptPack } from '../artifact/prompt-pack.ts';
 import { ArtifactError } from '../artifact/errors.ts';
 import type { Manifest } from '../artifact/manifest.ts';
-import { checkPackFits, taskManifest } from '../artifact/shared.ts';
+import { checkPackFits, taskManifest } from '../artifact/backbone-pack.ts';
 import type { ArtifactRef } from '../schema/payloads.ts';
 import type { EngineSession } from './engine.ts';
 import { SessionError, type EpAttempt } from './errors.ts';
