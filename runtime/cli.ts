@@ -37,7 +37,7 @@ export function runCommand(): Command {
     });
 }
 
-export function watchCommand(): Command {
+function watchCommand(): Command {
   return new Command('watch')
     .description('print live results and per-device health from an MQTT broker')
     .requiredOption('--url <url>', 'broker, e.g. mqtt://127.0.0.1:1883')

@@ -6,7 +6,7 @@
 import test from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { findCycles, importGraph, parseImports, tsFiles, type ImportEdge } from './helpers/import-graph.ts';
+import { exportedNames, findCycles, importGraph, parseImports, stripComments, tsFiles, type ImportEdge } from './helpers/import-graph.ts';
 
 const root = join(import.meta.dirname, '..');
 const folders = ['cli', 'compiler', 'runtime', 'devices', 'fleet', 'test', 'bench', 'tools'].filter((f) => existsSync(join(root, f)));
@@ -96,4 +96,20 @@ test('the version is written once, in package.json: no source file repeats it', 
   const sources = tsFiles(root, folders.filter((f) => f !== 'test')).concat(tsFiles(root, ['test']).filter((f) => f.startsWith('test/helpers/')));
   const repeats = sources.filter((f) => literal.test(readFileSync(join(root, f), 'utf8')));
   t.deepEqual(repeats, [], `import VERSION from runtime/version.ts instead of writing '${version}'`);
+});
+
+test('no dead exports: every exported name is used, in its own module or elsewhere in the tree', (t) => {
+  const text = new Map([...graph.keys()].map((f) => [f, stripComments(readFileSync(join(root, f), 'utf8'))]));
+  const scripts = ['tools/edgeprompt.mjs', 'tools/build-runtime.mjs'].map((f) => readFileSync(join(root, f), 'utf8')).join('\n');
+  const dead: string[] = [];
+  for (const [file, src] of text) {
+    if (file.startsWith('test/') && !file.startsWith('test/helpers/')) continue;
+    for (const name of exportedNames(src)) {
+      const word = new RegExp(`(?<![\\w$])${name.replaceAll('$', '\\$')}(?![\\w$])`, 'g');
+      const ownUses = (src.match(word) ?? []).length - 1;
+      if (ownUses > 0 || word.test(scripts) || [...text].some(([g, other]) => g !== file && other.search(word) >= 0)) continue;
+      dead.push(`${file}: ${name}`);
+    }
+  }
+  t.deepEqual(dead, [], 'delete these, or use them');
 });

@@ -19,7 +19,7 @@ import type { LabeledSet, Sample } from './types.ts';
 
 export { DEFAULT_LINE, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, type Line, type MaterialName, type PartClass, type PartKind };
 
-export const PARTS_GENERATOR = 'edgeprompt-parts';
+const PARTS_GENERATOR = 'edgeprompt-parts';
 /** Bump when a change to the drawing changes any image for a seed. */
 export const PARTS_VERSION = 2;
 

@@ -59,7 +59,7 @@ import { TfOps } from '../ops/tf-ops.ts';
 import { CompilerError } from '../ops/errors.ts';
 import { softmaxCrossEntropy } from '../train/loss.ts';
 
-export const daVptOptions = z.strictObject({
+const daVptOptions = z.strictObject({
   proxyPrompts: z.number().int().positive().describe('proxy prompts per proxy block (p_len; min(p_len, C) are made)'),
   proxyStart: z.number().int().min(0).optional().describe('first proxy block, 0-based (default: the last block)'),
   proxyEnd: z.number().int().min(0).optional().describe('last proxy block, inclusive (default: the last block)'),
@@ -77,16 +77,16 @@ export const daVptOptions = z.strictObject({
 export type DaVptOptions = z.infer<typeof daVptOptions>;
 
 /** Proxy-Anchor constants (METHODS.md §4(c)): α+ = α− = 32, δ+ = 0.1, δ− = −0.1, proxy scale 5. */
-export const PA_ALPHA = 32;
-export const PA_DELTA = 0.1;
-export const PROXY_SCALE = 5;
+const PA_ALPHA = 32;
+const PA_DELTA = 0.1;
+const PROXY_SCALE = 5;
 
 /** Keeps DA-VPT's per-class image draw apart from other methods' samples. */
 const DAVPT_STREAM = 0x64617670; // 'davp'
 const FEATURE_BATCH = 64;
 
 /** Proxy blocks [start, end] for this backbone, checked. */
-export function proxyRange(cfg: VitConfig, o: DaVptOptions): { start: number; end: number } {
+function proxyRange(cfg: VitConfig, o: DaVptOptions): { start: number; end: number } {
   const L = cfg.depth;
   const start = o.proxyStart ?? L - 1;
   const end = o.proxyEnd ?? Math.max(start, L - 1);
@@ -97,13 +97,13 @@ export function proxyRange(cfg: VitConfig, o: DaVptOptions): { start: number; en
 }
 
 /** p_len actually made: one proxy per class when there are fewer classes than proxies. */
-export const proxyCount = (o: DaVptOptions, numClasses: number) => Math.min(o.proxyPrompts, numClasses);
+const proxyCount = (o: DaVptOptions, numClasses: number) => Math.min(o.proxyPrompts, numClasses);
 
 /** xavier_uniform_ bound of a (depth, len, D) tensor: fan_in = len·D, fan_out = depth·D. */
 export const xavierBound = (depth: number, len: number, D: number) => Math.sqrt(6 / (D * len + D * depth));
 
 /** x / ‖x‖ along the last axis (F.normalize, eps 1e-12 on the norm → 1e-24 on its square), with rsqrt as exp(−½·log). */
-export function l2Normalize<T>(ops: Ops<T>, x: T): T {
+function l2Normalize<T>(ops: Ops<T>, x: T): T {
   const sq = ops.reduceSum(ops.mul(x, x), [-1], true);
   const eps = ops.constant({ shape: [], data: Float32Array.of(1e-24) });
   return ops.mul(x, ops.exp(ops.scale(ops.log(ops.add(sq, eps)), -0.5)));
@@ -119,7 +119,7 @@ export function l2Normalize<T>(ops: Ops<T>, x: T): T {
  * exp so a large unmasked-out value can neither overflow nor leak a gradient. The gradient
  * through s cancels analytically (the result does not depend on s).
  */
-export function maskedLog1pSumExp<T>(ops: Ops<T>, a: T, m: T): T {
+function maskedLog1pSumExp<T>(ops: Ops<T>, a: T, m: T): T {
   const one = ops.constant({ shape: [], data: Float32Array.of(1) });
   const am = ops.add(ops.mul(a, m), ops.scale(ops.sub(m, one), 1e4));
   const beta = 0.25;
@@ -156,7 +156,7 @@ interface ProxyTap<T> {
  * every block's prompts become constant prefix K/V; otherwise they run as tokens and `tap`
  * sees the input of every proxy block.
  */
-export function daVptFeatures<T>(ctx: ForwardContext<T>, x: T, o: DaVptOptions, tap?: (t: ProxyTap<T>) => void): T {
+function daVptFeatures<T>(ctx: ForwardContext<T>, x: T, o: DaVptOptions, tap?: (t: ProxyTap<T>) => void): T {
   const { ops, cfg } = ctx;
   const L = cfg.depth;
   const { start, end } = proxyRange(cfg, o);
@@ -220,7 +220,7 @@ function proxyBlockLoss<T>(ctx: LossContext<T>, o: DaVptOptions, t: ProxyTap<T>,
 // ── class → proxy mapping ──────────────────────────────────────────────────────────────
 
 /** LayerNorm without affine over each D-row (torch F.layer_norm, eps 1e-5). */
-export function layerNormRows(X: Float32Array, D: number): Float32Array {
+function layerNormRows(X: Float32Array, D: number): Float32Array {
   const out = new Float32Array(X.length);
   for (let r = 0; r < X.length / D; r++) {
     let mean = 0;
@@ -235,7 +235,7 @@ export function layerNormRows(X: Float32Array, D: number): Float32Array {
 }
 
 /** Per-class means [C·D] of features [n·D] with labels y; a class without images stays zero. */
-export function classMeans(feats: Float32Array, y: Int32Array, C: number, D: number): Float32Array {
+function classMeans(feats: Float32Array, y: Int32Array, C: number, D: number): Float32Array {
   const sum = new Float64Array(C * D);
   const cnt = new Array<number>(C).fill(0);
   y.forEach((c, i) => {
@@ -249,7 +249,7 @@ export function classMeans(feats: Float32Array, y: Int32Array, C: number, D: num
  * Final normed CLS features [n·D] of images x through TfOps: the frozen prompt-free backbone
  * when `params` is absent, else DA-VPT's trunk with those tensors (backbone keys substituted).
  */
-export function clsFeatures(cfg: VitConfig, backbone: StateDict, x: HostTensor, o: DaVptOptions, params?: Map<string, HostTensor>): Float32Array {
+function clsFeatures(cfg: VitConfig, backbone: StateDict, x: HostTensor, o: DaVptOptions, params?: Map<string, HostTensor>): Float32Array {
   const [n, C, S, S2] = x.shape as [number, number, number, number];
   const D = cfg.embedDim;
   const out = new Float32Array(n * D);
@@ -305,7 +305,7 @@ async function mappingState(ctx: StateContext, o: DaVptOptions, prompted: boolea
 }
 
 /** One-hot of mapping[y] as [B, p_len] (the Proxy-Anchor positives). */
-export function proxyMask(y: Int32Array, state: MethodState): HostTensor {
+function proxyMask(y: Int32Array, state: MethodState): HostTensor {
   const { pLen, mapping } = state as DaVptState;
   if (!Array.isArray(mapping) || typeof pLen !== 'number') throw new CompilerError('BAD_ARGUMENT', 'da-vpt: method state lacks the class→proxy mapping (mapping, pLen)');
   const m = new Float32Array(y.length * pLen);

@@ -33,10 +33,9 @@ import type { HostTensor } from '../ops/host-tensor.ts';
 import { TfOps } from '../ops/tf-ops.ts';
 import { CompilerError } from '../ops/errors.ts';
 
-export const SPT_INITS = ['random', 'mean', 'max', 'kmeans'] as const;
-export type SptInit = (typeof SPT_INITS)[number];
+const SPT_INITS = ['random', 'mean', 'max', 'kmeans'] as const;
 
-export const sptOptions = z.strictObject({
+const sptOptions = z.strictObject({
   prompts: z.number().int().positive().describe('prompt tokens per layer (N)'),
   deep: z.boolean().describe('a fresh set of prompts before every block'),
   depth: z.number().int().positive().optional().describe('deep prompts in the first `depth` blocks only (default: all)'),
@@ -94,7 +93,7 @@ export function captureLayerTokens(cfg: VitConfig, backbone: StateDict, x: HostT
 }
 
 /** `n` distinct indices of [0, rows) uniformly (a partial Fisher–Yates shuffle). */
-export function pickRows(rows: number, n: number, rng: Rng): number[] {
+function pickRows(rows: number, n: number, rng: Rng): number[] {
   if (n > rows) throw new CompilerError('BAD_ARGUMENT', `spt: cannot pick ${n} prompts from ${rows} candidate vectors; raise method.options.sampleSize or lower prompts`);
   const idx = Array.from({ length: rows }, (_, i) => i);
   for (let i = 0; i < n; i++) {

@@ -44,7 +44,6 @@ export const plcConfigSchema = z.strictObject({
 
 export type SerialLinkConfig = z.output<typeof serialLinkConfigSchema>;
 export type PlcConfig = z.output<typeof plcConfigSchema>;
-export type PlcConfigInput = z.input<typeof plcConfigSchema>;
 
 const ENDINGS: Record<'crlf' | 'lf' | 'cr', LineEnding> = { crlf: '\r\n', lf: '\n', cr: '\r' };
 
@@ -59,7 +58,7 @@ export function parsePlcConfig(raw: unknown, where = 'serial'): PlcConfig {
   return r.data;
 }
 
-export function plcOptions(cfg: PlcConfig): PlcOptions {
+function plcOptions(cfg: PlcConfig): PlcOptions {
   const o: PlcOptions = {
     readyOn: cfg.readyOn,
     captureTimeoutMs: cfg.captureTimeoutMs,

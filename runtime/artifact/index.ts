@@ -9,7 +9,6 @@ export {
   PrecisionMetrics,
   InputSpec,
   OutputSpec,
-  Thresholds as ManifestThresholdsSchema,
   validateManifest,
   parseManifest,
   encodeManifest,

@@ -36,7 +36,7 @@ export interface Packed<M = Manifest> {
 }
 
 /** The signed container: manifest.json, the payload entry (model.onnx or tensors.safetensors), signature.json. */
-export function packContainer<M extends { createdAt: string }>(manifest: M, manifestBytes: Uint8Array, payload: { name: string; data: Uint8Array }, keys: readonly KeyLike[], message: SignatureFile['message'] = SIGNATURE_MESSAGE): Packed<M> {
+function packContainer<M extends { createdAt: string }>(manifest: M, manifestBytes: Uint8Array, payload: { name: string; data: Uint8Array }, keys: readonly KeyLike[], message: SignatureFile['message'] = SIGNATURE_MESSAGE): Packed<M> {
   const sig = makeSignatureFile(manifestBytes, payload.data, keys, message);
   const mtime = Math.floor(Date.parse(manifest.createdAt) / 1000);
   const bytes = writeTar([

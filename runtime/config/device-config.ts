@@ -18,9 +18,9 @@ import { parseWith, readYamlFile } from './yaml.ts';
 const int = z.number().int();
 
 /** Broker connection for the reporter: everything but `device` and the health interval (see `health`). */
-export const MqttConfig = ReporterOptions.omit({ device: true, healthIntervalMs: true });
+const MqttConfig = ReporterOptions.omit({ device: true, healthIntervalMs: true });
 
-export const RejectOutputConfig = z.strictObject({
+const RejectOutputConfig = z.strictObject({
   link: serialLinkConfigSchema,
   delayMs: int.min(0),
   line: z.string().min(1).max(64).regex(/^[\x20-\x7e]+$/, 'must be printable ASCII').default('REJECT {camera} {frameId}'),
@@ -28,7 +28,7 @@ export const RejectOutputConfig = z.strictObject({
   onMissedDeadline: z.enum(['fire', 'skip']).default('fire'),
 });
 
-export const DeviceConfigSchema = z
+const DeviceConfigSchema = z
   .strictObject({
     device: DeviceId,
     /** The .epk to run (and to reload when `reload` names none). */

@@ -6,7 +6,7 @@ import type { Outbox, OutboxEntry, OutboxLimits, OutboxRecord } from './outbox.t
 import { checkLimits, OutboxIndex } from './outbox-index.ts';
 
 /** A process-lifetime outbox: survives broker outages, not restarts. */
-export class MemoryOutbox implements Outbox {
+class MemoryOutbox implements Outbox {
   readonly epoch: string = randomUUID();
   private id = 0;
   private droppedCount = 0;

@@ -57,7 +57,7 @@ function sessionOptions(profile: DeviceProfile, eps: readonly ExecutionProvider[
 }
 
 /** The engine a profile asks for (`threads.inference`, default worker). */
-export function engineFor(profile: DeviceProfile): Engine {
+function engineFor(profile: DeviceProfile): Engine {
   return profile.threads.inference === 'main' ? mainEngine : workerEngine();
 }
 

@@ -31,7 +31,7 @@ export function tsFiles(root: string, folders: readonly string[]): string[] {
 }
 
 /** Block comments and whole-line `//` comments removed (a `//` inside a string, e.g. a URL, stays). */
-function stripComments(src: string): string {
+export function stripComments(src: string): string {
   return src.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/^\s*\/\/.*$/gm, '');
 }
 
@@ -121,4 +121,18 @@ export function findCycles(graph: Map<string, ImportEdge[]>): string[][] {
     }
     return [...comp, comp[0]!];
   });
+}
+
+/** The names a module exports by declaration (`export function f`, `export type T`, …) or in an `export { a, b as c }` list. */
+export function exportedNames(src: string): string[] {
+  const text = stripComments(src);
+  const names = new Set<string>();
+  for (const m of text.matchAll(/^export\s+(?:declare\s+)?(?:default\s+)?(?:async\s+)?(?:abstract\s+)?(?:function\*?|const|let|class|interface|type|enum)\s+([A-Za-z_$][\w$]*)/gm)) names.add(m[1]!);
+  for (const m of text.matchAll(/^export\s+(?:type\s+)?\{([^}]*)\}/gm)) {
+    for (const part of m[1]!.split(',')) {
+      const p = part.trim().replace(/^type\s+/, '');
+      if (p !== '') names.add(p.split(/\s+as\s+/).at(-1)!.trim());
+    }
+  }
+  return [...names];
 }
