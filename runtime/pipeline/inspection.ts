@@ -15,7 +15,7 @@
 //   one (ties count half): how well the score ranks, whatever the threshold;
 // - per class: recall (top label right) and the share failed;
 // - the operating point: the strictest minConfidence whose false-reject rate stays ≤ maxFrr
-//   (default 10 %), and the escape rate there. `edgeprompt set-threshold` can apply it on a device.
+//   (default 10 %), and the escape rate there. The MQTT command `set-threshold` applies it on a device (docs/mqtt.md).
 
 /** One inspected part: its true class, the model's top class, and its okScore. */
 export interface InspectedPart {
