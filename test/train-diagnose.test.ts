@@ -40,6 +40,8 @@ test('diverging: a loss far above where the run started, or rising three epochs 
 test('collapsed: two epochs running with ≥ 95 % of predictions in one class that is not most of the data', (t) => {
   const all = [0, 0, 0, 0, 100];
   t.deepEqual(diagnose([epoch(1, 1.5), epoch(2, 1.5, all)], ctx()), [], 'one epoch may be a passing state');
+  t.deepEqual(diagnose([epoch(1, 1.5, all), epoch(2, 1.5, all)], ctx({ warmupEpochs: 1 })), [], 'not judged on warmup epochs');
+  t.is(diagnose([epoch(1, 1.5, all), epoch(2, 1.5, all), epoch(3, 1.5, all)], ctx({ warmupEpochs: 1 }))[0]?.code, 'TRAINING_COLLAPSED');
   const [w] = diagnose([epoch(1, 1.5, all), epoch(2, 1.5, all)], ctx());
   t.is(w?.code, 'TRAINING_COLLAPSED');
   t.regex(w!.message, /100\.0 % of validation images are predicted "stain"/);

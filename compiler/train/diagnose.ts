@@ -8,7 +8,8 @@
  *   run started (the first batch's loss before any update, or ln C, what a uniform guess scores,
  *   when that is higher), or training loss rising in each of the last RISING_EPOCHS epochs.
  * - TRAINING_COLLAPSED: ≥ COLLAPSE_SHARE of the validation predictions in one class (which is
- *   not itself most of the data) in two epochs running.
+ *   not itself most of the data) in two epochs running after the warmup (a fresh head often
+ *   favours one class; VPT's first epoch even runs at lr 0).
  * - TRAINING_NOT_LEARNING (end of the run): best validation top-1 no better than always answering
  *   the commonest class, plus NOT_LEARNING_MARGIN.
  */
@@ -43,6 +44,8 @@ export interface DiagnoseContext {
   bestTop1: number;
   /** The first batch's loss before any update (absent: ln C stands in). */
   initialLoss?: number;
+  /** Epochs of learning-rate warmup: no collapse is judged on them. */
+  warmupEpochs?: number;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
@@ -81,6 +84,7 @@ function collapsedOnto(r: EpochRecord | undefined, c: DiagnoseContext): number |
 }
 
 function collapsed(h: readonly EpochRecord[], c: DiagnoseContext): TrainingWarning | null {
+  if ((h.at(-2)?.epoch ?? 0) <= (c.warmupEpochs ?? 0)) return null;
   const k = collapsedOnto(h.at(-1), c);
   if (k === null || collapsedOnto(h.at(-2), c) !== k) return null;
   const last = h.at(-1)!;

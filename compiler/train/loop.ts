@@ -81,7 +81,7 @@ function decayOverride(job: TrainJob, name: string): { weightDecay?: number } {
 /** New warnings about the run so far (compiler/train/diagnose.ts), recorded in the state. */
 function check(job: TrainJob, state: TrainState, final: boolean): TrainingWarning[] {
   const valCounts = state.lastConfusion.map((row) => row.reduce((a, b) => a + b, 0));
-  const found = diagnose(state.history, { classes: state.classes, valCounts, lr: job.recipe.optimizer.lr, final, bestTop1: state.bestTop1, ...(state.initialLoss !== undefined && { initialLoss: state.initialLoss }) }, state.warnings ?? []);
+  const found = diagnose(state.history, { classes: state.classes, valCounts, lr: job.recipe.optimizer.lr, final, bestTop1: state.bestTop1, warmupEpochs: job.recipe.warmupEpochs, ...(state.initialLoss !== undefined && { initialLoss: state.initialLoss }) }, state.warnings ?? []);
   if (found.length) state.warnings = [...(state.warnings ?? []), ...found];
   return found;
 }
