@@ -1,4 +1,4 @@
-// The Outbox contract (STYLE.md §4, house rule 5): one suite, run against the memory and the file
+// The Outbox contract (docs/style.md "Durable messaging", rule 5): one suite, run against the memory and the file
 // outbox. Then what only the file outbox promises: reopen, compaction, torn lines, kill -9.
 
 import test, { type ExecutionContext } from 'ava';
