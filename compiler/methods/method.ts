@@ -1,7 +1,7 @@
 /**
- * What a prompt method is (docs/architecture.md "Methods, training and export"): its trainable tensors and their
- * initialisation, how it changes the backbone's forward pass, extra losses, and its default
- * recipe. The training loop and the exporters only see this interface.
+ * What a prompt method is (docs/architecture.md "Methods, training and export"): its trainable
+ * tensors and their initialisation, how it changes the backbone's forward pass, extra losses, and
+ * its default recipe. The training loop and the exporters only see this interface.
  */
 import type { Ops } from '../ops/ops.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';

@@ -3,10 +3,10 @@
  * ICML 2024; docs/spec/spt.md). The architecture, forward and fused export are VPT's
  * (`vptForward`, without prompt dropout); only the initialisation and the recipe differ.
  *
- * Init (docs/spec/spt.md#init-the-method): `sampleSize` training images drawn with replacement (training
- * transforms) run once through the frozen, prompt-free backbone. Layer 0's tokens are the
- * patch-embedding outputs (before CLS and position embedding); layer i ≥ 1's are the input of
- * block i with CLS removed. Per layer, from its tokens X [B, T, D]:
+ * Init (docs/spec/spt.md#init-the-method): `sampleSize` training images drawn with replacement
+ * (training transforms) run once through the frozen, prompt-free backbone. Layer 0's tokens are the
+ * patch-embedding outputs (before CLS and position embedding); layer i ≥ 1's are the input of block
+ * i with CLS removed. Per layer, from its tokens X [B, T, D]:
  * - `random`: N of the B·T token rows, uniformly without replacement;
  * - `mean` / `max`: each image's raster-ordered tokens pooled in N − 1 windows of
  *   w = ⌊T/(N−1)⌋ tokens plus a last window of the T − (N−1)·w remaining ones, then N of the
@@ -16,8 +16,9 @@
  *   token rows, Euclidean, seeded k-means++ then Lloyd iterations (`kmeansCentres`).
  * The head is timm's trunc_normal(std 0.02) (truncated at ±2 absolute, i.e. plainly normal), bias 0.
  *
- * Recipe (docs/spec/spt.md#recipe): AdamW; prompts decay by the recipe's weight decay (1e-2), head.weight by
- * `headWeightDecay` (the official `wd_head`), head.bias not at all; warmup then cosine per step.
+ * Recipe (docs/spec/spt.md#recipe): AdamW; prompts decay by the recipe's weight decay (1e-2),
+ * head.weight by `headWeightDecay` (the official `wd_head`), head.bias not at all; warmup then
+ * cosine per step.
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';

@@ -1,8 +1,8 @@
 /**
  * onnxruntime sessions for the ort training engine: execution provider choice with fallback
- * (docs/platform.md "Execution providers": asking for a provider whose libraries are missing throws instead of falling
- * back, so CUDA is tried alone and CPU retried on failure, and every failure is reported),
- * sequential execution with one intra-op thread per core.
+ * (docs/platform.md "Execution providers": asking for a provider whose libraries are missing throws
+ * instead of falling back, so CUDA is tried alone and CPU retried on failure, and every failure is
+ * reported), sequential execution with one intra-op thread per core.
  */
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';

@@ -1,8 +1,9 @@
 // Opening an onnxruntime session with the device profile's execution providers in order.
 // onnxruntime-node throws when an EP's libraries are missing (it does not fall back by itself,
-// docs/platform.md "Execution providers"), so each provider is tried in turn — with the ones after it as ORT's per-node
-// fallbacks — and warmed up; every failure is kept and reported, and the first provider that
-// works is the one in use. If none works, EP_ALL_FAILED lists them all (docs/style.md "Fallbacks").
+// docs/platform.md "Execution providers"), so each provider is tried in turn — with the ones
+// after it as ORT's per-node fallbacks — and warmed up; every failure is kept and reported, and
+// the first provider that works is the one in use. If none works, EP_ALL_FAILED lists them all
+// (docs/style.md "Fallbacks").
 
 import * as ort from 'onnxruntime-node';
 import { ArtifactError } from '../artifact/errors.ts';
