@@ -12,7 +12,7 @@ import { mixSeed, mulberry32 } from '../data/rng.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import { newOptimizerState, optimizerFromTensors, optimizerStep, optimizerTensors, type TrainableTensor } from './optim.ts';
 import { lrAt, scaledLr } from './schedule.ts';
-import { MetricAccumulator, type EvalMetrics } from './metrics.ts';
+import { MetricAccumulator, columnSums, type EvalMetrics } from './metrics.ts';
 import { checkLabels, hasCheckpoint, loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
 import { encodeSafetensors } from '../backbones/safetensors.ts';
 import { writeFileSync, mkdirSync } from 'node:fs';
@@ -192,7 +192,7 @@ export async function train(job: TrainJob): Promise<TrainResult> {
       const seconds = (performance.now() - t0) / 1000;
       state.history.push({
         epoch: epoch + 1, lr: lrAt(schedule, perStep ? state.globalStep : epoch), trainLoss: lossSum / Math.max(1, seen), valLoss: m.loss, valTop1: m.top1, perClass: m.perClass,
-        predicted: m.predicted, ...(m.inspection && { inspection: m.inspection }), imagesPerSec: seen / seconds, seconds,
+        predicted: m.predicted ?? columnSums(m.confusion), ...(m.inspection && { inspection: m.inspection }), imagesPerSec: seen / seconds, seconds,
       });
       state.lastConfusion = m.confusion;
       state.epoch = epoch + 1;

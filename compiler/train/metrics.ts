@@ -6,8 +6,8 @@ export interface EvalMetrics {
   perClass: number[];
   /** confusion[true][predicted] counts. */
   confusion: number[][];
-  /** Predictions per class (the confusion matrix's column sums): a collapsed run puts them all in one. */
-  predicted: number[];
+  /** Predictions per class (the confusion matrix's column sums): a collapsed run puts them all in one. Absent: derived from `confusion`. */
+  predicted?: number[];
   count: number;
   loss: number;
   /** Escape / false-reject rates, AUROC and the rest, when the task inspects parts (okLabels). */
@@ -59,7 +59,7 @@ export class MetricAccumulator {
       return total ? row[i]! / total : 0;
     });
     const correct = this.confusion.reduce((p, row, i) => p + row[i]!, 0);
-    const predicted = this.confusion[0]?.map((_, j) => this.confusion.reduce((p, row) => p + row[j]!, 0)) ?? [];
+    const predicted = columnSums(this.confusion);
     return {
       top1: this.n ? correct / this.n : 0,
       perClass,
@@ -71,3 +71,6 @@ export class MetricAccumulator {
     };
   }
 }
+
+/** Predictions per class from confusion[true][predicted]. */
+export const columnSums = (m: readonly (readonly number[])[]): number[] => m[0]?.map((_, j) => m.reduce((p, row) => p + row[j]!, 0)) ?? [];
