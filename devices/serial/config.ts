@@ -47,11 +47,6 @@ export type PlcConfig = z.output<typeof plcConfigSchema>;
 
 const ENDINGS: Record<'crlf' | 'lf' | 'cr', LineEnding> = { crlf: '\r\n', lf: '\n', cr: '\r' };
 
-/** The serial link a validated config names (not opened). The one place a link is built from config. */
-export function createLink(cfg: SerialLinkConfig): SerialLink {
-  return new SerialPortLink({ path: cfg.path, baudRate: cfg.baudRate, lineEnding: ENDINGS[cfg.lineEnding], maxLineLength: cfg.maxLineLength });
-}
-
 export function parsePlcConfig(raw: unknown, where = 'serial'): PlcConfig {
   const r = plcConfigSchema.safeParse(raw, { reportInput: true });
   if (!r.success) throw new DeviceConfigError('E_SERIAL_CONFIG', fieldIssues(r.error, where));
@@ -75,8 +70,32 @@ function plcOptions(cfg: PlcConfig): PlcOptions {
   return o;
 }
 
-/** Validates `raw` and builds the handshake on a real serial port (not started). */
-export function createPlc(raw: unknown, where = 'serial'): PlcHandshake {
+/** A configured line, resolved: what a SerialLink implementation is built from. */
+export interface LinkSpec {
+  path: string;
+  baudRate: number;
+  lineEnding: LineEnding;
+  maxLineLength: number;
+}
+
+/**
+ * Builds the link for a configured line. The default opens real ports; a program with no port to
+ * open (`npm run demo`'s reject gate, tests) passes one that returns MockSerialLinks instead.
+ */
+export type LinkFactory = (spec: LinkSpec) => SerialLink;
+export const serialPortLinks: LinkFactory = (spec) => new SerialPortLink(spec);
+
+function linkSpec(l: SerialLinkConfig): LinkSpec {
+  return { path: l.path, baudRate: l.baudRate, lineEnding: ENDINGS[l.lineEnding], maxLineLength: l.maxLineLength };
+}
+
+/** The serial link a validated config names (not opened): the one place a link is built from config. */
+export function createLink(cfg: SerialLinkConfig, links: LinkFactory = serialPortLinks): SerialLink {
+  return links(linkSpec(cfg));
+}
+
+/** Validates `raw` and builds the handshake on a serial port (real unless `links` says otherwise; not started). */
+export function createPlc(raw: unknown, where = 'serial', links: LinkFactory = serialPortLinks): PlcHandshake {
   const cfg = parsePlcConfig(raw, where);
-  return new PlcHandshake(createLink(cfg.link), plcOptions(cfg));
+  return new PlcHandshake(createLink(cfg.link, links), plcOptions(cfg));
 }
