@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { compileTask, type PrecisionResult } from '../compiler/export/compile.ts';
-import { compileShared, type SharedCompileOptions } from '../compiler/export/compile-shared.ts';
+import { compileBackbonePack, type BackbonePackCompileOptions } from '../compiler/export/compile-backbone-pack.ts';
 import { makeProgress } from '../compiler/train/progress.ts';
 import { CompilerError } from '../compiler/ops/errors.ts';
 import { summarizeModel } from '../compiler/ops/onnx-proto.ts';
@@ -48,17 +48,20 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
     .option('--max-drop <pt>', 'refuse a precision losing more validation top-1 than this (points)', (v) => parseNumber('--max-drop', v), 0.5)
     .option('--sign <key>', 'ed25519 private key (PEM) from `edgeprompt keys new`')
     .option('--set <key=value>', 'override a config field (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--strict', 'stop with an error (exit 2) when training diverges, collapses onto one class or does not learn')
     .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
     .action(async (f: CompileFlags) => {
       const shared = checkCompileFlags(f);
       const progress = makeProgress(f.progress);
-      const o = { configFile: f.config, sets: f.set, precisions: f.precision, maxDropPt: f.maxDrop, progress, ...(f.target ? { target: f.target } : {}), ...(f.sign ? { signKey: f.sign } : {}) };
-      if (shared) return compileSharedCommand(f, { ...o, ...(f.backbone ? { backbone: f.backbone } : {}) });
+      const o = { configFile: f.config, sets: f.set, precisions: f.precision, maxDropPt: f.maxDrop, progress, ...(f.target ? { target: f.target } : {}), ...(f.sign ? { signKey: f.sign } : {}), ...(f.strict && { strict: true }) };
+      if (shared) return compileBackbonePackCommand(f, { ...o, ...(f.backbone ? { backbone: f.backbone } : {}) });
       const r = await compileTask(o);
       writeFileSync(f.out!, r.artifact);
       const m = r.manifest;
       console.log(`\n${m.name} ${m.version}: ${m.method.name} on ${m.backbone.arch}, ${m.labels.length} labels, target ${m.target ?? 'any'}${r.profile ? ` (EPs ${r.profile.executionProviders.map((e) => e.name).join(' → ')})` : ''}`);
       printResults(r.results, m.precision);
+      const inspection = inspectionText(m.metrics[m.precision] as Metrics);
+      if (inspection) console.log(`inspection on the validation set (${m.precision}, okLabels ${m.thresholds.okLabels!.join(', ')}, minConfidence ${m.thresholds.minConfidence})${inspection}`);
       console.log(`wrote ${f.out} (${(r.artifact.length / 1e6).toFixed(2)} MB, ${m.precision}, ORT-optimised ${r.optimized ? 'yes' : 'no'}, ${signedBy(r.keyIds)})`);
     });
 
@@ -143,6 +146,7 @@ interface CompileFlags {
   maxDrop: number;
   sign?: string;
   set: string[];
+  strict?: boolean;
   progress: 'auto';
 }
 
@@ -160,8 +164,8 @@ function checkCompileFlags(f: CompileFlags): boolean {
   return true;
 }
 
-async function compileSharedCommand(f: CompileFlags, o: SharedCompileOptions): Promise<void> {
-  const r = await compileShared(o);
+async function compileBackbonePackCommand(f: CompileFlags, o: BackbonePackCompileOptions): Promise<void> {
+  const r = await compileBackbonePack(o);
   const p = r.pack.manifest;
   const bb = r.backboneManifest;
   console.log(`\n${p.name} ${p.version}: ${p.method.name} on ${bb.backbone.arch}, ${p.labels.length} labels, as a prompt pack for shared backbone ${bb.name} ${bb.version} (model ${bb.model.sha256.slice(0, 12)}…, ${bb.precision})`);
@@ -180,8 +184,18 @@ function printResults(results: readonly PrecisionResult[], shipped: Precision): 
   for (const x of results) console.log(`| ${x.precision} | ${pct(x.verification.top1Exported)} | ${x.verification.maxAbsDiff.toExponential(2)} | ${(x.bytes / 1e6).toFixed(2)} MB | ${x.precision === shipped ? 'yes' : x.accepted ? 'passed the gate' : x.reason} |`);
 }
 
-function printMetrics(metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples?: number | undefined }>>): void {
-  for (const [p, x] of Object.entries(metrics)) console.log(`  ${p}: top-1 ${pct(x!.top1)}, max |Δlogit| ${x!.maxLogitDiff.toExponential(2)}${x!.samples ? ` on ${x!.samples} images` : ''}`);
+type Metrics = { top1: number; maxLogitDiff: number; samples?: number | undefined } & Record<string, number | undefined>;
+
+/** An inspection model's figures (compiler/export/compile.ts inspectionFigures), when the manifest has them. */
+function inspectionText(x: Metrics): string {
+  if (x.escapeRate === undefined && x.falseRejectRate === undefined) return '';
+  const f = (v: number | undefined) => (v === undefined ? '–' : pct(v));
+  const at = x.minConfidenceAtFrr10 === undefined ? 'no threshold holds false rejects ≤ 10 %' : `at minConfidence ${x.minConfidenceAtFrr10.toFixed(4)} (false rejects ≤ 10 %) escape ${f(x.escapeRateAtFrr10)}`;
+  return `; escape ${f(x.escapeRate)}, false reject ${f(x.falseRejectRate)} at the manifest threshold, AUROC defect-vs-ok ${x.aurocDefectVsOk?.toFixed(3) ?? '–'}; ${at}`;
+}
+
+function printMetrics(metrics: Partial<Record<Precision, Metrics>>): void {
+  for (const [p, x] of Object.entries(metrics)) console.log(`  ${p}: top-1 ${pct(x!.top1)}, max |Δlogit| ${x!.maxLogitDiff.toExponential(2)}${x!.samples ? ` on ${x!.samples} images` : ''}${inspectionText(x!)}`);
 }
 
 const signedBy = (keyIds: readonly string[]) => (keyIds.length ? `signed by key ${keyIds.join(', ')}` : 'UNSIGNED: devices with trusted keys will refuse it');

@@ -14,7 +14,7 @@ import { solid } from '../compiler/data/parts-designs.ts';
 import { defectCells, flipCells, poolCells } from '../compiler/data/parts-cells.ts';
 import { RANDOM_FINISH_EXCLUDED_HUES, hueOf } from '../compiler/data/parts-finishes.ts';
 import { PARTS_VERSION, makePartsSet, readPartsManifest, renderScene, writePartsSet } from '../compiler/data/parts.ts';
-import { hashString, mixSeed, mulberry32 } from '../compiler/data/rng.ts';
+import { hashString, mixSeed, mulberry32 } from '../devices/rng.ts';
 import { classCounts } from '../compiler/data/sampling.ts';
 import { tempDir } from './helpers/images.ts';
 

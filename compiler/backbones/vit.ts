@@ -114,7 +114,7 @@ export function patchEmbed<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: 
  * the NHWC layout folded into the patch projection: W'[d, (kh,kw,c)] = W[d, c, kh, kw] / (255·std_c),
  * b' = b − Σ W[d, c, kh, kw]·mean_c/std_c. The device does no per-pixel work outside the graph.
  */
-export function patchEmbedUint8<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T): T {
+function patchEmbedUint8<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T): T {
   const g = gridOf(cfg);
   const p = cfg.patchSize;
   const C = cfg.inChans;
@@ -175,7 +175,7 @@ export function attention<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, x
 /**
  * The keys/values constant tokens P [1, N, D] would contribute in block `bw`, as [H, N, dh]:
  * LN1(P)·W_k + b_k and LN1(P)·W_v + b_v. LayerNorm is per token, so when P does not depend on
- * the image these fold into initializers (METHODS.md §0.3).
+ * the image these fold into initializers (docs/spec/folding.md).
  */
 export function prefixKV<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, P: T): PrefixKV<T> {
   const D = cfg.embedDim;

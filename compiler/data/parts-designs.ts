@@ -9,7 +9,7 @@
  * (regular n-gon, rectangle or disc with a bolt circle, row or grid of holes). No design here is
  * L- or T-shaped, so a `bracket` line stays unseen by a backbone pretrained on the others.
  */
-import { randInt, uniform, type Rng } from './rng.ts';
+import { randInt, uniform, type Rng } from '../../devices/rng.ts';
 
 export type Pt = [number, number];
 

@@ -4,7 +4,7 @@
  * `random` draws a new colour per item (formula-driven) from every hue except the blue band, so a
  * `blue-anodised` line stays unseen by a backbone pretrained on random finishes.
  */
-import { uniform, type Rng } from './rng.ts';
+import { uniform, type Rng } from '../../devices/rng.ts';
 
 export type Rgb = [number, number, number];
 

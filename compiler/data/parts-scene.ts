@@ -4,7 +4,7 @@
  * turns a scene into SVG. Distractors appear in every class (belt stains and scuffs, brushed-metal
  * streaks, dust specks) so a defect is told by its look on the part, not by any dark blob or line.
  */
-import { randInt, uniform, type Rng } from './rng.ts';
+import { randInt, uniform, type Rng } from '../../devices/rng.ts';
 import { DESIGNS, ORIGINAL_DESIGNS, PART_KINDS, inside, missingHole, type Hole, type PartKind, type Pt, type Shape } from './parts-designs.ts';
 import { FINISHES, MATERIAL_NAMES, MIXED_POOL, randomFinish, type MaterialName, type Rgb } from './parts-finishes.ts';
 

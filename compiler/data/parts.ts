@@ -15,7 +15,7 @@ import { mapLimit, toRgb } from './image-folder.ts';
 import { DEFAULT_LINE, LINE_LIGHTINGS, LINE_POSES, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, drawScene, type Line, type LineLighting, type LinePose, type MaterialName, type PartClass, type PartKind, type Scene } from './parts-scene.ts';
 import { sceneSvg } from './parts-svg.ts';
 import { defectCells } from './parts-cells.ts';
-import { gaussian, hashString, mixSeed, mulberry32 } from './rng.ts';
+import { gaussian, hashString, mixSeed, mulberry32 } from '../../devices/rng.ts';
 import type { LabeledSet, Sample } from './types.ts';
 
 export { DEFAULT_LINE, LINE_LIGHTINGS, LINE_POSES, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, type Line, type LineLighting, type LinePose, type MaterialName, type PartClass, type PartKind };

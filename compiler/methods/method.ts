@@ -1,15 +1,14 @@
 /**
- * What a prompt method is (ARCHITECTURE.md "Prompt methods"): its trainable tensors and their
- * initialisation, how it changes the backbone's forward pass, extra losses, and its default
- * recipe. The training loop and the exporters only see this interface.
+ * What a prompt method is (docs/architecture.md "Methods, training and export"): its trainable
+ * tensors and their initialisation, how it changes the backbone's forward pass, extra losses, and
+ * its default recipe. The training loop and the exporters only see this interface.
  */
 import type { Ops } from '../ops/ops.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import type { VitConfig } from '../backbones/vit-variants.ts';
 import type { VitWeights } from '../backbones/vit.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
-
-export type Rng = () => number;
+import { normal, type Rng } from '../../devices/rng.ts';
 
 /** Training images drawn for a method's data-dependent setup (SPT prototypes, DA-VPT class means). */
 export interface ImageSample {
@@ -142,10 +141,6 @@ export function headInit(ctx: InitContext, std: number, bias = 0): Map<string, H
   ]);
 }
 
-export function normal(rng: Rng): number {
-  return Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
-}
-
 export function uniform(shape: number[], bound: number, rng: Rng): HostTensor {
   const n = shape.reduce((p, d) => p * d, 1);
   const data = new Float32Array(n);
@@ -154,9 +149,9 @@ export function uniform(shape: number[], bound: number, rng: Rng): HostTensor {
 }
 
 /**
- * The recipe the seed papers' code shares (SPT, DA-VPT, SA2VP): AdamW without lr batch scaling,
- * 100 epochs with 10 warmup, cosine per optimiser step, no label smoothing or augmentation
- * (their VTAB transforms). Methods pass what differs.
+ * The recipe the papers' official code shares (SPT, DA-VPT, SA2VP; docs/spec/): AdamW without
+ * lr batch scaling, 100 epochs with 10 warmup, cosine per optimiser step, no label smoothing or
+ * augmentation (their VTAB transforms). Methods pass what differs.
  */
 export function adamwRecipe(o: { lr: number; weightDecay: number; batchSize: number }): Recipe {
   return {

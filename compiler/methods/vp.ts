@@ -1,9 +1,9 @@
 /**
- * VP: pixel padding prompts (Bahng et al. 2022, `PadPrompter`, METHODS.md §1) on a ViT with a
+ * VP: pixel padding prompts (Bahng et al. 2022, `PadPrompter`; docs/spec/vp.md) on a ViT with a
  * linear head, in two variants:
  * - `vp-inner` (official VP): a learnable frame of width p added to the border of the
  *   normalised image the backbone sees, x' = x + P, P zero in the (S−2p)² centre;
- * - `vp-outer` (EVP-style, seed 000's "outside" prompt, METHODS.md "Outer variant" (A)): the
+ * - `vp-outer` (EVP-style, the prompt outside the image; docs/spec/vp.md "Forward"): the
  *   image is first shrunk to (S−2p)² and centred on a zero canvas, so the frame never covers
  *   content: x' = M·x·Mᵀ + P. M [S, S] is the shrink as a constant linear map: rows p..S−p−1
  *   hold the bilinear resize S → S−2p, the frame rows are zero. Shrinking commutes with the
@@ -16,7 +16,8 @@
  * Resize convention (outer): bilinear, half-pixel centres (align_corners=False). With
  * `antialias` (default) the taps are PIL's/torch's antialiased triangle filter widened by the
  * downscale factor (torch `F.interpolate(mode='bilinear', align_corners=False, antialias=True)`,
- * PIL `Image.BILINEAR`; EVP shrinks with PIL); without, torch's plain two-tap bilinear.
+ * PIL `Image.BILINEAR`); without, torch's plain two-tap bilinear. EVP itself resizes bicubically
+ * (a departure, docs/spec/vp.md).
  * tools/reference/method_vp.py checks both against torch.
  *
  * Export (`mode === 'export'`): the patch embedding is linear, so
@@ -28,7 +29,8 @@
  */
 import { z } from 'zod';
 import type { ForwardContext, PromptMethod, Recipe } from './method.ts';
-import { headInit, normal } from './method.ts';
+import { normal } from '../../devices/rng.ts';
+import { headInit } from './method.ts';
 import { forward as vitForward, patchEmbed, type Affine, type VitWeights } from '../backbones/vit.ts';
 import type { VitConfig } from '../backbones/vit-variants.ts';
 import type { Ops } from '../ops/ops.ts';
@@ -39,8 +41,8 @@ const common = {
   padSize: z.number().int().positive().optional().describe('frame width in pixels (default round(30·S/224), at least 1)'),
   init: z.enum(['normal', 'zeros', 'black']).describe("'normal': N(0, 1) in normalised-pixel units (VP's torch.randn); 'zeros'; 'black': the normalised value of a black pixel, (0 − μ)/σ (EVP's zero padding with a zero-initialised δ)"),
 };
-export const vpInnerOptions = z.strictObject(common);
-export const vpOuterOptions = z.strictObject({ ...common, antialias: z.boolean().describe('antialiased bilinear shrink (PIL, torch antialias=True); false: plain two-tap bilinear') });
+const vpInnerOptions = z.strictObject(common);
+const vpOuterOptions = z.strictObject({ ...common, antialias: z.boolean().describe('antialiased bilinear shrink (PIL, torch antialias=True); false: plain two-tap bilinear') });
 export type VpOptions = z.infer<typeof vpInnerOptions> & { antialias?: boolean };
 
 export const PAD_NAMES = ['pad_up', 'pad_down', 'pad_left', 'pad_right'] as const;
@@ -54,7 +56,7 @@ export function padOf(method: string, cfg: Pick<VitConfig, 'imgSize'>, o: VpOpti
 }
 
 /** Shapes of the four strips for side S and width p. */
-export function padShapes(S: number, p: number): Record<(typeof PAD_NAMES)[number], number[]> {
+function padShapes(S: number, p: number): Record<(typeof PAD_NAMES)[number], number[]> {
   return { pad_up: [1, 3, p, S], pad_down: [1, 3, p, S], pad_left: [1, 3, S - 2 * p, p], pad_right: [1, 3, S - 2 * p, p] };
 }
 

@@ -9,7 +9,7 @@ import { fmtShape, type HostTensor } from '../ops/host-tensor.ts';
 import { readSafetensors, type StateDict } from '../backbones/safetensors.ts';
 import { adaptVitStateDict, vitTensorShapes } from '../backbones/vit-weights.ts';
 import type { VitConfig } from '../backbones/vit-variants.ts';
-import { gaussian, type Rng } from '../data/rng.ts';
+import { gaussian, type Rng } from '../../devices/rng.ts';
 import { headKeys } from './objective.ts';
 
 /** Backbone tensors (no head) drawn from `rng`. */

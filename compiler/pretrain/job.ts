@@ -8,7 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { vitConfig, type VitConfig } from '../backbones/vit-variants.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
 import { PART_CLASSES } from '../data/parts-scene.ts';
-import { mixSeed, mulberry32 } from '../data/rng.ts';
+import { mixSeed, mulberry32 } from '../../devices/rng.ts';
 import { preprocessFor, toBatch } from '../data/transforms.ts';
 import type { Batch, LabeledSet } from '../data/types.ts';
 import type { Recipe } from '../methods/method.ts';

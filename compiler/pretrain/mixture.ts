@@ -13,7 +13,7 @@
 import { CompilerError } from '../ops/errors.ts';
 import { batchRng } from '../data/loader.ts';
 import { prefetch } from '../data/loader.ts';
-import { mixSeed, mulberry32, permutation } from '../data/rng.ts';
+import { mixSeed, mulberry32, permutation } from '../../devices/rng.ts';
 import { toBatch } from '../data/transforms.ts';
 import type { Augment, Batch, Preprocess, Sample } from '../data/types.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';

@@ -11,7 +11,7 @@
  */
 import type { Ops } from '../ops/ops.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
-import { normal, type Rng } from '../methods/method.ts';
+import { normal, type Rng } from '../../devices/rng.ts';
 import { softmaxCrossEntropy, smoothedTargets } from '../train/loss.ts';
 
 export const OBJECTIVES = ['classify'] as const;

@@ -24,7 +24,7 @@ export interface CachedLine {
  * PARTS_VERSION alone because no released image changed) still gives new cache keys.
  */
 const GENERATOR_SOURCE = createHash('sha256')
-  .update(['parts.ts', 'parts-scene.ts', 'parts-designs.ts', 'parts-finishes.ts', 'parts-svg.ts', 'rng.ts'].map((f) => readFileSync(new URL(`../data/${f}`, import.meta.url), 'utf8')).join('\0'))
+  .update(['parts.ts', 'parts-scene.ts', 'parts-designs.ts', 'parts-finishes.ts', 'parts-svg.ts', '../../devices/rng.ts'].map((f) => readFileSync(new URL(`../data/${f}`, import.meta.url), 'utf8')).join('\0'))
   .digest('hex');
 
 export async function cachedPartsSet(dir: string, o: PartsOptions & { classes: readonly string[] }): Promise<CachedLine> {

@@ -10,7 +10,7 @@ import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { loadImageFolder } from '../data/image-folder.ts';
 import { PART_CLASSES } from '../data/parts-scene.ts';
 import { FINISHES, MIXED_POOL, RANDOM_FINISH_EXCLUDED_HUES, hueOf, type NamedFinish } from '../data/parts-finishes.ts';
-import { hashString, mixSeed } from '../data/rng.ts';
+import { hashString, mixSeed } from '../../devices/rng.ts';
 import { DataError } from '../data/errors.ts';
 import type { LabeledSet } from '../data/types.ts';
 import { cachedPartsSet } from './parts-cache.ts';
