@@ -40,12 +40,11 @@ export interface EvalResult {
 /** Prompt tokens per layer, as bench:transfer. */
 const PROMPTS = 8;
 
-function config(s: EvalSpec) {
-  const data =
-    s.task === 'line'
-      ? { kind: 'parts', part: s.part, material: s.material, perClass: 200, size: 0, valFraction: 0.5, seed: 0 }
-      : { kind: 'fashion-mnist', classes: [5, 6, 7, 8, 9], limitPerClass: 100, valLimitPerClass: 100 };
-  return { data, method: { name: s.method, options: s.method === 'vpt-deep' ? { prompts: PROMPTS } : {} } };
+/** 100 training + 100 validation images per class, drawn at the backbone's input size. */
+function data(s: EvalSpec, imgSize: number) {
+  return s.task === 'line'
+    ? { kind: 'parts', part: s.part, material: s.material, perClass: 200, size: imgSize, valFraction: 0.5, seed: 0 }
+    : { kind: 'fashion-mnist', classes: [5, 6, 7, 8, 9], limitPerClass: 100, valLimitPerClass: 100 };
 }
 
 /** Escape rate at the lowest threshold on 1 − p(ok) whose false-reject rate is ≤ 10 %. */
@@ -59,13 +58,11 @@ export function escapeAtFrr(score: number[], defect: boolean[], maxFrr = 0.1): n
 
 export async function runEval(s: EvalSpec, imgSize: number): Promise<EvalResult> {
   const t0 = performance.now();
-  const { data, method } = config(s);
-  if (data.kind === 'parts') data.size = imgSize;
   const cfg = compileConfig.parse({
     name: s.name,
     backbone: { arch: s.arch, weights: s.weights },
-    data,
-    method,
+    data: data(s, imgSize),
+    method: { name: s.method, options: s.method === 'vpt-deep' ? { prompts: PROMPTS } : {} },
     recipe: { epochs: s.epochs, batchSize: 32, warmupEpochs: Math.max(1, Math.round(s.epochs / 10)), optimizer: { kind: 'sgd', lr: s.method === 'linear' ? 4 : 2, weightDecay: s.method === 'linear' ? 0 : 1e-4 } },
     seed: s.seed,
     engine: 'ort',

@@ -51,7 +51,6 @@ export const imageFolderSource = z.strictObject({
 
 export const sourceConfig = z.discriminatedUnion('kind', [partsSource, fashionMnistSource, imageFolderSource]);
 export type SourceConfig = z.infer<typeof sourceConfig>;
-export type PartsSourceConfig = z.infer<typeof partsSource>;
 
 export const pretrainConfig = z.strictObject({
   name: z.string().regex(/^[\w.-]+$/, 'use letters, digits, "_", "-", "."'),
