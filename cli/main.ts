@@ -61,7 +61,7 @@ program
   .requiredOption('-c, --config <file>', 'pretraining config (YAML), e.g. configs/pretrain/<name>.yaml')
   .option('--set <key=value>', 'override a config field, e.g. recipe.epochs=3 (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option('--epochs <n>', 'recipe.epochs', (v) => parseIntArg('--epochs', v))
-  .option('--out <dir>', 'output.dir')
+  .option('--out <dir>', 'output.dir and output.weightsDir (everything the run writes)')
   .option('--engine <name>', 'ort | tfjs | auto (engine)')
   .option('--resume', 'continue from the checkpoint in the output folder')
   .option('--progress <mode>', 'auto | bar | lines | none', 'auto')

@@ -30,7 +30,9 @@ export async function pretrainCommand(f: PretrainFlags): Promise<void> {
   const t0 = performance.now();
   const sets = [...f.set];
   if (f.epochs !== undefined) sets.push(`recipe.epochs=${f.epochs}`);
-  if (f.out !== undefined) sets.push(`output.dir=${resolve(f.out)}`);
+  // --out takes every output there, the weights and card too: a trial run never overwrites the
+  // shipped weights a config's weightsDir names.
+  if (f.out !== undefined) sets.push(`output.dir=${resolve(f.out)}`, `output.weightsDir=${resolve(f.out)}`);
   if (f.engine !== undefined) sets.push(`engine=${f.engine}`);
   const config = loadPretrainConfig(f.config, sets);
   const progress = makeProgress(f.progress);
