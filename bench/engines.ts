@@ -2,7 +2,7 @@
  * Engine parity on the benchmark task (issue 8 "Done when"): each method trained with
  * `engine: ort` and with `engine: tfjs` (WebAssembly backend) for the same seeds, on the task and
  * recipes of bench/transfer.ts (bench/transfer-task.ts), Fashion-MNIST classes 5–9 from the
- * shipped backbone. Same seed → same initial tensors, same batches and same optimiser on both
+ * shipped backbone (`--backbone`: a table key of compiler/backbones/shipped.ts or <arch>=<file>). Same seed → same initial tensors, same batches and same optimiser on both
  * engines; only VPT-deep's prompt dropout draws its masks from a different RNG per engine
  * (compiler/train/engine-ort.ts), and float summation order differs, so runs are paired by
  * seed but not bit-identical.
@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { fmtSpread, repo, spread, writeReport } from './lib.ts';
 import { meanStd, PROMPTS, runTask, type RunResult, type TaskSpec } from './transfer-task.ts';
+import { DEFAULT_BACKBONE, resolveBackbone } from '../compiler/backbones/shipped.ts';
 
 const { values: f } = parseArgs({
   options: {
@@ -27,8 +28,10 @@ const { values: f } = parseArgs({
     val: { type: 'string', default: '200' },
     methods: { type: 'string', default: 'linear,vpt-deep,vpt-shallow,full' },
     reuse: { type: 'boolean', default: false },
+    backbone: { type: 'string', default: DEFAULT_BACKBONE },
   },
 });
+const backbone = resolveBackbone(f.backbone!);
 const seeds = f.seeds!.split(',').map(Number);
 const methods = f.methods!.split(',');
 const ENGINES = ['ort', 'tfjs'] as const;
@@ -43,7 +46,7 @@ for (const method of methods)
     for (const engine of ENGINES) {
       const name = `fmnist5-9-${method}-s${seed}-${engine}`;
       // backend wasm on both: the tfjs engine trains on it, the ort engine only folds constants with it.
-      const spec: TaskSpec = { task: 'fmnist5-9', shots: 'all', method, seed, cap: Number(f.cap), val: Number(f.val), epochs: Number(f.epochs), shotEpochs: 0, engine, backend: 'wasm', outGroup: 'engines', name };
+      const spec: TaskSpec = { backbone, task: 'fmnist5-9', shots: 'all', method, seed, cap: Number(f.cap), val: Number(f.val), epochs: Number(f.epochs), shotEpochs: 0, engine, backend: 'wasm', outGroup: 'engines', name };
       const cached = join(cacheDir, `${name}.json`);
       let r: RunResult;
       const old = f.reuse && existsSync(cached) ? (JSON.parse(readFileSync(cached, 'utf8')) as { spec: TaskSpec; result: RunResult }) : null;
@@ -90,8 +93,8 @@ const totalMin = runs.reduce((a, r) => a + r.seconds, 0) / 60;
 const file = writeReport(
   'engines',
   'Engine parity: ort vs tfjs (wasm) top-1 on the benchmark task',
-  `nice -n 10 npm run bench:engines -- --seeds ${f.seeds} --epochs ${f.epochs} --cap ${f.cap} --val ${f.val} --methods ${f.methods}${f.reuse ? ' --reuse' : ''}`,
-  `Task: the transfer benchmark's (bench/transfer-task.ts): vit_micro_patch4_32 pretrained on Fashion-MNIST classes 0–4, trained on classes 5–9 (train split capped at ${f.cap}/class, validation = ${f.val}/class of the test split), ${f.epochs} epochs, batch 32, 1 warm-up epoch; SGD base lr 4 (linear) / 2 (VPT, weight decay 1e-4), AdamW 5e-4 (full); ${PROMPTS} prompt tokens. Top-1 = best validation accuracy over the epochs; mean ± sample std over seeds ${seeds.join(', ')}.
+  `nice -n 10 npm run bench:engines -- --backbone ${f.backbone} --seeds ${f.seeds} --epochs ${f.epochs} --cap ${f.cap} --val ${f.val} --methods ${f.methods}${f.reuse ? ' --reuse' : ''}`,
+  `Task: the transfer benchmark's (bench/transfer-task.ts): ${backbone.name} pretrained on ${backbone.pretrainedOn}, trained on classes 5–9 (train split capped at ${f.cap}/class, validation = ${f.val}/class of the test split), ${f.epochs} epochs, batch 32, 1 warm-up epoch; SGD base lr 4 (linear) / 2 (VPT, weight decay 1e-4), AdamW 5e-4 (full); ${PROMPTS} prompt tokens. Top-1 = best validation accuracy over the epochs; mean ± sample std over seeds ${seeds.join(', ')}.
 Engines as run: ${backends.join('; ')}. Images/s: median over epochs of the training loop (forward + backward + optimiser, data included), mean over seeds; the ratio is taken seed by seed (each seed is its own pair of runs, minutes apart) and given as min / median / max; this 2-core machine is shared with other jobs, so throughput is indicative only. ${runs.length} runs took ${totalMin.toFixed(0)} min in all.
 
 Pairing: a seed gives both engines the same initial tensors, batches, augmentation and optimiser (compiler/train/optim.ts runs on the host for both). The runs are still not bit-identical: the engines sum in different orders (onnxruntime's CPU kernels vs tfjs-wasm's), which grows over hundreds of SGD steps, and VPT-deep's prompt dropout (p = 0.1) draws its masks from a different RNG in each engine (the ort engine from mulberry32(seed, 'drop', step), compiler/train/engine-ort.ts; tfjs from its own). Single-step equality of loss and gradients (≤ 1e-4 relative) is checked per method in test/engine-ort.test.ts; this table checks where whole runs end.

@@ -3,11 +3,11 @@
  * bench/methods.ts and bench/reference-transfer.ts so the PyTorch comparison trains exactly the
  * jobs the methods table reports.
  */
-import { join } from 'node:path';
 import { compileConfig } from '../compiler/config/compile-config.ts';
 import { METHODS } from '../compiler/methods/registry.ts';
-import { BACKBONE, PROMPTS, WEIGHTS, recipeFor, taskData } from './transfer-task.ts';
-import { repo } from './lib.ts';
+import { PROMPTS, benchDir, recipeFor, taskData } from './transfer-task.ts';
+import { vitConfig } from '../compiler/backbones/vit-variants.ts';
+import type { ShippedBackbone } from '../compiler/backbones/shipped.ts';
 
 export interface Variant {
   label: string;
@@ -53,11 +53,12 @@ const TRANSFER_RECIPES = new Set(['linear', 'full', 'vpt-shallow', 'vpt-deep']);
 export const BENCH_LR: Record<string, number> = { 'vpt-deep': 1, 'vpt-shallow': 0.5, sa2vp: 1e-2, 'da-vpt': 3e-2 };
 
 export interface RunShape {
+  backbone: ShippedBackbone;
   cap: number;
   val: number;
   epochs: number;
   shotEpochs: number;
-  /** Runs live in .cache/bench/<outGroup>/<name>. */
+  /** Runs live in .cache/bench/<outGroup>/<backbone key>/<name>. */
   outGroup: string;
 }
 
@@ -70,13 +71,13 @@ export function configFor(v: Variant, task: string, shots: string, seed: number,
   const name = `${task}-${shots}-${v.label.replace(/[^\w.-]+/g, '_')}-s${seed}`;
   return compileConfig.parse({
     name,
-    backbone: { arch: BACKBONE, weights: WEIGHTS },
-    data: taskData(task, s.cap, s.val),
+    backbone: { arch: s.backbone.arch, weights: s.backbone.weights },
+    data: taskData(task, s.cap, s.val, vitConfig(s.backbone.arch).imgSize),
     ...(shots === 'all' ? {} : { kShot: Number(shots) }),
     method: { name: v.method, options: v.options },
     recipe,
     engine: 'ort',
     seed,
-    output: { dir: join(repo, '.cache/bench', s.outGroup, name) },
+    output: { dir: benchDir(s.backbone, s.outGroup, name) },
   });
 }

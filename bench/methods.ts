@@ -1,9 +1,16 @@
 /**
- * Every prompt method on the benchmark task (issue 7): the shipped backbone transferred to
- * Fashion-MNIST classes 5–9 (and the generated parts set), all capped data and 16 shots, 3
- * seeds. Per method: validation top-1 mean ± std, trainable values, training images/s (ort
- * engine), the fused artifact's latency ÷ the bare backbone (onnxruntime CPU, 2 threads,
- * batch 1, interleaved rounds, min / median / max over fresh processes) and its fp32 ONNX size.
+ * Every prompt method on the benchmark tasks (issue 7, issue 15 item 7): a backbone (default: the
+ * shipped line backbone; `--backbone`) transferred to the benchmark line (bracket ×
+ * blue-anodised parts, never seen in its pretraining) and to Fashion-MNIST classes 5–9, all capped
+ * data and 16 shots, 3 seeds. Per method: validation top-1 mean ± std, the inspection figures
+ * (line), trainable values, training images/s (ort engine), the fused artifact's latency ÷ the
+ * bare backbone (onnxruntime CPU, 2 threads, batch 1, interleaved rounds, min / median / max over
+ * fresh processes) and its fp32 ONNX size. `--compare` puts another backbone's bare model (backbone
+ * + linear head, default the old 32-px one) into the same latency rounds.
+ *
+ * Rows run all-data first (every task, every variant), then 16-shot; the report is rewritten
+ * after every finished row, so a stopped run leaves a table of what it finished and lists the
+ * rest. Latency is measured once all rows are trained.
  *
  * A variant is `method` or `method:key=value;key=value` (method options, e.g.
  * `spt-deep:init=kmeans`; `lr=…` overrides the learning rate and `opt=adamw|sgd` the optimiser, for
@@ -13,7 +20,7 @@
  * Runs live in .cache/bench/methods/<run>; finished ones are reused, so an interrupted
  * benchmark continues where it stopped (delete that folder after changing a method).
  *
- *   npm run bench:methods [-- --tasks fmnist5-9 --shots all,16 --seeds 0,1,2 --variants linear,vpt-deep,vp-outer]
+ *   npm run bench:methods [-- --backbone vit_micro_patch8_64.factory --tasks line,fmnist5-9 --shots all,16 --seeds 0,1,2 --variants linear,vpt-deep,vp-outer]
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -25,8 +32,10 @@ import { makeProgress } from '../compiler/train/progress.ts';
 import { readSafetensors } from '../compiler/backbones/safetensors.ts';
 import { exportTask } from '../compiler/export/task.ts';
 import { METHODS } from '../compiler/methods/registry.ts';
-import { BACKBONE, meanStd } from './transfer-task.ts';
-import { PARTS_VERSION } from '../compiler/data/parts.ts';
+import { meanStd, taskText } from './transfer-task.ts';
+import { DEFAULT_BACKBONE, FMNIST04_BACKBONE, resolveBackbone } from '../compiler/backbones/shipped.ts';
+import { vitConfig } from '../compiler/backbones/vit-variants.ts';
+import { loadVitWeights } from '../compiler/backbones/vit-weights.ts';
 import { BENCH_LR, configFor, parseVariant, type Variant } from './methods-config.ts';
 import { acrossInvocations, fmtSpread, isInvocationChild, median, ortVersion, repo, spread, timeInterleaved, writeReport } from './lib.ts';
 import { INSPECTION_HEADER, INSPECTION_RULE, bestInspection, inspectionCells, perClassTable } from './inspection-table.ts';
@@ -34,7 +43,10 @@ import type { InspectionMetrics } from '../runtime/pipeline/inspection.ts';
 
 const { values: f } = parseArgs({
   options: {
-    tasks: { type: 'string', default: 'fmnist5-9' },
+    tasks: { type: 'string', default: 'line,fmnist5-9' },
+    backbone: { type: 'string', default: DEFAULT_BACKBONE },
+    /** Another backbone whose bare model joins the latency rounds ('' for none). */
+    compare: { type: 'string', default: FMNIST04_BACKBONE },
     shots: { type: 'string', default: 'all,16' },
     seeds: { type: 'string', default: '0,1,2' },
     variants: { type: 'string', default: 'linear,full,vpt-shallow,vpt-deep,vp-inner,vp-outer,spt-deep:init=random,spt-deep:init=mean,spt-deep:init=max,spt-deep:init=kmeans,da-vpt,da-vpt-bias,sa2vp' },
@@ -50,7 +62,8 @@ const { values: f } = parseArgs({
   },
 });
 
-const shape = { cap: Number(f.cap), val: Number(f.val), epochs: Number(f.epochs), shotEpochs: Number(f.shotEpochs), outGroup: 'methods' };
+const backbone = resolveBackbone(f.backbone!);
+const shape = { backbone, cap: Number(f.cap), val: Number(f.val), epochs: Number(f.epochs), shotEpochs: Number(f.shotEpochs), outGroup: 'methods' };
 
 interface Row {
   variant: Variant;
@@ -75,21 +88,35 @@ const latencyDir = join(repo, '.cache/bench/methods-latency');
 const BARE = 'bare';
 
 async function measure(): Promise<Record<string, number>> {
-  const { labels, size: S } = JSON.parse(readFileSync(join(latencyDir, 'models.json'), 'utf8')) as { labels: string[]; size: number };
-  const image = new ort.Tensor('uint8', Uint8Array.from({ length: S * S * 3 }, (_, i) => (i * 31) % 251), [1, S, S, 3]);
+  const { labels, sizes: S } = JSON.parse(readFileSync(join(latencyDir, 'models.json'), 'utf8')) as { labels: string[]; sizes: number[] };
+  const image = (s: number) => new ort.Tensor('uint8', Uint8Array.from({ length: s * s * 3 }, (_, i) => (i * 31) % 251), [1, s, s, 3]);
   const opts: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: 'all', logSeverityLevel: 3 };
   const sessions = await Promise.all(labels.map((_, k) => ort.InferenceSession.create(readFileSync(join(latencyDir, `${k}.onnx`)), opts)));
-  const ms = await timeInterleaved(sessions.map((s) => () => s.run({ image })), Number(f.rounds), Number(f.runs), 5);
+  const images = S.map(image);
+  const ms = await timeInterleaved(sessions.map((s, k) => () => s.run({ image: images[k]! })), Number(f.rounds), Number(f.runs), 5);
   await Promise.all(sessions.map((s) => s.release()));
   return Object.fromEntries(labels.map((l, k) => [l, ms[k]!]));
 }
 if (isInvocationChild()) await acrossInvocations(Number(f.invocations), measure); // measures, then exits
 
+const sizes = new Map<string, number>();
+const labels: string[] = [];
+const writeModel = (label: string, bytes: Uint8Array) => {
+  writeFileSync(join(latencyDir, `${labels.length}.onnx`), bytes);
+  labels.push(label);
+  sizes.set(label, bytes.length);
+};
+let bareJob: PreparedJob | undefined;
+const compare = f.compare ? resolveBackbone(f.compare) : undefined;
+const COMPARE = compare ? `bare ${compare.name}` : '';
+
 const variants = f.variants!.split(',').map(parseVariant);
 const seeds = f.seeds!.split(',').map(Number);
 const rows: Row[] = [];
-for (const task of f.tasks!.split(','))
-  for (const shots of f.shots!.split(','))
+const tasks = f.tasks!.split(',');
+const planned = f.shots!.split(',').flatMap((shots) => tasks.flatMap((task) => variants.map((v) => `${task} · ${shots} · ${v.label}`)));
+for (const shots of f.shots!.split(','))
+  for (const task of tasks)
     for (const variant of variants) {
       const row: Row = { variant, task, shots, top1: [], ips: [], inspection: [], classes: [], warnings: new Set(), params: 0 };
       rows.push(row);
@@ -109,19 +136,13 @@ for (const task of f.tasks!.split(','))
         if (!row.job) [row.job, row.best] = [p, r.bestParamsFile];
         console.log(`${config.name}: top-1 ${(100 * r.state.bestTop1).toFixed(1)} %, ${row.ips.at(-1)!.toFixed(0)} img/s, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
       }
+      console.log(`wrote ${report(undefined)}`);
     }
 
 rmSync(latencyDir, { recursive: true, force: true });
 mkdirSync(latencyDir, { recursive: true });
-const sizes = new Map<string, number>();
-const labels: string[] = [];
-const writeModel = (label: string, bytes: Uint8Array) => {
-  writeFileSync(join(latencyDir, `${labels.length}.onnx`), bytes);
-  labels.push(label);
-  sizes.set(label, bytes.length);
-};
 // The bare backbone: the linear method's export (backbone + head, nothing else).
-const bareJob = rows.find((r) => r.variant.method === 'linear')?.job;
+bareJob = rows.find((r) => r.variant.method === 'linear')?.job;
 if (bareJob) {
   const { cfg, backbone } = bareJob;
   const head = (await METHODS.linear!.init({ cfg, numClasses: cfg.numClasses, backbone, rng: () => 0.5 }, {} as never)) as never;
@@ -132,38 +153,53 @@ for (const row of rows) {
   const { cfg, backbone, job } = row.job;
   writeModel(row.variant.label, exportTask({ cfg, backbone, method: job.method, options: job.options, params: readSafetensors(row.best!).tensors }));
 }
-writeFileSync(join(latencyDir, 'models.json'), JSON.stringify({ labels, size: rows.find((r) => r.job)?.job!.cfg.imgSize ?? 0 }));
+const imgSize = rows.find((r) => r.job)?.job!.cfg.imgSize ?? 0;
+const sizesPx = labels.map(() => imgSize);
+// The other backbone's bare model (its own input size): the new backbone's latency beside the old one's.
+if (compare && bareJob && compare.weights !== backbone.weights) {
+  const cfg = vitConfig(compare.arch, { numClasses: bareJob.cfg.numClasses });
+  const { stateDict } = loadVitWeights(compare.weights, cfg);
+  const head = (await METHODS.linear!.init({ cfg, numClasses: cfg.numClasses, backbone: stateDict, rng: () => 0.5 }, {} as never)) as never;
+  writeModel(COMPARE, exportTask({ cfg, backbone: stateDict, method: METHODS.linear as never, options: {}, params: head }));
+  sizesPx.push(cfg.imgSize);
+}
+writeFileSync(join(latencyDir, 'models.json'), JSON.stringify({ labels, sizes: sizesPx }));
 const latency = await acrossInvocations(Number(f.invocations), measure);
-const msOf = (label: string) => spread(latency.map((l) => l[label]!));
-const perBare = (label: string) => (bareJob ? fmtSpread(spread(latency.map((l) => l[label]! / l[BARE]!)), 2) : '–');
+console.log(`wrote ${report(latency)}`);
 
-const pct = (xs: number[]) => {
-  const { mean, std } = meanStd(xs.map((x) => 100 * x));
-  return `${mean.toFixed(1)} ± ${std.toFixed(1)}`;
-};
-const table = rows.map((r) => {
-  const size = sizes.get(r.variant.label);
-  const lat = size === undefined ? '– | –' : `${fmtSpread(msOf(r.variant.label))} | ${perBare(r.variant.label)}`;
-  return `| ${r.task} | ${r.shots} | ${r.variant.label} | ${pct(r.top1)} | ${r.top1.map((x) => (100 * x).toFixed(1)).join(' / ')} | ${inspectionCells(r.inspection)} | ${r.params.toLocaleString('en-US')} | ${median(r.ips).toFixed(0)} | ${lat} | ${size === undefined ? '–' : (size / 1024).toFixed(0)} | ${[...r.warnings].join(', ') || '–'} |`;
-});
-const perClass = perClassTable(rows.map((r) => ({ label: `${r.task} · ${r.shots} · ${r.variant.label}`, classes: r.classes, runs: r.inspection })));
-const command = `npm run bench:methods -- --tasks ${f.tasks} --shots ${f.shots} --seeds ${f.seeds} --variants ${f.variants} --cap ${f.cap} --val ${f.val} --epochs ${f.epochs} --shotEpochs ${f.shotEpochs} --invocations ${f.invocations}${f.report === 'methods' ? '' : ` --report ${f.report}`}`;
-const tasks = f.tasks!.split(',');
-const validation = [
-  ...(tasks.includes('fmnist5-9') ? [`Fashion-MNIST 5–9: validation ${f.val} per class from the test split`] : []),
-  ...(tasks.includes('parts') ? [`parts (generated set version ${PARTS_VERSION}, a steel plate drawn at 64 px and loaded at 32): ${Math.round(Number(f.cap) / 0.75)} images per class, validation the held-out 25 %`] : []),
-].join('; ');
-const file = writeReport(
-  f.report!,
-  'Prompt methods on the benchmark task',
-  command,
-  `Shipped backbone ${BACKBONE} (pretrained on Fashion-MNIST 0–4) transferred to the task; training set capped at ${f.cap} images per class (16-shot rows: 16); ${validation}; ${f.epochs} epochs (16-shot: ${f.shotEpochs}), ort engine; top-1 is the best validation accuracy over the epochs (as VPT reports), mean ± sample std over seeds ${f.seeds}.
+/** Writes docs/bench/<report>.md: the finished rows, with latency once it is measured. */
+function report(latency: Record<string, number>[] | undefined): string {
+  const msOf = (label: string) => spread(latency!.map((l) => l[label]!));
+  const perBare = (label: string) => (bareJob && latency ? fmtSpread(spread(latency.map((l) => l[label]! / l[BARE]!)), 2) : '–');
+
+  const pct = (xs: number[]) => {
+    const { mean, std } = meanStd(xs.map((x) => 100 * x));
+    return `${mean.toFixed(1)} ± ${std.toFixed(1)}`;
+  };
+  const done = rows.filter((r) => r.top1.length > 0);
+  const table = done.map((r) => {
+    const size = sizes.get(r.variant.label);
+    const lat = size === undefined || !latency ? '– | –' : `${fmtSpread(msOf(r.variant.label))} | ${perBare(r.variant.label)}`;
+    const partial = r.top1.length < seeds.length ? ` (${r.top1.length} of ${seeds.length} seeds)` : '';
+    return `| ${r.task} | ${r.shots} | ${r.variant.label} | ${pct(r.top1)}${partial} | ${r.top1.map((x) => (100 * x).toFixed(1)).join(' / ')} | ${inspectionCells(r.inspection)} | ${r.params.toLocaleString('en-US')} | ${median(r.ips).toFixed(0)} | ${lat} | ${size === undefined ? '–' : (size / 1024).toFixed(0)} | ${[...r.warnings].join(', ') || '–'} |`;
+  });
+  const perClass = perClassTable(done.map((r) => ({ label: `${r.task} · ${r.shots} · ${r.variant.label}`, classes: r.classes, runs: r.inspection })));
+  const command = `npm run bench:methods -- --backbone ${f.backbone} --tasks ${f.tasks} --shots ${f.shots} --seeds ${f.seeds} --variants ${f.variants} --cap ${f.cap} --val ${f.val} --epochs ${f.epochs} --shotEpochs ${f.shotEpochs} --invocations ${f.invocations}${f.compare === FMNIST04_BACKBONE ? '' : ` --compare ${f.compare}`}${f.report === 'methods' ? '' : ` --report ${f.report}`}`;
+  const missing = planned.filter((k) => !done.some((r) => `${r.task} · ${r.shots} · ${r.variant.label}` === k));
+  const compareLine = compare && latency && latency[0]![COMPARE] !== undefined
+    ? `\n\nThe same rounds timed the bare ${compare.name} (${vitConfig(compare.arch).imgSize} px input; backbone + linear head) at ${fmtSpread(msOf(COMPARE))} ms, ÷ this backbone's bare model ${fmtSpread(spread(latency.map((l) => l[COMPARE]! / l[BARE]!)), 2)} (bare ${backbone.name}: ${fmtSpread(msOf(BARE))} ms).`
+    : '';
+  return writeReport(
+    f.report!,
+    `Prompt methods on the benchmark tasks (${backbone.name})`,
+    command,
+    `Backbone ${backbone.name} (${backbone.arch}, pretrained on ${backbone.pretrainedOn}) transferred to each task; training set capped at ${f.cap} images per class (16-shot rows: 16 of them); tasks: ${tasks.map((t) => taskText(t, Number(f.cap), Number(f.val))).join('; ')}; ${f.epochs} epochs (16-shot: ${f.shotEpochs}), ort engine; top-1 is the best validation accuracy over the epochs (as VPT reports), mean ± sample std over seeds ${f.seeds}.
 Optimisers: linear / full / vpt-* use bench:transfer's recipes, the others their own defaults (docs/spec/), with these learning-rate overrides from seed-0 sweeps (see BENCH_LR in bench/methods-config.ts): ${JSON.stringify(BENCH_LR)}.
-Latency: each method's fused fp32 artifact (uint8 NHWC input at the backbone's size, batch 1), onnxruntime-node ${ortVersion()} CPU, 2 intra-op threads, median of ${f.rounds} interleaved rounds × ${f.runs} runs in each invocation (a fresh process), ÷ the bare backbone (backbone + linear head) measured in the same rounds; **min / median / max over ${f.invocations} invocations**. Size: the fp32 ONNX model.
+${missing.length ? `**Not run yet (the run stopped before them; the command above runs them and reads back the finished ones):** ${missing.join('; ')}.\n\n` : ''}${latency ? '' : '**Latency not measured yet** (it runs once every row is trained).\n\n'}Latency: each method's fused fp32 artifact (uint8 NHWC input at the backbone's size, batch 1), onnxruntime-node ${ortVersion()} CPU, 2 intra-op threads, median of ${f.rounds} interleaved rounds × ${f.runs} runs in each invocation (a fresh process), ÷ the bare backbone (backbone + linear head) measured in the same rounds; **min / median / max over ${f.invocations} invocations**. Size: the fp32 ONNX model.
 
 | task | shots | method | top-1 % (mean ± std) | per seed | ${INSPECTION_HEADER} | trainable values | train img/s | latency ms (min / median / max) | ÷ bare (min / median / max) | ONNX KiB | trainer warnings |
 |---|---|---|---|---|${INSPECTION_RULE}|---|---|---|---|---|---|
-${table.join('\n')}
-${tasks.includes('parts') ? `\nInspection columns (parts): at the best epoch, on the validation set, okLabels [ok] at minConfidence 0.5: escape = defective parts passed ÷ defective parts; false reject = good parts failed ÷ good parts; AUROC = P(p(ok) of a good part > that of a defective one); the last column at the strictest minConfidence holding false rejects ≤ 10 %. Trainer warnings: compiler/train/diagnose.ts in any seed.\n\nPer-class recall on parts (mean over seeds; in brackets the share failed):\n\n${perClass}` : ''}`,
-);
-console.log(`wrote ${file}`);
+${table.join('\n')}${compareLine}
+${tasks.some((t) => t !== 'fmnist5-9') ? `\nInspection columns (parts tasks): at the best epoch, on the validation set, okLabels [ok] at minConfidence 0.5: escape = defective parts passed ÷ defective parts; false reject = good parts failed ÷ good parts; AUROC = P(p(ok) of a good part > that of a defective one); the last column at the strictest minConfidence holding false rejects ≤ 10 %. Trainer warnings: compiler/train/diagnose.ts in any seed.\n\nPer-class recall on parts (mean over seeds; in brackets the share failed):\n\n${perClass}` : ''}`,
+  );
+}

@@ -29,7 +29,8 @@ import { lrAt, scaledLr } from '../compiler/train/schedule.ts';
 import { writeSafetensors } from '../compiler/backbones/safetensors.ts';
 import type { HostTensor } from '../compiler/ops/host-tensor.ts';
 import { configFor, parseVariant } from './methods-config.ts';
-import { BACKBONE, meanStd } from './transfer-task.ts';
+import { meanStd } from './transfer-task.ts';
+import { DEFAULT_BACKBONE, resolveBackbone } from '../compiler/backbones/shipped.ts';
 import { PYTHON, lastJson, repo, writeReport } from './lib.ts';
 import { execFileSync } from 'node:child_process';
 
@@ -45,8 +46,10 @@ const { values: f } = parseArgs({
     epochs: { type: 'string', default: '8' },
     /** Retrain every run; without it, finished runs of the same length (ts.json, ref.json) are read back. */
     fresh: { type: 'boolean', default: false },
+    backbone: { type: 'string', default: DEFAULT_BACKBONE },
   },
 });
+const backbone = resolveBackbone(f.backbone!);
 
 interface EpochFigures {
   trainLoss: number;
@@ -186,7 +189,7 @@ const variants = f.variants!.split(',').map((text) => {
   const [v, at] = text.split('@', 2) as [string, string | undefined];
   return { ...parseVariant(v), seeds: (at ?? f.seeds!).split(/[;,]/).map(Number) };
 });
-const shape = { cap: Number(f.cap), val: Number(f.val), epochs: Number(f.epochs), shotEpochs: 20, outGroup: 'reference' };
+const shape = { backbone, cap: Number(f.cap), val: Number(f.val), epochs: Number(f.epochs), shotEpochs: 20, outGroup: 'reference' };
 /** Best validation top-1 over the epochs, %. */
 const best = (s: Side) => 100 * Math.max(...s.epochs.map((e) => e.valTop1));
 const results: { label: string; runs: Run[] }[] = [];
@@ -227,12 +230,12 @@ const rows = results.map(({ label, runs }) => {
   return `| ${label} | ${runs.map((r) => r.seed).join(', ')} | ${o.map((x) => x.toFixed(1)).join(' / ')} | ${p.map((x) => x.toFixed(1)).join(' / ')} | ${meanStd(o).mean.toFixed(1)} | ${meanStd(p).mean.toFixed(1)} | ${d >= 0 ? '+' : ''}${d.toFixed(1)} | ${maxStep.toExponential(1)} | ${maxRel.toExponential(1)} | ${runs.map((r) => `${loss(r.ours, 0)} / ${loss(r.ref, 0)}`).join(', ')} | ${runs.map((r) => `${loss(r.ours, -1)} / ${loss(r.ref, -1)}`).join(', ')} | ${Math.abs(d) <= 1 ? 'yes' : '**no**'} |`;
 });
 const curves = results.flatMap(({ label, runs }) => runs.map((r) => `- ${label}, seed ${r.seed}: ${r.ours.epochs.map((e, i) => `${(100 * e.valTop1).toFixed(1)}/${(100 * r.ref.epochs[i]!.valTop1).toFixed(1)}`).join(' ')}`));
-const command = `npm run bench:reference -- --variants ${f.variants} --seeds ${f.seeds} --cap ${f.cap} --val ${f.val} --epochs ${f.epochs}`;
+const command = `npm run bench:reference -- --backbone ${f.backbone} --variants ${f.variants} --seeds ${f.seeds} --cap ${f.cap} --val ${f.val} --epochs ${f.epochs}`;
 const file = writeReport(
   'reference-transfer',
   'Full training runs: ours vs the PyTorch reference',
   command,
-  `Each run is one bench:methods job (bench/methods-config.ts: shipped backbone ${BACKBONE}, Fashion-MNIST 5–9, ${f.cap} training images per class, ${f.val} validation per class from the test split, ${f.epochs} epochs, batch 32, the methods-table recipes and learning rates, ort engine) trained twice from the same initial tensors on the same batches in the same order: by our trainer (compiler/train/loop.ts, as bench:methods runs it) and by tools/reference/train_full.py (PyTorch ${pyTorchVersion()}, float32, written from docs/spec/ and the reference modules). The batches are the ones our loop drew, recorded step by step; without augmentation they are sent as indices into the preprocessed training set (checked image by image), with it (full: random resized crop and flip) as drawn. Dropout (vpt-deep): the masks our engine fed at every step are recorded and applied by the reference to the same prompts (P₀ and each deep P_i, forward order); \`dropout=0\` runs both sides without dropout (SA2VP only runs that way here: its 19 dropout sites are not mapped onto the reference). Our VPT masks are [1, N, D] per prompt set, shared by the whole batch; official VPT drops after \`expand(B, -1, -1)\`, one mask per image. DA-VPT's class→proxy mapping enters as our per-batch \`proxy_mask\` (identity here: 5 classes ≤ 10 proxies).
+  `Each run is one bench:methods job (bench/methods-config.ts: backbone ${backbone.name}, Fashion-MNIST 5–9, ${f.cap} training images per class, ${f.val} validation per class from the test split, ${f.epochs} epochs, batch 32, the methods-table recipes and learning rates, ort engine) trained twice from the same initial tensors on the same batches in the same order: by our trainer (compiler/train/loop.ts, as bench:methods runs it) and by tools/reference/train_full.py (PyTorch ${pyTorchVersion()}, float32, written from docs/spec/ and the reference modules). The batches are the ones our loop drew, recorded step by step; without augmentation they are sent as indices into the preprocessed training set (checked image by image), with it (full: random resized crop and flip) as drawn. Dropout (vpt-deep): the masks our engine fed at every step are recorded and applied by the reference to the same prompts (P₀ and each deep P_i, forward order); \`dropout=0\` runs both sides without dropout (SA2VP only runs that way here: its 19 dropout sites are not mapped onto the reference). Our VPT masks are [1, N, D] per prompt set, shared by the whole batch; official VPT drops after \`expand(B, -1, -1)\`, one mask per image. DA-VPT's class→proxy mapping enters as our per-batch \`proxy_mask\` (identity here: 5 classes ≤ 10 proxies).
 Top-1: best validation accuracy over the epochs (as the methods table reports). Δ = ours − reference, in points, on the seed means. Epoch-1 |Δ step loss|: the largest difference of a training step's loss over the first epoch (same init and batches); all steps: the largest relative difference over the whole run (float32 rounding grows through the updates). Loss columns: mean training loss of epoch 1 and of the last epoch, ours / reference, per seed.
 
 | variant | seeds | ours top-1 % | reference top-1 % | ours mean | ref mean | Δ pt | epoch-1 \\|Δ step loss\\| | all steps, max relative | epoch-1 loss | final loss | \\|Δ\\| ≤ 1 pt |

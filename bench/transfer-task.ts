@@ -1,9 +1,20 @@
 /**
- * The benchmark task shared by bench/transfer.ts and bench/engines.ts: the shipped backbone
- * (vit_micro_patch4_32 pretrained on Fashion-MNIST classes 0–4) transferred to Fashion-MNIST
- * classes 5–9 or to the generated parts set, with the per-method recipes, and one training run
- * through the real trainer reduced to the figures the reports print.
+ * The benchmark task shared by bench/transfer.ts, bench/methods.ts and bench/engines.ts: a
+ * backbone (default: the shipped line backbone, compiler/backbones/shipped.ts) transferred to one
+ * of the tasks below, with the per-method recipes, and one training run through the real trainer
+ * reduced to the figures the reports print.
+ *
+ * Tasks:
+ * - `line`: the benchmark line (issue 15): generated bracket × blue-anodised parts, a design and
+ *   a finish no pretraining source of the line backbone drew; drawn at the backbone's input size;
+ *   `cap` training and `val` validation images per class.
+ * - `fmnist5-9`: Fashion-MNIST classes 5–9 (train split capped at `cap`, `val` per class of the
+ *   test split).
+ * - `parts`: the first parts task (a steel plate drawn at 64 px and loaded at 32), as the old
+ *   32-px backbone's tables measured it.
  */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compileConfig, type CompileConfig } from '../compiler/config/compile-config.ts';
 import { prepareJob } from '../compiler/train/job.ts';
@@ -11,14 +22,20 @@ import { train } from '../compiler/train/loop.ts';
 import { makeProgress } from '../compiler/train/progress.ts';
 import { median, repo } from './lib.ts';
 import type { InspectionMetrics } from '../runtime/pipeline/inspection.ts';
+import { DEFAULT_BACKBONE, resolveBackbone, type ShippedBackbone } from '../compiler/backbones/shipped.ts';
+import { vitConfig } from '../compiler/backbones/vit-variants.ts';
+import { PARTS_VERSION } from '../compiler/data/parts.ts';
 
-export const BACKBONE = 'vit_micro_patch4_32';
-export const WEIGHTS = join(repo, 'compiler/backbones/weights/vit_micro_patch4_32.fmnist04.safetensors');
+/** The backbone a benchmark uses unless `--backbone` names another. */
+export const defaultBackbone = (): ShippedBackbone => resolveBackbone(DEFAULT_BACKBONE);
+/** The benchmark line: a design and a finish the line backbone never saw in pretraining. */
+export const BENCH_LINE = { part: 'bracket', material: 'blue-anodised' } as const;
 /** Prompt tokens per layer for the VPT methods: short budgets, and tfjs-wasm cost grows with it. */
 export const PROMPTS = 8;
 
 export interface TaskSpec {
-  /** 'fmnist5-9' or 'parts'. */
+  backbone: ShippedBackbone;
+  /** 'line', 'fmnist5-9' or 'parts'. */
   task: string;
   /** 'all' (capped training set) or a shot count such as '16'. */
   shots: string;
@@ -36,15 +53,36 @@ export interface TaskSpec {
   engine?: CompileConfig['engine'];
   /** tfjs backend; absent: the config default (auto). */
   backend?: CompileConfig['backend'];
-  /** Checkpoints and logs go to .cache/bench/<outGroup>/<name>. */
+  /** Checkpoints and logs go to .cache/bench/<outGroup>/<backbone key>/<name>. */
   outGroup: string;
   name: string;
+  /** Read a finished run back instead of training it again (same backbone file, same name). */
+  resume?: boolean;
 }
 
-export const taskData = (task: string, cap: number, val: number) =>
-  task === 'parts'
-    ? { kind: 'parts', perClass: Math.round(cap / 0.75), size: 32, renderSize: 64, seed: 0, valFraction: 0.25 } // okLabels [ok] by default (thresholdsOf)
-    : { kind: 'fashion-mnist', classes: [5, 6, 7, 8, 9], limitPerClass: cap, valLimitPerClass: val };
+/**
+ * A short key of a backbone's weights file (sha256 prefix): bench runs live under it, so a run
+ * read back (resume) is always one trained on these exact weights, never a stand-in's.
+ */
+export function backboneKey(b: ShippedBackbone): string {
+  return `${b.arch}-${createHash('sha256').update(readFileSync(b.weights)).digest('hex').slice(0, 12)}`;
+}
+export const benchDir = (b: ShippedBackbone, group: string, name: string) => join(repo, '.cache/bench', group, backboneKey(b), name);
+
+/** The data block of a task's compile config; parts tasks inspect (okLabels [ok] by default, thresholdsOf). */
+export function taskData(task: string, cap: number, val: number, imgSize: number) {
+  if (task === 'line') return { kind: 'parts', ...BENCH_LINE, perClass: cap + val, size: imgSize, seed: 0, valFraction: val / (cap + val) };
+  if (task === 'parts') return { kind: 'parts', perClass: Math.round(cap / 0.75), size: 32, renderSize: 64, seed: 0, valFraction: 0.25 };
+  if (task === 'fmnist5-9') return { kind: 'fashion-mnist', classes: [5, 6, 7, 8, 9], limitPerClass: cap, valLimitPerClass: val };
+  throw new Error(`--tasks: unknown task "${task}"; known: line, fmnist5-9, parts`);
+}
+
+/** What each task is, for report headers. */
+export function taskText(task: string, cap: number, val: number): string {
+  if (task === 'line') return `line = the benchmark line (generated ${BENCH_LINE.part} × ${BENCH_LINE.material} parts, parts generator version ${PARTS_VERSION}, drawn at the backbone's input size; 5 classes ok / scratch / dent / missing_hole / stain; ${cap} training and ${val} validation images per class)`;
+  if (task === 'parts') return `parts = the first parts task (a steel plate drawn at 64 px and loaded at 32, version ${PARTS_VERSION}; ${Math.round(cap / 0.75)} images per class, 25 % held out)`;
+  return `fmnist5-9 = Fashion-MNIST classes 5–9 (train split capped at ${cap}/class, validation ${val}/class of the test split)`;
+}
 
 /** SGD for the prompt methods and linear probing (base lr ·batch/256), AdamW for full fine-tuning. */
 export function recipeFor(method: string, shots: string, epochs: number, shotEpochs: number) {
@@ -57,15 +95,15 @@ export function recipeFor(method: string, shots: string, epochs: number, shotEpo
 export function taskConfig(s: TaskSpec): CompileConfig {
   return compileConfig.parse({
     name: s.name,
-    backbone: { arch: BACKBONE, weights: WEIGHTS },
-    data: taskData(s.task, s.cap, s.val),
+    backbone: { arch: s.backbone.arch, weights: s.backbone.weights },
+    data: taskData(s.task, s.cap, s.val, vitConfig(s.backbone.arch).imgSize),
     ...(s.shots === 'all' ? {} : { kShot: Number(s.shots) }),
     method: { name: s.method, options: s.method.startsWith('vpt') ? { prompts: PROMPTS } : {} },
     recipe: recipeFor(s.method, s.shots, s.epochs, s.shotEpochs),
     seed: s.seed,
     ...(s.engine ? { engine: s.engine } : {}),
     ...(s.backend ? { backend: s.backend } : {}),
-    output: { dir: join(repo, '.cache/bench', s.outGroup, s.name) },
+    output: { dir: benchDir(s.backbone, s.outGroup, s.name) },
   });
 }
 
@@ -94,7 +132,7 @@ export interface RunResult {
 /** Train one config from scratch (no resume) and reduce it to the report's figures. */
 export async function runTask(s: TaskSpec): Promise<RunResult> {
   const t0 = performance.now();
-  const p = await prepareJob(taskConfig(s), join(repo, 'bench/transfer.yaml'), { resume: false, progress: makeProgress('none') });
+  const p = await prepareJob(taskConfig(s), join(repo, 'bench/transfer.yaml'), { resume: s.resume ?? false, progress: makeProgress('none') });
   const r = await train(p.job);
   const st = r.state;
   const inspection = st.history.find((h) => h.epoch === st.bestEpoch)?.inspection;

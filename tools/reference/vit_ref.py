@@ -51,6 +51,7 @@ ARCHS: Dict[str, ViTArch] = {
     "vit_base_patch16_224": ViTArch(224, 16, 768, 12, 12),
     "fixture": ViTArch(32, 8, 96, 3, 3, num_classes=10),
     "vit_micro_patch4_32": ViTArch(32, 4, 96, 6, 3, num_classes=5),
+    "vit_micro_patch8_64": ViTArch(64, 8, 96, 6, 3, num_classes=5),
 }
 
 
