@@ -18,7 +18,7 @@ import { compareLogits, exportedLogits } from './verify-task.ts';
 import { ortVersion } from './optimize.ts';
 import { gatePrecisions } from './precision/index.ts';
 import { VERSION } from '../../runtime/version.ts';
-import { PARITY, gatedPrecisions, prepareCompile, thresholdsOf, verifiedFp32, type CompileOptions, type Prepared, type PrecisionResult } from './compile.ts';
+import { meetsParity, parityFailure, gatedPrecisions, prepareCompile, thresholdsOf, verifiedFp32, type CompileOptions, type Prepared, type PrecisionResult } from './compile.ts';
 import {
   checkPackFits,
   isBackbone,
@@ -127,8 +127,8 @@ async function measureOnExisting(x: Prepared, o: CompileOptions, bb: BackboneArt
   if (o.precisions.length !== 1 || o.precisions[0] !== precision) o.progress.log(`note: --precision ${o.precisions.join(',')} does not apply with --backbone: the pack runs on the backbone's ${precision} model`);
   o.progress.log(`measuring the pack on ${bb.file} (${precision}) with ${x.val.samples.length} validation images`);
   const v = compareLogits(x.reference, await exportedLogits(bb.model, x.val, feeds), x.labels, x.p.cfg.numClasses);
-  if (precision === 'fp32' && (v.maxAbsDiff > PARITY.maxAbsDiff || v.top1Agreement < PARITY.minTop1Agreement)) {
-    throw new CompilerError('BAD_ARGUMENT', `the pack on ${bb.file} does not match the training graph: max |Δlogit| ${v.maxAbsDiff.toExponential(2)} (limit ${PARITY.maxAbsDiff}), top-1 agreement ${(100 * v.top1Agreement).toFixed(2)} %; refusing to ship`);
+  if (precision === 'fp32' && !meetsParity(v)) {
+    throw new CompilerError('BAD_ARGUMENT', parityFailure(v, `pack on ${bb.file}`));
   }
   const gate = gatePrecisions({ top1: v.top1Reference, maxLogitDiff: 0, images: v.images }, { [precision]: { top1: v.top1Exported, maxLogitDiff: v.maxAbsDiff, images: v.images } }, [precision], { maxDropPt: o.maxDropPt });
   if (gate.refused.length > 0) throw new CompilerError('BAD_ARGUMENT', `the pack on ${bb.file}: ${gate.refused.map((r) => r.message).join('; ')}`);

@@ -27,8 +27,19 @@ import type { LabeledSet } from '../data/types.ts';
 import { MetricAccumulator } from '../train/metrics.ts';
 import type { InspectionRule } from '../../runtime/pipeline/inspection.ts';
 
-/** Parity the fused fp32 artifact must reach against the training graph (issue 5). */
+/**
+ * Parity the fused fp32 artifact must reach against the training graph (issue 5): |Δlogit| ≤
+ * maxAbsDiff for logits up to 1 in size, relative beyond (float32 rounding scales with the
+ * values: a backbone whose logits reach 50 differs by a few 1e-4 between two correct graphs that
+ * sum in different orders), and top-1 agreement.
+ */
 export const PARITY = { maxAbsDiff: 1e-4, minTop1Agreement: 0.999 };
+
+/** The |Δlogit| limit for a verification: PARITY.maxAbsDiff × max(1, the largest reference |logit|). */
+export const parityLimit = (v: Pick<TaskVerification, 'maxAbsReference'>): number => PARITY.maxAbsDiff * Math.max(1, v.maxAbsReference);
+const limitText = (v: TaskVerification) => `limit ${parityLimit(v).toExponential(2)} = ${PARITY.maxAbsDiff} × max(1, largest |logit| ${v.maxAbsReference.toFixed(2)})`;
+export const parityFailure = (v: TaskVerification, what: string): string =>
+  `the ${what} does not match the training graph: max |Δlogit| ${v.maxAbsDiff.toExponential(2)} (${limitText(v)}), top-1 agreement ${(100 * v.top1Agreement).toFixed(2)} % (limit ${100 * PARITY.minTop1Agreement} %); refusing to ship`;
 
 export interface CompileOptions {
   configFile: string;
@@ -91,7 +102,7 @@ export async function prepareCompile(o: CompileOptions, check?: (p: PreparedJob)
   return { config, profile, p, task, paramsSha256, val, labels: val.samples.map((s) => s.label), reference: referenceLogits(task, val) };
 }
 
-const meetsParity = (v: TaskVerification) => v.maxAbsDiff <= PARITY.maxAbsDiff && v.top1Agreement >= PARITY.minTop1Agreement;
+export const meetsParity = (v: TaskVerification) => v.maxAbsDiff <= parityLimit(v) && v.top1Agreement >= PARITY.minTop1Agreement;
 
 /** The fp32 export checked against the training graph (refused when it differs), then ORT-optimised when that still verifies. */
 export async function verifiedFp32(x: Prepared, model: Uint8Array, feeds: Record<string, ort.Tensor>, what: string, progress: Progress): Promise<{ fp32: Uint8Array; optimized: boolean; verification: TaskVerification }> {
@@ -99,7 +110,7 @@ export async function verifiedFp32(x: Prepared, model: Uint8Array, feeds: Record
   progress.log(`verifying the ${what} on ${x.val.samples.length} validation images`);
   const v = compareLogits(x.reference, await exportedLogits(model, x.val, feeds), x.labels, C);
   if (!meetsParity(v)) {
-    throw new CompilerError('BAD_ARGUMENT', `the ${what} does not match the training graph: max |Δlogit| ${v.maxAbsDiff.toExponential(2)} (limit ${PARITY.maxAbsDiff}), top-1 agreement ${(100 * v.top1Agreement).toFixed(2)} % (limit ${100 * PARITY.minTop1Agreement} %); refusing to ship`);
+    throw new CompilerError('BAD_ARGUMENT', parityFailure(v, what));
   }
   try {
     const opt = await optimizeOffline(model);

@@ -15,6 +15,8 @@ import type { TaskExport } from './task.ts';
 export interface TaskVerification {
   images: number;
   maxAbsDiff: number;
+  /** The largest |logit| of the training graph: float32 rounding grows with it. */
+  maxAbsReference: number;
   top1Agreement: number;
   /** Accuracy of the training graph and of the exported model against the labels. */
   top1Reference: number;
@@ -76,10 +78,14 @@ export async function exportedLogits(model: Uint8Array | ort.InferenceSession, s
 
 export function compareLogits(a: Float32Array, b: Float32Array, labels: readonly number[], C: number): TaskVerification {
   let max = 0;
+  let scale = 0;
   let agree = 0;
   let okA = 0;
   let okB = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  for (let i = 0; i < a.length; i++) {
+    max = Math.max(max, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(a[i]!));
+  }
   labels.forEach((y, r) => {
     const pa = argmax(a, r, C);
     const pb = argmax(b, r, C);
@@ -88,7 +94,7 @@ export function compareLogits(a: Float32Array, b: Float32Array, labels: readonly
     if (pb === y) okB++;
   });
   const n = labels.length;
-  return { images: n, maxAbsDiff: max, top1Agreement: agree / n, top1Reference: okA / n, top1Exported: okB / n };
+  return { images: n, maxAbsDiff: max, maxAbsReference: scale, top1Agreement: agree / n, top1Reference: okA / n, top1Exported: okB / n };
 }
 
 export async function verifyTask(task: TaskExport, model: Uint8Array, val: LabeledSet, reference?: Float32Array): Promise<TaskVerification> {
