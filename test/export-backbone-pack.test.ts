@@ -5,6 +5,7 @@
  * back from signed .epk/.epp bytes and run by the runtime's sessions — and for every method.
  */
 import test from 'ava';
+import { resolve } from 'node:path';
 import { initTf } from '../compiler/ops/tf-backend.ts';
 import { vitConfig } from '../compiler/backbones/vit-variants.ts';
 import { loadVitWeights } from '../compiler/backbones/vit-weights.ts';
@@ -40,7 +41,7 @@ const argmax = (d: Float32Array, r: number, C: number) => {
 test('shipped backbone, demo task: backbone.epk + task.epp give the fused artifact\'s logits on real Fashion-MNIST images (≤ 1e-4, same top-1)', async (t) => {
   const demo = loadCompileConfig(repoPath('configs/demo-fmnist.yaml'), []);
   const cfg = vitConfig(demo.backbone.arch);
-  const { stateDict } = loadVitWeights(repoPath('compiler/backbones/weights/vit_micro_patch4_32.fmnist04.safetensors'), cfg);
+  const { stateDict } = loadVitWeights(resolve(repoPath('configs'), demo.backbone.weights), cfg);
   const C = demo.data.kind === 'fashion-mnist' ? (demo.data.classes?.length ?? 10) : 10;
   const task = await backbonePackTask(7, { classes: C, vit: { cfg, sd: stateDict }, method: demo.method.name, options: demo.method.options });
   const images = loadFashionMnist({ split: 'test', classes: [5, 6, 7, 8, 9], limit: 40 });
