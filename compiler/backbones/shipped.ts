@@ -7,7 +7,7 @@
  *   `edgeprompt pretrain -c configs/pretrain/vit_micro_patch8_64.factory.yaml` on generated parts
  *   lines; the benchmark line (bracket × blue-anodised) is held out of its pretraining.
  * - `vit_micro_patch4_32.fmnist04`: the first shipped backbone, 32 px, pretrained on
- *   Fashion-MNIST 0–4. It cannot see the parts' defects (docs/bench/transfer.md history); it stays
+ *   Fashion-MNIST 0–4. It cannot see the parts' defects (docs/bench/transfer-fmnist04.md); it stays
  *   for the tests that pin its card and for latency comparisons beside the new one.
  */
 import { existsSync } from 'node:fs';

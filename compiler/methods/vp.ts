@@ -177,7 +177,7 @@ function cachedShrink(S: number, p: number, antialias: boolean): HostTensor {
 /**
  * AdamW lr 0.3, not the official CLIP recipe (SGD lr 40, which assumes CLIP's logit scale and
  * 1000 epochs). On Fashion-MNIST 5–9 with 8 epochs, 3 seeds (`npm run bench:methods`,
- * docs/bench/methods.md): lr 1e-2 gave inner 56.4 / outer 53.8 % (below linear's 65.1); lr 0.3
+ * docs/bench/methods-fmnist04.md, the first backbone): lr 1e-2 gave inner 56.4 / outer 53.8 % (below linear's 65.1); lr 0.3
  * gives inner 73.0, outer 74.6 with the black-frame init and 68.5 with N(0, 1). A pixel prompt
  * is a few thousand values read through one patch projection, so it wants large steps.
  */
