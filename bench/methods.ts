@@ -8,9 +8,10 @@
  * fresh processes) and its fp32 ONNX size. `--compare` puts another backbone's bare model (backbone
  * + linear head, default the old 32-px one) into the same latency rounds.
  *
- * Rows run all-data first (every task, every variant), then 16-shot; the report is rewritten
- * after every finished row, so a stopped run leaves a table of what it finished and lists the
- * rest. Latency is measured once all rows are trained.
+ * Runs go all-data first, then 16-shot, and within each seed by seed over every task and variant;
+ * the report is rewritten after every run, so a stopped benchmark leaves a table of what it
+ * finished (with the seeds each row has) and lists the rest. Latency is measured once all rows
+ * are trained.
  *
  * A variant is `method` or `method:key=value;key=value` (method options, e.g.
  * `spt-deep:init=kmeans`; `lr=…` overrides the learning rate and `opt=adamw|sgd` the optimiser, for
@@ -115,12 +116,14 @@ const seeds = f.seeds!.split(',').map(Number);
 const rows: Row[] = [];
 const tasks = f.tasks!.split(',');
 const planned = f.shots!.split(',').flatMap((shots) => tasks.flatMap((task) => variants.map((v) => `${task} · ${shots} · ${v.label}`)));
+// Order: all-data before 16-shot, and within each, seed by seed across every task and variant, so
+// a run stopped early has every row measured at least once (the table says how many seeds each has).
 for (const shots of f.shots!.split(','))
-  for (const task of tasks)
-    for (const variant of variants) {
-      const row: Row = { variant, task, shots, top1: [], ips: [], inspection: [], classes: [], warnings: new Set(), params: 0 };
-      rows.push(row);
-      for (const seed of seeds) {
+  for (const seed of seeds)
+    for (const task of tasks)
+      for (const variant of variants) {
+        let row = rows.find((r) => r.task === task && r.shots === shots && r.variant.label === variant.label);
+        if (!row) rows.push((row = { variant, task, shots, top1: [], ips: [], inspection: [], classes: [], warnings: new Set(), params: 0 }));
         const config = configFor(variant, task, shots, seed, shape);
         const t0 = performance.now();
         // resume: a run whose checkpoint already finished is read back, not retrained, so an
@@ -135,9 +138,8 @@ for (const shots of f.shots!.split(','))
         row.params = [...p.job.initial.values()].reduce((a, t) => a + t.data.length, 0);
         if (!row.job) [row.job, row.best] = [p, r.bestParamsFile];
         console.log(`${config.name}: top-1 ${(100 * r.state.bestTop1).toFixed(1)} %, ${row.ips.at(-1)!.toFixed(0)} img/s, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+        console.log(`wrote ${report(undefined)}`);
       }
-      console.log(`wrote ${report(undefined)}`);
-    }
 
 rmSync(latencyDir, { recursive: true, force: true });
 mkdirSync(latencyDir, { recursive: true });

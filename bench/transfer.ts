@@ -3,8 +3,8 @@
  * line backbone) to the benchmark line (bracket × blue-anodised parts, never seen in its
  * pretraining) and to Fashion-MNIST classes 5–9, with all (capped) training data and 16 shots per
  * class, 3 seeds, for linear / vpt-shallow / vpt-deep / full. Top-1 is the best validation
- * accuracy over the epochs (as VPT reports). The report is rewritten after every finished row,
- * so a stopped run leaves the rows it finished (and says which are missing).
+ * accuracy over the epochs (as VPT reports). The report is rewritten after every run, so a
+ * stopped benchmark leaves the rows it has (with their seeds) and says which are missing.
  *
  *   npm run bench:transfer [-- --backbone vit_micro_patch8_64.factory --tasks line,fmnist5-9 --seeds 0,1,2 --cap 100 --methods linear,vpt-shallow,vpt-deep,full]
  */
@@ -36,21 +36,21 @@ const backbone = resolveBackbone(f.backbone!);
 const tasks = f.tasks!.split(',');
 interface Run { task: string; shots: string; method: string; seed: number; top1: number; ips: number; params: number; seconds: number; classes: string[]; inspection?: InspectionMetrics; warnings: string[] }
 const runs: Run[] = [];
-// Shots outermost: every task's all-data rows come before any 16-shot row, so a run stopped early
-// has the rows that matter most. Finished runs are read back (resume), so running the same command
-// again continues where it stopped.
+// All-data rows before 16-shot, and within each, seed by seed over every task and method: a run
+// stopped early has every row measured at least once (the table says how many seeds each has).
+// Finished runs are read back (resume), so running the same command again continues.
 const planned = f.shots!.split(',').flatMap((shots) => tasks.flatMap((task) => f.methods!.split(',').map((method) => `${task}|${shots}|${method}`)));
 for (const shots of f.shots!.split(','))
-  for (const task of tasks)
-    for (const method of f.methods!.split(','))
-      for (const seed of seeds) {
+  for (const seed of seeds)
+    for (const task of tasks)
+      for (const method of f.methods!.split(',')) {
         const name = `${task}-${shots}-${method}-s${seed}`;
         const r = await runTask({ backbone, task, shots, method, seed, cap, val: Number(f.val), epochs: Number(f.epochs), shotEpochs: Number(f.shotEpochs), outGroup: 'transfer', name, resume: true });
         const run: Run = { task, shots, method, seed, top1: r.top1, ips: r.ips, params: r.params, seconds: r.seconds, classes: r.classes, warnings: r.warnings, ...(r.inspection && { inspection: r.inspection }) };
         runs.push(run);
         const insp = r.inspection ? `, escape ${(100 * (r.inspection.escapeRate ?? NaN)).toFixed(1)} %, false reject ${(100 * (r.inspection.falseRejectRate ?? NaN)).toFixed(1)} %, AUROC ${r.inspection.auroc?.toFixed(3)}` : '';
         console.log(`${name}: top-1 ${(100 * run.top1).toFixed(2)} %${insp}, ${run.ips.toFixed(1)} img/s, ${run.seconds.toFixed(0)} s${r.warnings.length ? ` (trainer warned: ${r.warnings.join(', ')})` : ''}`);
-        if (seed === seeds.at(-1)) console.log(`wrote ${report()}`);
+        console.log(`wrote ${report()}`);
       }
 
 /** Writes docs/bench/<report>.md from the runs so far (rows with every seed; missing rows listed). */
