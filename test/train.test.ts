@@ -12,7 +12,7 @@ import { loadCompileConfig } from '../compiler/config/compile-config.ts';
 import { prepareJob } from '../compiler/train/job.ts';
 import { train } from '../compiler/train/loop.ts';
 import { makeProgress, type Progress } from '../compiler/train/progress.ts';
-import { readSafetensors } from '../compiler/backbones/safetensors.ts';
+import { encodeSafetensors, readSafetensors } from '../compiler/backbones/safetensors.ts';
 import type { TrainState } from '../compiler/train/checkpoint.ts';
 import { fixturePath, repoPath } from './helpers/fixtures.ts';
 
@@ -70,6 +70,19 @@ test('resuming with another label set names the classes', async (t) => {
   await run(f, { sets: ['recipe.epochs=1'] });
   const e = await t.throwsAsync(run(f, { resume: true, sets: ['data.classes=[5, 7, 8]'] }));
   t.regex(e!.message, /state\.json: the checkpoint was trained on classes \[sandal, sneaker, ankle boot\] but the data has \[sandal, sneaker, bag\] \(missing from the data: ankle boot; not in the checkpoint: bag\)/);
+});
+
+test('resuming on other backbone weights is refused (a finished run read back on swapped weights reported the old backbone\'s training)', async (t) => {
+  const f = config('swapped');
+  await run(f, { sets: ['recipe.epochs=1'] });
+  const { tensors: sd } = readSafetensors(fixturePath('vit_fixture.safetensors'));
+  const [k, v] = [...sd].find(([name]) => name === 'norm.weight')!;
+  sd.set(k, { shape: v.shape, data: v.data.map((x) => x + 1e-3) });
+  const other = join(dir, 'other-weights.safetensors');
+  writeFileSync(other, encodeSafetensors(sd));
+  const e = await t.throwsAsync(run(f, { resume: true, sets: [`backbone.weights=${other}`] }));
+  t.regex(e!.message, /swapped-out\/checkpoint\/state\.json: the checkpoint was trained on the backbone weights with sha256 [0-9a-f]{16}… but backbone\.weights now has [0-9a-f]{16}…; train from scratch/);
+  t.is((e as Error & { code?: string }).code, 'BAD_ARGUMENT');
 });
 
 function cli(args: string[], onLine?: (line: string, kill: () => void) => void): Promise<{ code: number | null; out: string }> {

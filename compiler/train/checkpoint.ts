@@ -81,6 +81,16 @@ export function loadCheckpoint(dir: string): LoadedCheckpoint {
   return { state, params: readSafetensors(join(dir, 'params.safetensors')).tensors, optimizer: readSafetensors(join(dir, 'optimizer.safetensors')).tensors };
 }
 
+/**
+ * A checkpoint only continues on the backbone it was trained on: prompts and head tuned on one
+ * backbone's features mean nothing on another's, and a finished run read back on swapped weights
+ * would report (and `compile` would ship) the old backbone's training as the new one's.
+ */
+export function checkBackbone(file: string, saved: string, current: string): void {
+  if (saved === current) return;
+  throw new CompilerError('BAD_ARGUMENT', `${file}: the checkpoint was trained on the backbone weights with sha256 ${saved.slice(0, 16)}… but backbone.weights now has ${current.slice(0, 16)}…; train from scratch (without --resume, or delete the output folder)`);
+}
+
 /** A checkpoint only fits a run with the same labels in the same order. */
 export function checkLabels(file: string, saved: string[], current: string[]): void {
   if (saved.length === current.length && saved.every((c, i) => c === current[i])) return;

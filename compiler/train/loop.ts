@@ -13,7 +13,7 @@ import type { HostTensor } from '../ops/host-tensor.ts';
 import { newOptimizerState, optimizerFromTensors, optimizerStep, optimizerTensors, type TrainableTensor } from './optim.ts';
 import { lrAt, scaledLr } from './schedule.ts';
 import { MetricAccumulator, columnSums, type EvalMetrics } from './metrics.ts';
-import { checkLabels, hasCheckpoint, loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
+import { checkBackbone, checkLabels, hasCheckpoint, loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
 import { encodeSafetensors } from '../backbones/safetensors.ts';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { writeReport } from './report.ts';
@@ -121,6 +121,7 @@ export async function train(job: TrainJob): Promise<TrainResult> {
   if (job.resume && hasCheckpoint(ckptDir)) {
     const c = loadCheckpoint(ckptDir);
     checkLabels(join(ckptDir, 'state.json'), c.state.classes, data.classes);
+    checkBackbone(join(ckptDir, 'state.json'), c.state.backboneSha256, job.backboneSha256);
     params = c.params;
     optState = optimizerFromTensors(c.optimizer);
     state = c.state;
