@@ -35,6 +35,8 @@ export interface PreparedPretrain {
   heads: PretrainHead[];
   data: Mixture;
   probe?: HeldOutProbe;
+  /** The validation line's probe: it chooses the published epoch. */
+  validation?: HeldOutProbe;
   /** Where the weights started: a file's sha256, or 'random init (seed N)'. */
   start: string;
   dataSeconds: number;
@@ -76,15 +78,15 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
   const data = mixture(sources, { samplesPerEpoch: config.samplesPerEpoch, seed: config.seed, pre, grid, hflip: config.recipe.augment.hflip, ...(cropScale ? { augment: { randomResizedCrop: { scale: cropScale } } } : {}) });
   const cfg = vitConfig(config.arch, { numClasses: data.classes.length });
 
-  let probe: HeldOutProbe | undefined;
-  const h = config.heldOut;
-  if (h) {
+  const probeOf = async (h: NonNullable<PretrainConfig['heldOut']>): Promise<HeldOutProbe> => {
     const o = { part: h.part, material: h.material, size: arch.imgSize, classes: [...PART_CLASSES] };
     const seed = lineSeed(h.seed, h.part, h.material);
     const train = (await cachedPartsSet(cacheDir, { ...o, perClass: h.perClass, seed })).set;
     const val = (await cachedPartsSet(cacheDir, { ...o, perClass: h.valPerClass, seed: mixSeed(seed, HELD_OUT_VAL) })).set;
-    probe = { train: batchesOf(train, pre), val: batchesOf(val, pre), classes: train.classes, every: h.every };
-  }
+    return { train: batchesOf(train, pre), val: batchesOf(val, pre), classes: train.classes, every: h.every };
+  };
+  const probe = config.heldOut ? await probeOf(config.heldOut) : undefined;
+  const validation = config.validation ? await probeOf(config.validation) : undefined;
   const dataSeconds = (performance.now() - t0) / 1000;
 
   const recipe = pretrainRecipe(config);
@@ -133,10 +135,10 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
         log: (line) => opts.progress.log(line),
       });
     },
-    evaluate: pretrainEvaluator({ cfg, data, sources: heads.map((x) => ({ name: x.source, classes: [...x.classes] })), ...(probe ? { probe } : {}), epochs: recipe.epochs }),
+    evaluate: pretrainEvaluator({ cfg, data, sources: heads.map((x) => ({ name: x.source, classes: [...x.classes] })), ...(probe ? { probe } : {}), ...(validation ? { validation } : {}), epochs: recipe.epochs }),
     progress: opts.progress,
     ...(opts.signal ? { signal: opts.signal } : {}),
   };
   await initTf(config.backend); // graph recording folds constants through TfOps, whichever engine trains
-  return { job, cfg, sources, heads, data, ...(probe ? { probe } : {}), start, dataSeconds };
+  return { job, cfg, sources, heads, data, ...(probe ? { probe } : {}), ...(validation ? { validation } : {}), start, dataSeconds };
 }
