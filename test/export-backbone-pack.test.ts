@@ -32,6 +32,18 @@ function fixtureKeys(): string[] {
   return [...fixtureVit().sd.keys()].filter((k) => !k.startsWith('head.'));
 }
 
+/** An RGB tile S×S scaled to T×T by nearest neighbour. */
+function scaleNearest(img: Uint8Array, S: number, T: number): Uint8Array {
+  if (S === T) return img;
+  const out = new Uint8Array(T * T * 3);
+  for (let y = 0; y < T; y++)
+    for (let x = 0; x < T; x++) {
+      const src = (Math.floor((y * S) / T) * S + Math.floor((x * S) / T)) * 3;
+      out.set(img.subarray(src, src + 3), (y * T + x) * 3);
+    }
+  return out;
+}
+
 const argmax = (d: Float32Array, r: number, C: number) => {
   let b = 0;
   for (let c = 1; c < C; c++) if (d[r * C + c]! > d[r * C + b]!) b = c;
@@ -45,7 +57,8 @@ test('shipped backbone, demo task: backbone.epk + task.epp give the fused artifa
   const C = demo.data.kind === 'fashion-mnist' ? (demo.data.classes?.length ?? 10) : 10;
   const task = await backbonePackTask(7, { classes: C, vit: { cfg, sd: stateDict }, method: demo.method.name, options: demo.method.options });
   const images = loadFashionMnist({ split: 'test', classes: [5, 6, 7, 8, 9], limit: 40 });
-  const frames = images.samples.map((s) => s.image);
+  // Frames at the model's input size, as a camera scaled to it delivers them (nearest: 32 → 64 px).
+  const frames = images.samples.map((s) => scaleNearest(s.image, images.size, cfg.imgSize));
   t.is(frames.length, 200);
 
   // Through the files and the runtime, as a device runs them.
