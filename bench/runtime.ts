@@ -21,10 +21,12 @@
 import { parseArgs } from 'node:util';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import net from 'node:net';
 import { availableParallelism, loadavg } from 'node:os';
 import { Aedes } from 'aedes';
+import { loadDemoLine } from '../cli/demo-line.ts';
+import { DEFAULT_DEMO_LINE } from '../cli/demo.ts';
 import { generateKeyPair, packArtifact, publicKeyPem, readArtifactFile, type ManifestDraft } from '../runtime/artifact/index.ts';
 import { exportVitBackbone } from '../compiler/export/backbone.ts';
 import { vitConfig } from '../compiler/backbones/vit-variants.ts';
@@ -54,8 +56,12 @@ const invocations = Number(f.invocations);
 const others = isInvocationChild() || invocations <= 1 ? [] : spawnInvocations<Headline>(invocations - 1, [...process.argv.slice(2), '--soak', '0']);
 const N = Number(f.frames);
 const soak = Number(f.soak);
-const ARTIFACT = join(repo, 'configs/demo/fmnist-vpt-deep.epk');
-const PUB = join(repo, 'configs/demo/demo.pub');
+// The demo line's committed artifact and key (configs/demo/demo.yaml): the line backbone's
+// bracket inspector since issue 15 (docs/bench/runtime.md may still be the 32-px garment sorter's
+// figures: its header says which artifact it timed).
+const demoLine = loadDemoLine(DEFAULT_DEMO_LINE);
+const ARTIFACT = demoLine.artifact;
+const PUB = demoLine.publicKey;
 const work = join(repo, '.cache/bench/runtime');
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
@@ -344,7 +350,7 @@ const file = writeReport(
   'runtime',
   'Device runtime: throughput, latency, cold start, memory',
   `npm run bench:runtime -- --frames ${N} --soak ${soak} --window ${f.window} --invocations ${invocations}`,
-  `Artifact: configs/demo/fmnist-vpt-deep.epk (${artifact.manifest.method.name}, ${artifact.manifest.precision}, ${S}×${S} uint8 input), profile x86-cpu (inference in the ${shipped.inference} thread, ${shipped.intraOp === 0 ? 'ORT\'s default' : shipped.intraOp} intra-op thread${shipped.intraOp === 1 ? '' : 's'}), onnxruntime-node ${ortVersion()} CPU. Video: 64×64 H.264 of generated parts (content does not change the cost), scaled to ${S}×${S} inside ffmpeg. Broker and subscriber: aedes and \`subscribeResults\` in the bench process, which also runs the device runtime (except for cold start and soak). Results go through the outbox and QoS 1; the file outbox group-commits (\`commitDelayMs\` 5, docs/mqtt.md). 1-minute load average before / after the throughput runs: ${loadAtStart.toFixed(1)} / ${loadAfterThroughput.toFixed(1)} on ${availableParallelism()} cores (other work on the machine takes cores from both sides of the ratio, unevenly).
+  `Artifact: ${relative(repo, ARTIFACT)} (${artifact.manifest.method.name}, ${artifact.manifest.precision}, ${S}×${S} uint8 input), profile x86-cpu (inference in the ${shipped.inference} thread, ${shipped.intraOp === 0 ? 'ORT\'s default' : shipped.intraOp} intra-op thread${shipped.intraOp === 1 ? '' : 's'}), onnxruntime-node ${ortVersion()} CPU. Video: 64×64 H.264 of generated parts (content does not change the cost), scaled to ${S}×${S} inside ffmpeg. Broker and subscriber: aedes and \`subscribeResults\` in the bench process, which also runs the device runtime (except for cold start and soak). Results go through the outbox and QoS 1; the file outbox group-commits (\`commitDelayMs\` 5, docs/mqtt.md). 1-minute load average before / after the throughput runs: ${loadAtStart.toFixed(1)} / ${loadAfterThroughput.toFixed(1)} on ${availableParallelism()} cores (other work on the machine takes cores from both sides of the ratio, unevenly).
 
 **Over ${all.length} invocation${all.length === 1 ? '' : 's'}** (fresh processes, min / median / max; the table below is the last invocation, which also measured latency, cold start and RSS):
 
