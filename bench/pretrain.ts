@@ -40,7 +40,7 @@ const { values: f } = parseArgs({
   },
 });
 if (!f.cards) throw new Error('--cards: comma-separated pretraining cards (<name>.json written by edgeprompt pretrain)');
-const seeds = f.seeds!.split(',').map(Number);
+const seeds = f.seeds === 'none' ? [] : f.seeds!.split(',').map(Number); // 'none': only the lr sweep
 const epochs = Number(f.epochs);
 const methods = f.methods!.split(',') as ('linear' | 'vpt-deep')[];
 const store = join(repo, '.cache/bench/pretrain-eval.json');
