@@ -58,6 +58,8 @@ export interface TaskSpec {
   name: string;
   /** Read a finished run back instead of training it again (same backbone file, same name). */
   resume?: boolean;
+  /** The method's base learning rate instead of recipeFor's (a backbone whose features need another). */
+  lr?: number;
 }
 
 /**
@@ -84,6 +86,19 @@ export function taskText(task: string, cap: number, val: number): string {
   return `fmnist5-9 = Fashion-MNIST classes 5–9 (train split capped at ${cap}/class, validation ${val}/class of the test split)`;
 }
 
+const withLr = <R extends { optimizer: object }>(r: R, lr: number | undefined): R => (lr ? { ...r, optimizer: { ...r.optimizer, lr } } : r);
+
+/** `linear=0.1,vpt-deep=0.05` → base learning rates per method (bench:transfer --lr). */
+export function parseLrs(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const kv of text ? text.split(',') : []) {
+    const [m, v] = kv.split('=', 2) as [string, string | undefined];
+    if (!m || !(Number(v) > 0)) throw new Error(`--lr: "${kv}" is not method=<positive number>`);
+    out[m] = Number(v);
+  }
+  return out;
+}
+
 /** SGD for the prompt methods and linear probing (base lr ·batch/256), AdamW for full fine-tuning. */
 export function recipeFor(method: string, shots: string, epochs: number, shotEpochs: number) {
   const e = shots === 'all' ? epochs : shotEpochs;
@@ -99,7 +114,7 @@ export function taskConfig(s: TaskSpec): CompileConfig {
     data: taskData(s.task, s.cap, s.val, vitConfig(s.backbone.arch).imgSize),
     ...(s.shots === 'all' ? {} : { kShot: Number(s.shots) }),
     method: { name: s.method, options: s.method.startsWith('vpt') ? { prompts: PROMPTS } : {} },
-    recipe: recipeFor(s.method, s.shots, s.epochs, s.shotEpochs),
+    recipe: withLr(recipeFor(s.method, s.shots, s.epochs, s.shotEpochs), s.lr),
     seed: s.seed,
     ...(s.engine ? { engine: s.engine } : {}),
     ...(s.backend ? { backend: s.backend } : {}),

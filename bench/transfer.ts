@@ -10,7 +10,7 @@
  */
 import { parseArgs } from 'node:util';
 import { median, writeReport } from './lib.ts';
-import { meanStd, runTask, taskText } from './transfer-task.ts';
+import { meanStd, parseLrs, runTask, taskText } from './transfer-task.ts';
 import { DEFAULT_BACKBONE, resolveBackbone } from '../compiler/backbones/shipped.ts';
 import { INSPECTION_HEADER, INSPECTION_RULE, inspectionCells, perClassTable } from './inspection-table.ts';
 import type { InspectionMetrics } from '../runtime/pipeline/inspection.ts';
@@ -25,6 +25,8 @@ const { values: f } = parseArgs({
     methods: { type: 'string', default: 'linear,vpt-shallow,vpt-deep,full' },
     tasks: { type: 'string', default: 'line,fmnist5-9' },
     backbone: { type: 'string', default: DEFAULT_BACKBONE },
+    /** Base learning rates per method instead of the defaults, e.g. linear=0.1,vpt-deep=0.05 (a backbone whose features need others). */
+    lr: { type: 'string', default: '' },
     /** The report's name: docs/bench/<report>.md. */
     report: { type: 'string', default: 'transfer' },
     shots: { type: 'string', default: 'all,16' },
@@ -34,6 +36,7 @@ const seeds = f.seeds!.split(',').map(Number);
 const cap = Number(f.cap);
 const backbone = resolveBackbone(f.backbone!);
 const tasks = f.tasks!.split(',');
+const lrs = parseLrs(f.lr!);
 interface Run { task: string; shots: string; method: string; seed: number; top1: number; ips: number; params: number; seconds: number; classes: string[]; inspection?: InspectionMetrics; warnings: string[] }
 const runs: Run[] = [];
 // All-data rows before 16-shot, and within each, seed by seed over every task and method: a run
@@ -44,8 +47,9 @@ for (const shots of f.shots!.split(','))
   for (const seed of seeds)
     for (const task of tasks)
       for (const method of f.methods!.split(',')) {
-        const name = `${task}-${shots}-${method}-s${seed}`;
-        const r = await runTask({ backbone, task, shots, method, seed, cap, val: Number(f.val), epochs: Number(f.epochs), shotEpochs: Number(f.shotEpochs), outGroup: 'transfer', name, resume: true });
+        // The lr is in the name: a run read back (resume) is always one trained with this lr.
+        const name = `${task}-${shots}-${method}${lrs[method] ? `-lr${lrs[method]}` : ''}-s${seed}`;
+        const r = await runTask({ backbone, task, shots, method, seed, cap, val: Number(f.val), epochs: Number(f.epochs), shotEpochs: Number(f.shotEpochs), outGroup: 'transfer', name, resume: true, ...(lrs[method] ? { lr: lrs[method] } : {}) });
         const run: Run = { task, shots, method, seed, top1: r.top1, ips: r.ips, params: r.params, seconds: r.seconds, classes: r.classes, warnings: r.warnings, ...(r.inspection && { inspection: r.inspection }) };
         runs.push(run);
         const insp = r.inspection ? `, escape ${(100 * (r.inspection.escapeRate ?? NaN)).toFixed(1)} %, false reject ${(100 * (r.inspection.falseRejectRate ?? NaN)).toFixed(1)} %, AUROC ${r.inspection.auroc?.toFixed(3)}` : '';
@@ -72,10 +76,10 @@ function report(): string {
   });
   const missing = planned.filter((k) => !groups.has(k)).map((k) => k.split('|').join(' · '));
   const perClass = perClassTable([...groups].map(([k, rs]) => ({ label: k.split('|').join(' · '), classes: rs[0]!.classes, runs: rs.map((r) => r.inspection) })));
-  const command = `npm run bench:transfer -- --backbone ${f.backbone} --tasks ${f.tasks} --shots ${f.shots} --methods ${f.methods} --seeds ${f.seeds} --cap ${cap} --val ${f.val} --epochs ${f.epochs} --shotEpochs ${f.shotEpochs}${f.report === 'transfer' ? '' : ` --report ${f.report}`}`;
+  const command = `npm run bench:transfer -- --backbone ${f.backbone} --tasks ${f.tasks} --shots ${f.shots} --methods ${f.methods} --seeds ${f.seeds} --cap ${cap} --val ${f.val} --epochs ${f.epochs} --shotEpochs ${f.shotEpochs}${f.lr ? ` --lr ${f.lr}` : ''}${f.report === 'transfer' ? '' : ` --report ${f.report}`}`;
   const body = `Backbone: ${backbone.name} (${backbone.arch}, pretrained on ${backbone.pretrainedOn}). Engine: auto (ort when it builds, else tfjs). Seeds ${seeds.join(', ')}; top-1 = best validation accuracy over epochs, mean ± sample std over seeds.
 Tasks: ${tasks.map((t) => taskText(t, cap, Number(f.val))).join('; ')}. "16-shot" samples 16 training images per class per seed from the same training set; validation is the same.
-Budgets: ${f.epochs} epochs (batch 32) on all data, ${f.shotEpochs} epochs (batch 16) for 16-shot, 1 warm-up epoch; SGD lr·batch/256 with base 2 (VPT) / 4 (linear), AdamW 5e-4 for full; 8 prompt tokens.
+Budgets: ${f.epochs} epochs (batch 32) on all data, ${f.shotEpochs} epochs (batch 16) for 16-shot, 1 warm-up epoch; SGD lr·batch/256 with base 2 (VPT) / 4 (linear), AdamW 5e-4 for full${f.lr ? `, **except the base learning rates given by --lr: ${f.lr}**` : ''}; 8 prompt tokens.
 ${missing.length ? `\n**Not run (the run stopped before them; the command above runs them):** ${missing.join('; ')}.\n` : ''}
 | task | data | method | top-1 % | per seed | ${INSPECTION_HEADER} | trainable values | train img/s | trainer warnings |
 |---|---|---|---|---|${INSPECTION_RULE}|---|---|---|
