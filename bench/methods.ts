@@ -85,7 +85,7 @@ interface Row {
 // Latency and size of each variant's fused artifact (first task/shots/seed that trained it),
 // written once by the parent; every invocation (a fresh process) times all of them together, so
 // every ratio comes from the same minutes of this noisy machine.
-const latencyDir = join(repo, '.cache/bench/methods-latency');
+const latencyDir = join(repo, '.cache/bench/methods-latency', f.report!); // per report: two benchmarks may run at once
 const BARE = 'bare';
 
 async function measure(): Promise<Record<string, number>> {
