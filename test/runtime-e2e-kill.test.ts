@@ -23,7 +23,7 @@ test('stop the broker, kill -9 the runtime mid-stream, restart both: every seq a
   t.teardown(() => broker.stop());
   const device = {
     device: 'e2e-1',
-    artifact: repoPath('configs/demo/fmnist-vpt-deep.epk'),
+    artifact: repoPath('configs/demo/bracket-inspection.epk'),
     trustedKeys: [repoPath('configs/demo/demo.pub')],
     profile: 'x86-cpu',
     cameras: [{ id: 'cam', kind: 'ffmpeg', input: { kind: 'file', path: video, realtime: true, loop: true } }],
