@@ -98,7 +98,8 @@ for (const name of files) {
   const insp = i ? `${pctText(i.escapeRate)} / ${pctText(i.falseRejectRate)} / ${i.auroc?.toFixed(3) ?? '–'} / ${i.atMaxFrr.reachable ? pctText(i.atMaxFrr.escapeRate) : 'n/a'}` : '–';
   const lr = `${p.job.recipe.optimizer.kind} ${p.job.recipe.optimizer.lr}`;
   const warnings = (s.warnings ?? []).map((w) => w.code).join(', ') || '–';
-  const seconds = (performance.now() - t0) / 1000;
+  // Training time from the run's own epochs: a finished run read back (resume) reports its training, not the read.
+  const seconds = s.history.reduce((a, h) => a + h.seconds, 0) || (performance.now() - t0) / 1000;
   rows.push(`| ${name} | ${s.method} | ${s.arch} | ${p.job.data.trainSize} / ${counts.reduce((a, b) => a + b, 0)} | ${lr}, ${s.epoch}/${p.job.recipe.epochs} epochs | **${pct(s.bestTop1)}** (epoch ${s.bestEpoch}) | ${pct(majority)} | ${insp} | ${warnings} | ${seconds.toFixed(0)} |`);
   console.log(rows.at(-1));
   console.log(`wrote ${report()}`);
@@ -110,9 +111,9 @@ function report(): string {
     'configs',
     'The example configs, trained as shipped',
     `npm run bench:configs -- --diverge ${f.diverge} --lrFactor ${f.lrFactor} --divergeEpochs ${f.divergeEpochs}${f.only ? ` --only ${f.only}` : ''}${f.backbone ? ` --backbone ${f.backbone}` : ''}${f.set!.map((x) => ` --set ${x}`).join('')}`,
-    `${sets.length ? `**Not as shipped: overridden by ${sets.join(', ')}.** ` : ''}${missing.length ? `**Not run yet (the run stopped before them; the command above runs them and reads back the finished ones): ${missing.join(', ')}.** ` : ''}Each compile config in configs/ trained exactly as shipped (\`edgeprompt train -c configs/<name>.yaml\`; its own seed, data, recipe and early stop). "best top-1" is the best validation top-1 over the epochs; "commonest class" is what always answering the largest validation class scores. Parts configs inspect (okLabels [ok] at their minConfidence): escape / false reject / AUROC defect-vs-ok / escape at ≤ 10 % false rejects, on the validation set at the best epoch. Warnings: what the trainer said (compiler/train/diagnose.ts). The machine is shared, so wall times are rough.
+    `${sets.length ? `**Not as shipped: overridden by ${sets.join(', ')}.** ` : ''}${missing.length ? `**Not run yet (the run stopped before them; the command above runs them and reads back the finished ones): ${missing.join(', ')}.** ` : ''}Each compile config in configs/ trained exactly as shipped (\`edgeprompt train -c configs/<name>.yaml\`; its own seed, data, recipe and early stop). "best top-1" is the best validation top-1 over the epochs; "commonest class" is what always answering the largest validation class scores. Parts configs inspect (okLabels [ok] at their minConfidence): escape / false reject / AUROC defect-vs-ok / escape at ≤ 10 % false rejects, on the validation set at the best epoch. Warnings: what the trainer said (compiler/train/diagnose.ts). The machine is shared, so training times (the sum of the run's epochs) are rough.
 
-| config | method | backbone | train / val images | recipe | best top-1 | commonest class | escape / false reject / AUROC / escape at FRR ≤ 10 % | trainer warnings | wall s |
+| config | method | backbone | train / val images | recipe | best top-1 | commonest class | escape / false reject / AUROC / escape at FRR ≤ 10 % | trainer warnings | training s |
 |---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
