@@ -95,6 +95,19 @@ test('commitMaxRecords starts a group without waiting out the delay; close() com
   t.deepEqual(await putIdsOnDisk(dir), range(0, 11));
 });
 
+test('a group holds at most commitMaxRecords puts; what is left over goes next without waiting out the delay', async (t) => {
+  const { ob, dir } = await open(t, { commitDelayMs: 60_000, commitMaxRecords: 3 });
+  const timeout = sleep(10_000).then(() => 'timeout' as const);
+  t.not(await Promise.race([Promise.all(range(0, 10).map((i) => ob.put(rec(i)))), timeout]), 'timeout', 'the tenth, left over, did not wait a minute');
+  t.is(ob.commits, 4, 'groups of 3, 3, 3 and the one left over');
+  const lone = ob.put(rec(10));
+  await sleep(50);
+  t.is(ob.commits, 4, 'a new lone put waits for the delay again');
+  await ob.close();
+  await lone;
+  t.deepEqual(await putIdsOnDisk(dir), range(0, 11));
+});
+
 test('the bound drops the oldest, in id order, when a group is accepted; reopening agrees', async (t) => {
   // One group of exactly ten: commitMaxRecords starts it, so no timer can split it on a loaded machine.
   const { ob, dir } = await open(t, { maxEntries: 3, commitDelayMs: 60_000, commitMaxRecords: 10 });

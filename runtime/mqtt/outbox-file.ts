@@ -1,5 +1,6 @@
 // The file outbox: an append-only JSON-lines log in one directory (format: outbox-log.ts), with
-// group commit. Records wait in a queue; a group (everything queued) goes to disk in one write()
+// group commit. Records wait in a queue; a group (everything queued, at most `commitMaxRecords` puts)
+// goes to disk in one write()
 // on a descriptor opened O_DSYNC, which returns only once the data is durable (one system call
 // instead of write + fdatasync). A group holding a put starts once that put has waited
 // `commitDelayMs`, or at once when `commitMaxRecords` wait, and never while the previous group is
@@ -32,7 +33,7 @@ export interface FileOutboxOptions extends OutboxLimits {
   compactMinBytes?: number;
   /** A group holding a put is written once that put has waited this long (ms). Default 5; 0 = at once. */
   commitDelayMs?: number;
-  /** ...or as soon as this many records wait. Default 256. */
+  /** ...or as soon as this many records wait; a group holds at most this many puts (acks and drops ride along). Default 256. */
   commitMaxRecords?: number;
   /** Acks and drops with no put to ride along with are written after this long (ms). Default 1000. */
   lazyFlushMs?: number;
@@ -274,9 +275,11 @@ class GroupCommitOutbox implements FileOutbox {
 
   /** One group: one durable write of every queued record; never rejects. */
   private async commitGroup(): Promise<void> {
-    const puts = this.puts;
+    // At most maxRecords puts (the rest form the next group at once); every waiting ack/drop line.
+    const puts = this.puts.length <= this.commit.maxRecords ? this.puts : this.puts.slice(0, this.commit.maxRecords);
+    this.puts = puts === this.puts ? [] : this.puts.slice(puts.length);
+    if (this.puts.length > 0) this.putsSince = -Infinity; // what the cap left over goes next, without a new wait
     const lazy = this.lazy;
-    this.puts = [];
     this.lazy = [];
     // Acks first: they only delete entries put in earlier groups.
     const buf = Buffer.from(lazy.join('') + puts.map((q) => q.line).join(''));
