@@ -27,7 +27,7 @@ import { endClient, parseOptions, toMqttOptions, withTimeout } from './connectio
 import { ReporterError } from './errors.ts';
 import { defaultLog, type Log } from '../log.ts';
 import type { Outbox } from './outbox.ts';
-import { ResultSender } from './result-sender.ts';
+import { ResultSender, type RefusalReason } from './result-sender.ts';
 import {
   ReporterOptions,
   type ReporterCounters,
@@ -62,6 +62,11 @@ export class Reporter extends EventEmitter<ReporterEvents> {
   private closing: Promise<void> | null = null;
   private lastDropWarn = 0;
   private droppedSeen = 0;
+  /** PUBACK callback of each result handed to mqtt.js, to find it in mqtt.js's store when refused. */
+  private readonly resultCbs = new Map<number, (err?: Error) => void>();
+  private refusalsUnreported = 0;
+  private lastRefusalEvent = -Infinity;
+  private dropsUnreported = 0;
 
   constructor(
     private readonly opts: ReporterOptions,
@@ -75,10 +80,19 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     this.droppedSeen = deps.outbox.dropped;
     this.sender = new ResultSender(
       this.outbox,
-      (topic, payload, cb) => this.client.publish(topic, payload, { qos: 1 }, (err) => cb(err)),
+      (topic, payload, cb, seq) => {
+        const done = (err?: Error) => {
+          this.resultCbs.delete(seq);
+          cb(err);
+        };
+        this.resultCbs.set(seq, done);
+        this.client.publish(topic, payload, { qos: 1 }, done);
+      },
       opts.maxInflight,
       this.log,
       (id) => this.emit('acked', id),
+      (id, reason, message) => this.onRefused(id, reason, message),
+      opts.protocolVersion,
     );
     const will = this.status('offline', 'connection-lost');
     this.client = mqtt.connect(
@@ -89,9 +103,32 @@ export class Reporter extends EventEmitter<ReporterEvents> {
         will: { topic: topics.status(opts.device), payload: will, qos: 1, retain: true },
       }),
     );
-    this.client.on('connect', (connack) => this.onConnect(connack.sessionPresent));
+    this.client.on('connect', (connack) => {
+      // MQTT v5: a broker with a packet size limit says so; a result over it would make the broker
+      // drop the connection, and mqtt.js would send it again on every reconnect.
+      this.sender.maxPacketBytes = connack.properties?.maximumPacketSize ?? Infinity;
+      this.onConnect(connack.sessionPresent);
+    });
     this.client.on('close', () => this.onClose());
+    this.client.on('disconnect', (packet) => {
+      // MQTT v5 DISCONNECT 0x95 (packet too large): the broker read up to the oldest result without
+      // a PUBACK (PUBACKs come in order) and found it too big. Sent again it ends the same way.
+      if (packet.reasonCode === 0x95) this.refuseOldest(0x95, 'the broker disconnected on it: packet too large');
+    });
     this.client.on('error', (err) => {
+      if (/^Invalid (puback|pubrec) reason code/.test(err.message)) {
+        // A PUBACK whose reason code MQTT 5 does not allow there (mosquitto 2.0 answers a PUBLISH
+        // over message_size_limit with 0x95): mqtt-packet refuses it and drops the rest of what it
+        // had read, so neither that callback nor later PUBACKs in the same read ever fire. The
+        // PUBACK belongs to the oldest result in flight; once mqtt.js has handled the packets it
+        // parsed before the bad one, that result is refused, and the connection is restarted so
+        // the others are sent again.
+        setImmediate(() => {
+          this.refuseOldest('INVALID_PUBACK', `the broker's PUBACK was not valid MQTT 5 (${err.message}); a broker limit such as message_size_limit refused it`);
+          this.client.stream?.destroy();
+        });
+        return;
+      }
       // Repeated failures during one outage (ECONNREFUSED every reconnectPeriod) log once.
       this.log[this.quietErrors ? 'debug' : 'warn']({ err: err.message, url: opts.url }, 'mqtt: connection error');
       this.quietErrors = true;
@@ -121,6 +158,32 @@ export class Reporter extends EventEmitter<ReporterEvents> {
       inflight: this.sender.inflightCount,
       rejected: this.sender.rejected,
     };
+  }
+
+  /** The oldest result in flight was refused: it leaves the outbox, and mqtt.js must not send it again. */
+  private refuseOldest(reason: RefusalReason, message: string) {
+    const seq = this.sender.oldestInflight();
+    if (seq === undefined) return;
+    const cb = this.resultCbs.get(seq);
+    this.sender.refuse(seq, reason, message);
+    if (cb === undefined) return;
+    for (const [mid, o] of Object.entries(this.client.outgoing)) {
+      if (o.cb === cb) this.client.removeOutgoingMessage(Number(mid));
+    }
+  }
+
+  /** One `error` event RESULT_REFUSED per 10 s at most, counting the refusals since the last. */
+  private onRefused(seq: number, reason: RefusalReason, message: string) {
+    this.refusalsUnreported++;
+    if (Date.now() - this.lastRefusalEvent < 10_000) return;
+    this.lastRefusalEvent = Date.now();
+    const n = this.refusalsUnreported;
+    this.refusalsUnreported = 0;
+    this.publishEvent({
+      type: 'error',
+      code: 'RESULT_REFUSED',
+      message: `${n === 1 ? 'a result was' : `${n} results were`} refused by the broker and left the outbox (seq ${seq}, ${typeof reason === 'number' ? `reason code 0x${reason.toString(16)}` : reason}: ${message})`.slice(0, 2000),
+    });
   }
 
   /**
@@ -253,7 +316,7 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     this.healthBusy = true;
     try {
       const input = await this.deps.health();
-      const { inflight: _i, rejected: _r, ...mqttCounters } = this.counters();
+      const { inflight: _i, ...mqttCounters } = this.counters();
       const topic = topics.health(this.device);
       const payload = encodePayload(HealthPayload, topic, {
         ...input,
@@ -301,12 +364,24 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     this.emit('command', reply);
   }
 
-  /** At most one warning per 10 s while the bound is dropping results. */
+  /**
+   * At most one warning and one `error` event OUTBOX_DROPPED per 10 s while the bound is dropping
+   * results (the event waits for the next connect like any other; health carries the total).
+   */
   private warnIfDropping() {
     const dropped = this.outbox.dropped;
-    if (dropped === this.droppedSeen || Date.now() - this.lastDropWarn < 10_000) return;
+    if (dropped === this.droppedSeen) return;
+    this.dropsUnreported += dropped - this.droppedSeen;
     this.droppedSeen = dropped;
+    if (Date.now() - this.lastDropWarn < 10_000) return;
     this.lastDropWarn = Date.now();
+    const n = this.dropsUnreported;
+    this.dropsUnreported = 0;
     this.log.warn({ dropped, outboxDepth: this.outbox.size }, 'mqtt: outbox full; oldest results dropped');
+    this.publishEvent({
+      type: 'error',
+      code: 'OUTBOX_DROPPED',
+      message: `the outbox is full: ${n} oldest result(s) dropped (${dropped} since seq epoch ${this.outbox.epoch} began, ${this.outbox.size} held); raise outbox.maxEntries / maxBytes or restore the broker link`,
+    });
   }
 }

@@ -125,6 +125,7 @@ export const MqttCounters = z.object({
   outboxDepth: z.number().int().nonnegative(),
   dropped: z.number().int().nonnegative(), // results dropped by the outbox bound (persisted with a file outbox)
   reconnects: z.number().int().nonnegative(),
+  rejected: z.number().int().nonnegative().optional(), // results the broker refused; they left the outbox (absent from older devices)
 });
 export type MqttCounters = z.infer<typeof MqttCounters>;
 
