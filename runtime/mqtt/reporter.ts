@@ -91,7 +91,7 @@ export class Reporter extends EventEmitter<ReporterEvents> {
       opts.maxInflight,
       this.log,
       (id) => this.emit('acked', id),
-      (id, reason, message) => this.onRefused(id, reason, message),
+      (id, reason, message, topic) => this.onRefused(id, reason, message, topic),
       opts.protocolVersion,
     );
     const will = this.status('offline', 'connection-lost');
@@ -172,17 +172,25 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     }
   }
 
-  /** One `error` event RESULT_REFUSED per 10 s at most, counting the refusals since the last. */
-  private onRefused(seq: number, reason: RefusalReason, message: string) {
+  /**
+   * A refused result: the first of each 10 s is logged as an error and published as an `error`
+   * event RESULT_REFUSED; the rest are counted into the next (a device refused every result at
+   * 30 fps must not write 30 error lines a second).
+   */
+  private onRefused(seq: number, reason: RefusalReason, message: string, topic: string) {
     this.refusalsUnreported++;
     if (Date.now() - this.lastRefusalEvent < 10_000) return;
     this.lastRefusalEvent = Date.now();
     const n = this.refusalsUnreported;
     this.refusalsUnreported = 0;
+    const code = typeof reason === 'number' ? `reason code 0x${reason.toString(16)}` : reason;
+    // 0x87: the usual cause is an ACL that gives this client another topic root (docs/mqtt.md "Broker access control").
+    const hint = reason === 0x87 ? `; the broker does not let this client publish on ${topic}: check that device id ${this.device} matches the broker username/ACL it logs in with` : '';
+    this.log.error({ seq, reasonCode: reason, topic, refusedSinceLastReport: n, err: message }, `mqtt: broker refused a result${hint}`);
     this.publishEvent({
       type: 'error',
       code: 'RESULT_REFUSED',
-      message: `${n === 1 ? 'a result was' : `${n} results were`} refused by the broker and left the outbox (seq ${seq}, ${typeof reason === 'number' ? `reason code 0x${reason.toString(16)}` : reason}: ${message})`.slice(0, 2000),
+      message: `${n === 1 ? 'a result was' : `${n} results were`} refused by the broker and left the outbox (seq ${seq} on ${topic}, ${code}: ${message}${hint})`.slice(0, 2000),
     });
   }
 
@@ -266,9 +274,13 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     c.publish(topics.status(this.device), this.status('online', 'connected'), { qos: 1, retain: true });
     this.publishState();
     // Subscribing again when the session already has it is harmless, and covers a broker that lost it.
-    c.subscribe(filters.commands(this.device), { qos: 1 }, (err, granted) => {
-      if (err || granted?.some((g) => g.qos === 128)) {
-        this.log.error({ err: err?.message ?? 'refused by the broker (ACL?)' }, 'mqtt: command subscription failed');
+    const commands = filters.commands(this.device);
+    c.subscribe(commands, { qos: 1 }, (err, granted) => {
+      // A refusal is an error on MQTT v5 (SUBACK 0x87...) and granted qos 0x80 on 3.1.1.
+      if (err || granted?.some((g) => g.qos >= 0x80)) {
+        const why = err?.message ?? 'refused by the broker';
+        this.log.error({ err: why, filter: commands }, `mqtt: command subscription failed: this device gets no commands; check that device id ${this.device} matches the broker username/ACL it logs in with`);
+        this.publishEvent({ type: 'error', code: 'COMMANDS_REFUSED', message: `the broker refused the subscription to ${commands} (${why}); this device gets no commands` });
       }
     });
     for (const p of this.queuedEvents.splice(0)) c.publish(topics.event(this.device), p, { qos: 1 });

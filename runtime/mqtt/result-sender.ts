@@ -32,7 +32,7 @@ export class ResultSender {
   rejected = 0;
   private connected = false;
   private handedUpTo = -1; // highest id handed to mqtt.js in this process
-  private readonly inflight = new Set<number>();
+  private readonly inflight = new Map<number, string>(); // id -> topic
   private readonly acks = new Set<Promise<unknown>>();
   private waiters: (() => void)[] = [];
   /** The broker's maximum packet size (MQTT v5 CONNACK); larger results are refused here. */
@@ -44,7 +44,8 @@ export class ResultSender {
     private readonly maxInflight: number,
     private readonly log: Log,
     private readonly onAcked: (id: number) => void,
-    private readonly onRefused: (id: number, reason: RefusalReason, message: string) => void = () => {},
+    /** Told of every refusal (the sender only counts them): the reporter logs and publishes it. */
+    private readonly onRefused: (id: number, reason: RefusalReason, message: string, topic: string) => void = () => {},
     private readonly protocolVersion = 5,
   ) {}
 
@@ -67,10 +68,10 @@ export class ResultSender {
         if (this.inflight.has(e.id)) continue;
         const bytes = publishPacketBytes(e.topic, e.payload.length, this.protocolVersion);
         if (bytes > this.maxPacketBytes) {
-          this.refused(e.id, 'PACKET_TOO_LARGE', `result is a ${bytes}-byte packet; the broker's maximum packet size is ${this.maxPacketBytes}`);
+          this.refused(e.id, 'PACKET_TOO_LARGE', `result is a ${bytes}-byte packet; the broker's maximum packet size is ${this.maxPacketBytes}`, e.topic);
           continue;
         }
-        this.inflight.add(e.id);
+        this.inflight.set(e.id, e.topic);
         this.published++;
         this.publish(e.topic, e.payload, (err) => this.settled(e.id, err), e.id);
       }
@@ -81,7 +82,7 @@ export class ResultSender {
   /** The oldest result handed to the connection and not yet settled. */
   oldestInflight(): number | undefined {
     let min: number | undefined;
-    for (const id of this.inflight) if (min === undefined || id < min) min = id;
+    for (const id of this.inflight.keys()) if (min === undefined || id < min) min = id;
     return min;
   }
 
@@ -90,26 +91,29 @@ export class ResultSender {
    * it leaves the outbox and is counted. Its PUBACK callback, if it ever comes, is ignored.
    */
   refuse(id: number, reason: RefusalReason, message: string) {
-    if (!this.inflight.delete(id)) return;
-    this.refused(id, reason, message);
+    const topic = this.inflight.get(id);
+    if (topic === undefined) return;
+    this.inflight.delete(id);
+    this.refused(id, reason, message, topic);
     this.pump();
   }
 
-  private refused(id: number, reason: RefusalReason, message: string) {
+  private refused(id: number, reason: RefusalReason, message: string, topic: string) {
     // Resending the same bytes would fail the same way, so the entry leaves the outbox; it shows up
     // at subscribers as a gap and here in `rejected`, the log and an event.
     this.rejected++;
-    this.log.error({ seq: id, reasonCode: reason, err: message }, 'mqtt: broker refused a result');
-    this.onRefused(id, reason, message);
+    this.onRefused(id, reason, message, topic);
     this.track(this.outbox.ack(id));
   }
 
   private settled(id: number, err?: Error) {
-    if (!this.inflight.delete(id)) return; // refused already (refuse())
+    const topic = this.inflight.get(id);
+    if (topic === undefined) return; // refused already (refuse())
+    this.inflight.delete(id);
     const reason = (err as { code?: unknown } | undefined)?.code;
     if (err && typeof reason === 'number') {
       // The broker answered with an MQTT v5 failure reason (not authorized, quota, payload format...).
-      this.refused(id, reason, err.message);
+      this.refused(id, reason, err.message, topic);
     } else if (err) {
       // The connection ended before the PUBACK (a forced close): send it again later.
       this.handedUpTo = Math.min(this.handedUpTo, id - 1);
