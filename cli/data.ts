@@ -28,8 +28,8 @@ export function addDataCommands(program: Command): Command {
     .option('--per-class <n>', 'images per class', (v) => intFlag('--per-class', v, 1), 200)
     .option('--size <px>', 'image side in pixels (load at the model size, e.g. 32, with the dataset config)', (v) => intFlag('--size', v, 8), 64)
     .option('--seed <n>', 'seed: the same seed gives the same bytes', (v) => intFlag('--seed', v, 0), 0)
-    .option('--part <design>', `the part design on the line: ${PART_KINDS.join(', ')}`, (v) => checkChoice(v, '--part', PART_KINDS), 'plate')
-    .option('--material <finish>', `its finish: ${MATERIAL_NAMES.join(', ')} (mixed: any per item)`, (v) => checkChoice(v, '--material', MATERIAL_NAMES), 'steel')
+    .option('--part <design>', `the part design on the line: ${PART_KINDS.join(', ')}`, (v) => checkChoice(v, '--part', PART_KINDS, 'FLAG_INVALID'), 'plate')
+    .option('--material <finish>', `its finish: ${MATERIAL_NAMES.join(', ')} (mixed: any per item)`, (v) => checkChoice(v, '--material', MATERIAL_NAMES, 'FLAG_INVALID'), 'steel')
     .option('--classes <list>', `comma-separated subset of ${PART_CLASSES.join(',')}`, (v) => v.split(',').map((s) => s.trim()).filter(Boolean))
     .option('--force', 'replace a previous make-parts output in --out')
     .action(makePartsCommand);
@@ -47,6 +47,6 @@ export async function makePartsCommand(flags: MakePartsFlags): Promise<void> {
 
 function intFlag(flag: string, v: string, min: number): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new CompilerError('BAD_ARGUMENT', `${flag}: expected an integer ≥ ${min}, got "${v}"`);
+  if (!Number.isInteger(n) || n < min) throw new CompilerError('FLAG_INVALID', `${flag}: expected an integer ≥ ${min}, got "${v}"`);
   return n;
 }

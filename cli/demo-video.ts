@@ -65,7 +65,7 @@ export async function writeDemoItems(png: string, o: { classes: number[]; perCla
 export async function readDemoItems(png: string, perClass: number): Promise<{ items: DemoItems; images: Uint8Array[] }> {
   const meta = JSON.parse(readFileSync(png.replace(/\.png$/, '.json'), 'utf8')) as DemoItems;
   const stored = Math.min(...meta.classes.map((_, c) => meta.labels.filter((l) => l === c).length));
-  if (perClass > stored) throw new CompilerError('BAD_ARGUMENT', `--per-class ${perClass}: ${png} holds ${stored} items per class; ask for fewer, or run \`npm run demo -- --rebuild --per-class ${perClass}\` where the Fashion-MNIST dataset is installed`);
+  if (perClass > stored) throw new CompilerError('FLAG_INVALID', `--per-class ${perClass}: ${png} holds ${stored} items per class; ask for fewer, or run \`npm run demo -- --rebuild --per-class ${perClass}\` where the Fashion-MNIST dataset is installed`);
   const { data, info } = await sharp(png).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
   const S = meta.size;
   const n = info.width / S;

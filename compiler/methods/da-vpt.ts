@@ -90,7 +90,7 @@ export function proxyRange(cfg: VitConfig, o: DaVptOptions): { start: number; en
   const start = o.proxyStart ?? L - 1;
   const end = o.proxyEnd ?? Math.max(start, L - 1);
   if (start > end || end >= L) {
-    throw new CompilerError('BAD_ARGUMENT', `da-vpt: proxyStart ${start} … proxyEnd ${end} must satisfy 0 ≤ proxyStart ≤ proxyEnd < depth ${L} (${cfg.name})`);
+    throw new CompilerError('CONFIG_INVALID', `da-vpt: proxyStart ${start} … proxyEnd ${end} must satisfy 0 ≤ proxyStart ≤ proxyEnd < depth ${L} (${cfg.name})`);
   }
   return { start, end };
 }
@@ -258,7 +258,7 @@ export function cosineKmeans(X: Float32Array, D: number, k: number, opts: { iter
     if (opts.init.length !== k * D) throw new CompilerError('BAD_SHAPE', `cosine k-means: warm-start centres have ${opts.init.length} values, expected ${k}×${D}`);
     centres = Float32Array.from(opts.init);
   } else {
-    if (valid.length === 0) throw new CompilerError('BAD_ARGUMENT', 'cosine k-means: every class mean is zero (no images?)');
+    if (valid.length === 0) throw new CompilerError('DATA_INVALID', 'cosine k-means: every class mean is zero (no images?)');
     // k distinct random rows (partial Fisher–Yates); with fewer rows than k, rows repeat.
     const order = [...valid];
     for (let c = 0; c < Math.min(k, order.length); c++) {
@@ -382,11 +382,11 @@ async function mappingState(ctx: StateContext, o: DaVptOptions, prompted: boolea
 /** One-hot of mapping[y] as [B, p_len] (the Proxy-Anchor positives). */
 export function proxyMask(y: Int32Array, state: MethodState): HostTensor {
   const { pLen, mapping } = state as DaVptState;
-  if (!Array.isArray(mapping) || typeof pLen !== 'number') throw new CompilerError('BAD_ARGUMENT', 'da-vpt: method state lacks the class→proxy mapping (mapping, pLen)');
+  if (!Array.isArray(mapping) || typeof pLen !== 'number') throw new CompilerError('INTERNAL', 'da-vpt: method state lacks the class→proxy mapping (mapping, pLen)');
   const m = new Float32Array(y.length * pLen);
   y.forEach((c, b) => {
     const j = mapping[c];
-    if (j === undefined || j < 0 || j >= pLen) throw new CompilerError('BAD_ARGUMENT', `da-vpt: label ${c} of image ${b} has no proxy in the mapping (${mapping.length} classes, ${pLen} proxies)`);
+    if (j === undefined || j < 0 || j >= pLen) throw new CompilerError('INTERNAL', `da-vpt: label ${c} of image ${b} has no proxy in the mapping (${mapping.length} classes, ${pLen} proxies)`);
     m[b * pLen + j] = 1;
   });
   return { shape: [y.length, pLen], data: m };
@@ -398,6 +398,7 @@ function make(name: 'da-vpt' | 'da-vpt-bias'): PromptMethod<DaVptOptions> {
   const withBias = name === 'da-vpt-bias';
   return {
     name,
+    optionsSchema: daVptOptions,
     resolveOptions: (raw) =>
       daVptOptions.parse({
         proxyPrompts: 10, prompts: 10, vptNorm: 'none', initDivideBy8: true, dropout: 0, vptLossWeight: 0.1, clsLossWeight: 0.05,

@@ -7,6 +7,7 @@ import { sa2vp } from './sa2vp.ts';
 import { sptShallow, sptDeep } from './spt.ts';
 import { daVpt, daVptBias } from './da-vpt.ts';
 import { CompilerError } from '../ops/errors.ts';
+import { hintOrKnown } from '../../devices/config-issues.ts';
 
 export const METHODS: Record<string, PromptMethod<never>> = {
   linear: linear as PromptMethod<never>,
@@ -24,6 +25,6 @@ export const METHODS: Record<string, PromptMethod<never>> = {
 
 export function methodByName(name: string): PromptMethod<Record<string, unknown>> {
   const m = METHODS[name];
-  if (!m) throw new CompilerError('BAD_ARGUMENT', `unknown method "${name}"; known: ${Object.keys(METHODS).join(', ')}`);
+  if (!m) throw new CompilerError('CONFIG_INVALID', `unknown method "${name}"${hintOrKnown(name, Object.keys(METHODS))}`);
   return m as unknown as PromptMethod<Record<string, unknown>>;
 }

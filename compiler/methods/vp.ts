@@ -49,7 +49,7 @@ export const PAD_NAMES = ['pad_up', 'pad_down', 'pad_left', 'pad_right'] as cons
 export function padOf(method: string, cfg: Pick<VitConfig, 'imgSize'>, o: VpOptions): number {
   const S = cfg.imgSize;
   const p = o.padSize ?? Math.max(1, Math.round((30 * S) / 224));
-  if (2 * p >= S) throw new CompilerError('BAD_ARGUMENT', `${method}: method.options.padSize ${p} leaves no image inside a ${S}×${S} input; use at most ${Math.ceil(S / 2) - 1}`);
+  if (2 * p >= S) throw new CompilerError('CONFIG_INVALID', `${method}: method.options.padSize ${p} leaves no image inside a ${S}×${S} input; use at most ${Math.ceil(S / 2) - 1}`);
   return p;
 }
 
@@ -196,6 +196,7 @@ function make(name: 'vp-inner' | 'vp-outer'): PromptMethod<VpOptions> {
     // Inner keeps VP's N(0, 1) frame; outer starts from EVP's black border (zero padding, δ = 0),
     // so at step 0 the model sees the shrunk image on black, not noise around it (+6 pt here).
     resolveOptions: (raw) => (outer ? vpOuterOptions.parse({ init: 'black', antialias: true, ...raw }) : vpInnerOptions.parse({ init: 'normal', ...raw })),
+    optionsSchema: outer ? vpOuterOptions : vpInnerOptions,
     init(ctx, o) {
       const S = ctx.cfg.imgSize;
       const m = new Map<string, HostTensor>();
