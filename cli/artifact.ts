@@ -1,78 +1,25 @@
 /**
- * Artifact commands: `compile` (train if needed → export → verify → optimise → precisions →
- * sign; fused, or a shared backbone + prompt pack), `keys new`, `verify`, `inspect` (both take
- * an .epk or an .epp).
+ * Commands that read artifacts: `verify` and `inspect`, both for an .epk (fused or shared
+ * backbone) or an .epp (prompt pack). `compile` lives in compile.ts, `keys` in keys.ts.
  */
-import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { compileTask, type PrecisionResult } from '../compiler/export/compile.ts';
-import { compileShared, type SharedCompileOptions } from '../compiler/export/compile-shared.ts';
-import { makeProgress } from '../compiler/train/progress.ts';
 import { CompilerError } from '../compiler/ops/errors.ts';
 import { summarizeModel } from '../compiler/ops/onnx-proto.ts';
 import {
-  ArtifactError,
-  PRECISIONS,
   checkPackFits,
-  generateKeyPair,
   isBackbone,
   loadTrustedKeys,
   readFileBytes,
   readModelArtifactFile,
   readSignedFile,
   verifyArtifact,
-  writeKeyPair,
   type Precision,
   type PromptPack,
 } from '../runtime/artifact/index.ts';
 
 const pct = (x: number) => `${(100 * x).toFixed(2)} %`;
 
-function parsePrecisions(v: string): Precision[] {
-  const list = v.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const p of list) if (!(PRECISIONS as readonly string[]).includes(p)) throw new CompilerError('BAD_ARGUMENT', `--precision: unknown precision "${p}"; choose from ${PRECISIONS.join(', ')}`);
-  return list as Precision[];
-}
-
-export function addArtifactCommands(program: Command, parseNumber: (flag: string, v: string) => number): void {
-  program
-    .command('compile')
-    .description('train (unless a finished checkpoint exists), export, verify, optimise, build precisions, gate them, pack and sign: one fused artifact, or (--form shared) a shared backbone and a prompt pack')
-    .requiredOption('-c, --config <file>', 'compile config (YAML)')
-    .option('--out <file>', 'artifact to write (.epk): the fused model, or with --form shared the backbone')
-    .option('--form <form>', 'fused (prompts folded in, fastest) | shared (one backbone serves many tasks; the task is a prompt pack)', 'fused')
-    .option('--pack <file>', 'with --form shared: the prompt pack to write (.epp)')
-    .option('--backbone <file>', 'with --form shared: build only the pack, for this existing shared-backbone .epk (its precision is measured and gated)')
-    .option('--target <profile>', 'device profile (devices/profiles/<name>.yaml or a path)')
-    .option('--precision <list>', `comma-separated, from ${PRECISIONS.join(', ')}`, parsePrecisions, ['fp32'] as Precision[])
-    .option('--max-drop <pt>', 'refuse a precision losing more validation top-1 than this (points)', (v) => parseNumber('--max-drop', v), 0.5)
-    .option('--sign <key>', 'ed25519 private key (PEM) from `edgeprompt keys new`')
-    .option('--set <key=value>', 'override a config field (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
-    .action(async (f: CompileFlags) => {
-      const shared = checkCompileFlags(f);
-      const progress = makeProgress(f.progress);
-      const o = { configFile: f.config, sets: f.set, precisions: f.precision, maxDropPt: f.maxDrop, progress, ...(f.target ? { target: f.target } : {}), ...(f.sign ? { signKey: f.sign } : {}) };
-      if (shared) return compileSharedCommand(f, { ...o, ...(f.backbone ? { backbone: f.backbone } : {}) });
-      const r = await compileTask(o);
-      writeFileSync(f.out!, r.artifact);
-      const m = r.manifest;
-      console.log(`\n${m.name} ${m.version}: ${m.method.name} on ${m.backbone.arch}, ${m.labels.length} labels, target ${m.target ?? 'any'}${r.profile ? ` (EPs ${r.profile.executionProviders.map((e) => e.name).join(' → ')})` : ''}`);
-      printResults(r.results, m.precision);
-      console.log(`wrote ${f.out} (${(r.artifact.length / 1e6).toFixed(2)} MB, ${m.precision}, ORT-optimised ${r.optimized ? 'yes' : 'no'}, ${signedBy(r.keyIds)})`);
-    });
-
-  const keys = program.command('keys').description('signing keys');
-  keys
-    .command('new')
-    .description('generate an ed25519 key pair: <base>.key (private, 0600) and <base>.pub')
-    .requiredOption('--out <base>', 'path without extension, e.g. keys/line1')
-    .option('--force', 'overwrite existing files')
-    .action(async (f: { out: string; force?: boolean }) => {
-      const r = await writeKeyPair(generateKeyPair(), f.out, { force: f.force === true });
-      console.log(`wrote ${r.privatePath} (keep it secret) and ${r.publicPath} (give it to devices); key id ${r.keyId}`);
-    });
-
+export function addArtifactCommands(program: Command): void {
   program
     .command('verify')
     .description('check an artifact (.epk) or prompt pack (.epp): structure, digests and signature against public keys; with --backbone, that the pack fits it')
@@ -83,7 +30,7 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
       const keys = await loadTrustedKeys(f.pub);
       const x = readSignedFile(await readFileBytes(file), file);
       if (x.kind !== 'pack') {
-        if (f.backbone) throw new CompilerError('BAD_ARGUMENT', `--backbone: ${file} is an artifact, not a prompt pack`);
+        if (f.backbone) throw new CompilerError('FLAG_INVALID', `--backbone: ${file} is an artifact, not a prompt pack`);
         const v = verifyArtifact(x.artifact, keys);
         console.log(`${file}: OK — ${x.kind === 'backbone' ? 'shared backbone ' : ''}${x.artifact.manifest.name} ${x.artifact.manifest.version}, signed by key ${v.keyId} (${v.keySource}), model sha256 ${x.artifact.manifest.model.sha256.slice(0, 16)}…`);
         return;
@@ -92,7 +39,7 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
       let fits = '';
       if (f.backbone) {
         const bb = await readModelArtifactFile(f.backbone);
-        if (!isBackbone(bb)) throw new CompilerError('BAD_ARGUMENT', `--backbone ${f.backbone}: is a fused artifact, not a shared backbone`);
+        if (!isBackbone(bb)) throw new CompilerError('FLAG_INVALID', `--backbone ${f.backbone}: is a fused artifact, not a shared backbone`);
         checkPackFits(x.pack, bb);
         fits = `, fits ${f.backbone}`;
       }
@@ -132,59 +79,9 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
     });
 }
 
-interface CompileFlags {
-  config: string;
-  out?: string;
-  form: string;
-  pack?: string;
-  backbone?: string;
-  target?: string;
-  precision: Precision[];
-  maxDrop: number;
-  sign?: string;
-  set: string[];
-  progress: 'auto';
-}
-
-/** True for --form shared; every flag combination that cannot work is refused before training. */
-function checkCompileFlags(f: CompileFlags): boolean {
-  if (f.form !== 'fused' && f.form !== 'shared') throw new CompilerError('BAD_ARGUMENT', `--form: unknown form "${f.form}"; choose fused or shared`);
-  if (f.form === 'fused') {
-    if (f.pack || f.backbone) throw new CompilerError('BAD_ARGUMENT', `${f.pack ? '--pack' : '--backbone'} needs --form shared (a prompt pack runs on a shared backbone)`);
-    if (!f.out) throw new CompilerError('BAD_ARGUMENT', '--out: required (the artifact to write, .epk)');
-    return false;
-  }
-  if (!f.pack) throw new CompilerError('BAD_ARGUMENT', '--pack: required with --form shared (the prompt pack to write, .epp)');
-  if (!f.out && !f.backbone) throw new CompilerError('BAD_ARGUMENT', '--out: required with --form shared unless --backbone names an existing backbone (the backbone artifact to write, .epk)');
-  if (f.out && f.backbone) throw new CompilerError('BAD_ARGUMENT', '--out and --backbone: give one; --backbone builds only a pack for that existing backbone');
-  return true;
-}
-
-async function compileSharedCommand(f: CompileFlags, o: SharedCompileOptions): Promise<void> {
-  const r = await compileShared(o);
-  const p = r.pack.manifest;
-  const bb = r.backboneManifest;
-  console.log(`\n${p.name} ${p.version}: ${p.method.name} on ${bb.backbone.arch}, ${p.labels.length} labels, as a prompt pack for shared backbone ${bb.name} ${bb.version} (model ${bb.model.sha256.slice(0, 12)}…, ${bb.precision})`);
-  printResults(r.results, bb.precision);
-  if (r.backbone) {
-    writeFileSync(f.out!, r.backbone.bytes);
-    console.log(`wrote ${f.out} (${(r.backbone.bytes.length / 1e6).toFixed(2)} MB, shared backbone, ${bb.precision}, ORT-optimised ${r.optimized ? 'yes' : 'no'}, ${signedBy(r.backbone.keyIds)})`);
-  }
-  writeFileSync(f.pack!, r.pack.bytes);
-  console.log(`wrote ${f.pack} (${(r.pack.bytes.length / 1e3).toFixed(1)} kB, prompt pack, ${signedBy(r.pack.keyIds)})`);
-}
-
-function printResults(results: readonly PrecisionResult[], shipped: Precision): void {
-  console.log('| precision | validation top-1 | max |Δlogit| vs training graph | model size | shipped |');
-  console.log('|---|---|---|---|---|');
-  for (const x of results) console.log(`| ${x.precision} | ${pct(x.verification.top1Exported)} | ${x.verification.maxAbsDiff.toExponential(2)} | ${(x.bytes / 1e6).toFixed(2)} MB | ${x.precision === shipped ? 'yes' : x.accepted ? 'passed the gate' : x.reason} |`);
-}
-
 function printMetrics(metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples?: number | undefined }>>): void {
   for (const [p, x] of Object.entries(metrics)) console.log(`  ${p}: top-1 ${pct(x!.top1)}, max |Δlogit| ${x!.maxLogitDiff.toExponential(2)}${x!.samples ? ` on ${x!.samples} images` : ''}`);
 }
-
-const signedBy = (keyIds: readonly string[]) => (keyIds.length ? `signed by key ${keyIds.join(', ')}` : 'UNSIGNED: devices with trusted keys will refuse it');
 
 function inspectPack(pack: PromptPack): void {
   const m = pack.manifest;
@@ -200,4 +97,3 @@ function inspectPack(pack: PromptPack): void {
   console.log(`tensors: ${pack.tensors.size} (${n} float32 values): ${[...pack.tensors].map(([k, t]) => `${k} [${t.shape.join(', ')}]`).join(', ')}`);
 }
 
-export { ArtifactError };

@@ -57,7 +57,7 @@ bad.forEach(([what, text, re, code], i) => {
   test(`config error for ${what} names the file and field`, (t) => {
     const f = write(`bad-${i}.yaml`, text);
     const e = t.throws(() => loadCompileConfig(f), { instanceOf: ConfigError });
-    t.is(e!.code, code ?? 'CONFIG_INVALID');
+    t.is<string, string>(e!.code, code ?? 'CONFIG_INVALID');
     t.regex(e!.message, re);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * A compile config becomes a training job: backbone loaded and identified, data split and
  * sampled, method options resolved, recipe = method defaults < config, initial tensors drawn
- * from the seed, engine chosen (engine-choice.ts: ort, tfjs, or auto with the reason logged).
+ * from the seed, engine chosen (engine-choice.ts: ort, tfjs, or auto with the reason logged),
+ * and the fingerprint of all that (fingerprint.ts) for the checkpoint.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -22,6 +23,7 @@ import { loadSplit, trainData } from './data-source.ts';
 import type { TrainJob } from './loop.ts';
 import type { Progress } from './progress.ts';
 import type { Split } from '../data/types.ts';
+import { splitDigest, type RunFingerprint } from './fingerprint.ts';
 
 export interface PreparedJob {
   job: TrainJob;
@@ -74,6 +76,15 @@ export async function prepareJob(config: CompileConfig, configFile: string, opts
   const initCtx = { cfg, numClasses: cfg.numClasses, backbone, rng: mulberry32(config.seed), sample: data.sample! };
   for (const [k, t] of await method.init(initCtx, options)) initial.set(k, t);
   const backendName = `tfjs ${backend.backend}${backend.package.includes('gpu') ? ' (GPU)' : ''}`;
+  const backboneSha256 = sha256File(weightsFile);
+  const fingerprint: RunFingerprint = {
+    version: 1,
+    method: { name: method.name, options },
+    backbone: { arch: cfg.name, imgSize: cfg.imgSize, sha256: backboneSha256, weights: config.backbone.weights },
+    data: { config: config.data, kShot: config.kShot ?? null, sha256: splitDigest(split), classes: split.train.classes, trainImages: split.train.samples.length, valImages: split.val.samples.length },
+    seed: config.seed,
+    recipe,
+  };
   const job: TrainJob = {
     name: config.name,
     outDir: resolve(base, config.output.dir),
@@ -81,8 +92,9 @@ export async function prepareJob(config: CompileConfig, configFile: string, opts
     options,
     recipe,
     arch: cfg.name,
-    backboneSha256: sha256File(weightsFile),
+    backboneSha256,
     seed: config.seed,
+    fingerprint,
     patience: config.recipe.patience,
     resume: opts.resume,
     config,

@@ -1,0 +1,134 @@
+/**
+ * `edgeprompt compile`: train if needed (or continue the interrupted run, or use the finished
+ * one: it says which) → refuse a near-chance model → export → verify → optimise → precisions →
+ * gate → pack and sign. One fused artifact, or (--form shared) a shared backbone and a prompt
+ * pack. Ctrl-C saves the training checkpoint; the same command continues it.
+ */
+import { writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { compileTask, type PrecisionResult } from '../compiler/export/compile.ts';
+import { compileShared, type SharedCompileOptions } from '../compiler/export/compile-shared.ts';
+import { makeProgress, type Progress } from '../compiler/train/progress.ts';
+import { CompilerError } from '../compiler/ops/errors.ts';
+import { PRECISIONS, type Precision } from '../runtime/artifact/index.ts';
+
+const pct = (x: number) => `${(100 * x).toFixed(2)} %`;
+
+interface CompileFlags {
+  config: string;
+  out?: string;
+  form: string;
+  pack?: string;
+  backbone?: string;
+  target?: string;
+  precision: Precision[];
+  maxDrop: number;
+  sign?: string;
+  set: string[];
+  fresh?: boolean;
+  allowWeak?: boolean;
+  progress: 'auto' | 'bar' | 'lines' | 'none';
+}
+
+function parsePrecisions(v: string): Precision[] {
+  const list = v.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const p of list) if (!(PRECISIONS as readonly string[]).includes(p)) throw new CompilerError('FLAG_INVALID', `--precision: unknown precision "${p}"; choose from ${PRECISIONS.join(', ')}`);
+  return list as Precision[];
+}
+
+export function addCompileCommand(program: Command, parseNumber: (flag: string, v: string) => number): void {
+  program
+    .command('compile')
+    .description('train (or continue / reuse the run in output.dir when it was trained for this config), export, verify, optimise, build precisions, gate them, pack and sign: one fused artifact, or (--form shared) a shared backbone and a prompt pack')
+    .requiredOption('-c, --config <file>', 'compile config (YAML)')
+    .option('--out <file>', 'artifact to write (.epk): the fused model, or with --form shared the backbone')
+    .option('--form <form>', 'fused (prompts folded in, fastest) | shared (one backbone serves many tasks; the task is a prompt pack)', 'fused')
+    .option('--pack <file>', 'with --form shared: the prompt pack to write (.epp)')
+    .option('--backbone <file>', 'with --form shared: build only the pack, for this existing shared-backbone .epk (its precision is measured and gated)')
+    .option('--target <profile>', 'device profile (devices/profiles/<name>.yaml or a path)')
+    .option('--precision <list>', `comma-separated, from ${PRECISIONS.join(', ')}`, parsePrecisions, ['fp32'] as Precision[])
+    .option('--max-drop <pt>', 'refuse a precision losing more validation top-1 than this (points)', (v) => parseNumber('--max-drop', v), 0.5)
+    .option('--sign <key>', 'ed25519 private key (PEM) from `edgeprompt keys new`')
+    .option('--set <key=value>', 'override a config field (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--fresh', 'replace the run in output.dir and train from scratch')
+    .option('--allow-weak', 'ship a model whose validation top-1 is below the floor (gates.minTop1; default chance + 25 pt)')
+    .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
+    .action(compileCommand);
+}
+
+/** First Ctrl-C: finish the step, save the checkpoint, stop (TRAINING_INTERRUPTED, exit 130); a second quits at once. */
+function interruptible(progress: Progress): { signal: AbortSignal; done: () => void } {
+  const abort = new AbortController();
+  const onSigint = () => {
+    if (abort.signal.aborted) process.exit(130);
+    progress.log('Ctrl-C: finishing the current step and saving a checkpoint (press again to quit at once)');
+    abort.abort();
+  };
+  process.on('SIGINT', onSigint);
+  return { signal: abort.signal, done: () => process.off('SIGINT', onSigint) };
+}
+
+async function compileCommand(f: CompileFlags): Promise<void> {
+  const shared = checkCompileFlags(f);
+  const progress = makeProgress(f.progress);
+  const ctrlC = interruptible(progress);
+  const o = {
+    configFile: f.config,
+    sets: f.set,
+    precisions: f.precision,
+    maxDropPt: f.maxDrop,
+    progress,
+    signal: ctrlC.signal,
+    fresh: f.fresh === true,
+    allowWeak: f.allowWeak === true,
+    ...(f.target ? { target: f.target } : {}),
+    ...(f.sign ? { signKey: f.sign } : {}),
+  };
+  try {
+    if (shared) return await compileSharedCommand(f, { ...o, ...(f.backbone ? { backbone: f.backbone } : {}) });
+    const r = await compileTask(o);
+    writeFileSync(f.out!, r.artifact);
+    const m = r.manifest;
+    console.log(`\n${m.name} ${m.version}: ${m.method.name} on ${m.backbone.arch}, ${m.labels.length} labels, target ${m.target ?? 'any'}${r.profile ? ` (EPs ${r.profile.executionProviders.map((e) => e.name).join(' → ')})` : ''}`);
+    printResults(r.results, m.precision);
+    console.log(`wrote ${f.out} (${(r.artifact.length / 1e6).toFixed(2)} MB, ${m.precision}, ORT-optimised ${r.optimized ? 'yes' : 'no'}, ${signedBy(r.keyIds)})`);
+  } finally {
+    ctrlC.done();
+  }
+}
+
+/** True for --form shared; every flag combination that cannot work is refused before training. */
+function checkCompileFlags(f: CompileFlags): boolean {
+  if (f.form !== 'fused' && f.form !== 'shared') throw new CompilerError('FLAG_INVALID', `--form: unknown form "${f.form}"; choose fused or shared`);
+  if (f.form === 'fused') {
+    if (f.pack || f.backbone) throw new CompilerError('FLAG_INVALID', `${f.pack ? '--pack' : '--backbone'} needs --form shared (a prompt pack runs on a shared backbone)`);
+    if (!f.out) throw new CompilerError('FLAG_INVALID', '--out: required (the artifact to write, .epk)');
+    return false;
+  }
+  if (!f.pack) throw new CompilerError('FLAG_INVALID', '--pack: required with --form shared (the prompt pack to write, .epp)');
+  if (!f.out && !f.backbone) throw new CompilerError('FLAG_INVALID', '--out: required with --form shared unless --backbone names an existing backbone (the backbone artifact to write, .epk)');
+  if (f.out && f.backbone) throw new CompilerError('FLAG_INVALID', '--out and --backbone: give one; --backbone builds only a pack for that existing backbone');
+  return true;
+}
+
+async function compileSharedCommand(f: CompileFlags, o: SharedCompileOptions): Promise<void> {
+  const r = await compileShared(o);
+  const p = r.pack.manifest;
+  const bb = r.backboneManifest;
+  console.log(`\n${p.name} ${p.version}: ${p.method.name} on ${bb.backbone.arch}, ${p.labels.length} labels, as a prompt pack for shared backbone ${bb.name} ${bb.version} (model ${bb.model.sha256.slice(0, 12)}…, ${bb.precision})`);
+  printResults(r.results, bb.precision);
+  if (r.backbone) {
+    writeFileSync(f.out!, r.backbone.bytes);
+    console.log(`wrote ${f.out} (${(r.backbone.bytes.length / 1e6).toFixed(2)} MB, shared backbone, ${bb.precision}, ORT-optimised ${r.optimized ? 'yes' : 'no'}, ${signedBy(r.backbone.keyIds)})`);
+  }
+  writeFileSync(f.pack!, r.pack.bytes);
+  console.log(`wrote ${f.pack} (${(r.pack.bytes.length / 1e3).toFixed(1)} kB, prompt pack, ${signedBy(r.pack.keyIds)})`);
+}
+
+function printResults(results: readonly PrecisionResult[], shipped: Precision): void {
+  console.log('| precision | validation top-1 | max |Δlogit| vs training graph | model size | shipped |');
+  console.log('|---|---|---|---|---|');
+  for (const x of results) console.log(`| ${x.precision} | ${pct(x.verification.top1Exported)} | ${x.verification.maxAbsDiff.toExponential(2)} | ${(x.bytes / 1e6).toFixed(2)} MB | ${x.precision === shipped ? 'yes' : x.accepted ? 'passed the gate' : x.reason} |`);
+}
+
+const signedBy = (keyIds: readonly string[]) => (keyIds.length ? `signed by key ${keyIds.join(', ')}` : 'UNSIGNED: devices with trusted keys will refuse it');
