@@ -44,7 +44,7 @@ async function rebuild(perClass: number): Promise<void> {
   const out = join(root, 'out/demo-build');
   mkdirSync(out, { recursive: true });
   const keys = await writeKeyPair(generateKeyPair(), join(out, 'demo'), { force: true });
-  const r = await compileTask({ configFile: CONFIG, precisions: ['fp32'], maxDropPt: 0.5, signKey: keys.privatePath, target: 'x86-cpu', progress: makeProgress('auto') });
+  const r = await compileTask({ configFile: CONFIG, precisions: ['fp32'], maxDropPt: 0.5, signKey: keys.privatePath, target: 'x86-cpu', fresh: true, progress: makeProgress('auto') });
   mkdirSync(join(root, 'configs/demo'), { recursive: true });
   writeFileSync(ARTIFACT, r.artifact);
   copyFileSync(keys.publicPath, PUBKEY);

@@ -55,7 +55,7 @@ export function planRun(o: RunPlanInput): RunPlan {
   }
   const s = checkpoint.state;
   if (s.finished) {
-    const how = s.finished === 'early-stop' ? `early stop at epoch ${s.epoch}` : `all ${s.epoch} epochs`;
+    const how = s.finished === 'early-stop' ? `early stop at epoch ${s.epoch}` : s.epoch === 1 ? 'its 1 epoch' : `all ${s.epoch} epochs`;
     return { kind: 'finished', checkpoint, line: `using the finished run in ${where} (${how}, best validation top-1 ${pct(s.bestTop1)} at epoch ${s.bestEpoch})` };
   }
   const at = `epoch ${s.epoch + 1}${s.stepInEpoch ? `, step ${s.stepInEpoch}` : ''} of ${o.epochs}`;
