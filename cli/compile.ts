@@ -4,7 +4,8 @@
  * gate → pack and sign. One fused artifact, or (--form shared) a shared backbone and a prompt
  * pack. Ctrl-C saves the training checkpoint; the same command continues it.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import { compileTask, type PrecisionResult } from '../compiler/export/compile.ts';
 import { compileShared, type SharedCompileOptions } from '../compiler/export/compile-shared.ts';
@@ -13,6 +14,12 @@ import { CompilerError } from '../compiler/ops/errors.ts';
 import { PRECISIONS, type Precision } from '../runtime/artifact/index.ts';
 
 const pct = (x: number) => `${(100 * x).toFixed(2)} %`;
+
+/** Writes an output file, creating its folder (`--out out/model.epk` on a fresh clone). */
+function writeOutput(file: string, bytes: Uint8Array): void {
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, bytes);
+}
 
 interface CompileFlags {
   config: string;
@@ -87,7 +94,7 @@ async function compileCommand(f: CompileFlags): Promise<void> {
   try {
     if (shared) return await compileSharedCommand(f, { ...o, ...(f.backbone ? { backbone: f.backbone } : {}) });
     const r = await compileTask(o);
-    writeFileSync(f.out!, r.artifact);
+    writeOutput(f.out!, r.artifact);
     const m = r.manifest;
     console.log(`\n${m.name} ${m.version}: ${m.method.name} on ${m.backbone.arch}, ${m.labels.length} labels, target ${m.target ?? 'any'}${r.profile ? ` (EPs ${r.profile.executionProviders.map((e) => e.name).join(' → ')})` : ''}`);
     printResults(r.results, m.precision);
@@ -118,10 +125,10 @@ async function compileSharedCommand(f: CompileFlags, o: SharedCompileOptions): P
   console.log(`\n${p.name} ${p.version}: ${p.method.name} on ${bb.backbone.arch}, ${p.labels.length} labels, as a prompt pack for shared backbone ${bb.name} ${bb.version} (model ${bb.model.sha256.slice(0, 12)}…, ${bb.precision})`);
   printResults(r.results, bb.precision);
   if (r.backbone) {
-    writeFileSync(f.out!, r.backbone.bytes);
+    writeOutput(f.out!, r.backbone.bytes);
     console.log(`wrote ${f.out} (${(r.backbone.bytes.length / 1e6).toFixed(2)} MB, shared backbone, ${bb.precision}, ORT-optimised ${r.optimized ? 'yes' : 'no'}, ${signedBy(r.backbone.keyIds)})`);
   }
-  writeFileSync(f.pack!, r.pack.bytes);
+  writeOutput(f.pack!, r.pack.bytes);
   console.log(`wrote ${f.pack} (${(r.pack.bytes.length / 1e3).toFixed(1)} kB, prompt pack, ${signedBy(r.pack.keyIds)})`);
 }
 

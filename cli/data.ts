@@ -2,11 +2,18 @@
  * `edgeprompt data …`: dataset chores. Wire it with `addDataCommands(program)` in main.ts; built
  * with program.command() so the subcommands inherit exitOverride and help settings.
  *   data make-parts --out DIR [--per-class N] [--size PX] [--seed S] [--part plate] [--material steel] [--classes a,b] [--force]
+ *   data line-video --out FILE [--items fmnist|parts] [--per-class N] [--fps N]
  */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { CompilerError } from '../compiler/ops/errors.ts';
 import { MATERIAL_NAMES, PART_CLASSES, PART_KINDS, writePartsSet, type MaterialName, type PartKind } from '../compiler/data/parts.ts';
 import { checkChoice } from '../compiler/data/errors.ts';
+import { makeFashionVideo, makePartsVideo } from './demo-video.ts';
+
+const DEMO_ITEMS = fileURLToPath(new URL('../configs/demo/line-items.png', import.meta.url));
 
 export interface MakePartsFlags {
   out: string;
@@ -33,7 +40,22 @@ export function addDataCommands(program: Command): Command {
     .option('--classes <list>', `comma-separated subset of ${PART_CLASSES.join(',')}`, (v) => v.split(',').map((s) => s.trim()).filter(Boolean))
     .option('--force', 'replace a previous make-parts output in --out')
     .action(makePartsCommand);
+  data
+    .command('line-video')
+    .description('a sample camera video, one item per frame: Fashion-MNIST 5–9 test items (the demo\'s, committed; what configs/fmnist-*.yaml learn) or generated parts')
+    .requiredOption('--out <file>', 'video to write (.mp4); its folder is created')
+    .option('--items <set>', 'fmnist | parts', (v) => checkChoice(v, '--items', ['fmnist', 'parts'] as const, 'FLAG_INVALID'), 'fmnist' as const)
+    .option('--per-class <n>', 'items per class', (v) => intFlag('--per-class', v, 1), 12)
+    .option('--fps <n>', 'frames per second', (v) => intFlag('--fps', v, 1), 10)
+    .action(lineVideoCommand);
   return data;
+}
+
+export async function lineVideoCommand(f: { out: string; items: 'fmnist' | 'parts'; perClass: number; fps: number }): Promise<void> {
+  mkdirSync(dirname(f.out), { recursive: true });
+  const v = f.items === 'fmnist' ? await makeFashionVideo(f.out, DEMO_ITEMS, { perClass: f.perClass, fps: f.fps }) : await makePartsVideo(f.out, { perClass: f.perClass, seed: 7, size: 64, fps: f.fps });
+  const classes = [...new Set(v.labels)];
+  console.log(`wrote ${f.out}: ${v.labels.length} frames of ${v.size}×${v.size} at ${v.fps} fps, ${f.perClass} per class of ${classes.join(', ')}`);
 }
 
 export async function makePartsCommand(flags: MakePartsFlags): Promise<void> {

@@ -120,3 +120,14 @@ test('exit codes: 2 for bad input, 1 for a failure of ours (coded: no stack), 13
   t.is(bug.exitCode, 1);
   t.regex(bug.text, /TypeError: x is undefined\n\s+at /);
 });
+
+test('data line-video writes the camera stand-in the README runs the device on (into a new folder)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ep-cli-video-'));
+  const r = await edgeprompt('data', 'line-video', '--out', join(dir, 'out/line.mp4'), '--per-class', '2');
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /wrote .*out\/line\.mp4: 10 frames of 64×64 at 10 fps, 2 per class of /);
+  t.true(statSync(join(dir, 'out/line.mp4')).size > 1000);
+  const bad = await edgeprompt('data', 'line-video', '--out', join(dir, 'x.mp4'), '--items', 'cars');
+  t.is(bad.code, 2);
+  t.regex(bad.stderr, /FLAG_INVALID.*--items: expected one of fmnist, parts, got "cars"/);
+});

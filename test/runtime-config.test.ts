@@ -42,10 +42,10 @@ test('the shipped device configs parse; paths resolve next to the config file', 
   t.is(jetson.mqtt.clientId, undefined);
   const dev = loadDeviceConfig(repoPath('configs/device-dev.yaml'));
   t.is(dev.artifact, repoPath('out/model.epk'));
-  t.is(dev.trustedKeys[0], repoPath('out/keys/release.pub'));
+  t.is(dev.trustedKeys[0], repoPath('keys/line1.pub'), 'the key the README makes with keys new');
   t.is(dev.outbox.kind === 'file' && dev.outbox.dir, repoPath('state/outbox'));
   const cam = dev.cameras[0]!;
-  t.is(cam.kind === 'ffmpeg' && cam.input.kind === 'file' && cam.input.path, repoPath('out/parts.mp4'));
+  t.is(cam.kind === 'ffmpeg' && cam.input.kind === 'file' && cam.input.path, repoPath('out/line.mp4'), 'the video data line-video writes');
 });
 
 test('unknown fields, wrong kinds and bad values are named with their path', (t) => {
