@@ -68,7 +68,7 @@ function interruptible(progress: Progress): { signal: AbortSignal; done: () => v
   const abort = new AbortController();
   const onSigint = () => {
     if (abort.signal.aborted) process.exit(130);
-    progress.log('Ctrl-C: finishing the current step and saving a checkpoint (press again to quit at once)');
+    progress.log('Ctrl-C: stopping; a training run saves its checkpoint first (press again to quit at once)');
     abort.abort();
   };
   process.on('SIGINT', onSigint);

@@ -10,7 +10,7 @@
  * final. Bug: compile signed a near-chance model silently; now it refuses unless --allow-weak.
  */
 import test from 'ava';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -187,4 +187,32 @@ test('the top-1 floor: chance + 25 pt by default, gates.minTop1 when set; the me
   // The review's case: 27.6 % on 5 classes was signed without a word.
   t.throws(() => checkTop1(0.276, 500, 5, undefined, false), { code: 'MODEL_TOO_WEAK', message: /27\.6 % on 500 images of 5 classes \(chance 20\.0 %\) is below the floor 45\.0 % \(the default, chance \+ 25 pt; set gates\.minTop1 in the config to change it\)/ } as never);
   t.regex(checkTop1(0.276, 500, 5, undefined, true), /^WARNING: .* shipping it because of --allow-weak$/);
+});
+
+test.serial('Ctrl-C during compile saves the training checkpoint and exits 130; the same compile continues it', async (t) => {
+  const f = config('ctrlc', '');
+  const sets = ['--set', 'recipe.epochs=12'];
+  const first = await new Promise<{ code: number | null; out: string }>((resolve) => {
+    const p = spawn(process.execPath, [repoPath('tools/edgeprompt.mjs'), 'compile', '-c', f, ...sets, '--out', join(dir, 'ctrlc.epk'), '--progress', 'lines'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let sent = false;
+    const feed = (b: Buffer) => {
+      out += b.toString();
+      if (!sent && /\nepoch 1: /.test(out)) {
+        sent = true;
+        p.kill('SIGINT');
+      }
+    };
+    p.stdout.on('data', feed);
+    p.stderr.on('data', feed);
+    p.on('close', (code) => resolve({ code, out }));
+  });
+  t.is(first.code, 130, first.out);
+  t.regex(first.out, /interrupted: checkpoint saved at epoch \d+, step \d+/);
+  t.regex(first.out, /edgeprompt: interrupted: the run in ctrlc-out is saved; run the same compile again to continue it/);
+  t.false(existsSync(join(dir, 'ctrlc.epk')));
+  const again = await edgeprompt('compile', '-c', f, ...sets, '--out', join(dir, 'ctrlc.epk'), '--progress', 'lines');
+  t.is(again.code, 0, again.out);
+  t.regex(again.out, /continuing the interrupted run in ctrlc-out at epoch \d+(, step \d+)? of 12/);
+  t.true(existsSync(join(dir, 'ctrlc.epk')));
 });

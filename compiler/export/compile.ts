@@ -88,7 +88,7 @@ export async function prepareCompile(o: CompileOptions, check?: (p: PreparedJob)
   check?.(p);
   const bestFile = join(p.job.outDir, 'best.safetensors');
   const trained = await train(p.job); // says in one line whether it trains from scratch, continues, or uses the finished run
-  if (trained.interrupted) throw new CompilerError('TRAINING_INTERRUPTED', `interrupted: the run in ${displayDir(p.job.outDir)} is saved; run the same compile again to continue it`);
+  if (trained.interrupted || o.signal?.aborted) throw new CompilerError('TRAINING_INTERRUPTED', `interrupted: the run in ${displayDir(p.job.outDir)} is saved; run the same compile again to continue it`);
   if (!existsSync(bestFile)) throw new CompilerError('FILE_NOT_FOUND', `${bestFile}: no trained tensors (did training run an epoch?)`);
   const paramsSha256 = createHash('sha256').update(readFileSync(bestFile)).digest('hex');
   const task: TaskExport = { cfg: p.cfg, backbone: p.backbone, method: p.job.method, options: p.job.options, params: readSafetensors(bestFile).tensors };
