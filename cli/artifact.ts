@@ -79,8 +79,18 @@ export function addArtifactCommands(program: Command): void {
     });
 }
 
-function printMetrics(metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples?: number | undefined }>>): void {
-  for (const [p, x] of Object.entries(metrics)) console.log(`  ${p}: top-1 ${pct(x!.top1)}, max |Δlogit| ${x!.maxLogitDiff.toExponential(2)}${x!.samples ? ` on ${x!.samples} images` : ''}`);
+export type Metrics = { top1: number; maxLogitDiff: number; samples?: number | undefined } & Record<string, number | undefined>;
+
+/** An inspection model's figures (compiler/export/compile.ts inspectionFigures), when the manifest has them. */
+export function inspectionText(x: Metrics): string {
+  if (x.escapeRate === undefined && x.falseRejectRate === undefined) return '';
+  const f = (v: number | undefined) => (v === undefined ? '–' : pct(v));
+  const at = x.minConfidenceAtFrr10 === undefined ? 'no threshold holds false rejects ≤ 10 %' : `at minConfidence ${x.minConfidenceAtFrr10.toFixed(4)} (false rejects ≤ 10 %) escape ${f(x.escapeRateAtFrr10)}`;
+  return `; escape ${f(x.escapeRate)}, false reject ${f(x.falseRejectRate)} at the manifest threshold, AUROC defect-vs-ok ${x.aurocDefectVsOk?.toFixed(3) ?? '–'}; ${at}`;
+}
+
+function printMetrics(metrics: Partial<Record<Precision, Metrics>>): void {
+  for (const [p, x] of Object.entries(metrics)) console.log(`  ${p}: top-1 ${pct(x!.top1)}, max |Δlogit| ${x!.maxLogitDiff.toExponential(2)}${x!.samples ? ` on ${x!.samples} images` : ''}${inspectionText(x!)}`);
 }
 
 function inspectPack(pack: PromptPack): void {

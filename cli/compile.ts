@@ -8,10 +8,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import { compileTask, type PrecisionResult } from '../compiler/export/compile.ts';
-import { compileShared, type SharedCompileOptions } from '../compiler/export/compile-shared.ts';
+import { compileBackbonePack, type BackbonePackCompileOptions } from '../compiler/export/compile-backbone-pack.ts';
 import { makeProgress, type Progress } from '../compiler/train/progress.ts';
 import { CompilerError } from '../compiler/ops/errors.ts';
 import { PRECISIONS, type Precision } from '../runtime/artifact/index.ts';
+import { inspectionText, type Metrics } from './artifact.ts';
 
 const pct = (x: number) => `${(100 * x).toFixed(2)} %`;
 
@@ -34,6 +35,7 @@ interface CompileFlags {
   set: string[];
   fresh?: boolean;
   allowWeak?: boolean;
+  strict?: boolean;
   progress: 'auto' | 'bar' | 'lines' | 'none';
 }
 
@@ -58,6 +60,7 @@ export function addCompileCommand(program: Command, parseNumber: (flag: string, 
     .option('--sign <key>', 'ed25519 private key (PEM) from `edgeprompt keys new`')
     .option('--set <key=value>', 'override a config field (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--fresh', 'replace the run in output.dir and train from scratch')
+    .option('--strict', 'stop with an error (exit 2) when training diverges, collapses onto one class or does not learn')
     .option('--allow-weak', 'ship a model whose validation top-1 is below the floor (gates.minTop1; default chance + 25 pt)')
     .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
     .action(compileCommand);
@@ -88,16 +91,19 @@ async function compileCommand(f: CompileFlags): Promise<void> {
     signal: ctrlC.signal,
     fresh: f.fresh === true,
     allowWeak: f.allowWeak === true,
+    ...(f.strict && { strict: true }),
     ...(f.target ? { target: f.target } : {}),
     ...(f.sign ? { signKey: f.sign } : {}),
   };
   try {
-    if (shared) return await compileSharedCommand(f, { ...o, ...(f.backbone ? { backbone: f.backbone } : {}) });
+    if (shared) return await compileBackbonePackCommand(f, { ...o, ...(f.backbone ? { backbone: f.backbone } : {}) });
     const r = await compileTask(o);
     writeOutput(f.out!, r.artifact);
     const m = r.manifest;
     console.log(`\n${m.name} ${m.version}: ${m.method.name} on ${m.backbone.arch}, ${m.labels.length} labels, target ${m.target ?? 'any'}${r.profile ? ` (EPs ${r.profile.executionProviders.map((e) => e.name).join(' → ')})` : ''}`);
     printResults(r.results, m.precision);
+    const inspection = inspectionText(m.metrics[m.precision] as Metrics);
+    if (inspection) console.log(`inspection on the validation set (${m.precision}, okLabels ${m.thresholds.okLabels!.join(', ')}, minConfidence ${m.thresholds.minConfidence})${inspection}`);
     console.log(`wrote ${f.out} (${(r.artifact.length / 1e6).toFixed(2)} MB, ${m.precision}, ORT-optimised ${r.optimized ? 'yes' : 'no'}, ${signedBy(r.keyIds)})`);
   } finally {
     ctrlC.done();
@@ -118,8 +124,8 @@ function checkCompileFlags(f: CompileFlags): boolean {
   return true;
 }
 
-async function compileSharedCommand(f: CompileFlags, o: SharedCompileOptions): Promise<void> {
-  const r = await compileShared(o);
+async function compileBackbonePackCommand(f: CompileFlags, o: BackbonePackCompileOptions): Promise<void> {
+  const r = await compileBackbonePack(o);
   const p = r.pack.manifest;
   const bb = r.backboneManifest;
   console.log(`\n${p.name} ${p.version}: ${p.method.name} on ${bb.backbone.arch}, ${p.labels.length} labels, as a prompt pack for shared backbone ${bb.name} ${bb.version} (model ${bb.model.sha256.slice(0, 12)}…, ${bb.precision})`);

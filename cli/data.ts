@@ -11,7 +11,7 @@ import type { Command } from 'commander';
 import { CompilerError } from '../compiler/ops/errors.ts';
 import { MATERIAL_NAMES, PART_CLASSES, PART_KINDS, writePartsSet, type MaterialName, type PartKind } from '../compiler/data/parts.ts';
 import { checkChoice } from '../compiler/data/errors.ts';
-import { makeFashionVideo, makePartsVideo } from './demo-video.ts';
+import { makeItemsVideo, makePartsVideo } from './demo-video.ts';
 
 const DEMO_ITEMS = fileURLToPath(new URL('../configs/demo/line-items.png', import.meta.url));
 
@@ -53,7 +53,7 @@ export function addDataCommands(program: Command): Command {
 
 export async function lineVideoCommand(f: { out: string; items: 'fmnist' | 'parts'; perClass: number; fps: number }): Promise<void> {
   mkdirSync(dirname(f.out), { recursive: true });
-  const v = f.items === 'fmnist' ? await makeFashionVideo(f.out, DEMO_ITEMS, { perClass: f.perClass, fps: f.fps }) : await makePartsVideo(f.out, { perClass: f.perClass, seed: 7, size: 64, fps: f.fps });
+  const v = f.items === 'fmnist' ? await makeItemsVideo(f.out, DEMO_ITEMS, { perClass: f.perClass, fps: f.fps, upscale: 2 }) : await makePartsVideo(f.out, { perClass: f.perClass, seed: 7, size: 64, fps: f.fps });
   const classes = [...new Set(v.labels)];
   console.log(`wrote ${f.out}: ${v.labels.length} frames of ${v.size}×${v.size} at ${v.fps} fps, ${f.perClass} per class of ${classes.join(', ')}`);
 }

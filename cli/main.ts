@@ -16,10 +16,11 @@ import { addArtifactCommands } from './artifact.ts';
 import { addCompileCommand } from './compile.ts';
 import { addKeysCommands } from './keys.ts';
 import { runtimeCommands } from '../runtime/cli.ts';
+import { VERSION } from '../runtime/version.ts';
 
 const program = new Command('edgeprompt')
   .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')
-  .version('0.1.0')
+  .version(VERSION)
   .showHelpAfterError()
   .exitOverride();
 
@@ -52,6 +53,7 @@ program
   .option('--seed <n>', 'seed', (v) => parseIntArg('--seed', v))
   .option('--engine <name>', 'ort | tfjs | auto (engine)')
   .option('--resume', 'continue from the checkpoint in the output folder')
+  .option('--strict', 'stop with an error (exit 2) when the run diverges, collapses onto one class or does not learn (default: a warning)')
   .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
   .action((opts) => trainCommand(opts));
 
@@ -77,7 +79,8 @@ program
   .description('the main job on embedded defaults: sample line video → signed artifact → runtime → MQTT → live results and a summary')
   .option('--rebuild', 'compile the demo artifact again (trains; a few minutes)')
   .option('--per-class <n>', 'items per class in the sample video', (v) => parseIntArg('--per-class', v), 12)
-  .option('--fps <n>', 'camera frame rate', (v) => parseIntArg('--fps', v), 10)
+  .option('--fps <n>', 'camera frame rate (default: the demo line\'s camera.fps)', (v) => parseIntArg('--fps', v))
+  .option('--line <file>', 'the demo line: compile config, artifact, items, reject gate (default configs/demo/demo.yaml)')
   .action((f) => demoCommand(f));
 
 function parseNumberArg(flag: string, v: string): number {

@@ -4,14 +4,14 @@
  * top-1 floor (gates.ts), export the fused task, prove it equals the training graph, let ORT
  * optimise it offline (kept only if it still verifies), build the requested precisions and gate
  * them on validation accuracy, then pack and sign one artifact. The shared-backbone shape
- * (compile-shared.ts) runs the same steps on the backbone graph with a pack's tensors fed beside
+ * (compile-backbone-pack.ts) runs the same steps on the backbone graph with a pack's tensors fed beside
  * the image.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import { loadCompileConfig, type CompileConfig } from '../config/compile-config.ts';
+import { loadCompileConfig, thresholdsOf, type CompileConfig } from '../config/compile-config.ts';
 import { prepareJob, type PreparedJob } from '../train/job.ts';
 import { train } from '../train/loop.ts';
 import type { Progress } from '../train/progress.ts';
@@ -26,9 +26,11 @@ import { checkTop1 } from './gates.ts';
 import { displayDir } from '../train/resume.ts';
 import { packArtifact, readPrivateKey, type Manifest, type Precision } from '../../runtime/artifact/index.ts';
 import { loadProfile, type DeviceProfile } from '../../runtime/config/profile.ts';
+import { VERSION } from '../../runtime/version.ts';
 import type { LabeledSet } from '../data/types.ts';
+import { MetricAccumulator } from '../train/metrics.ts';
+import type { InspectionRule } from '../../runtime/pipeline/inspection.ts';
 
-export const COMPILER_VERSION = '0.1.0';
 /** Parity the fused fp32 artifact must reach against the training graph (issue 5). */
 export const PARITY = { maxAbsDiff: 1e-4, minTop1Agreement: 0.999 };
 
@@ -47,6 +49,8 @@ export interface CompileOptions {
   progress: Progress;
   /** Ctrl-C: training saves a checkpoint and compile stops with TRAINING_INTERRUPTED. */
   signal?: AbortSignal;
+  /** Training warnings (divergence, collapse, no learning) stop the compile (compiler/train/diagnose.ts). */
+  strict?: boolean;
 }
 
 export interface PrecisionResult {
@@ -84,7 +88,7 @@ export interface Prepared {
 export async function prepareCompile(o: CompileOptions, check?: (p: PreparedJob) => void): Promise<Prepared> {
   const config = loadCompileConfig(o.configFile, o.sets ?? []);
   const profile = o.target ? loadProfile(o.target) : null;
-  const p = await prepareJob(config, o.configFile, { resume: o.fresh !== true, progress: o.progress, ...(o.signal ? { signal: o.signal } : {}) });
+  const p = await prepareJob(config, o.configFile, { resume: o.fresh !== true, progress: o.progress, ...(o.signal ? { signal: o.signal } : {}), ...(o.strict && { strict: true }) });
   check?.(p);
   const bestFile = join(p.job.outDir, 'best.safetensors');
   const trained = await train(p.job); // says in one line whether it trains from scratch, continues, or uses the finished run
@@ -127,9 +131,12 @@ export async function gatedPrecisions(x: Prepared, o: CompileOptions, fp32: Uint
   const results: PrecisionResult[] = [];
   const models = new Map<Precision, Uint8Array>();
   const measured: Partial<Record<Precision, PrecisionMetrics>> = {};
+  const inspected: Partial<Record<Precision, Record<string, number>>> = {};
   for (const precision of o.precisions) {
     const model = await buildPrecision(precision, fp32, x.p.split.train, x.profile, 128, feeds);
-    const v = compareLogits(x.reference, await exportedLogits(model, x.val, feeds), x.labels, C);
+    const logits = await exportedLogits(model, x.val, feeds);
+    const v = compareLogits(x.reference, logits, x.labels, C);
+    if (x.p.job.inspection) inspected[precision] = inspectionFigures(logits, x.labels, C, x.p.job.inspection);
     models.set(precision, model);
     measured[precision] = { top1: v.top1Exported, maxLogitDiff: v.maxAbsDiff, images: v.images, top1Agreement: v.top1Agreement };
     results.push({ precision, verification: v, bytes: model.byteLength, accepted: false, reason: '' });
@@ -147,8 +154,28 @@ export async function gatedPrecisions(x: Prepared, o: CompileOptions, fp32: Uint
   const chosen = order.map((y) => results.find((r) => r.precision === y && r.accepted)).find(Boolean);
   if (!chosen) throw new CompilerError('PRECISION_REFUSED', `no requested precision passed the accuracy gate: ${gate.refused.map((r) => r.message).join('; ')}`);
   const metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples: number }>> = {};
-  for (const r of results) metrics[r.precision] = { top1: r.verification.top1Exported, maxLogitDiff: r.verification.maxAbsDiff, samples: r.verification.images };
+  for (const r of results) metrics[r.precision] = { top1: r.verification.top1Exported, maxLogitDiff: r.verification.maxAbsDiff, samples: r.verification.images, ...inspected[r.precision] };
   return { results, chosen, metrics };
+}
+
+/**
+ * Inspection figures of one precision on the validation set, as manifest metrics (numbers only,
+ * so older runtimes still read the manifest): escape and false-reject rates at the manifest
+ * threshold, AUROC defect-vs-ok, and the strictest minConfidence holding false rejects ≤ 10 % with
+ * the escape rate there. A figure with nothing to measure on (no defective part, say) is left out.
+ */
+export function inspectionFigures(logits: Float32Array, labels: readonly number[], C: number, rule: InspectionRule): Record<string, number> {
+  const acc = new MetricAccumulator(C, rule);
+  acc.add(logits, labels);
+  const i = acc.result().inspection!;
+  const op = i.atMaxFrr;
+  const figures: Record<string, number | null> = {
+    escapeRate: i.escapeRate,
+    falseRejectRate: i.falseRejectRate,
+    aurocDefectVsOk: i.auroc,
+    ...(op.reachable && { minConfidenceAtFrr10: op.minConfidence, escapeRateAtFrr10: op.escapeRate }),
+  };
+  return Object.fromEntries(Object.entries(figures).filter((e): e is [string, number] => e[1] !== null));
 }
 
 export async function compileTask(o: CompileOptions): Promise<CompileResult> {
@@ -172,7 +199,7 @@ export async function compileTask(o: CompileOptions): Promise<CompileResult> {
         precision: chosen.precision,
         metrics,
         thresholds: thresholdsOf(config),
-        compiler: { version: COMPILER_VERSION, ortVersion: ortVersion() },
+        compiler: { version: VERSION, ortVersion: ortVersion() },
         target: profile?.name ?? null,
       },
       model: chosen.model!,
@@ -182,4 +209,4 @@ export async function compileTask(o: CompileOptions): Promise<CompileResult> {
   return { artifact: packed.bytes, manifest: packed.manifest, results, optimized, profile, keyIds: packed.keyIds };
 }
 
-export const thresholdsOf = (config: CompileConfig) => ({ minConfidence: config.thresholds.minConfidence, ...(config.thresholds.okLabels ? { okLabels: config.thresholds.okLabels } : {}) });
+export { thresholdsOf } from '../config/compile-config.ts';

@@ -19,6 +19,10 @@ export type CompilerErrorCode =
   | 'MODEL_TOO_WEAK' // validation top-1 below gates.minTop1 (override: --allow-weak)
   | 'PRECISION_REFUSED' // no requested precision kept its accuracy (--max-drop)
   | 'UNSUPPORTED' // a combination the compiler does not do (e.g. a shared backbone for `full`)
+  // A training run going wrong (compiler/train/diagnose.ts), an error under --strict:
+  | 'TRAINING_DIVERGING'
+  | 'TRAINING_COLLAPSED'
+  | 'TRAINING_NOT_LEARNING'
   // Our failure: a bug or an invariant of EdgePrompt broke; the input was fine.
   | 'PARITY_FAILED' // the exported graph does not compute what was trained
   | 'MISSING_TENSOR' // a graph or engine lacks a tensor it built itself

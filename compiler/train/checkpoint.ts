@@ -11,17 +11,8 @@ import { encodeSafetensors, readSafetensors } from '../backbones/safetensors.ts'
 import type { HostTensor } from '../ops/host-tensor.ts';
 import { CompilerError } from '../ops/errors.ts';
 import type { RunFingerprint } from './fingerprint.ts';
-
-export interface EpochRecord {
-  epoch: number;
-  lr: number;
-  trainLoss: number;
-  valLoss: number;
-  valTop1: number;
-  perClass: number[];
-  imagesPerSec: number;
-  seconds: number;
-}
+import type { TrainingWarning } from './diagnose.ts';
+import type { EpochRecord } from './epoch-record.ts';
 
 /** How a run ended; absent while it can still continue. A finished run is final for `compile` and `train --resume`. */
 export type RunEnd = 'early-stop' | 'all-epochs';
@@ -51,6 +42,10 @@ export interface TrainState {
   epochsWithoutImprovement: number;
   history: EpochRecord[];
   lastConfusion: number[][];
+  /** The loss of the first training batch, before any update: where the run started (compiler/train/diagnose.ts). */
+  initialLoss?: number;
+  /** What compiler/train/diagnose.ts saw going wrong (divergence, collapse, no learning), in order. */
+  warnings?: TrainingWarning[];
   /** A method's own training state (PromptMethod.initState/epochEnd), when it keeps one. */
   methodState?: Record<string, unknown>;
   config: unknown;

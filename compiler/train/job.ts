@@ -7,7 +7,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import type { CompileConfig } from '../config/compile-config.ts';
+import { thresholdsOf, type CompileConfig } from '../config/compile-config.ts';
+import { CompilerError } from '../ops/errors.ts';
+import type { InspectionRule } from '../../runtime/pipeline/inspection.ts';
 import { vitConfig, type VitConfig } from '../backbones/vit-variants.ts';
 import { loadVitWeights } from '../backbones/vit-weights.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
@@ -15,7 +17,7 @@ import { methodByName } from '../methods/registry.ts';
 import type { PromptMethod, Recipe } from '../methods/method.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import { initTf, type TfBackendInfo } from '../ops/tf-backend.ts';
-import { mulberry32 } from '../data/rng.ts';
+import { mulberry32 } from '../../devices/rng.ts';
 import { TfEngine } from './engine-tfjs.ts';
 import { OrtEngine } from './engine-ort.ts';
 import { chooseEngine } from './engine-choice.ts';
@@ -58,13 +60,32 @@ export function sha256File(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
 
-export async function prepareJob(config: CompileConfig, configFile: string, opts: { resume: boolean; progress: Progress; signal?: AbortSignal }): Promise<PreparedJob> {
+/**
+ * The manifest's OK/NG rule in class indices, when the task inspects parts (okLabels): checked
+ * against the data's classes before any training, so a typo fails in a second, not after the run.
+ */
+export function inspectionRule(config: CompileConfig, configFile: string, classes: readonly string[]): InspectionRule | undefined {
+  const t = thresholdsOf(config);
+  if (!t.okLabels) return undefined;
+  const okClasses = t.okLabels.map((l, i) => {
+    const k = classes.indexOf(l);
+    if (k < 0) {
+      const field = config.thresholds.okLabels ? `thresholds.okLabels[${i}]` : `thresholds.okLabels (default [${l}] for parts data)`;
+      throw new CompilerError('CONFIG_INVALID', `${configFile}: ${field}: "${l}" is not a class of the data (classes: ${classes.join(', ')}); name the good-part classes`);
+    }
+    return k;
+  });
+  return { okClasses, minConfidence: t.minConfidence };
+}
+
+export async function prepareJob(config: CompileConfig, configFile: string, opts: { resume: boolean; progress: Progress; signal?: AbortSignal; strict?: boolean }): Promise<PreparedJob> {
   const base = dirname(resolve(configFile));
   const backend = await initTf(config.backend);
   const weightsFile = resolve(base, config.backbone.weights);
   const size = config.backbone.imgSize ? { imgSize: config.backbone.imgSize } : {};
   const split = await loadSplit(config.data, vitConfig(config.backbone.arch, size), base);
   const cfg = vitConfig(config.backbone.arch, { ...size, numClasses: split.train.classes.length });
+  const inspection = inspectionRule(config, configFile, split.train.classes);
   const loaded = loadVitWeights(weightsFile, cfg);
   const backbone: StateDict = new Map([...loaded.stateDict].filter(([k]) => !k.startsWith('head.'))); // every task trains its own head
   const method = methodByName(config.method.name) as PromptMethod<Record<string, unknown>>;
@@ -109,6 +130,8 @@ export async function prepareJob(config: CompileConfig, configFile: string, opts
       }),
     progress: opts.progress,
     ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(inspection && { inspection }),
+    ...(opts.strict && { strict: true }),
   };
   return { job, cfg, backbone, split, backend, weightsFile };
 }
