@@ -153,14 +153,15 @@ function promptInPos<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, P: T): T 
 }
 
 /** The patch projection for raw 0..255 NCHW pixels: W/(255σ_c) and b − Σ W·μ_c/σ_c. */
-function rawPixelPatch<T>(ops: Ops<T>, cfg: VitConfig, patch: Affine<T>): Affine<T> {
+function rawPixelPatch<T>(ops: Ops<T>, cfg: VitConfig, patch: VitWeights<T>['patch']): Affine<T> {
   const pp = cfg.patchSize * cfg.patchSize;
   const cols = cfg.inChans * pp;
   const scale = Float32Array.from({ length: cols }, (_, i) => 1 / (255 * cfg.std[Math.floor(i / pp)]!));
   const shift = Float32Array.from({ length: cols }, (_, i) => cfg.mean[Math.floor(i / pp)]! / cfg.std[Math.floor(i / pp)]!);
+  const meanTerm = ops.reduceSum(ops.mul(patch.w, ops.constant({ shape: [cols], data: shift })), [1], false); // [D]
   return {
     w: ops.mul(patch.w, ops.constant({ shape: [cols], data: scale })),
-    b: ops.sub(patch.b, ops.reduceSum(ops.mul(patch.w, ops.constant({ shape: [cols], data: shift })), [1], false)),
+    b: patch.b ? ops.sub(patch.b, meanTerm) : ops.scale(meanTerm, -1), // CLIP's conv has no bias
   };
 }
 
