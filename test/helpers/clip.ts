@@ -1,5 +1,6 @@
 /** The CLIP parity fixtures (tools/reference/clip_ref.py): tiny random weights under both name schemes, the hand-made vocabulary. */
 import { loadClipWeights } from '../../compiler/backbones/clip-weights.ts';
+import { makeClipTask } from '../../compiler/backbones/clip-task.ts';
 import { readSafetensors } from '../../compiler/backbones/safetensors.ts';
 import { ClipTokenizer } from '../../compiler/text/tokenizer.ts';
 import type { HostTensor } from '../../compiler/ops/host-tensor.ts';
@@ -24,4 +25,11 @@ export function clipIO(): Map<string, HostTensor> {
 export function idRows(t: HostTensor): Int32Array[] {
   const [n, L] = t.shape as [number, number];
   return Array.from({ length: n }, (_, r) => Int32Array.from(t.data.subarray(r * L, (r + 1) * L)));
+}
+
+/** A task on the fixture CLIP: four classes the hand-made vocabulary spells, two templates. */
+export function fixtureClipTask(opts: { scheme?: 'openai' | 'hf'; act?: Act; classes?: string[]; templates?: string[] } = {}) {
+  const m = fixtureClip(opts.scheme ?? 'openai', opts.act ?? 'quick_gelu');
+  const task = makeClipTask({ cfg: m.cfg, stateDict: m.stateDict, tokenizer: fixtureTokenizer(), classes: opts.classes ?? ['cat', 'dog', 'cat_dog', 'a dog!'], templates: opts.templates ?? ['a {}.', '{} & cat'] });
+  return { ...m, task };
 }
