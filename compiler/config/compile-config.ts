@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { readYaml, applyOverrides, validate } from './load.ts';
 import { MATERIAL_NAMES, PART_KINDS } from '../data/parts-scene.ts';
+import { DEFAULT_TEMPLATES } from '../text/prompts.ts';
 
 const int = z.number().int();
 const positive = int.positive();
@@ -39,9 +40,17 @@ export const compileConfig = z.strictObject({
   name: z.string().regex(/^[\w.-]+$/, 'use letters, digits, "_", "-", "."'),
   backbone: z.strictObject({
     arch: z.string(),
-    weights: z.string().describe('timm-named .safetensors'),
+    weights: z.string().describe('timm-named .safetensors; for clip_* archs OpenAI/open_clip, Hugging Face CLIPModel or EdgePrompt names'),
     imgSize: positive.optional().describe('input side in pixels when it differs from the arch (position embeddings are resampled, as timm does)'),
+    tokenizer: z.string().optional().describe('CLIP only: the Hugging Face tokenizer.json the weights were trained with'),
+    source: z.enum(['openai', 'laion']).optional().describe("CLIP only: where the weights come from, which decides the activation (openai: QuickGELU, laion: GELU); needed unless the file's metadata or a config.json beside it says"),
   }),
+  text: z
+    .strictObject({
+      templates: z.array(z.string()).min(1).default([...DEFAULT_TEMPLATES]).describe('CLIP only: zero-shot prompt templates, "{}" is the class name'),
+      classNames: z.array(z.string()).min(2).optional().describe("CLIP only: the words for each class, in label order (default: the data's class names)"),
+    })
+    .default({ templates: [...DEFAULT_TEMPLATES] }),
   data: dataConfig,
   kShot: positive.optional().describe('sample k training images per class (seeded)'),
   method: z.strictObject({
@@ -53,6 +62,7 @@ export const compileConfig = z.strictObject({
       epochs: positive.optional(),
       batchSize: positive.optional(),
       warmupEpochs: int.min(0).optional(),
+      warmupLr: z.number().positive().optional().describe('a constant lr for the warmup epochs, then cosine over all epochs (Dassl; CoOp and DAPT default 1e-5)'),
       labelSmoothing: z.number().min(0).lt(1).optional(),
       patience: int.min(0).default(0).describe('early stop after this many epochs without a better val top-1 (0: off)'),
       optimizer: z

@@ -19,6 +19,10 @@ import { TfEngine } from './engine-tfjs.ts';
 import { OrtEngine } from './engine-ort.ts';
 import { chooseEngine } from './engine-choice.ts';
 import { loadSplit, trainData } from './data-source.ts';
+import { prepareClip } from './clip-job.ts';
+import { isClipArch } from '../backbones/clip-variants.ts';
+import type { ClipTask } from '../backbones/clip-task.ts';
+import { ConfigError } from '../config/load.ts';
 import type { TrainJob } from './loop.ts';
 import type { Progress } from './progress.ts';
 import type { Split } from '../data/types.ts';
@@ -30,6 +34,8 @@ export interface PreparedJob {
   split: Split;
   backend: TfBackendInfo;
   weightsFile: string;
+  /** A CLIP backbone's text side (tokenizer, class words, zero-shot embeddings). */
+  clip?: ClipTask;
 }
 
 export function mergeRecipe(base: Recipe, c: CompileConfig['recipe']): Recipe {
@@ -39,6 +45,7 @@ export function mergeRecipe(base: Recipe, c: CompileConfig['recipe']): Recipe {
     epochs: c.epochs ?? base.epochs,
     batchSize: c.batchSize ?? base.batchSize,
     warmupEpochs: c.warmupEpochs ?? base.warmupEpochs,
+    ...(c.warmupLr !== undefined || base.warmupLr !== undefined ? { warmupLr: c.warmupLr ?? base.warmupLr! } : {}),
     labelSmoothing: c.labelSmoothing ?? base.labelSmoothing,
     optimizer: {
       ...base.optimizer,
@@ -60,18 +67,30 @@ export async function prepareJob(config: CompileConfig, configFile: string, opts
   const base = dirname(resolve(configFile));
   const backend = await initTf(config.backend);
   const weightsFile = resolve(base, config.backbone.weights);
-  const size = config.backbone.imgSize ? { imgSize: config.backbone.imgSize } : {};
-  const split = await loadSplit(config.data, vitConfig(config.backbone.arch, size), base);
-  const cfg = vitConfig(config.backbone.arch, { ...size, numClasses: split.train.classes.length });
-  const loaded = loadVitWeights(weightsFile, cfg);
-  const backbone: StateDict = new Map([...loaded.stateDict].filter(([k]) => !k.startsWith('head.'))); // every task trains its own head
+  let cfg: VitConfig;
+  let split: Split;
+  let backbone: StateDict;
+  let clip: ClipTask | undefined;
+  if (isClipArch(config.backbone.arch)) {
+    let notes: string[];
+    ({ cfg, split, backbone, clip, notes } = await prepareClip(config, configFile, base));
+    for (const n of notes) opts.progress.log(`${config.backbone.weights}: ${n}`);
+  } else {
+    const size = config.backbone.imgSize ? { imgSize: config.backbone.imgSize } : {};
+    split = await loadSplit(config.data, vitConfig(config.backbone.arch, size), base);
+    cfg = vitConfig(config.backbone.arch, { ...size, numClasses: split.train.classes.length });
+    const loaded = loadVitWeights(weightsFile, cfg);
+    backbone = new Map([...loaded.stateDict].filter(([k]) => !k.startsWith('head.'))); // every task trains its own head
+  }
   const method = methodByName(config.method.name) as PromptMethod<Record<string, unknown>>;
+  if (method.requiresClip && !clip) throw new ConfigError(configFile, 'method.name', `${method.name} needs a CLIP backbone (backbone.arch clip_*, with backbone.tokenizer); ${config.backbone.arch} is a ViT`);
   const options = method.resolveOptions(config.method.options);
   const recipe = mergeRecipe(method.recipe(options), config.recipe);
   const initial = new Map<string, HostTensor>();
   for (const [k, t] of backbone) if (method.trainsBackbone(k, options)) initial.set(k, { shape: [...t.shape], data: Float32Array.from(t.data) });
   const data = trainData(cfg, { split, ...(config.kShot ? { kShot: config.kShot } : {}), seed: config.seed, augment: recipe.augment });
-  const initCtx = { cfg, numClasses: cfg.numClasses, backbone, rng: mulberry32(config.seed), sample: data.sample! };
+  const withClip = clip ? { clip } : {};
+  const initCtx = { cfg, numClasses: cfg.numClasses, backbone, rng: mulberry32(config.seed), sample: data.sample!, ...withClip };
   for (const [k, t] of await method.init(initCtx, options)) initial.set(k, t);
   const backendName = `tfjs ${backend.backend}${backend.package.includes('gpu') ? ' (GPU)' : ''}`;
   const job: TrainJob = {
@@ -88,15 +107,15 @@ export async function prepareJob(config: CompileConfig, configFile: string, opts
     config,
     data,
     initial,
-    methodContext: { cfg, numClasses: cfg.numClasses, backbone },
+    methodContext: { cfg, numClasses: cfg.numClasses, backbone, ...withClip },
     makeEngine: (params) =>
       chooseEngine(config.engine, {
-        tfjs: () => new TfEngine({ cfg, backbone, method, options, params, numClasses: cfg.numClasses, labelSmoothing: recipe.labelSmoothing, seed: config.seed, backend: backendName }),
-        ort: () => OrtEngine.create({ cfg, backbone, method, options, params, numClasses: cfg.numClasses, labelSmoothing: recipe.labelSmoothing, seed: config.seed }),
+        tfjs: () => new TfEngine({ cfg, backbone, method, options, params, numClasses: cfg.numClasses, labelSmoothing: recipe.labelSmoothing, seed: config.seed, backend: backendName, ...withClip }),
+        ort: () => OrtEngine.create({ cfg, backbone, method, options, params, numClasses: cfg.numClasses, labelSmoothing: recipe.labelSmoothing, seed: config.seed, ...withClip }),
         log: (line) => opts.progress.log(line),
       }),
     progress: opts.progress,
     ...(opts.signal ? { signal: opts.signal } : {}),
   };
-  return { job, cfg, backbone, split, backend, weightsFile };
+  return { job, cfg, backbone, split, backend, weightsFile, ...withClip };
 }
