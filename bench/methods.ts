@@ -9,7 +9,7 @@
  * `spt-deep:init=kmeans`; `lr=…` overrides the learning rate and `opt=adamw|sgd` the optimiser, for
  * sweeps and ablations). linear / full / vpt-* use the transfer benchmark's recipes
  * (bench/transfer-task.ts) so the rows compare with docs/bench/transfer.md; the other methods
- * keep their own default optimiser (METHODS.md) with the same epochs, batch and warmup.
+ * keep their own default optimiser (docs/spec/<method>.md) with the same epochs, batch and warmup.
  * Runs live in .cache/bench/methods/<run>; finished ones are reused, so an interrupted
  * benchmark continues where it stopped (delete that folder after changing a method).
  *
@@ -148,7 +148,7 @@ const file = writeReport(
   'Prompt methods on the benchmark task',
   command,
   `Shipped backbone ${BACKBONE} (pretrained on Fashion-MNIST 0–4) transferred to the task; training set capped at ${f.cap} images per class (16-shot rows: 16); ${validation}; ${f.epochs} epochs (16-shot: ${f.shotEpochs}), ort engine; top-1 is the best validation accuracy over the epochs (as VPT reports), mean ± sample std over seeds ${f.seeds}.
-Optimisers: linear / full / vpt-* use bench:transfer's recipes, the others their own defaults (METHODS.md), with these learning-rate overrides from seed-0 sweeps (see BENCH_LR in bench/methods-config.ts): ${JSON.stringify(BENCH_LR)}.
+Optimisers: linear / full / vpt-* use bench:transfer's recipes, the others their own defaults (docs/spec/), with these learning-rate overrides from seed-0 sweeps (see BENCH_LR in bench/methods-config.ts): ${JSON.stringify(BENCH_LR)}.
 Latency: each method's fused fp32 artifact (uint8 NHWC input at the backbone's size, batch 1), onnxruntime-node ${ortVersion()} CPU, 2 intra-op threads, median of ${f.rounds} interleaved rounds × ${f.runs} runs in each invocation (a fresh process), ÷ the bare backbone (backbone + linear head) measured in the same rounds; **min / median / max over ${f.invocations} invocations**. Size: the fp32 ONNX model.
 
 | task | shots | method | top-1 % (mean ± std) | per seed | trainable values | train img/s | latency ms (min / median / max) | ÷ bare (min / median / max) | ONNX KiB |

@@ -81,6 +81,6 @@ const file = writeReport(
 |---|---|---|---|---|---|
 ${rows.join('\n')}
 
-SA2VP cannot fold into prefix K/V (METHODS.md §0.3, §5(f)): its prompt map depends on the image from layer 0 on, so every layer runs the frozen block twice (base and prompt map) plus a cross-block (LN, 4 projections, masked attention over all ${65} tokens, Mlp_small). Only P₀ = ppt_proj(ppt) + pos, Block₀(P₀), its layer-0 queries and the deep-prompt terms fold; the last layer computes the base CLS row only.`,
+SA2VP cannot fold into prefix K/V (docs/spec/folding.md, docs/spec/sa2vp.md#export): its prompt map depends on the image from layer 0 on, so every layer runs the frozen block twice (base and prompt map) plus a cross-block (LN, 4 projections, masked attention over all ${65} tokens, Mlp_small). Only P₀ = ppt_proj(ppt) + pos, Block₀(P₀), its layer-0 queries and the deep-prompt terms fold; the last layer computes the base CLS row only.`,
 );
 console.log(`wrote ${file}`);

@@ -117,7 +117,7 @@ test('init: xavier-uniform bounds (÷8), head N(0, 0.02²); p_len = min(p_len, C
     const max = Math.max(...p.get(k)!.data.map(Math.abs));
     t.true(max <= bound && max > 0.9 * bound, `${k}: max ${max} vs bound ${bound}`);
   }
-  t.is(xavierBound(2, 10, 768) / 8, Math.sqrt(6 / (768 * 12)) / 8); // METHODS.md's example: 0.0255/8
+  t.is(xavierBound(2, 10, 768) / 8, Math.sqrt(6 / (768 * 12)) / 8); // docs/spec/da-vpt.md#init's example: 0.0255/8
   const raw = await daVpt.init({ ...ctx, rng: mulberry32(5) }, { ...o, initDivideBy8: false });
   t.true(Math.abs(Math.max(...raw.get('other_prompt_tokens')!.data.map(Math.abs)) - 8 * Math.max(...p.get('other_prompt_tokens')!.data.map(Math.abs))) < 1e-6);
   const h = p.get('head.weight')!.data;

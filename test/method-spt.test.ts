@@ -94,7 +94,7 @@ test('captured tokens equal the reference: patch_embed output (no CLS/pos) and b
 test('pooling windows: w = ⌊T/(N−1)⌋, N−1 windows plus the remainder; none when it is 0; N = 1 pools all; too many prompts refused', (t) => {
   t.deepEqual(poolWindows(16, 4), [[0, 5], [5, 10], [10, 15], [15, 16]]);
   t.deepEqual(poolWindows(16, 5), [[0, 4], [4, 8], [8, 12], [12, 16]]);
-  t.deepEqual(poolWindows(196, 20).length, 20); // METHODS.md: 19 windows of 10 + a last one of 6
+  t.deepEqual(poolWindows(196, 20).length, 20); // docs/spec/spt.md: 19 windows of 10 + a last one of 6
   t.deepEqual(poolWindows(196, 20).at(-1), [190, 196]);
   t.deepEqual(poolWindows(16, 1), [[0, 16]]);
   t.throws(() => poolWindows(16, 18), { message: /18 prompts need N − 1 = 17 pooling windows but a layer has only 16 tokens/ });

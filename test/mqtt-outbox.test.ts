@@ -1,4 +1,4 @@
-// The Outbox contract (STYLE.md §4, house rule 5): one suite, run against the memory and the file
+// The Outbox contract (docs/style.md "Durable messaging", rule 5): one suite, run against the memory and the file
 // outbox. Then what only the file outbox promises: reopen, compaction, torn lines, kill -9.
 
 import test, { type ExecutionContext } from 'ava';
@@ -219,12 +219,13 @@ test('file: a directory that cannot be written is a clear OUTBOX_NOT_WRITABLE er
 test('file: a second open of the same directory is OUTBOX_LOCKED until the first closes', async (t) => {
   const dir = await tempDir(t);
   const a = await openFileOutbox({ dir });
+  await a.put(rec(1));
   const err = await t.throwsAsync(openFileOutbox({ dir }), { instanceOf: OutboxError });
   t.is(err?.code, 'OUTBOX_LOCKED');
   await a.close();
-  const b = await openFileOutbox({ dir });
+  const b = await openFileOutbox({ dir }); // the lock went with the first close
+  t.deepEqual([...b.entries()].map((e) => e.topic), ['t/1'], 'the second open holds what the first stored');
   await b.close();
-  t.pass();
 });
 
 test('file: entries put by a process killed with SIGKILL mid-stream are all there on reopen', async (t) => {

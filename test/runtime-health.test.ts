@@ -1,7 +1,7 @@
 // Health parts: latency quantiles, fps meters, CPU temperature from /sys/class/thermal, the health
 // payload built from a running pipeline; plus the reject actuator sink and the snapshot PNG encoder.
 import test from 'ava';
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { SyntheticSource } from '../devices/cameras/synthetic.ts';
@@ -59,8 +59,18 @@ test('cpuTemperature: the CPU zone by type, else the hottest; null without /sys/
   await writeFile(join(dir, 'thermal_zone1', 'type'), 'board\n');
   t.is(cpuTemperature(dir), 61, 'no CPU zone: the hottest');
   t.is(cpuTemperature(join(dir, 'missing')), null);
-  await chmod(join(dir, 'thermal_zone0', 'temp'), 0o000);
-  t.notThrows(() => cpuTemperature(dir));
+  // An unreadable zone is skipped, not fatal: the hottest zone (61 °C) becomes unreadable, so the
+  // next readable one wins. A directory in place of the `temp` file fails to read even as root
+  // (where chmod 000 would not stop the read); a zone without `temp` fails too.
+  await rm(join(dir, 'thermal_zone0', 'temp'));
+  await mkdir(join(dir, 'thermal_zone0', 'temp'));
+  await mkdir(join(dir, 'thermal_zone3'));
+  t.is(cpuTemperature(dir), 45.5, 'unreadable zones skipped: the hottest readable one');
+  if (process.getuid?.() !== 0) {
+    await writeFile(join(dir, 'thermal_zone1', 'temp'), '70000\n');
+    await chmod(join(dir, 'thermal_zone1', 'temp'), 0o000);
+    t.is(cpuTemperature(dir), null, 'no zone readable (permissions): null');
+  }
 });
 
 test('health payload from a running pipeline passes the schema', async (t) => {
@@ -81,7 +91,7 @@ test('health payload from a running pipeline passes the schema', async (t) => {
   const payload = HealthPayload.parse({ ...h, v: 1, device: 'd1', ts: Date.now(), mqtt: { connected: true, published: 0, acked: 0, outboxDepth: 0, dropped: 0, reconnects: 0 } });
   t.is(payload.ep, 'cpu');
   t.true(payload.uptimeS >= 5);
-  t.truthy(payload.inferMs && payload.inferMs.p50 > 0 && payload.inferMs.p99 >= payload.inferMs.p50);
+  t.true(payload.inferMs !== null && payload.inferMs.p50 > 0 && payload.inferMs.p99 >= payload.inferMs.p50);
   t.is(payload.cameras.cam1!.state, 'running');
   t.true(payload.cameras.cam1!.fpsIn > 0 && payload.cameras.cam1!.fpsProcessed > 0);
   t.true(payload.rssBytes > 10e6);

@@ -214,7 +214,7 @@ export function attention<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, x
 /**
  * The keys/values constant tokens P [1, N, D] would contribute in block `bw`, as [H, N, dh]:
  * LN1(P)·W_k + b_k and LN1(P)·W_v + b_v. LayerNorm is per token, so when P does not depend on
- * the image these fold into initializers (METHODS.md §0.3).
+ * the image these fold into initializers (docs/spec/folding.md).
  */
 export function prefixKV<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, P: T): PrefixKV<T> {
   const D = cfg.embedDim;

@@ -1,31 +1,32 @@
 /**
  * DA-VPT: Distribution-Aware Visual Prompt Tuning (Ren, Chen, Wang, Hua, CVPR 2025;
- * METHODS.md §4, Noahsark/DA-VPT 1a5ac60).
+ * docs/spec/da-vpt.md, from Noahsark/DA-VPT 1a5ac60).
  *
- * Prompts (§4(a)): deep-VPT replacement at every block (the previous block's prompt outputs are
- * dropped, fresh ones inserted after CLS, no position embedding), in two groups:
+ * Prompts (spec "Tensors", "Forward"): deep-VPT replacement at every block (the previous
+ * block's prompt outputs are dropped, fresh ones inserted after CLS, no position embedding),
+ * in two groups:
  * - proxy prompts `proxy_prompt_tokens` [p_depth, p_len, D] at blocks proxyStart…proxyEnd
  *   (inclusive, 0-based; default the last block), p_len = min(proxyPrompts, C), one per class
  *   cluster; optional `vptNorm: l2` normalises them before they enter the block;
  * - other prompts `other_prompt_tokens` [L − p_depth, N, D] at the remaining blocks, in order.
- * Init (§4(d)): xavier_uniform on each 3-D tensor, bound √(6 / (D·len + D·depth)), ÷8 with
+ * Init (spec "Init"): xavier_uniform on each 3-D tensor, bound √(6 / (D·len + D·depth)), ÷8 with
  * `initDivideBy8`; head trunc_normal(0.02) (plainly normal at that std), bias 0.
  *
- * Loss (§4(c)): CE + (1/p_depth) Σ_ℓ [w_vpt·L_PA(s) + w_cls·L_PA(t)] with, at proxy block ℓ and
- * its input sequence _x = [CLS, P_ℓ, image tokens]: z_b = normalize(mean of _x's image tokens),
+ * Loss (spec "Loss"): CE + (1/p_depth) Σ_ℓ [w_vpt·L_PA(s) + w_cls·L_PA(t)] with, at proxy block ℓ
+ * and its input sequence _x = [CLS, P_ℓ, image tokens]: z_b = normalize(mean of _x's image tokens),
  * c_b = normalize(W_q·LN1(_x_cls) + b_q), proxies p_j = 5·normalize(P_ℓ[j]) (raw prompts, not
- * vpt-normed), s = z·pᵀ, t = c·pᵀ, and Proxy-Anchor over the batch per proxy with α = 32,
- * δ = 0.1; both terms divide by all P proxies. Positives come from the class→proxy mapping, fed
- * per batch as the one-hot `proxy_mask` [N, P].
+ * vpt-normed), s = z·pᵀ, t = c·pᵀ, and Proxy-Anchor over the batch per proxy with α = 32, δ = 0.1;
+ * both terms divide by all P proxies. Positives come from the class→proxy mapping, fed per batch as
+ * the one-hot `proxy_mask` [N, P].
  *
- * Mapping (§4(b), method state): class means of the final normed CLS feature over a per-class
- * sample (10 images), LayerNorm without affine, cosine k-means (k = p_len, 20 iterations, tol
- * 1e-4); C ≤ p_len is the identity. `initState` uses the frozen prompt-free backbone, as the
- * official code does. DEVIATION: the official code re-clusters at every epoch end from running
- * class means accumulated by the training forward; we recompute the class means with the
- * current prompted model on the same per-class sample at epoch end (warm-started from the
- * previous centres). This keeps the engines' step functions free of side outputs; the means are
- * of the current model rather than averaged over the epoch's changing models.
+ * Mapping (spec "Class → proxy mapping", method state): class means of the final normed CLS feature
+ * over a per-class sample (10 images), LayerNorm without affine, cosine k-means (k = p_len, 20
+ * iterations, tol 1e-4); C ≤ p_len is the identity. `initState` uses the frozen prompt-free
+ * backbone, as the official code does. DEVIATION: the official code re-clusters at every epoch end
+ * from running class means accumulated by the training forward; we recompute the class means with
+ * the current prompted model on the same per-class sample at epoch end (warm-started from the
+ * previous centres). This keeps the engines' step functions free of side outputs; the means are of
+ * the current model rather than averaged over the epoch's changing models.
  *
  * Variants: `da-vpt` trains prompts and head only. `da-vpt-bias` is the released configs'
  * (`learnable_list`): also cls_token, LN1 weight/bias, and the biases of k, v, proj, fc2 and
@@ -33,15 +34,15 @@
  * of it: b_q is tuned too (D per block more than the official split, which keeps b_q frozen;
  * b_k is a no-op either way because softmax ignores a per-query constant).
  *
- * Export (§4(f)): every prompt entering a block is a constant whose outputs are discarded, so
- * the fused form is per-block constant prefix K/V of p_len or N rows (vpt_norm applied first).
+ * Export (spec "Export"): every prompt entering a block is a constant whose outputs are
+ * discarded, so the fused form is per-block constant prefix K/V of p_len or N rows (vpt_norm applied first).
  * Fusion cost of `da-vpt-bias`: none in the graph. Tuned biases, LN1 and cls_token are
  * constants that substitute for the frozen values (the prefix K/V are computed with the tuned
  * LN1 and qkv bias), so it exports as the same fused prefix-K/V graph; the cost is that the
  * artifact no longer shares the pretrained backbone bit-for-bit (no `shared` export form: a
  * task update ships the whole model rather than a prompt pack).
  *
- * Recipe (§4(e)): AdamW; prompts and cls_token decay by `weightDecay`, head.weight by
+ * Recipe (spec "Recipe"): AdamW; prompts and cls_token decay by `weightDecay`, head.weight by
  * `headWeightDecay` (wd_head), biases/LN/head.bias not at all; warmup then cosine per step;
  * batch 32.
  */
@@ -75,7 +76,7 @@ export const daVptOptions = z.strictObject({
 });
 export type DaVptOptions = z.infer<typeof daVptOptions>;
 
-/** Proxy-Anchor constants (METHODS.md §4(c)): α+ = α− = 32, δ+ = 0.1, δ− = −0.1, proxy scale 5. */
+/** Proxy-Anchor constants (docs/spec/da-vpt.md#loss): α± = 32, δ± = ±0.1, proxy scale 5. */
 export const PA_ALPHA = 32;
 export const PA_DELTA = 0.1;
 export const PROXY_SCALE = 5;
@@ -171,7 +172,7 @@ export function daVptFeatures<T>(ctx: ForwardContext<T>, x: T, o: DaVptOptions, 
   };
   const u8 = ctx.uint8Nhwc ? { uint8Nhwc: true } : {};
   if (ctx.mode === 'export') {
-    // Constant prompts whose outputs are discarded: only their keys/values matter (METHODS.md §0.3).
+    // Constant prompts whose outputs are discarded: only their keys/values matter (docs/spec/folding.md).
     const kv = ctx.w.blocks.map((bw, i) => {
       const { k, v } = prefixKV(ops, cfg, bw, prompt(i));
       return { k: ops.label(k, `blocks.${i}.attn.prompt_k`), v: ops.label(v, `blocks.${i}.attn.prompt_v`) };
@@ -196,7 +197,7 @@ export function daVptFeatures<T>(ctx: ForwardContext<T>, x: T, o: DaVptOptions, 
   });
 }
 
-/** The metric term of one proxy block: w_vpt·L_PA(s) + w_cls·L_PA(t) (METHODS.md §4(c)). */
+/** The metric term of one proxy block: w_vpt·L_PA(s) + w_cls·L_PA(t) (docs/spec/da-vpt.md#loss). */
 function proxyBlockLoss<T>(ctx: LossContext<T>, o: DaVptOptions, t: ProxyTap<T>, pos: T): T {
   const { ops, cfg } = ctx;
   const D = cfg.embedDim;

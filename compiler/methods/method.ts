@@ -1,7 +1,7 @@
 /**
- * What a prompt method is (ARCHITECTURE.md "Prompt methods"): its trainable tensors and their
- * initialisation, how it changes the backbone's forward pass, extra losses, and its default
- * recipe. The training loop and the exporters only see this interface.
+ * What a prompt method is (docs/architecture.md "Methods, training and export"): its trainable
+ * tensors and their initialisation, how it changes the backbone's forward pass, extra losses, and
+ * its default recipe. The training loop and the exporters only see this interface.
  */
 import type { Ops } from '../ops/ops.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
@@ -166,9 +166,9 @@ export function uniform(shape: number[], bound: number, rng: Rng): HostTensor {
 }
 
 /**
- * The recipe the seed papers' code shares (SPT, DA-VPT, SA2VP): AdamW without lr batch scaling,
- * 100 epochs with 10 warmup, cosine per optimiser step, no label smoothing or augmentation
- * (their VTAB transforms). Methods pass what differs.
+ * The recipe the papers' official code shares (SPT, DA-VPT, SA2VP; docs/spec/): AdamW without
+ * lr batch scaling, 100 epochs with 10 warmup, cosine per optimiser step, no label smoothing or
+ * augmentation (their VTAB transforms). Methods pass what differs.
  */
 export function adamwRecipe(o: { lr: number; weightDecay: number; batchSize: number }): Recipe {
   return {

@@ -1,6 +1,6 @@
 /**
  * SA2VP: Spatially Aligned-and-Adapted Visual Prompt (Pei, Xia et al., AAAI 2024), official
- * semantics (tommy-xq/SA2VP `vit_tinypara.py`, METHODS.md §5):
+ * semantics (tommy-xq/SA2VP `vit_tinypara.py`; docs/spec/sa2vp.md):
  * - a 2-D prompt map ppt [1, T, r] (one slot per token, CLS included) lifted by ppt_proj r→D and
  *   given the image's own position embedding: P₀ = ppt_proj(ppt) + pos (the spatial alignment);
  * - two pathways through the *same* frozen blocks: base H (the image) and prompt P, never mixed
@@ -63,7 +63,7 @@ export function b2pLayersOf(o: Sa2vpOptions, L: number): number[] {
 const deepLayersOf = (b2p: number[]) => b2p.filter((i) => i > 0);
 
 /**
- * Trainable values without the head, by formula (METHODS.md: 372,912 for ViT-B/16 at r = 16):
+ * Trainable values without the head, by formula (docs/spec/sa2vp.md: 372,912 for ViT-B/16 at r = 16):
  * ppt T·r, ppt_proj r·D + D, deep maps k·(T·r + r·D + D), cross_conv k·D, and per layer ffn_norm
  * 2D plus Mlp_small (D·r + r) + (r·D + D).
  */

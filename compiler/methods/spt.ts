@@ -1,12 +1,12 @@
 /**
  * SPT: Self-Prompt Tuning ("Revisiting the Power of Prompt for Visual Tuning", Wang et al.,
- * ICML 2024; METHODS.md §3). The architecture, forward and fused export are VPT's
+ * ICML 2024; docs/spec/spt.md). The architecture, forward and fused export are VPT's
  * (`vptForward`, without prompt dropout); only the initialisation and the recipe differ.
  *
- * Init (METHODS.md §3(d)): `sampleSize` training images drawn with replacement (training
- * transforms) run once through the frozen, prompt-free backbone. Layer 0's tokens are the
- * patch-embedding outputs (before CLS and position embedding); layer i ≥ 1's are the input of
- * block i with CLS removed. Per layer, from its tokens X [B, T, D]:
+ * Init (docs/spec/spt.md#init-the-method): `sampleSize` training images drawn with replacement
+ * (training transforms) run once through the frozen, prompt-free backbone. Layer 0's tokens are the
+ * patch-embedding outputs (before CLS and position embedding); layer i ≥ 1's are the input of block
+ * i with CLS removed. Per layer, from its tokens X [B, T, D]:
  * - `random`: N of the B·T token rows, uniformly without replacement;
  * - `mean` / `max`: each image's raster-ordered tokens pooled in N − 1 windows of
  *   w = ⌊T/(N−1)⌋ tokens plus a last window of the T − (N−1)·w remaining ones, then N of the
@@ -16,8 +16,9 @@
  *   token rows, Euclidean, seeded k-means++ then Lloyd iterations (`kmeansCentres`).
  * The head is timm's trunc_normal(std 0.02) (truncated at ±2 absolute, i.e. plainly normal), bias 0.
  *
- * Recipe (§3(e)): AdamW; prompts decay by the recipe's weight decay (1e-2), head.weight by
- * `headWeightDecay` (the official `wd_head`), head.bias not at all; warmup then cosine per step.
+ * Recipe (docs/spec/spt.md#recipe): AdamW; prompts decay by the recipe's weight decay (1e-2),
+ * head.weight by `headWeightDecay` (the official `wd_head`), head.bias not at all; warmup then
+ * cosine per step.
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
@@ -279,7 +280,7 @@ function make(name: 'spt-shallow' | 'spt-deep'): PromptMethod<SptOptions> {
       return m;
     },
     trainsBackbone: () => false,
-    // No prompt dropout in SPT (METHODS.md §3(b)).
+    // No prompt dropout in SPT (docs/spec/spt.md#forward-and-loss).
     forward: (ctx, x, o) => vptForward(ctx, x, { prompts: o.prompts, deep: o.deep, dropout: 0 }),
     decays: (n) => n !== 'head.bias',
     weightDecayFor: (n, o) => (n === 'head.weight' ? o.headWeightDecay : undefined),

@@ -1,9 +1,9 @@
 /**
- * VP: pixel padding prompts (Bahng et al. 2022, `PadPrompter`, METHODS.md §1) on a ViT with a
+ * VP: pixel padding prompts (Bahng et al. 2022, `PadPrompter`; docs/spec/vp.md) on a ViT with a
  * linear head, in two variants:
  * - `vp-inner` (official VP): a learnable frame of width p added to the border of the
  *   normalised image the backbone sees, x' = x + P, P zero in the (S−2p)² centre;
- * - `vp-outer` (EVP-style, seed 000's "outside" prompt, METHODS.md "Outer variant" (A)): the
+ * - `vp-outer` (EVP-style, the prompt outside the image; docs/spec/vp.md "Forward"): the
  *   image is first shrunk to (S−2p)² and centred on a zero canvas, so the frame never covers
  *   content: x' = M·x·Mᵀ + P. M [S, S] is the shrink as a constant linear map: rows p..S−p−1
  *   hold the bilinear resize S → S−2p, the frame rows are zero. Shrinking commutes with the
@@ -16,7 +16,8 @@
  * Resize convention (outer): bilinear, half-pixel centres (align_corners=False). With
  * `antialias` (default) the taps are PIL's/torch's antialiased triangle filter widened by the
  * downscale factor (torch `F.interpolate(mode='bilinear', align_corners=False, antialias=True)`,
- * PIL `Image.BILINEAR`; EVP shrinks with PIL); without, torch's plain two-tap bilinear.
+ * PIL `Image.BILINEAR`); without, torch's plain two-tap bilinear. EVP itself resizes bicubically
+ * (a departure, docs/spec/vp.md).
  * tools/reference/method_vp.py checks both against torch.
  *
  * Export (`mode === 'export'`): the patch embedding is linear, so

@@ -1,13 +1,13 @@
 /**
  * VPT: Visual Prompt Tuning (Jia et al., ECCV 2022), official semantics (KMnP/vpt 4410440,
- * METHODS.md §2):
+ * docs/spec/vpt.md):
  * - N prompt tokens inserted after CLS with no position embedding: [CLS, P (N), patches];
  * - deep: before block i ≥ 1 the previous layer's prompt outputs are dropped and replaced by
  *   fresh P_i (replaced, not accumulated);
  * - prompt dropout on the inserted tokens (0.1 deep, 0 shallow); backbone in eval mode;
  * - init U(−v, v), v = sqrt(6 / (3·p² + D)) (Xavier for a patch-projection output), the same
- *   for deep prompts; head kaiming fan_out (std sqrt(2/C)), bias 0 (the −log 99 prior is an
- *   option: VPT only used it for a focal-loss variant);
+ *   for deep prompts; head kaiming fan_out (std sqrt(2/C)), bias 0 (the official head starts at
+ *   −log 99 for every class, a shift softmax cross-entropy cannot see; docs/spec/vpt.md#init);
  * - SGD momentum 0.9, lr scaled by batch/256, wd on everything but the head bias, warmup then
  *   cosine stepped per epoch.
  */

@@ -1,6 +1,7 @@
 // The outbox: where every result waits between "produced" and "PUBACK received".
-// Like MQTT.js's IStore (STYLE.md §4) it is a small interface with two implementations, memory and
-// file (outbox-file.ts), that pass one contract suite (test/mqtt-outbox.test.ts).
+// Like MQTT.js's IStore (docs/style.md "Durable messaging") it is a small interface with two
+// implementations, memory and file (outbox-file.ts), that pass one contract suite
+// (test/mqtt-outbox.test.ts).
 //
 // Ids are the result sequence numbers: monotonic, never reused within an epoch, and (for the file
 // outbox) persisted across restarts even when every entry has been acked. An entry dropped by the

@@ -1,8 +1,9 @@
 // Opening an onnxruntime session with the device profile's execution providers in order.
 // onnxruntime-node throws when an EP's libraries are missing (it does not fall back by itself,
-// STACK.md §1), so each provider is tried in turn — with the ones after it as ORT's per-node
-// fallbacks — and warmed up; every failure is kept and reported, and the first provider that
-// works is the one in use. If none works, EP_ALL_FAILED lists them all (STYLE.md §6).
+// docs/platform.md "Execution providers"), so each provider is tried in turn — with the ones
+// after it as ORT's per-node fallbacks — and warmed up; every failure is kept and reported, and
+// the first provider that works is the one in use. If none works, EP_ALL_FAILED lists them all
+// (docs/style.md "Fallbacks").
 
 import * as ort from 'onnxruntime-node';
 import { ArtifactError } from '../artifact/errors.ts';
@@ -44,7 +45,7 @@ function sessionOptions(profile: DeviceProfile, eps: readonly ExecutionProvider[
   const o: ort.InferenceSession.SessionOptions = {
     executionProviders: eps.map(providerOption),
     graphOptimizationLevel: profile.graphOptimizationLevel,
-    executionMode: 'sequential', // 'parallel' was 2x slower for ViTs (STACK.md §1)
+    executionMode: 'sequential', // 'parallel' is slower for ViTs (docs/platform.md "Session options")
     interOpNumThreads: profile.threads.interOp,
     logSeverityLevel: 3, // ORT's own warnings (unused initializers) are noise; failures reach us as errors
     // The binding flattens `extra` into session config entries: idle threads stop spinning.
