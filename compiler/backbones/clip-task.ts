@@ -1,9 +1,9 @@
 /**
  * A CLIP task on the host: the model config and weights, the tokenizer, the class names and
  * templates, and what the text tower gives for them before any training, the zero-shot class
- * embeddings `normalize(mean_t normalize(text(template_t(c))))` [C, E] (docs/spec/clip.md,
- * "what folds"). They are computed once here, so the text tower runs at compile time only; on the
- * device the class head is a constant.
+ * embeddings `normalize(mean_t normalize(text(template_t(c))))` [C, E]
+ * (docs/spec/clip.md#what-folds). They are computed once here, so the text tower runs at compile
+ * time only; on the device the class head is a constant.
  *
  * `ClipContext` is what a method's forward sees (ForwardContext.clip): the image projection, the
  * text tower bound on first use (only CoOp and DAPT run it), the zero-shot embeddings as a constant.

@@ -1,6 +1,6 @@
 /**
  * CLIP weights from either name scheme in circulation, mapped in ONE table onto our names
- * (docs/spec/clip.md, "tensor names"):
+ * (docs/spec/clip.md#tensor-names):
  * - OpenAI / open_clip (`visual.conv1.weight`, packed `attn.in_proj_weight`, `x @ proj`);
  * - Hugging Face `CLIPModel` (`vision_model.…`, separate q/k/v, projections stored as Pᵀ);
  * - ours: the image tower in timm's CLIP layout (`patch_embed.proj.weight`, `norm_pre`,

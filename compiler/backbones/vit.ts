@@ -162,7 +162,7 @@ export function embed<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T, ui
   let patches: T;
   if (uint8Nhwc && !w.patch.b) {
     // Bias-free conv (CLIP): the folded normalisation's constant −Σ W·μ/σ joins pos[1:] instead
-    // of a bias, one constant [G², D] and one Add (docs/spec/clip.md, "what folds").
+    // of a bias, one constant [G², D] and one Add (docs/spec/clip.md#what-folds).
     const { w: wf, b: shift } = uint8PatchProjection(ops, cfg, w);
     patches = ops.add(ops.linear(uint8Patches(ops, cfg, x), wf), ops.add(ops.slice(w.pos, 1, 1, T1), shift));
   } else {

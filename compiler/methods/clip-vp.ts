@@ -1,8 +1,9 @@
 /**
- * VP on CLIP, seed 000's setting (docs/spec/clip.md; METHODS of VP in docs/methods.md): the
- * padding prompt of vp.ts (inner: a frame added to the normalised image; outer: the image shrunk
- * inside the frame) in front of frozen CLIP, classified by the zero-shot text head, as the
- * official `main_clip.py` does (no linear head; the text classifier is fixed).
+ * VP on CLIP, the setting of the VP paper and its outer-padding follow-up (docs/spec/vp.md,
+ * docs/spec/clip.md#what-folds): the padding prompt of vp.ts (inner: a frame added to the
+ * normalised image; outer: the image shrunk inside the frame) in front of frozen CLIP,
+ * classified by the zero-shot text head, as the official `main_clip.py` does (no linear head;
+ * the text classifier is fixed).
  *
  * Export: the bias-free patch conv makes inner VP a constant in the position embedding (vp.ts),
  * and the class head is a constant: the fused inner model is the bare image tower with another

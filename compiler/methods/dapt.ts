@@ -1,6 +1,6 @@
 /**
  * DAPT: Distribution-Aware Prompt Tuning for vision-language models (Cho, Kim, Kim, ICCV 2023;
- * seed 004; docs/spec/dapt.md, read from mlvlab/DAPT cacb311).
+ * docs/spec/dapt.md, read from mlvlab/DAPT cacb311).
  *
  * Prompts:
  * - visual: `prompt_embeddings` [1, 16, D] after CLS, inserted after `ln_pre` with no position

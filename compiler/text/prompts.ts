@@ -1,5 +1,5 @@
 /**
- * Class prompts as token ids (docs/spec/clip.md, "tokenizer"; docs/spec/dapt.md):
+ * Class prompts as token ids (docs/spec/clip.md#tokenizer, docs/spec/dapt.md#forward):
  * - zero-shot: every template with `{}` replaced by each class name, `[template][class]`;
  * - learned context (CoOp, DAPT): `"X X … X {name}."` with n placeholder tokens right after SOT,
  *   whose embeddings the method replaces by its trained context vectors.

@@ -1,7 +1,7 @@
 /**
  * CLIP's tokenizer from a Hugging Face `tokenizer.json`, run by `@huggingface/tokenizers`
  * (byte-level BPE with `</w>` word ends; we never merge by hand). The library neither pads nor
- * truncates, so this wrapper does both jobs CLIP needs (docs/spec/clip.md, "tokenizer"):
+ * truncates, so this wrapper does both jobs CLIP needs (docs/spec/clip.md#tokenizer):
  * - the sequence is `[SOT] + bpe + [EOT]`, and a text that does not fit the context is an error
  *   naming what it was for (a class prompt, usually), never a silent cut;
  * - padding to the context with 0 (OpenAI) or EOT (Hugging Face): the text tower pools at the
