@@ -116,6 +116,12 @@ for (const name of CLIP_METHODS) {
         const head = g.initializers.find((i) => i.name === 'clip.class_head');
         t.deepEqual(head?.shape, [C, clipCfg.embedDim], 'one constant class head [C, E]');
         t.deepEqual(summarizeModel(bytes).inputs.map((i) => i.name), ['image']);
+        // ln_pre on the patches, two per block, ln_post: ln_pre(CLS + pos[0]) is a folded constant row.
+        t.is(g.nodes.filter((n) => n.op === 'LayerNormalization').length, 2 + 2 * cfg.depth);
+        // ln_post carries no affine: γ and β live in the projection.
+        const lnPost = g.nodes.filter((n) => n.op === 'LayerNormalization').at(-1)!;
+        const gamma = g.initializers.find((i) => i.name === lnPost.inputs[1]);
+        t.true(gamma !== undefined && [...gamma.data!].every((v) => v === 1), 'ln_post scale is all ones');
       }
     }
     t.throws(() => exportTask(exp, { form: 'shared' }), { message: /not built for CLIP tasks yet; export it fused/ });
