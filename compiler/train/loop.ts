@@ -136,6 +136,7 @@ export async function train(job: TrainJob): Promise<TrainResult> {
   let earlyStopped = false;
   // A method with nothing to train (zero-shot CLIP) is evaluated once: one epoch of record, no steps.
   const epochs = trainables.length ? recipe.epochs : Math.min(recipe.epochs, 1);
+  if (!trainables.length && state.epoch < epochs) job.progress.log(`${method.name} has no trainable tensors: one evaluation epoch, no steps`);
   try {
     for (let epoch = state.epoch; epoch < epochs; epoch++) {
       const t0 = performance.now();
