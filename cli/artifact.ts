@@ -49,6 +49,7 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
     .option('--max-drop <pt>', 'refuse a precision losing more validation top-1 than this (points)', (v) => parseNumber('--max-drop', v), 0.5)
     .option('--sign <key>', 'ed25519 private key (PEM) from `edgeprompt keys new`')
     .option('--set <key=value>', 'override a config field (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--strict', 'stop with an error (exit 2) when training diverges, collapses onto one class or does not learn')
     .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
     .option('--zero-shot', 'a CLIP task defined by words: no training, no images (--classes, --templates, --weights, --arch, --tokenizer)')
     .option('--classes <list>', 'with --zero-shot: comma-separated class names, in output order')
@@ -70,13 +71,15 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
       if (!f.config) throw new CompilerError('BAD_ARGUMENT', '-c, --config: required (the compile config), unless --zero-shot');
       const shared = checkCompileFlags(f);
       const progress = makeProgress(f.progress);
-      const o = { configFile: f.config!, sets: f.set, precisions: f.precision, maxDropPt: f.maxDrop, progress, ...(f.target ? { target: f.target } : {}), ...(f.sign ? { signKey: f.sign } : {}) };
+      const o = { configFile: f.config!, sets: f.set, precisions: f.precision, maxDropPt: f.maxDrop, progress, ...(f.target ? { target: f.target } : {}), ...(f.sign ? { signKey: f.sign } : {}), ...(f.strict && { strict: true }) };
       if (shared) return compileSharedCommand(f, { ...o, ...(f.backbone ? { backbone: f.backbone } : {}) });
       const r = await compileTask(o);
       writeFileSync(f.out!, r.artifact);
       const m = r.manifest;
       console.log(`\n${m.name} ${m.version}: ${m.method.name} on ${m.backbone.arch}, ${m.labels.length} labels, target ${m.target ?? 'any'}${r.profile ? ` (EPs ${r.profile.executionProviders.map((e) => e.name).join(' → ')})` : ''}`);
       printResults(r.results, m.precision);
+      const inspection = inspectionText(m.metrics[m.precision] as Metrics);
+      if (inspection) console.log(`inspection on the validation set (${m.precision}, okLabels ${m.thresholds.okLabels!.join(', ')}, minConfidence ${m.thresholds.minConfidence})${inspection}`);
       console.log(`wrote ${f.out} (${(r.artifact.length / 1e6).toFixed(2)} MB, ${m.precision}, ORT-optimised ${r.optimized ? 'yes' : 'no'}, ${signedBy(r.keyIds)})`);
     });
 
@@ -162,6 +165,7 @@ interface CompileFlags extends ZeroShotFlags {
   maxDrop: number;
   sign?: string;
   set: string[];
+  strict?: boolean;
   progress: 'auto';
 }
 
@@ -199,9 +203,19 @@ function printResults(results: readonly PrecisionResult[], shipped: Precision): 
   for (const x of results) console.log(`| ${x.precision} | ${pct(x.verification.top1Exported)} | ${x.verification.maxAbsDiff.toExponential(2)} | ${(x.bytes / 1e6).toFixed(2)} MB | ${x.precision === shipped ? 'yes' : x.accepted ? 'passed the gate' : x.reason} |`);
 }
 
-function printMetrics(metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples?: number | undefined }>>): void {
+type Metrics = { top1: number; maxLogitDiff: number; samples?: number | undefined } & Record<string, number | undefined>;
+
+/** An inspection model's figures (compiler/export/compile.ts inspectionFigures), when the manifest has them. */
+function inspectionText(x: Metrics): string {
+  if (x.escapeRate === undefined && x.falseRejectRate === undefined) return '';
+  const f = (v: number | undefined) => (v === undefined ? '–' : pct(v));
+  const at = x.minConfidenceAtFrr10 === undefined ? 'no threshold holds false rejects ≤ 10 %' : `at minConfidence ${x.minConfidenceAtFrr10.toFixed(4)} (false rejects ≤ 10 %) escape ${f(x.escapeRateAtFrr10)}`;
+  return `; escape ${f(x.escapeRate)}, false reject ${f(x.falseRejectRate)} at the manifest threshold, AUROC defect-vs-ok ${x.aurocDefectVsOk?.toFixed(3) ?? '–'}; ${at}`;
+}
+
+function printMetrics(metrics: Partial<Record<Precision, Metrics>>): void {
   // samples 0: no labelled images (a zero-shot artifact compiled from words alone).
-  for (const [p, x] of Object.entries(metrics)) console.log(`  ${p}: top-1 ${x!.samples === 0 ? 'not measured (no labelled images)' : pct(x!.top1)}, max |Δlogit| ${x!.maxLogitDiff.toExponential(2)}${x!.samples ? ` on ${x!.samples} images` : ''}`);
+  for (const [p, x] of Object.entries(metrics)) console.log(`  ${p}: top-1 ${x!.samples === 0 ? 'not measured (no labelled images)' : pct(x!.top1)}, max |Δlogit| ${x!.maxLogitDiff.toExponential(2)}${x!.samples ? ` on ${x!.samples} images` : ''}${inspectionText(x!)}`);
 }
 
 const signedBy = (keyIds: readonly string[]) => (keyIds.length ? `signed by key ${keyIds.join(', ')}` : 'UNSIGNED: devices with trusted keys will refuse it');

@@ -49,6 +49,7 @@ program
   .option('--seed <n>', 'seed', (v) => parseIntArg('--seed', v))
   .option('--engine <name>', 'ort | tfjs | auto (engine)')
   .option('--resume', 'continue from the checkpoint in the output folder')
+  .option('--strict', 'stop with an error (exit 2) when the run diverges, collapses onto one class or does not learn (default: a warning)')
   .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
   .action((opts) => trainCommand(opts));
 
@@ -72,7 +73,8 @@ program
   .description('the main job on embedded defaults: sample line video → signed artifact → runtime → MQTT → live results and a summary')
   .option('--rebuild', 'compile the demo artifact again (trains; a few minutes)')
   .option('--per-class <n>', 'items per class in the sample video', (v) => parseIntArg('--per-class', v), 12)
-  .option('--fps <n>', 'camera frame rate', (v) => parseIntArg('--fps', v), 10)
+  .option('--fps <n>', 'camera frame rate (default: the demo line\'s camera.fps)', (v) => parseIntArg('--fps', v))
+  .option('--line <file>', 'the demo line: compile config, artifact, items, reject gate (default configs/demo/demo.yaml)')
   .action((f) => demoCommand(f));
 
 /** Runtime and device errors carry a string `code` (their own classes); report them like ours. */

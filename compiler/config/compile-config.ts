@@ -78,7 +78,11 @@ export const compileConfig = z.strictObject({
     })
     .default({ patience: 0, optimizer: {}, augment: {} }),
   seed: int.default(0),
-  /** What the device decides with (manifest thresholds): OK when the label is one of okLabels and the score ≥ minConfidence. */
+  /**
+   * What the device decides with (manifest thresholds). With okLabels the model inspects parts:
+   * pass when the top label is an OK label and Σ p(okLabels) ≥ minConfidence (parts data defaults
+   * to okLabels [ok]); without, OK when the top score ≥ minConfidence.
+   */
   thresholds: z.strictObject({ okLabels: z.array(z.string()).min(1).optional(), minConfidence: z.number().min(0).max(1).default(0.5) }).default({ minConfidence: 0.5 }),
   version: z.string().default('1.0.0').describe('artifact version written into the manifest'),
   engine: z.enum(['tfjs', 'ort', 'auto']).default('auto').describe("training engine: 'ort' runs whole steps in onnxruntime (compiler/train/engine-ort.ts), 'tfjs' through TfOps; 'auto' picks ort when its training graph builds and says why otherwise"),
@@ -91,4 +95,16 @@ export type DataConfig = z.infer<typeof dataConfig>;
 
 export function loadCompileConfig(file: string, sets: readonly string[] = []): CompileConfig {
   return validate(compileConfig, applyOverrides(readYaml(file), sets), file);
+}
+
+/** The class every generated parts set calls a good part. */
+export const PARTS_OK_LABEL = 'ok';
+
+/**
+ * The manifest thresholds of a config. A parts task inspects: without okLabels every label would
+ * count as a good part (a confident `dent` would pass), so parts data defaults to okLabels [ok].
+ */
+export function thresholdsOf(config: CompileConfig): { minConfidence: number; okLabels?: string[] } {
+  const okLabels = config.thresholds.okLabels ?? (config.data.kind === 'parts' ? [PARTS_OK_LABEL] : undefined);
+  return { minConfidence: config.thresholds.minConfidence, ...(okLabels ? { okLabels } : {}) };
 }

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import { loadCompileConfig, type CompileConfig } from '../config/compile-config.ts';
+import { loadCompileConfig, thresholdsOf, type CompileConfig } from '../config/compile-config.ts';
 import { prepareJob, type PreparedJob } from '../train/job.ts';
 import { train } from '../train/loop.ts';
 import type { Progress } from '../train/progress.ts';
@@ -23,6 +23,8 @@ import { gatePrecisions, type PrecisionMetrics } from './precision/index.ts';
 import { packArtifact, readPrivateKey, type Manifest, type Precision } from '../../runtime/artifact/index.ts';
 import { loadProfile, type DeviceProfile } from '../../runtime/config/profile.ts';
 import type { LabeledSet } from '../data/types.ts';
+import { MetricAccumulator } from '../train/metrics.ts';
+import type { InspectionRule } from '../../runtime/pipeline/inspection.ts';
 
 export const COMPILER_VERSION = '0.1.0';
 /** Parity the fused fp32 artifact must reach against the training graph (issue 5). */
@@ -38,6 +40,8 @@ export interface CompileOptions {
   signKey?: string;
   progress: Progress;
   signal?: AbortSignal;
+  /** Training warnings (divergence, collapse, no learning) stop the compile (compiler/train/diagnose.ts). */
+  strict?: boolean;
 }
 
 export interface PrecisionResult {
@@ -67,6 +71,8 @@ export interface Checked {
   reference: Float32Array;
   /** Images int8 calibrates on (the training split); absent: int8 is refused. */
   calibration?: LabeledSet;
+  /** The task's pass/fail rule, when it has one: escape and false-reject figures per precision. */
+  inspection?: InspectionRule;
 }
 
 /** A trained task ready to export, with its validation set and the training graph's logits on it. */
@@ -82,7 +88,7 @@ export interface Prepared extends Checked {
 export async function prepareCompile(o: CompileOptions, check?: (p: PreparedJob) => void): Promise<Prepared> {
   const config = loadCompileConfig(o.configFile, o.sets ?? []);
   const profile = o.target ? loadProfile(o.target) : null;
-  const p = await prepareJob(config, o.configFile, { resume: true, progress: o.progress, ...(o.signal ? { signal: o.signal } : {}) });
+  const p = await prepareJob(config, o.configFile, { resume: true, progress: o.progress, ...(o.signal ? { signal: o.signal } : {}), ...(o.strict && { strict: true }) });
   check?.(p);
   const bestFile = join(p.job.outDir, 'best.safetensors');
   const trained = await train(p.job); // continues or finishes a checkpointed run; no-op when complete
@@ -91,7 +97,7 @@ export async function prepareCompile(o: CompileOptions, check?: (p: PreparedJob)
   const paramsSha256 = createHash('sha256').update(readFileSync(bestFile)).digest('hex');
   const task: TaskExport = { cfg: p.cfg, backbone: p.backbone, method: p.job.method, options: p.job.options, params: readSafetensors(bestFile).tensors, ...(p.clip ? { clip: p.clip } : {}) };
   const val = p.split.val;
-  return { config, profile, p, task, paramsSha256, val, labels: val.samples.map((s) => s.label), reference: referenceLogits(task, val), numClasses: p.cfg.numClasses, calibration: p.split.train };
+  return { config, profile, p, task, paramsSha256, val, labels: val.samples.map((s) => s.label), reference: referenceLogits(task, val), numClasses: p.cfg.numClasses, calibration: p.split.train, ...(p.job.inspection && { inspection: p.job.inspection }) };
 }
 
 const meetsParity = (v: TaskVerification) => v.maxAbsDiff <= PARITY.maxAbsDiff && v.top1Agreement >= PARITY.minTop1Agreement;
@@ -121,10 +127,13 @@ export async function gatedPrecisions(x: Checked, o: Pick<CompileOptions, 'preci
   const results: PrecisionResult[] = [];
   const models = new Map<Precision, Uint8Array>();
   const measured: Partial<Record<Precision, PrecisionMetrics>> = {};
+  const inspected: Partial<Record<Precision, Record<string, number>>> = {};
   for (const precision of o.precisions) {
     if (precision === 'int8' && !x.calibration) throw new CompilerError('BAD_ARGUMENT', '--precision int8 calibrates on labelled images, and this compile has none; give --val <image folder> or leave int8 out');
     const model = await buildPrecision(precision, fp32, x.calibration ?? x.val, x.profile, 128, feeds);
-    const v = compareLogits(x.reference, await exportedLogits(model, x.val, feeds), x.labels, C);
+    const logits = await exportedLogits(model, x.val, feeds);
+    const v = compareLogits(x.reference, logits, x.labels, C);
+    if (x.inspection) inspected[precision] = inspectionFigures(logits, x.labels, C, x.inspection);
     models.set(precision, model);
     measured[precision] = { top1: v.top1Exported, maxLogitDiff: v.maxAbsDiff, images: v.images, top1Agreement: v.top1Agreement };
     results.push({ precision, verification: v, bytes: model.byteLength, accepted: false, reason: '' });
@@ -142,8 +151,28 @@ export async function gatedPrecisions(x: Checked, o: Pick<CompileOptions, 'preci
   const chosen = order.map((y) => results.find((r) => r.precision === y && r.accepted)).find(Boolean);
   if (!chosen) throw new CompilerError('BAD_ARGUMENT', `no requested precision passed the accuracy gate: ${gate.refused.map((r) => r.message).join('; ')}`);
   const metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples: number }>> = {};
-  for (const r of results) metrics[r.precision] = { top1: r.verification.top1Exported, maxLogitDiff: r.verification.maxAbsDiff, samples: r.verification.images };
+  for (const r of results) metrics[r.precision] = { top1: r.verification.top1Exported, maxLogitDiff: r.verification.maxAbsDiff, samples: r.verification.images, ...inspected[r.precision] };
   return { results, chosen, metrics };
+}
+
+/**
+ * Inspection figures of one precision on the validation set, as manifest metrics (numbers only,
+ * so older runtimes still read the manifest): escape and false-reject rates at the manifest
+ * threshold, AUROC defect-vs-ok, and the strictest minConfidence holding false rejects ≤ 10 % with
+ * the escape rate there. A figure with nothing to measure on (no defective part, say) is left out.
+ */
+export function inspectionFigures(logits: Float32Array, labels: readonly number[], C: number, rule: InspectionRule): Record<string, number> {
+  const acc = new MetricAccumulator(C, rule);
+  acc.add(logits, labels);
+  const i = acc.result().inspection!;
+  const op = i.atMaxFrr;
+  const figures: Record<string, number | null> = {
+    escapeRate: i.escapeRate,
+    falseRejectRate: i.falseRejectRate,
+    aurocDefectVsOk: i.auroc,
+    ...(op.reachable && { minConfidenceAtFrr10: op.minConfidence, escapeRateAtFrr10: op.escapeRate }),
+  };
+  return Object.fromEntries(Object.entries(figures).filter((e): e is [string, number] => e[1] !== null));
 }
 
 export async function compileTask(o: CompileOptions): Promise<CompileResult> {
@@ -178,4 +207,4 @@ export async function compileTask(o: CompileOptions): Promise<CompileResult> {
   return { artifact: packed.bytes, manifest: packed.manifest, results, optimized, profile, keyIds: packed.keyIds };
 }
 
-export const thresholdsOf = (config: CompileConfig) => ({ minConfidence: config.thresholds.minConfidence, ...(config.thresholds.okLabels ? { okLabels: config.thresholds.okLabels } : {}) });
+export { thresholdsOf } from '../config/compile-config.ts';

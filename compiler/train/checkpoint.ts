@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { encodeSafetensors, readSafetensors } from '../backbones/safetensors.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import { CompilerError } from '../ops/errors.ts';
+import type { InspectionMetrics } from '../../runtime/pipeline/inspection.ts';
+import type { TrainingWarning } from './diagnose.ts';
 
 export interface EpochRecord {
   epoch: number;
@@ -17,6 +19,10 @@ export interface EpochRecord {
   valLoss: number;
   valTop1: number;
   perClass: number[];
+  /** Validation predictions per class (absent in checkpoints written before it was recorded). */
+  predicted?: number[];
+  /** Escape / false-reject rates, AUROC, per class, when the task inspects parts (okLabels). */
+  inspection?: InspectionMetrics;
   imagesPerSec: number;
   seconds: number;
 }
@@ -42,6 +48,10 @@ export interface TrainState {
   epochsWithoutImprovement: number;
   history: EpochRecord[];
   lastConfusion: number[][];
+  /** The loss of the first training batch, before any update: where the run started (compiler/train/diagnose.ts). */
+  initialLoss?: number;
+  /** What compiler/train/diagnose.ts saw going wrong (divergence, collapse, no learning), in order. */
+  warnings?: TrainingWarning[];
   /** A method's own training state (PromptMethod.initState/epochEnd), when it keeps one. */
   methodState?: Record<string, unknown>;
   config: unknown;

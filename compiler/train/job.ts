@@ -6,7 +6,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import type { CompileConfig } from '../config/compile-config.ts';
+import { thresholdsOf, type CompileConfig } from '../config/compile-config.ts';
+import { CompilerError } from '../ops/errors.ts';
+import type { InspectionRule } from '../../runtime/pipeline/inspection.ts';
 import { vitConfig, type VitConfig } from '../backbones/vit-variants.ts';
 import { loadVitWeights } from '../backbones/vit-weights.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
@@ -63,7 +65,25 @@ export function sha256File(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
 
-export async function prepareJob(config: CompileConfig, configFile: string, opts: { resume: boolean; progress: Progress; signal?: AbortSignal }): Promise<PreparedJob> {
+/**
+ * The manifest's OK/NG rule in class indices, when the task inspects parts (okLabels): checked
+ * against the data's classes before any training, so a typo fails in a second, not after the run.
+ */
+export function inspectionRule(config: CompileConfig, configFile: string, classes: readonly string[]): InspectionRule | undefined {
+  const t = thresholdsOf(config);
+  if (!t.okLabels) return undefined;
+  const okClasses = t.okLabels.map((l, i) => {
+    const k = classes.indexOf(l);
+    if (k < 0) {
+      const field = config.thresholds.okLabels ? `thresholds.okLabels[${i}]` : `thresholds.okLabels (default [${l}] for parts data)`;
+      throw new CompilerError('BAD_ARGUMENT', `${configFile}: ${field}: "${l}" is not a class of the data (classes: ${classes.join(', ')}); name the good-part classes`);
+    }
+    return k;
+  });
+  return { okClasses, minConfidence: t.minConfidence };
+}
+
+export async function prepareJob(config: CompileConfig, configFile: string, opts: { resume: boolean; progress: Progress; signal?: AbortSignal; strict?: boolean }): Promise<PreparedJob> {
   const base = dirname(resolve(configFile));
   const backend = await initTf(config.backend);
   const weightsFile = resolve(base, config.backbone.weights);
@@ -82,6 +102,7 @@ export async function prepareJob(config: CompileConfig, configFile: string, opts
     const loaded = loadVitWeights(weightsFile, cfg);
     backbone = new Map([...loaded.stateDict].filter(([k]) => !k.startsWith('head.'))); // every task trains its own head
   }
+  const inspection = inspectionRule(config, configFile, split.train.classes);
   const method = methodByName(config.method.name) as PromptMethod<Record<string, unknown>>;
   if (method.requiresClip && !clip) throw new ConfigError(configFile, 'method.name', `${method.name} needs a CLIP backbone (backbone.arch clip_*, with backbone.tokenizer); ${config.backbone.arch} is a ViT`);
   const options = method.resolveOptions(config.method.options);
@@ -116,6 +137,8 @@ export async function prepareJob(config: CompileConfig, configFile: string, opts
       }),
     progress: opts.progress,
     ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(inspection && { inspection }),
+    ...(opts.strict && { strict: true }),
   };
   return { job, cfg, backbone, split, backend, weightsFile, ...withClip };
 }

@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { DeviceConfigError } from '../errors.ts';
 import { fieldIssues } from '../config-issues.ts';
-import type { LineEnding } from './link.ts';
+import type { LineEnding, SerialLink } from './link.ts';
 import { PlcHandshake, type PlcOptions } from './plc.ts';
 import { SerialPortLink } from './serialport-link.ts';
 
@@ -70,10 +70,29 @@ export function plcOptions(cfg: PlcConfig): PlcOptions {
   return o;
 }
 
-/** Validates `raw` and builds the handshake on a real serial port (not started). */
-export function createPlc(raw: unknown, where = 'serial'): PlcHandshake {
+/** A configured line, resolved: what a SerialLink implementation is built from. */
+export interface LinkSpec {
+  path: string;
+  baudRate: number;
+  lineEnding: LineEnding;
+  maxLineLength: number;
+}
+
+/**
+ * Builds the link for a configured line. The default opens real ports; a program with no port to
+ * open (`npm run demo`'s reject gate, tests) passes one that returns MockSerialLinks instead.
+ */
+export type LinkFactory = (spec: LinkSpec) => SerialLink;
+export const serialPortLinks: LinkFactory = (spec) => new SerialPortLink(spec);
+
+export function linkSpec(l: SerialLinkConfig): LinkSpec {
+  return { path: l.path, baudRate: l.baudRate, lineEnding: ENDINGS[l.lineEnding], maxLineLength: l.maxLineLength };
+}
+
+export type SerialLinkConfig = z.output<typeof serialLinkConfigSchema>;
+
+/** Validates `raw` and builds the handshake on a serial port (real unless `links` says otherwise; not started). */
+export function createPlc(raw: unknown, where = 'serial', links: LinkFactory = serialPortLinks): PlcHandshake {
   const cfg = parsePlcConfig(raw, where);
-  const l = cfg.link;
-  const link = new SerialPortLink({ path: l.path, baudRate: l.baudRate, lineEnding: ENDINGS[l.lineEnding], maxLineLength: l.maxLineLength });
-  return new PlcHandshake(link, plcOptions(cfg));
+  return new PlcHandshake(links(linkSpec(cfg.link)), plcOptions(cfg));
 }

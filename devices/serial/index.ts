@@ -5,4 +5,4 @@ export { MockSerialBus, MockSerialLink, MockPeer } from './mock-link.ts';
 export { KeepOpen, DEFAULT_RECONNECT, type KeepOpenEvents } from './keep-open.ts';
 export * from './protocol.ts';
 export { PlcHandshake, type Decision, type PlcOptions, type PlcCounters, type PlcEvents, type RejectOptions } from './plc.ts';
-export { serialLinkConfigSchema, plcConfigSchema, parsePlcConfig, createPlc, plcOptions, type PlcConfig, type PlcConfigInput } from './config.ts';
+export { serialLinkConfigSchema, plcConfigSchema, parsePlcConfig, createPlc, plcOptions, linkSpec, serialPortLinks, type LinkFactory, type LinkSpec, type SerialLinkConfig, type PlcConfig, type PlcConfigInput } from './config.ts';

@@ -73,6 +73,8 @@ export const ResultPayload = z.object({
   score: Probability,
   topK: z.array(LabelScore).min(1).max(100),
   decision: z.enum(['OK', 'NG']),
+  /** Inspection models (manifest okLabels): Σ p over okLabels, the probability that the part is good (runtime/pipeline/inspection.ts). */
+  okScore: Probability.optional(),
   latency: Latency,
 });
 export type ResultPayload = z.infer<typeof ResultPayload>;
