@@ -209,7 +209,7 @@ export async function train(job: TrainJob): Promise<TrainResult> {
         state.epochsWithoutImprovement++;
       }
       earlyStopped = job.patience > 0 && state.epochsWithoutImprovement >= job.patience;
-      const found = check(job, state, earlyStopped || state.epoch >= recipe.epochs);
+      const found = trainables.length ? check(job, state, earlyStopped || state.epoch >= recipe.epochs) : []; // nothing trained, nothing to diagnose
       save();
       writeReport(join(job.outDir, 'report.html'), state);
       job.progress.endEpoch(state.history.at(-1)!);
