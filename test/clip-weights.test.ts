@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clipConfig } from '../compiler/backbones/clip-variants.ts';
-import { clipNameTable, clipTensorShapes, convertClipStateDict, countParams, loadClipWeights } from '../compiler/backbones/clip-weights.ts';
+import { clipNameTable, clipTensorShapes, convertClipStateDict, countParams, guessClipArch, loadClipWeights } from '../compiler/backbones/clip-weights.ts';
 import { readSafetensors, writeSafetensors, type StateDict } from '../compiler/backbones/safetensors.ts';
 import { numel } from '../compiler/ops/host-tensor.ts';
 import { fixturePath } from './helpers/fixtures.ts';
@@ -52,6 +52,12 @@ test('OpenAI and Hugging Face files of the same weights load to identical tensor
   }
   t.false(b.notes.some((n) => n.includes('position_ids')), 'position_ids is a non-weight key, dropped silently');
   t.is(countParams(new Map([...a.stateDict].map(([k, v]) => [k, [...v.shape]]))), countParams(clipTensorShapes(a.cfg)));
+});
+
+test('edgeprompt info recognises CLIP weights under either scheme, and not a ViT', (t) => {
+  t.is(guessClipArch(readSafetensors(fixturePath('clip_fixture_openai.safetensors')).tensors), 'CLIP clip_fixture (OpenAI/open_clip names)');
+  t.is(guessClipArch(readSafetensors(fixturePath('clip_fixture_hf.safetensors')).tensors), 'CLIP clip_fixture (Hugging Face CLIPModel names)');
+  t.is(guessClipArch(readSafetensors(fixturePath('vit_fixture.safetensors')).tensors), null);
 });
 
 test('a file in neither layout is refused with one line naming it and the layouts it could be', (t) => {

@@ -113,6 +113,23 @@ export function detectClipScheme(keys: Iterable<string>): ClipScheme | null {
   return null;
 }
 
+/** Which CLIP arch of the table a state dict fits, by shapes alone (for `edgeprompt info`). */
+export function guessClipArch(raw: StateDict): string | null {
+  const scheme = detectClipScheme(raw.keys());
+  if (!scheme) return null;
+  const what = scheme === 'hf' ? 'Hugging Face CLIPModel names' : scheme === 'openai' ? 'OpenAI/open_clip names' : 'EdgePrompt names';
+  const fits = (arch: string) =>
+    clipNameTable(clipConfig(arch, 'gelu')).every((r) => {
+      const src = scheme === 'ours' ? [{ key: r.ours, shape: r.shape }] : scheme === 'openai' ? [r.openai] : r.hf.keys.map((key) => ({ key, shape: r.hf.shape }));
+      return src.every((s) => {
+        const t = raw.get(s.key);
+        return t !== undefined && (sameShape(t.shape, s.shape) || (s.shape.length === 0 && numel(t.shape) === 1));
+      });
+    });
+  const arch = Object.keys(CLIP_VARIANTS).find(fits);
+  return arch ? `CLIP ${arch} (${what})` : `CLIP weights (${what}) of an arch not in the table (${Object.keys(CLIP_VARIANTS).join(', ')})`;
+}
+
 function transpose2d(t: HostTensor): Float32Array {
   const [r, c] = t.shape as [number, number];
   const out = new Float32Array(r * c);
