@@ -18,7 +18,7 @@ import { loadVitWeights } from '../compiler/backbones/vit-weights.ts';
 import { METHODS } from '../compiler/methods/registry.ts';
 import { exportTask } from '../compiler/export/task.ts';
 import { summarizeModel } from '../compiler/ops/onnx-proto.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import { acrossInvocations, fmtSpread, ortVersion, repo, spread, timeInterleaved, writeReport } from './lib.ts';
 
 const { values: f } = parseArgs({ options: { rounds: { type: 'string', default: '15' }, runs: { type: 'string', default: '20' }, interDim: { type: 'string', default: '8' }, invocations: { type: 'string', default: '3' } } });

@@ -41,7 +41,7 @@ if (f.child) {
   const { newOptimizerState, optimizerStep } = await import('../compiler/train/optim.ts');
   const { vptDeep } = await import('../compiler/methods/vpt.ts');
   const { vitConfig } = await import('../compiler/backbones/vit-variants.ts');
-  const { mulberry32 } = await import('../compiler/data/rng.ts');
+  const { mulberry32 } = await import('../devices/rng.ts');
   const { randomVit, randn } = await import('../test/helpers/random-vit.ts');
   const b = await initTf();
   const cfg = vitConfig(ARCH[f.child]!, { numClasses: 10 });

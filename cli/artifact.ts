@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { compileTask, type PrecisionResult } from '../compiler/export/compile.ts';
-import { compileShared, type SharedCompileOptions } from '../compiler/export/compile-shared.ts';
+import { compileBackbonePack, type BackbonePackCompileOptions } from '../compiler/export/compile-backbone-pack.ts';
 import { makeProgress } from '../compiler/train/progress.ts';
 import { CompilerError } from '../compiler/ops/errors.ts';
 import { summarizeModel } from '../compiler/ops/onnx-proto.ts';
@@ -72,7 +72,7 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
       const shared = checkCompileFlags(f);
       const progress = makeProgress(f.progress);
       const o = { configFile: f.config!, sets: f.set, precisions: f.precision, maxDropPt: f.maxDrop, progress, ...(f.target ? { target: f.target } : {}), ...(f.sign ? { signKey: f.sign } : {}), ...(f.strict && { strict: true }) };
-      if (shared) return compileSharedCommand(f, { ...o, ...(f.backbone ? { backbone: f.backbone } : {}) });
+      if (shared) return compileBackbonePackCommand(f, { ...o, ...(f.backbone ? { backbone: f.backbone } : {}) });
       const r = await compileTask(o);
       writeFileSync(f.out!, r.artifact);
       const m = r.manifest;
@@ -183,8 +183,8 @@ function checkCompileFlags(f: CompileFlags): boolean {
   return true;
 }
 
-async function compileSharedCommand(f: CompileFlags, o: SharedCompileOptions): Promise<void> {
-  const r = await compileShared(o);
+async function compileBackbonePackCommand(f: CompileFlags, o: BackbonePackCompileOptions): Promise<void> {
+  const r = await compileBackbonePack(o);
   const p = r.pack.manifest;
   const bb = r.backboneManifest;
   console.log(`\n${p.name} ${p.version}: ${p.method.name} on ${bb.backbone.arch}, ${p.labels.length} labels, as a prompt pack for shared backbone ${bb.name} ${bb.version} (model ${bb.model.sha256.slice(0, 12)}…, ${bb.precision})`);

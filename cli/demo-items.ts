@@ -14,7 +14,7 @@ import { CompilerError } from '../compiler/ops/errors.ts';
 import { PART_CLASSES, renderPart } from '../compiler/data/parts.ts';
 import { MATERIAL_NAMES, PART_KINDS } from '../compiler/data/parts-scene.ts';
 import { mapLimit, toRgb } from '../compiler/data/image-folder.ts';
-import { mulberry32, shuffleInPlace } from '../compiler/data/rng.ts';
+import { mulberry32, shuffleInPlace } from '../devices/rng.ts';
 import { loadFashionMnist } from '../compiler/data/fashion-mnist.ts';
 import { indicesByClass } from '../compiler/data/sampling.ts';
 

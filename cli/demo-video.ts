@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { resolveFfmpeg } from '../devices/cameras/ffmpeg.ts';
 import { PART_CLASSES, renderPart, type Line } from '../compiler/data/parts.ts';
-import { mulberry32, shuffleInPlace } from '../compiler/data/rng.ts';
+import { mulberry32, shuffleInPlace } from '../devices/rng.ts';
 import { readLineItems } from './demo-items.ts';
 
 export interface DemoVideo { file: string; labels: string[]; fps: number; size: number }

@@ -13,10 +13,11 @@ import { addDataCommands } from './data.ts';
 import { addArtifactCommands } from './artifact.ts';
 import { ArtifactError } from '../runtime/artifact/index.ts';
 import { runtimeCommands } from '../runtime/cli.ts';
+import { VERSION } from '../runtime/version.ts';
 
 const program = new Command('edgeprompt')
   .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')
-  .version('0.1.0')
+  .version(VERSION)
   .showHelpAfterError()
   .exitOverride();
 

@@ -14,7 +14,7 @@ import { OrtEngine } from '../compiler/train/engine-ort.ts';
 import { exportTask } from '../compiler/export/task.ts';
 import { TfOps } from '../compiler/ops/tf-ops.ts';
 import { bindBackbone } from '../compiler/backbones/bind.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import { summarizeModel, decodeModel } from '../compiler/ops/onnx-proto.ts';
 import { maxAbsDiff, type HostTensor } from '../compiler/ops/host-tensor.ts';
 import { fixtureVit, relErr } from './helpers/fixtures.ts';

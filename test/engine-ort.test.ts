@@ -12,7 +12,7 @@ import { TfEngine } from '../compiler/train/engine-tfjs.ts';
 import { OrtEngine } from '../compiler/train/engine-ort.ts';
 import { buildTrainingGraph } from '../compiler/train/training-graph.ts';
 import { newOptimizerState, optimizerStep, type TrainableTensor } from '../compiler/train/optim.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import type { HostTensor } from '../compiler/ops/host-tensor.ts';
 import type { OptimizerRecipe } from '../compiler/methods/method.ts';
 import { fixturePath, fixtureVit, relErr } from './helpers/fixtures.ts';

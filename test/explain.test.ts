@@ -32,7 +32,7 @@ import { gradCam } from '../compiler/explain/gradcam.ts';
 import { blend, upsample } from '../compiler/explain/overlay.ts';
 import { fixturePath, fixtureVit, repoPath } from './helpers/fixtures.ts';
 import { randn } from './helpers/random-vit.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ep-explain-'));
 const configFile = join(dir, 'task.yaml');

@@ -11,7 +11,7 @@ import { METHODS } from '../compiler/methods/registry.ts';
 import { exportTask, type ExportForm } from '../compiler/export/task.ts';
 import { TfOps } from '../compiler/ops/tf-ops.ts';
 import { bindVit } from '../compiler/backbones/vit.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import { makePartsSet } from '../compiler/data/parts.ts';
 import { toBatch, preprocessFor } from '../compiler/data/transforms.ts';
 import { summarizeModel } from '../compiler/ops/onnx-proto.ts';

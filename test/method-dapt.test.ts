@@ -13,7 +13,7 @@ import { dapt, interDispersion, intraDispersion } from '../compiler/methods/dapt
 import { vptBound } from '../compiler/methods/vpt.ts';
 import { frozenImageEmbeddings } from '../compiler/methods/clip-common.ts';
 import { lrAt } from '../compiler/train/schedule.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import { randomImageSampler } from './helpers/image-sample.ts';
 import { fixtureClipTask } from './helpers/clip.ts';
 

@@ -18,7 +18,7 @@ import { TfEngine } from '../compiler/train/engine-tfjs.ts';
 import { OrtEngine } from '../compiler/train/engine-ort.ts';
 import { exportTask } from '../compiler/export/task.ts';
 import { summarizeModel } from '../compiler/ops/onnx-proto.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import { makePartsSet } from '../compiler/data/parts.ts';
 import { preprocessFor, toBatch } from '../compiler/data/transforms.ts';
 import type { HostTensor } from '../compiler/ops/host-tensor.ts';

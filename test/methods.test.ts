@@ -8,7 +8,7 @@ import test from 'ava';
 import { initTf } from '../compiler/ops/tf-backend.ts';
 import { METHODS } from '../compiler/methods/registry.ts';
 import { TfEngine } from '../compiler/train/engine-tfjs.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import type { HostTensor } from '../compiler/ops/host-tensor.ts';
 import { fixtureVit } from './helpers/fixtures.ts';
 import { randn } from './helpers/random-vit.ts';

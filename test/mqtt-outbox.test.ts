@@ -9,7 +9,10 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { once } from 'node:events';
 import { MqttOptionsError, OutboxError } from '../runtime/mqtt/errors.ts';
-import { createMemoryOutbox, openFileOutbox, openOutbox, type Outbox, type OutboxLimits } from '../runtime/mqtt/outbox.ts';
+import type { Outbox, OutboxLimits } from '../runtime/mqtt/outbox.ts';
+import { openOutbox } from '../runtime/mqtt/outbox-config.ts';
+import { openFileOutbox } from '../runtime/mqtt/outbox-file.ts';
+import { createMemoryOutbox } from '../runtime/mqtt/outbox-memory.ts';
 
 const rec = (i: number, size = 10) => ({ topic: `t/${i}`, payload: Buffer.alloc(size, 65 + (i % 26)) });
 const ids = (o: Outbox) => [...o.entries()].map((e) => e.id);
@@ -231,7 +234,7 @@ test('file: a second open of the same directory is OUTBOX_LOCKED until the first
 test('file: entries put by a process killed with SIGKILL mid-stream are all there on reopen', async (t) => {
   const dir = await tempDir(t);
   const script = join(dir, 'child.mts'); // .mts: /tmp has no package.json saying type=module
-  const outboxUrl = pathToFileURL(join(import.meta.dirname, '../runtime/mqtt/outbox.ts')).href;
+  const outboxUrl = pathToFileURL(join(import.meta.dirname, '../runtime/mqtt/outbox-file.ts')).href;
   await writeFile(
     script,
     `import { openFileOutbox } from ${JSON.stringify(outboxUrl)};

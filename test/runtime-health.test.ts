@@ -101,7 +101,7 @@ test('health payload from a running pipeline passes the schema', async (t) => {
 test('RejectSink: an NG fires the reject line delayMs after capture; a late one counts as deadline-missed', async (t) => {
   const bus = new MockSerialBus();
   const gate = bus.createPort('/dev/ttyGATE');
-  const sink = new RejectSink('line1', bus.link({ path: '/dev/ttyGATE' }), { delayMs: 150, line: 'REJECT {camera} {frameId}', onLate: 'fire' });
+  const sink = new RejectSink('line1', bus.link({ path: '/dev/ttyGATE' }), { delayMs: 150, line: 'REJECT {camera} {frameId}', onMissedDeadline: 'fire' });
   await sink.start();
   t.teardown(() => sink.stop());
   const result = (frameId: number, decision: 'OK' | 'NG', captureTs: number) =>
@@ -113,7 +113,7 @@ test('RejectSink: an NG fires the reject line delayMs after capture; a late one 
   await until(() => gate.lines.length >= 2, 'two reject lines');
   t.deepEqual(gate.lines, ['REJECT line1 3', 'REJECT line1 2']);
   t.true(Date.now() - t0 >= 145, 'the on-time reject waited for its delay');
-  t.deepEqual(sink.counters, { fired: 2, deadlineMissed: 1, writeFailures: 0 });
+  t.deepEqual(sink.counters, { rejectsFired: 2, deadlineMissed: 1, writeFailures: 0 });
 });
 
 test('encodePng: lossless RGB and RGBA that an image library reads back', async (t) => {

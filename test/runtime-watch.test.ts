@@ -2,7 +2,7 @@
 // against aedes with a real reporter publishing.
 import test from 'ava';
 import mqtt from 'mqtt';
-import { createMemoryOutbox } from '../runtime/mqtt/outbox.ts';
+import { createMemoryOutbox } from '../runtime/mqtt/outbox-memory.ts';
 import { startReporter } from '../runtime/mqtt/reporter.ts';
 import { topics } from '../runtime/mqtt/topics.ts';
 import { formatResult, formatTable, startWatch } from '../runtime/watch.ts';

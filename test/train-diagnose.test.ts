@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { diagnose, type DiagnoseContext } from '../compiler/train/diagnose.ts';
-import type { EpochRecord } from '../compiler/train/checkpoint.ts';
+import type { EpochRecord } from '../compiler/train/epoch-record.ts';
 import { loadCompileConfig } from '../compiler/config/compile-config.ts';
 import { prepareJob } from '../compiler/train/job.ts';
 import { train } from '../compiler/train/loop.ts';

@@ -31,10 +31,10 @@ export interface VitConfig {
   std: [number, number, number];
 }
 
-export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
-export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
-export const INCEPTION_MEAN: [number, number, number] = [0.5, 0.5, 0.5];
-export const INCEPTION_STD: [number, number, number] = [0.5, 0.5, 0.5];
+const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
+const INCEPTION_MEAN: [number, number, number] = [0.5, 0.5, 0.5];
+const INCEPTION_STD: [number, number, number] = [0.5, 0.5, 0.5];
 
 type Variant = Pick<VitConfig, 'imgSize' | 'patchSize' | 'embedDim' | 'depth' | 'numHeads'> & Partial<VitConfig>;
 

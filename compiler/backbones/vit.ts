@@ -123,7 +123,7 @@ export function patchEmbed<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: 
  * the NHWC layout folded into the patch projection: W'[d, (kh,kw,c)] = W[d, c, kh, kw] / (255·std_c),
  * b' = b − Σ W[d, c, kh, kw]·mean_c/std_c. The device does no per-pixel work outside the graph.
  */
-export function patchEmbedUint8<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T): T {
+function patchEmbedUint8<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T): T {
   const { w: wf, b } = uint8PatchProjection(ops, cfg, w);
   return ops.linear(uint8Patches(ops, cfg, x), wf, b);
 }

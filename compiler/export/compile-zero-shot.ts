@@ -26,7 +26,8 @@ import { sha256File } from '../train/job.ts';
 import type { Progress } from '../train/progress.ts';
 import { exportTask, type TaskExport } from './task.ts';
 import { referenceLogits } from './verify-task.ts';
-import { COMPILER_VERSION, gatedPrecisions, verifiedFp32, type CompileResult, type Checked } from './compile.ts';
+import { gatedPrecisions, verifiedFp32, type CompileResult, type Checked } from './compile.ts';
+import { VERSION } from '../../runtime/version.ts';
 import { ortVersion } from './optimize.ts';
 import { packArtifact, readPrivateKey, type Precision } from '../../runtime/artifact/index.ts';
 import { loadProfile } from '../../runtime/config/profile.ts';
@@ -108,7 +109,7 @@ export async function compileZeroShot(o: ZeroShotOptions): Promise<CompileResult
         precision: chosen.precision,
         metrics: manifestMetrics,
         thresholds: { minConfidence: o.minConfidence, ...(o.okLabels ? { okLabels: o.okLabels } : {}) },
-        compiler: { version: COMPILER_VERSION, ortVersion: ortVersion() },
+        compiler: { version: VERSION, ortVersion: ortVersion() },
         target: x.profile?.name ?? null,
       },
       model: chosen.model!,

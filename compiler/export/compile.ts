@@ -2,7 +2,7 @@
  * The compile stage end to end: train (or reuse the finished checkpoint), export the fused
  * task, prove it equals the training graph, let ORT optimise it offline (kept only if it still
  * verifies), build the requested precisions and gate them on validation accuracy, then pack
- * and sign one artifact. The shared-backbone shape (compile-shared.ts) runs the same steps on
+ * and sign one artifact. The shared-backbone shape (compile-backbone-pack.ts) runs the same steps on
  * the backbone graph with a pack's tensors fed beside the image.
  */
 import { createHash } from 'node:crypto';
@@ -22,11 +22,11 @@ import { buildPrecision } from './precisions.ts';
 import { gatePrecisions, type PrecisionMetrics } from './precision/index.ts';
 import { packArtifact, readPrivateKey, type Manifest, type Precision } from '../../runtime/artifact/index.ts';
 import { loadProfile, type DeviceProfile } from '../../runtime/config/profile.ts';
+import { VERSION } from '../../runtime/version.ts';
 import type { LabeledSet } from '../data/types.ts';
 import { MetricAccumulator } from '../train/metrics.ts';
 import type { InspectionRule } from '../../runtime/pipeline/inspection.ts';
 
-export const COMPILER_VERSION = '0.1.0';
 /** Parity the fused fp32 artifact must reach against the training graph (issue 5). */
 export const PARITY = { maxAbsDiff: 1e-4, minTop1Agreement: 0.999 };
 
@@ -197,7 +197,7 @@ export async function compileTask(o: CompileOptions): Promise<CompileResult> {
         precision: chosen.precision,
         metrics,
         thresholds: thresholdsOf(config),
-        compiler: { version: COMPILER_VERSION, ortVersion: ortVersion() },
+        compiler: { version: VERSION, ortVersion: ortVersion() },
         target: profile?.name ?? null,
       },
       model: chosen.model!,

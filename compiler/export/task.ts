@@ -6,7 +6,7 @@
  * - `naive`   prompts run as extra tokens (the training graph, weights still folded): the
  *             baseline fusion is measured against;
  * - `shared`  trained tensors are graph inputs, so one backbone session serves many tasks and a
- *             task update is a small prompt pack (shared.ts cuts this graph into the backbone
+ *             task update is a small prompt pack (backbone-pack.ts cuts this graph into the backbone
  *             that ships and the pack's tensors: for deep prompts, the prefix K/V).
  * Input `image` uint8 [N, H, W, 3] RGB with normalisation folded in (the device contract), or
  * `input` float [N, 3, H, W] normalised; outputs `logits`, `probs` and optionally `embedding`.

@@ -11,7 +11,7 @@
  */
 import { z } from 'zod';
 import type { ForwardContext, InitContext, PromptMethod } from './method.ts';
-import { normal } from './method.ts';
+import { normal } from '../../devices/rng.ts';
 import { clipHeadLogits, clipImageEmbedding, contextClassEmbeddings, dasslRecipe, requireClipTask } from './clip-common.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import { CompilerError } from '../ops/errors.ts';

@@ -9,8 +9,7 @@ import type { VitConfig } from '../backbones/vit-variants.ts';
 import type { VitWeights } from '../backbones/vit.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
 import type { ClipContext, ClipTask } from '../backbones/clip-task.ts';
-
-export type Rng = () => number;
+import { normal, type Rng } from '../../devices/rng.ts';
 
 /** Training images drawn for a method's data-dependent setup (SPT prototypes, DA-VPT class means). */
 export interface ImageSample {
@@ -152,10 +151,6 @@ export function headInit(ctx: InitContext, std: number, bias = 0): Map<string, H
     ['head.weight', { shape: [C, D], data: w }],
     ['head.bias', { shape: [C], data: new Float32Array(C).fill(bias) }],
   ]);
-}
-
-export function normal(rng: Rng): number {
-  return Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
 }
 
 export function uniform(shape: number[], bound: number, rng: Rng): HostTensor {

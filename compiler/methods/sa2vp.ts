@@ -27,8 +27,9 @@
  * terms, per-head projection slices) folded into initializers by OnnxOps.
  */
 import { z } from 'zod';
-import type { ForwardContext, PromptMethod, Rng } from './method.ts';
-import { adamwRecipe, headInit, normal, uniform } from './method.ts';
+import { normal, type Rng } from '../../devices/rng.ts';
+import type { ForwardContext, PromptMethod } from './method.ts';
+import { adamwRecipe, headInit, uniform } from './method.ts';
 import type { Ops } from '../ops/ops.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import type { VitConfig } from '../backbones/vit-variants.ts';
@@ -37,7 +38,7 @@ import { type BlockWeights, block, embed, forwardHead } from '../backbones/vit.t
 import { softmaxCrossEntropy } from '../train/loss.ts';
 import { CompilerError } from '../ops/errors.ts';
 
-export const sa2vpOptions = z.strictObject({
+const sa2vpOptions = z.strictObject({
   interDim: z.number().int().positive().describe('inter-dim r of the prompt maps and Mlp_small (official 8/16/32/64)'),
   b2pLayers: z.array(z.number().int().nonnegative()).min(1).optional().describe('base→prompt layers (default: 0, L/3, 2L/3); deep prompt maps enter at all but 0'),
   addScale: z.number().describe('inter-weight a scaling every cross-block output (official 0.1; 1.5 for VTAB Specialized/Structured)'),

@@ -29,7 +29,8 @@
  */
 import { z } from 'zod';
 import type { ForwardContext, InitContext, PromptMethod, Recipe } from './method.ts';
-import { headInit, normal } from './method.ts';
+import { normal } from '../../devices/rng.ts';
+import { headInit } from './method.ts';
 import { forward as vitForward, patchEmbed, type Affine, type VitHooks, type VitWeights } from '../backbones/vit.ts';
 import type { VitConfig } from '../backbones/vit-variants.ts';
 import type { Ops } from '../ops/ops.ts';
@@ -40,8 +41,8 @@ const common = {
   padSize: z.number().int().positive().optional().describe('frame width in pixels (default round(30·S/224), at least 1)'),
   init: z.enum(['normal', 'zeros', 'black']).describe("'normal': N(0, 1) in normalised-pixel units (VP's torch.randn); 'zeros'; 'black': the normalised value of a black pixel, (0 − μ)/σ (EVP's zero padding with a zero-initialised δ)"),
 };
-export const vpInnerOptions = z.strictObject(common);
-export const vpOuterOptions = z.strictObject({ ...common, antialias: z.boolean().describe('antialiased bilinear shrink (PIL, torch antialias=True); false: plain two-tap bilinear') });
+const vpInnerOptions = z.strictObject(common);
+const vpOuterOptions = z.strictObject({ ...common, antialias: z.boolean().describe('antialiased bilinear shrink (PIL, torch antialias=True); false: plain two-tap bilinear') });
 export type VpOptions = z.infer<typeof vpInnerOptions> & { antialias?: boolean };
 
 export const PAD_NAMES = ['pad_up', 'pad_down', 'pad_left', 'pad_right'] as const;
@@ -55,7 +56,7 @@ export function padOf(method: string, cfg: Pick<VitConfig, 'imgSize'>, o: VpOpti
 }
 
 /** Shapes of the four strips for side S and width p. */
-export function padShapes(S: number, p: number): Record<(typeof PAD_NAMES)[number], number[]> {
+function padShapes(S: number, p: number): Record<(typeof PAD_NAMES)[number], number[]> {
   return { pad_up: [1, 3, p, S], pad_down: [1, 3, p, S], pad_left: [1, 3, S - 2 * p, p], pad_right: [1, 3, S - 2 * p, p] };
 }
 

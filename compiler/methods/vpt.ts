@@ -16,7 +16,7 @@ import type { ForwardContext, PromptMethod } from './method.ts';
 import { headInit, uniform } from './method.ts';
 import { forwardFeatures, forwardHead, insertTokens, prefixKV, type VitHooks } from '../backbones/vit.ts';
 
-export const vptOptions = z.strictObject({
+const vptOptions = z.strictObject({
   prompts: z.number().int().positive().describe('prompt tokens per layer (N)'),
   deep: z.boolean().describe('a fresh set of prompts before every block'),
   dropout: z.number().min(0).max(1).describe('dropout on inserted prompt tokens while training'),

@@ -209,7 +209,3 @@ export class TfOps implements Ops<tf.Tensor> {
   }
 }
 
-/** Copy a tensor to the host (outside any tidy). */
-export async function toHost(t: tf.Tensor): Promise<HostTensor> {
-  return { shape: [...t.shape], data: (await t.data()) as Float32Array };
-}

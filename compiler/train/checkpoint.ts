@@ -9,23 +9,8 @@ import { join } from 'node:path';
 import { encodeSafetensors, readSafetensors } from '../backbones/safetensors.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import { CompilerError } from '../ops/errors.ts';
-import type { InspectionMetrics } from '../../runtime/pipeline/inspection.ts';
 import type { TrainingWarning } from './diagnose.ts';
-
-export interface EpochRecord {
-  epoch: number;
-  lr: number;
-  trainLoss: number;
-  valLoss: number;
-  valTop1: number;
-  perClass: number[];
-  /** Validation predictions per class (absent in checkpoints written before it was recorded). */
-  predicted?: number[];
-  /** Escape / false-reject rates, AUROC, per class, when the task inspects parts (okLabels). */
-  inspection?: InspectionMetrics;
-  imagesPerSec: number;
-  seconds: number;
-}
+import type { EpochRecord } from './epoch-record.ts';
 
 export interface TrainState {
   version: 1;

@@ -13,7 +13,7 @@
  * - TRAINING_NOT_LEARNING (end of the run): best validation top-1 no better than always answering
  *   the commonest class, plus NOT_LEARNING_MARGIN.
  */
-import type { EpochRecord } from './checkpoint.ts';
+import type { EpochRecord } from './epoch-record.ts';
 
 export type TrainingWarningCode = 'TRAINING_DIVERGING' | 'TRAINING_COLLAPSED' | 'TRAINING_NOT_LEARNING';
 

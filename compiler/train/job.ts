@@ -16,7 +16,7 @@ import { methodByName } from '../methods/registry.ts';
 import type { PromptMethod, Recipe } from '../methods/method.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import { initTf, type TfBackendInfo } from '../ops/tf-backend.ts';
-import { mulberry32 } from '../data/rng.ts';
+import { mulberry32 } from '../../devices/rng.ts';
 import { TfEngine } from './engine-tfjs.ts';
 import { OrtEngine } from './engine-ort.ts';
 import { chooseEngine } from './engine-choice.ts';

@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import type { Engine } from './engine.ts';
 import type { ImageSample, InitContext, MethodState, PromptMethod, Recipe, SampleRequest } from '../methods/method.ts';
-import { mixSeed, mulberry32 } from '../data/rng.ts';
+import { mixSeed, mulberry32 } from '../../devices/rng.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import { newOptimizerState, optimizerFromTensors, optimizerStep, optimizerTensors, type TrainableTensor } from './optim.ts';
 import { lrAt, scaledLr } from './schedule.ts';

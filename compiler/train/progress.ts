@@ -3,7 +3,7 @@
  * epoch otherwise (CI logs, pipes), nothing when silenced.
  */
 import cliProgress from 'cli-progress';
-import type { EpochRecord } from './checkpoint.ts';
+import type { EpochRecord } from './epoch-record.ts';
 import { pctText } from '../../runtime/pipeline/inspection.ts';
 
 export interface Progress {

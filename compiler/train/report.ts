@@ -3,7 +3,8 @@
  * epoch) and the last confusion matrix. No scripts, no external assets: it opens anywhere.
  */
 import { writeFileSync } from 'node:fs';
-import type { EpochRecord, TrainState } from './checkpoint.ts';
+import type { TrainState } from './checkpoint.ts';
+import type { EpochRecord } from './epoch-record.ts';
 import { pctText } from '../../runtime/pipeline/inspection.ts';
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);

@@ -42,8 +42,8 @@ export const plcConfigSchema = z.strictObject({
   reconnect: z.strictObject({ initialMs: ms.optional(), factor: z.number().min(1).optional(), maxMs: ms.optional() }).optional(),
 });
 
+export type SerialLinkConfig = z.output<typeof serialLinkConfigSchema>;
 export type PlcConfig = z.output<typeof plcConfigSchema>;
-export type PlcConfigInput = z.input<typeof plcConfigSchema>;
 
 const ENDINGS: Record<'crlf' | 'lf' | 'cr', LineEnding> = { crlf: '\r\n', lf: '\n', cr: '\r' };
 
@@ -53,7 +53,7 @@ export function parsePlcConfig(raw: unknown, where = 'serial'): PlcConfig {
   return r.data;
 }
 
-export function plcOptions(cfg: PlcConfig): PlcOptions {
+function plcOptions(cfg: PlcConfig): PlcOptions {
   const o: PlcOptions = {
     readyOn: cfg.readyOn,
     captureTimeoutMs: cfg.captureTimeoutMs,
@@ -85,14 +85,17 @@ export interface LinkSpec {
 export type LinkFactory = (spec: LinkSpec) => SerialLink;
 export const serialPortLinks: LinkFactory = (spec) => new SerialPortLink(spec);
 
-export function linkSpec(l: SerialLinkConfig): LinkSpec {
+function linkSpec(l: SerialLinkConfig): LinkSpec {
   return { path: l.path, baudRate: l.baudRate, lineEnding: ENDINGS[l.lineEnding], maxLineLength: l.maxLineLength };
 }
 
-export type SerialLinkConfig = z.output<typeof serialLinkConfigSchema>;
+/** The serial link a validated config names (not opened): the one place a link is built from config. */
+export function createLink(cfg: SerialLinkConfig, links: LinkFactory = serialPortLinks): SerialLink {
+  return links(linkSpec(cfg));
+}
 
 /** Validates `raw` and builds the handshake on a serial port (real unless `links` says otherwise; not started). */
 export function createPlc(raw: unknown, where = 'serial', links: LinkFactory = serialPortLinks): PlcHandshake {
   const cfg = parsePlcConfig(raw, where);
-  return new PlcHandshake(links(linkSpec(cfg.link)), plcOptions(cfg));
+  return new PlcHandshake(createLink(cfg.link, links), plcOptions(cfg));
 }

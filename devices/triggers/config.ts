@@ -19,9 +19,8 @@ export const triggerConfigSchema = z.discriminatedUnion('kind', [
 ]);
 
 export type TriggerConfig = z.output<typeof triggerConfigSchema>;
-export type TriggerConfigInput = z.input<typeof triggerConfigSchema>;
 
-export function parseTriggerConfig(raw: unknown, where = 'trigger'): TriggerConfig {
+function parseTriggerConfig(raw: unknown, where = 'trigger'): TriggerConfig {
   const r = triggerConfigSchema.safeParse(raw, { reportInput: true });
   if (!r.success) throw new DeviceConfigError('E_TRIGGER_CONFIG', fieldIssues(r.error, where));
   return r.data;

@@ -7,7 +7,7 @@
 import { DeviceConfigError } from '../../devices/errors.ts';
 import { createSource } from '../../devices/cameras/factory.ts';
 import type { CameraConfig } from '../../devices/cameras/config.ts';
-import { linkSpec, serialPortLinks, type LinkFactory } from '../../devices/serial/config.ts';
+import { createLink, type LinkFactory } from '../../devices/serial/config.ts';
 import type { PlcHandshake } from '../../devices/serial/plc.ts';
 import { CommandTrigger } from '../../devices/triggers/armed.ts';
 import { createTrigger } from '../../devices/triggers/config.ts';
@@ -16,7 +16,8 @@ import type { DeviceConfig } from '../config/device-config.ts';
 import { ConfigError } from '../config/errors.ts';
 import { collectHealth } from '../health/monitor.ts';
 import { defaultLog, type Log } from '../log.ts';
-import { openOutbox, type Outbox } from '../mqtt/outbox.ts';
+import type { Outbox } from '../mqtt/outbox.ts';
+import { openOutbox } from '../mqtt/outbox-config.ts';
 import { startReporter, type Reporter } from '../mqtt/reporter.ts';
 import { Pipeline, type CameraInput } from '../pipeline/pipeline.ts';
 import { MqttResultSink, PlcSink, RejectSink } from '../pipeline/sinks.ts';
@@ -162,8 +163,7 @@ export class Runtime {
 
     const rejects: RejectSink[] = [];
     for (const [id, r] of Object.entries(cfg.rejects)) {
-      const link = (opts.serialLinks ?? serialPortLinks)(linkSpec(r.link));
-      rejects.push(new RejectSink(id, link, { delayMs: r.delayMs, line: r.line, onLate: r.onLate }));
+      rejects.push(new RejectSink(id, createLink(r.link, opts.serialLinks), { delayMs: r.delayMs, line: r.line, onMissedDeadline: r.onMissedDeadline }));
     }
     pipeline.addSink(new MqttResultSink(reporter));
     pipeline.addSink(new PlcSink(plcs));

@@ -9,8 +9,10 @@ import * as ort from 'onnxruntime-node';
 import { ArtifactError } from '../artifact/errors.ts';
 import type { DeviceProfile, ExecutionProvider } from '../config/profile.ts';
 import type { Log } from '../log.ts';
-import { engineFor, type EngineSession } from './engine.ts';
+import type { Engine, EngineSession } from './engine.ts';
 import { SessionError, type EpAttempt } from './errors.ts';
+import { mainEngine } from './main-engine.ts';
+import { workerEngine } from './worker-engine.ts';
 
 export interface SessionOptions {
   profile: DeviceProfile;
@@ -55,15 +57,20 @@ function sessionOptions(profile: DeviceProfile, eps: readonly ExecutionProvider[
   return o;
 }
 
+/** The engine a profile asks for (`threads.inference`, default worker). */
+function engineFor(profile: DeviceProfile): Engine {
+  return profile.threads.inference === 'main' ? mainEngine : workerEngine();
+}
+
 export const errText = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0]!.slice(0, 500);
 
 /**
  * Tries each provider of the profile: creates the ORT session (in the profile's engine: the
- * inference worker or this thread) and hands it to `make` (which checks
+ * inference worker or this thread) and hands it, with the engine, to `make` (which checks
  * the graph against the manifest, wraps and warms it up). The model's own faults (graph vs
  * manifest, a pack that does not fit) are thrown at once: another provider would not fix them.
  */
-export async function openWithFallback<S>(artifact: { file: string; model: Uint8Array }, opts: SessionOptions, make: (session: EngineSession, ep: string, attempts: EpAttempt[]) => Promise<S>): Promise<S> {
+export async function openWithFallback<S>(artifact: { file: string; model: Uint8Array }, opts: SessionOptions, make: (session: EngineSession, ep: string, attempts: EpAttempt[], engine: Engine) => Promise<S>): Promise<S> {
   const eps = opts.profile.executionProviders;
   const engine = engineFor(opts.profile);
   const attempts: EpAttempt[] = [];
@@ -74,7 +81,7 @@ export async function openWithFallback<S>(artifact: { file: string; model: Uint8
     try {
       tensorrtEnv(ep);
       session = await engine.open(artifact.model, sessionOptions(opts.profile, eps.slice(i)), artifact.file);
-      const s = await make(session, ep.name, attempts);
+      const s = await make(session, ep.name, attempts, engine);
       attempts.push({ ep: ep.name, ok: true, ms: performance.now() - t0 });
       for (const a of attempts.filter((x) => !x.ok)) opts.log?.warn({ ep: a.ep, err: a.error }, 'session: execution provider unavailable, fell back');
       return s;

@@ -18,7 +18,7 @@ import { fixturePath, repoPath } from './helpers/fixtures.ts';
 import { cpuProfile } from './helpers/runtime-models.ts';
 
 const run = promisify(execFile);
-const dir = mkdtempSync(join(tmpdir(), 'ep-compile-shared-'));
+const dir = mkdtempSync(join(tmpdir(), 'ep-compile-backbone-pack-'));
 async function edgeprompt(...args: string[]) {
   try {
     const r = await run(process.execPath, [repoPath('tools/edgeprompt.mjs'), ...args], { timeout: 170_000 });

@@ -11,7 +11,7 @@ import { loadVitWeights } from '../compiler/backbones/vit-weights.ts';
 import { loadFashionMnist } from '../compiler/data/fashion-mnist.ts';
 import { makePartsSet } from '../compiler/data/parts.ts';
 import { exportedLogits } from '../compiler/export/verify-task.ts';
-import { packFeeds, planShared } from '../compiler/export/shared.ts';
+import { packFeeds, planBackbonePack } from '../compiler/export/backbone-pack.ts';
 import { exportTask } from '../compiler/export/task.ts';
 import { METHODS } from '../compiler/methods/registry.ts';
 import { summarizeModel } from '../compiler/ops/onnx-proto.ts';
@@ -21,7 +21,7 @@ import { BackboneSession, ModelSession } from '../runtime/session/index.ts';
 import { loadCompileConfig } from '../compiler/config/compile-config.ts';
 import { fixtureVit, repoPath } from './helpers/fixtures.ts';
 import { cpuProfile } from './helpers/runtime-models.ts';
-import { backboneArtifact, fusedArtifact, promptPack, sharedTask } from './helpers/shared-models.ts';
+import { backboneArtifact, fusedArtifact, promptPack, backbonePackTask } from './helpers/backbone-pack-models.ts';
 
 test.before(async () => {
   await initTf();
@@ -42,7 +42,7 @@ test('shipped backbone, demo task: backbone.epk + task.epp give the fused artifa
   const cfg = vitConfig(demo.backbone.arch);
   const { stateDict } = loadVitWeights(repoPath('compiler/backbones/weights/vit_micro_patch4_32.fmnist04.safetensors'), cfg);
   const C = demo.data.kind === 'fashion-mnist' ? (demo.data.classes?.length ?? 10) : 10;
-  const task = await sharedTask(7, { classes: C, vit: { cfg, sd: stateDict }, method: demo.method.name, options: demo.method.options });
+  const task = await backbonePackTask(7, { classes: C, vit: { cfg, sd: stateDict }, method: demo.method.name, options: demo.method.options });
   const images = loadFashionMnist({ split: 'test', classes: [5, 6, 7, 8, 9], limit: 40 });
   const frames = images.samples.map((s) => s.image);
   t.is(frames.length, 200);
@@ -75,8 +75,8 @@ test('shipped backbone, demo task: backbone.epk + task.epp give the fused artifa
 });
 
 test('one backbone graph for every task of a method: tasks with 3 and 5 labels and other prompts get the same bytes', async (t) => {
-  const a = await sharedTask(1, { classes: 3 });
-  const b = await sharedTask(2, { classes: 5 });
+  const a = await backbonePackTask(1, { classes: 3 });
+  const b = await backbonePackTask(2, { classes: 5 });
   t.deepEqual(Buffer.from(a.split.backbone), Buffer.from(b.split.backbone));
   t.deepEqual(a.split.inputs.find((i) => i.name === 'head.weight')!.shape, ['classes', a.task.cfg.embedDim]);
   const g = summarizeModel(a.split.backbone);
@@ -94,7 +94,7 @@ for (const name of Object.keys(METHODS).filter((n) => !METHODS[n]!.requiresClip)
   if (fixtureKeys().some((k) => METHODS[name]!.trainsBackbone(k, METHODS[name]!.resolveOptions({} as never)))) continue;
   test(`${name}: split shared export equals the fused export (uint8 NHWC, ≤ 1e-4, same top-1)`, async (t) => {
     const options = name.startsWith('vpt') ? { prompts: 3 } : {};
-    const task = await sharedTask(5, { classes: 5, method: name, options });
+    const task = await backbonePackTask(5, { classes: 5, method: name, options });
     const set = await makePartsSet({ perClass: 3, size: 32, seed: 9 });
     const fused = await exportedLogits(task.fused, set);
     const shared = await exportedLogits(task.split.backbone, set, packFeeds(task.split.tensors));
@@ -114,8 +114,8 @@ for (const name of Object.keys(METHODS).filter((n) => !METHODS[n]!.requiresClip)
 }
 
 test('a shared export whose trained tensors never meet the image is refused, naming why', async (t) => {
-  const task = await sharedTask(3, { classes: 4 });
+  const task = await backbonePackTask(3, { classes: 4 });
   const fused = exportTask(task.task); // no graph inputs besides the image: nothing for a pack
-  t.throws(() => planShared(fused), { message: /no trained tensor reaches the image path; export it fused/ });
-  t.throws(() => planShared(fused, 'pixels'), { message: /no graph input "pixels"/ });
+  t.throws(() => planBackbonePack(fused), { message: /no trained tensor reaches the image path; export it fused/ });
+  t.throws(() => planBackbonePack(fused, 'pixels'), { message: /no graph input "pixels"/ });
 });

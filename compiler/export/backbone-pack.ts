@@ -1,6 +1,6 @@
 /**
- * The shared-backbone shape (issue 5 §5): one backbone graph serves many tasks, and a task is a
- * small prompt pack. Built from the `shared` export (trained tensors as graph inputs, task.ts) by
+ * The backbone + prompt pack form (the shared backbone of `compile --form shared`): one backbone
+ * graph serves many tasks, and a task is a small prompt pack. Built from the `shared` export (trained tensors as graph inputs, task.ts) by
  * cutting it where the trained tensors first meet the image:
  *
  *   pack side      nodes that read trained tensors and not the image: for vpt-deep, per block,
@@ -34,7 +34,7 @@ const LAYOUT = new Set(['Reshape', 'Transpose', 'Squeeze', 'Unsqueeze', 'Identit
 /** Names the recorder makes up (onnx-ops.ts toBytes): the cut prefers a labelled value. */
 const GENERATED = /^(v|const_)\d+(_\d+)?$/;
 
-export interface SharedPlan {
+export interface BackbonePackPlan {
   /** Pack side: trained tensors in, the crossing values out (output shapes left to ORT). */
   pack: GraphSpec;
   /** Backbone side, its pack inputs not yet declared (their shapes come from `packTensors`). */
@@ -45,7 +45,7 @@ export interface SharedPlan {
 }
 
 /** Where to cut a `shared` export whose image input is `image`. Pure graph analysis. */
-export function planShared(sharedModel: Uint8Array, image = 'image'): SharedPlan {
+export function planBackbonePack(sharedModel: Uint8Array, image = 'image'): BackbonePackPlan {
   const { graph: g, metadata } = decodeModel(sharedModel);
   const imageIn = g.inputs.find((v) => v.name === image);
   if (!imageIn) throw new CompilerError('BAD_ARGUMENT', `shared export: no graph input "${image}" (inputs: ${g.inputs.map((v) => v.name).join(', ')})`);
@@ -157,7 +157,7 @@ function encodeShapeless(g: GraphSpec): Uint8Array {
 }
 
 /** The pack tensors of a task: its trained tensors through the pack side of the plan. */
-export async function packTensors(plan: SharedPlan, params: ReadonlyMap<string, HostTensor>): Promise<Map<string, HostTensor>> {
+export async function packTensors(plan: BackbonePackPlan, params: ReadonlyMap<string, HostTensor>): Promise<Map<string, HostTensor>> {
   const feeds: Record<string, ort.Tensor> = {};
   for (const v of plan.pack.inputs) {
     const t = params.get(v.name);
@@ -184,7 +184,7 @@ export async function packTensors(plan: SharedPlan, params: ReadonlyMap<string, 
  * Declared pack inputs: the task's tensor shapes, with the class count symbolic on the head
  * (head.weight [C, D], head.bias [C]) when the head reaches the backbone as it was trained.
  */
-export function packInputSpecs(plan: SharedPlan, tensors: ReadonlyMap<string, HostTensor>): PackInputSpec[] {
+export function packInputSpecs(plan: BackbonePackPlan, tensors: ReadonlyMap<string, HostTensor>): PackInputSpec[] {
   const head = tensors.has('head.weight') && tensors.has('head.bias');
   return plan.crossing.map((name) => {
     const shape: (number | string)[] = [...tensors.get(name)!.shape];
@@ -194,7 +194,7 @@ export function packInputSpecs(plan: SharedPlan, tensors: ReadonlyMap<string, Ho
 }
 
 /** The backbone model: `image` and the pack inputs in, logits/probs [N, classes] out. */
-export function backboneModel(plan: SharedPlan, inputs: readonly PackInputSpec[]): Uint8Array {
+export function backboneModel(plan: BackbonePackPlan, inputs: readonly PackInputSpec[]): Uint8Array {
   const symbolic = inputs.some((v) => v.shape.includes(CLASSES_DIM));
   // GraphSpec types dims as number | 'N'; encodeModel writes any string as a dimParam.
   const dims = (s: readonly (number | string)[]) => s as Dim[];
@@ -209,15 +209,15 @@ export function backboneModel(plan: SharedPlan, inputs: readonly PackInputSpec[]
   return encodeModel(g, metadata);
 }
 
-export interface SharedSplit {
+export interface BackbonePackSplit {
   backbone: Uint8Array;
   inputs: PackInputSpec[];
   tensors: Map<string, HostTensor>;
 }
 
-/** planShared + packTensors + backboneModel: a `shared` export as backbone model and pack tensors. */
-export async function splitShared(sharedModel: Uint8Array, params: ReadonlyMap<string, HostTensor>, image = 'image'): Promise<SharedSplit> {
-  const plan = planShared(sharedModel, image);
+/** planBackbonePack + packTensors + backboneModel: a `shared` export as backbone model and pack tensors. */
+export async function splitBackbonePack(sharedModel: Uint8Array, params: ReadonlyMap<string, HostTensor>, image = 'image'): Promise<BackbonePackSplit> {
+  const plan = planBackbonePack(sharedModel, image);
   const tensors = await packTensors(plan, params);
   const inputs = packInputSpecs(plan, tensors);
   return { backbone: backboneModel(plan, inputs), inputs, tensors };

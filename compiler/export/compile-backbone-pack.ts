@@ -13,11 +13,12 @@ import { isDeepStrictEqual } from 'node:util';
 import { encodeSafetensors } from '../backbones/safetensors.ts';
 import { CompilerError } from '../ops/errors.ts';
 import { exportTask } from './task.ts';
-import { packFeeds, packInputSpecs, planShared, packTensors, backboneModel } from './shared.ts';
+import { packFeeds, packInputSpecs, planBackbonePack, packTensors, backboneModel } from './backbone-pack.ts';
 import { compareLogits, exportedLogits } from './verify-task.ts';
 import { ortVersion } from './optimize.ts';
 import { gatePrecisions } from './precision/index.ts';
-import { COMPILER_VERSION, PARITY, gatedPrecisions, prepareCompile, thresholdsOf, verifiedFp32, type CompileOptions, type Prepared, type PrecisionResult } from './compile.ts';
+import { VERSION } from '../../runtime/version.ts';
+import { PARITY, gatedPrecisions, prepareCompile, thresholdsOf, verifiedFp32, type CompileOptions, type Prepared, type PrecisionResult } from './compile.ts';
 import {
   checkPackFits,
   isBackbone,
@@ -35,12 +36,12 @@ import {
 import type { DeviceProfile } from '../../runtime/config/profile.ts';
 import type { PreparedJob } from '../train/job.ts';
 
-export interface SharedCompileOptions extends CompileOptions {
+export interface BackbonePackCompileOptions extends CompileOptions {
   /** An existing shared-backbone .epk to build the pack for; without it a new backbone is built. */
   backbone?: string;
 }
 
-export interface SharedCompileResult {
+export interface BackbonePackCompileResult {
   /** The new backbone artifact, or null when the pack was built for an existing one. */
   backbone: Packed<BackboneManifest> | null;
   /** The backbone the pack fits (new or existing). */
@@ -51,13 +52,13 @@ export interface SharedCompileResult {
   profile: DeviceProfile | null;
 }
 
-export async function compileShared(o: SharedCompileOptions): Promise<SharedCompileResult> {
+export async function compileBackbonePack(o: BackbonePackCompileOptions): Promise<BackbonePackCompileResult> {
   const existing = o.backbone === undefined ? null : await readModelArtifactFile(o.backbone);
   if (existing && !isBackbone(existing)) {
     throw new CompilerError('BAD_ARGUMENT', `--backbone ${o.backbone}: is a fused artifact; a prompt pack needs a shared-backbone artifact (edgeprompt compile --form shared --out backbone.epk)`);
   }
   const x = await prepareCompile(o, (p) => existing && checkSameTask(p, existing as BackboneArtifact));
-  const plan = planShared(exportTask(x.task, { form: 'shared' }));
+  const plan = planBackbonePack(exportTask(x.task, { form: 'shared' }));
   const tensors = await packTensors(plan, x.task.params);
   const feeds = packFeeds(tensors);
   const sign: PackOptions = o.signKey ? { privateKey: await readPrivateKey(o.signKey) } : {};
@@ -70,7 +71,7 @@ export async function compileShared(o: SharedCompileOptions): Promise<SharedComp
     backbone: { arch: x.p.cfg.name, sha256: x.p.job.backboneSha256, model },
     prompts: { sha256: x.paramsSha256 },
     metrics,
-    compiler: { version: COMPILER_VERSION, ortVersion: ortVersion() },
+    compiler: { version: VERSION, ortVersion: ortVersion() },
   });
   const safetensors = encodeSafetensors(tensors);
 
@@ -97,7 +98,7 @@ export async function compileShared(o: SharedCompileOptions): Promise<SharedComp
         method: { name: x.p.job.method.name, options: x.p.job.options },
         pack: { inputs },
         precision: chosen.precision,
-        compiler: { version: COMPILER_VERSION, ortVersion: ortVersion() },
+        compiler: { version: VERSION, ortVersion: ortVersion() },
         target: x.profile?.name ?? null,
       },
       model: chosen.model!,

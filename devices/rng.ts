@@ -1,12 +1,14 @@
 /**
- * Seeded randomness for data. Every draw in compiler/data comes from here, never Math.random, so
- * a seed reproduces a k-shot draw, a shuffle, an augmentation or a generated image exactly.
+ * Seeded randomness, the one generator of the tree: the compiler's data (k-shot draws, shuffles,
+ * augmentation, the generated parts set), method initialisation, dropout masks and the synthetic
+ * camera all draw from here, never Math.random, so a seed reproduces them exactly. It lives in
+ * devices/, the lowest layer, so that both the compiler and the cameras may import it.
  */
 
 /** A uniform draw in [0, 1). */
 export type Rng = () => number;
 
-/** mulberry32: tiny and fast; the same generator as test/helpers/random-vit.ts. */
+/** mulberry32: tiny and fast. */
 export function mulberry32(seed: number): Rng {
   let a = seed >>> 0;
   return () => {
@@ -45,9 +47,14 @@ export const uniform = (r: Rng, lo: number, hi: number): number => lo + (hi - lo
 /** An integer in [lo, hi). */
 export const randInt = (r: Rng, lo: number, hi: number): number => lo + Math.floor((hi - lo) * r());
 
-/** Standard normal draws (Box–Muller). */
+/** One standard normal draw (Box–Muller; consumes two uniforms). */
+export function normal(r: Rng): number {
+  return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+}
+
+/** A stream of standard normal draws. */
 export function gaussian(r: Rng): Rng {
-  return () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+  return () => normal(r);
 }
 
 /** Fisher–Yates, in place. */

@@ -1,4 +1,5 @@
-// The shared-backbone shape (docs/artifact.md "Shared backbone and prompt packs"): one .epk whose
+// The backbone + prompt pack form, which users know as the shared backbone (`compile --form shared`,
+// manifest `shape: 'shared-backbone'`; docs/artifact.md "Shared backbone and prompt packs"): one .epk whose
 // graph takes a task's tensors as inputs (BackboneManifestV1), and per task a small signed .epp
 // holding those tensors (PromptPackManifestV1). A pack names the sha256 of the model.onnx it fits;
 // `checkPackFits` is the one place that decides whether a pack runs on a backbone, and

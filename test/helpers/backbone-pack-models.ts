@@ -4,22 +4,23 @@
 
 import { encodeSafetensors, type StateDict } from '../../compiler/backbones/safetensors.ts';
 import type { VitConfig } from '../../compiler/backbones/vit-variants.ts';
-import { mulberry32 } from '../../compiler/data/rng.ts';
-import { splitShared, type SharedSplit } from '../../compiler/export/shared.ts';
+import { mulberry32 } from '../../devices/rng.ts';
+import { splitBackbonePack, type BackbonePackSplit } from '../../compiler/export/backbone-pack.ts';
 import { exportTask, type TaskExport } from '../../compiler/export/task.ts';
 import { METHODS } from '../../compiler/methods/registry.ts';
 import type { HostTensor } from '../../compiler/ops/host-tensor.ts';
 import { packArtifact, packBackboneArtifact, packPromptPack, type BackboneManifest, type PackOptions, type Packed, type PromptPackDraft, type PromptPackManifest } from '../../runtime/artifact/index.ts';
 import { fixtureVit } from './fixtures.ts';
 import { randn } from './random-vit.ts';
+import { VERSION } from '../../runtime/version.ts';
 import { randomImageSampler } from './image-sample.ts';
 import { draft } from './runtime-models.ts';
 
-export interface SharedTask {
+export interface BackbonePackTask {
   task: TaskExport;
   labels: string[];
   fused: Uint8Array;
-  split: SharedSplit;
+  split: BackbonePackSplit;
 }
 
 /**
@@ -27,7 +28,7 @@ export interface SharedTask {
  * init, so a wrong fusion cannot hide) and the head N(0, 0.5) from `seed`: tasks of different
  * seeds disagree on most images.
  */
-export async function sharedTask(seed: number, o: { classes?: number; prompts?: number; vit?: { cfg: VitConfig; sd: StateDict }; method?: string; options?: Record<string, unknown> } = {}): Promise<SharedTask> {
+export async function backbonePackTask(seed: number, o: { classes?: number; prompts?: number; vit?: { cfg: VitConfig; sd: StateDict }; method?: string; options?: Record<string, unknown> } = {}): Promise<BackbonePackTask> {
   const C = o.classes ?? 10;
   const base = o.vit ?? fixtureVit();
   const cfg = { ...base.cfg, numClasses: C };
@@ -40,13 +41,13 @@ export async function sharedTask(seed: number, o: { classes?: number; prompts?: 
     params.set(k, { shape: t.shape, data: randn([...t.shape], std, seed * 100 + k.length) });
   }
   const task: TaskExport = { cfg, backbone, method: m as never, options, params };
-  const split = await splitShared(exportTask(task, { form: 'shared' }), params);
+  const split = await splitBackbonePack(exportTask(task, { form: 'shared' }), params);
   return { task, labels: Array.from({ length: C }, (_, i) => `t${seed}c${i}`), fused: exportTask(task), split };
 }
 
 const input = (size: number) => ({ name: 'image', height: size, width: size, channels: 3 as const, layout: 'NHWC' as const, dtype: 'uint8' as const, resize: 'stretch' as const });
 
-export function backboneArtifact(t: SharedTask, opts: PackOptions = {}, over: Partial<BackboneManifest> = {}): Packed<BackboneManifest> {
+export function backboneArtifact(t: BackbonePackTask, opts: PackOptions = {}, over: Partial<BackboneManifest> = {}): Packed<BackboneManifest> {
   return packBackboneArtifact(
     {
       manifest: {
@@ -58,7 +59,7 @@ export function backboneArtifact(t: SharedTask, opts: PackOptions = {}, over: Pa
         method: { name: t.task.method.name, options: t.task.options },
         pack: { inputs: t.split.inputs },
         precision: 'fp32',
-        compiler: { version: '0.1.0', ortVersion: '1.30.0' },
+        compiler: { version: VERSION, ortVersion: '1.30.0' },
         createdAt: '2026-01-02T03:04:05.000Z',
         target: null,
         ...over,
@@ -70,7 +71,7 @@ export function backboneArtifact(t: SharedTask, opts: PackOptions = {}, over: Pa
 }
 
 /** A pack of `t`'s tensors for the backbone whose model.onnx has sha256 `model`. */
-export function promptPack(t: SharedTask, model: string, over: Partial<PromptPackDraft> = {}, opts: PackOptions = {}, tensors: Map<string, HostTensor> = t.split.tensors): Packed<PromptPackManifest> {
+export function promptPack(t: BackbonePackTask, model: string, over: Partial<PromptPackDraft> = {}, opts: PackOptions = {}, tensors: Map<string, HostTensor> = t.split.tensors): Packed<PromptPackManifest> {
   return packPromptPack(
     {
       manifest: {
@@ -82,7 +83,7 @@ export function promptPack(t: SharedTask, model: string, over: Partial<PromptPac
         backbone: { arch: t.task.cfg.name, sha256: 'a'.repeat(64), model },
         prompts: { sha256: 'b'.repeat(64) },
         metrics: { fp32: { top1: 0.9, maxLogitDiff: 1e-5 } },
-        compiler: { version: '0.1.0', ortVersion: '1.30.0' },
+        compiler: { version: VERSION, ortVersion: '1.30.0' },
         createdAt: '2026-01-02T03:04:05.000Z',
         ...over,
       },
@@ -93,6 +94,6 @@ export function promptPack(t: SharedTask, model: string, over: Partial<PromptPac
 }
 
 /** The same task, fused, as an .epk (the reference the shared shape must equal). */
-export function fusedArtifact(t: SharedTask, opts: PackOptions = {}) {
+export function fusedArtifact(t: BackbonePackTask, opts: PackOptions = {}) {
   return packArtifact({ manifest: draft({ name: 'task-fused', labels: t.labels, input: input(t.task.cfg.imgSize), method: { name: t.task.method.name, options: t.task.options }, target: null }), model: t.fused }, opts);
 }
