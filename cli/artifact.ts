@@ -90,7 +90,8 @@ export function inspectionText(x: Metrics): string {
 }
 
 function printMetrics(metrics: Partial<Record<Precision, Metrics>>): void {
-  for (const [p, x] of Object.entries(metrics)) console.log(`  ${p}: top-1 ${pct(x!.top1)}, max |Δlogit| ${x!.maxLogitDiff.toExponential(2)}${x!.samples ? ` on ${x!.samples} images` : ''}${inspectionText(x!)}`);
+  // samples 0: no labelled images (a zero-shot artifact compiled from words alone).
+  for (const [p, x] of Object.entries(metrics)) console.log(`  ${p}: top-1 ${x!.samples === 0 ? 'not measured (no labelled images)' : pct(x!.top1)}, max |Δlogit| ${x!.maxLogitDiff.toExponential(2)}${x!.samples ? ` on ${x!.samples} images` : ''}${inspectionText(x!)}`);
 }
 
 function inspectPack(pack: PromptPack): void {

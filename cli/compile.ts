@@ -13,6 +13,7 @@ import { makeProgress, type Progress } from '../compiler/train/progress.ts';
 import { CompilerError } from '../compiler/ops/errors.ts';
 import { PRECISIONS, type Precision } from '../runtime/artifact/index.ts';
 import { inspectionText, type Metrics } from './artifact.ts';
+import { zeroShotCommand, type ZeroShotFlags } from './zero-shot.ts';
 
 const pct = (x: number) => `${(100 * x).toFixed(2)} %`;
 
@@ -22,8 +23,9 @@ function writeOutput(file: string, bytes: Uint8Array): void {
   writeFileSync(file, bytes);
 }
 
-interface CompileFlags {
-  config: string;
+interface CompileFlags extends ZeroShotFlags {
+  config?: string;
+  zeroShot?: boolean;
   out?: string;
   form: string;
   pack?: string;
@@ -49,7 +51,7 @@ export function addCompileCommand(program: Command, parseNumber: (flag: string, 
   program
     .command('compile')
     .description('train (or continue / reuse the run in output.dir when it was trained for this config), export, verify, optimise, build precisions, gate them, pack and sign: one fused artifact, or (--form shared) a shared backbone and a prompt pack')
-    .requiredOption('-c, --config <file>', 'compile config (YAML)')
+    .option('-c, --config <file>', 'compile config (YAML); not with --zero-shot')
     .option('--out <file>', 'artifact to write (.epk): the fused model, or with --form shared the backbone')
     .option('--form <form>', 'fused (prompts folded in, fastest) | shared (one backbone serves many tasks; the task is a prompt pack)', 'fused')
     .option('--pack <file>', 'with --form shared: the prompt pack to write (.epp)')
@@ -63,6 +65,18 @@ export function addCompileCommand(program: Command, parseNumber: (flag: string, 
     .option('--strict', 'stop with an error (exit 2) when training diverges, collapses onto one class or does not learn')
     .option('--allow-weak', 'ship a model whose validation top-1 is below the floor (gates.minTop1; default chance + 25 pt)')
     .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
+    .option('--zero-shot', 'a CLIP task defined by words: no training, no images (--classes, --templates, --weights, --arch, --tokenizer)')
+    .option('--classes <list>', 'with --zero-shot: comma-separated class names, in output order')
+    .option('--templates <template...>', 'with --zero-shot: prompt templates, "{}" is the class name (default "a photo of a {}.")')
+    .option('--weights <file>', 'with --zero-shot: CLIP weights (.safetensors, OpenAI/open_clip, Hugging Face or EdgePrompt names)')
+    .option('--arch <name>', 'with --zero-shot: CLIP arch, e.g. clip_vit_b32')
+    .option('--tokenizer <file>', 'with --zero-shot: the tokenizer.json of the weights')
+    .option('--source <name>', 'with --zero-shot: weight source when the file does not say (openai: QuickGELU, laion: GELU)')
+    .option('--name <name>', 'with --zero-shot: task name in the manifest', 'zero-shot')
+    .option('--task-version <v>', 'with --zero-shot: version in the manifest', '1.0.0')
+    .option('--ok <labels>', 'with --zero-shot: comma-separated labels that count as a good part')
+    .option('--min-confidence <p>', 'with --zero-shot: below this score a prediction is NG', (v) => parseNumber('--min-confidence', v), 0.5)
+    .option('--val <dir>', 'with --zero-shot: labelled images (<dir>/<class>/…) to measure top-1 on and calibrate int8 with')
     .action(compileCommand);
 }
 
@@ -79,6 +93,11 @@ function interruptible(progress: Progress): { signal: AbortSignal; done: () => v
 }
 
 async function compileCommand(f: CompileFlags): Promise<void> {
+  if (f.zeroShot) {
+    if (f.config) throw new CompilerError('FLAG_INVALID', '--zero-shot and -c: give one; a config trains (its method may be zero-shot too), --zero-shot builds from words alone');
+    return zeroShotCommand(f, printResults, signedBy);
+  }
+  if (!f.config) throw new CompilerError('FLAG_INVALID', '-c, --config: required (the compile config), unless --zero-shot');
   const shared = checkCompileFlags(f);
   const progress = makeProgress(f.progress);
   const ctrlC = interruptible(progress);

@@ -9,8 +9,10 @@ import { readYaml, applyOverrides, validate } from './load.ts';
 import { MATERIAL_NAMES, PART_KINDS } from '../data/parts-scene.ts';
 import { METHODS } from '../methods/registry.ts';
 import { VIT_VARIANTS } from '../backbones/vit-variants.ts';
+import { CLIP_VARIANTS } from '../backbones/clip-variants.ts';
 import { CompilerError } from '../ops/errors.ts';
 import { fieldIssues, hintOrKnown, type FieldIssue } from '../../devices/config-issues.ts';
+import { DEFAULT_TEMPLATES } from '../text/prompts.ts';
 
 const int = z.number().int();
 const positive = int.positive();
@@ -45,9 +47,17 @@ export const compileConfig = z.strictObject({
   name: z.string().regex(/^[\w.-]+$/, 'use letters, digits, "_", "-", "."'),
   backbone: z.strictObject({
     arch: z.string(),
-    weights: z.string().describe('timm-named .safetensors'),
+    weights: z.string().describe('timm-named .safetensors; for clip_* archs OpenAI/open_clip, Hugging Face CLIPModel or EdgePrompt names'),
     imgSize: positive.optional().describe('input side in pixels when it differs from the arch (position embeddings are resampled, as timm does)'),
+    tokenizer: z.string().optional().describe('CLIP only: the Hugging Face tokenizer.json the weights were trained with'),
+    source: z.enum(['openai', 'laion']).optional().describe("CLIP only: where the weights come from, which decides the activation (openai: QuickGELU, laion: GELU); needed unless the file's metadata or a config.json beside it says"),
   }),
+  text: z
+    .strictObject({
+      templates: z.array(z.string()).min(1).default([...DEFAULT_TEMPLATES]).describe('CLIP only: zero-shot prompt templates, "{}" is the class name'),
+      classNames: z.array(z.string()).min(2).optional().describe("CLIP only: the words for each class, in label order (default: the data's class names)"),
+    })
+    .default({ templates: [...DEFAULT_TEMPLATES] }),
   data: dataConfig,
   kShot: positive.optional().describe('sample k training images per class (seeded)'),
   method: z.strictObject({
@@ -59,6 +69,7 @@ export const compileConfig = z.strictObject({
       epochs: positive.optional(),
       batchSize: positive.optional(),
       warmupEpochs: int.min(0).optional(),
+      warmupLr: z.number().positive().optional().describe('a constant lr for the warmup epochs, then cosine over all epochs (Dassl; CoOp and DAPT default 1e-5)'),
       labelSmoothing: z.number().min(0).lt(1).optional(),
       patience: int.min(0).default(0).describe('early stop after this many epochs without a better val top-1 (0: off)'),
       optimizer: z
@@ -102,7 +113,7 @@ function jobIssues(raw: unknown): FieldIssue[] {
   if (!isObject(raw)) return [];
   const issues: FieldIssue[] = [];
   const arch = isObject(raw.backbone) ? raw.backbone.arch : undefined;
-  const archs = Object.keys(VIT_VARIANTS);
+  const archs = [...Object.keys(VIT_VARIANTS), ...Object.keys(CLIP_VARIANTS)];
   if (typeof arch === 'string' && !archs.includes(arch)) issues.push({ field: 'backbone.arch', message: `unknown arch ${JSON.stringify(arch)}${hintOrKnown(arch, archs)}` });
   const m = raw.method;
   if (!isObject(m) || typeof m.name !== 'string') return issues;

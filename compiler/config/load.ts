@@ -14,6 +14,11 @@ export { ConfigError };
 
 export const readYaml = readYamlFile;
 
+/** One problem with one field of a config file, found after the schema passed (e.g. against the data). */
+export function fieldError(file: string, field: string, message: string, what = 'compile config'): ConfigError {
+  return new ConfigError('CONFIG_INVALID', file, `invalid ${what}`, [{ field, message }]);
+}
+
 /** Apply `path.to.field=value` overrides; values are parsed as YAML scalars (numbers, booleans, lists). */
 export function applyOverrides(raw: unknown, sets: readonly string[]): unknown {
   const root = (raw && typeof raw === 'object' ? structuredClone(raw) : {}) as Record<string, unknown>;

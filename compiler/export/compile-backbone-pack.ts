@@ -126,7 +126,7 @@ async function measureOnExisting(x: Prepared, o: CompileOptions, bb: BackboneArt
   const precision = bb.manifest.precision;
   if (o.precisions.length !== 1 || o.precisions[0] !== precision) o.progress.log(`note: --precision ${o.precisions.join(',')} does not apply with --backbone: the pack runs on the backbone's ${precision} model`);
   o.progress.log(`measuring the pack on ${bb.file} (${precision}) with ${x.val.samples.length} validation images`);
-  const v = compareLogits(x.reference, await exportedLogits(bb.model, x.val, feeds), x.labels, x.p.cfg.numClasses);
+  const v = compareLogits(x.reference, await exportedLogits(bb.model, x.val, feeds), x.labels, x.numClasses);
   if (precision === 'fp32' && (v.maxAbsDiff > PARITY.maxAbsDiff || v.top1Agreement < PARITY.minTop1Agreement)) {
     throw new CompilerError('PARITY_FAILED', `the pack on ${bb.file} does not match the training graph: max |Δlogit| ${v.maxAbsDiff.toExponential(2)} (limit ${PARITY.maxAbsDiff}), top-1 agreement ${(100 * v.top1Agreement).toFixed(2)} %; refusing to ship`);
   }

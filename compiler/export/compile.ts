@@ -71,17 +71,26 @@ export interface CompileResult {
   keyIds: string[];
 }
 
-/** A trained task ready to export, with its validation set and the training graph's logits on it. */
-export interface Prepared {
-  config: CompileConfig;
+/** What verification and the precision gate need: the images, their labels and the training graph's logits on them. */
+export interface Checked {
   profile: DeviceProfile | null;
+  numClasses: number;
+  val: LabeledSet;
+  labels: number[];
+  reference: Float32Array;
+  /** Images int8 calibrates on (the training split); absent: int8 is refused. */
+  calibration?: LabeledSet;
+  /** The task's pass/fail rule, when it has one: escape and false-reject figures per precision. */
+  inspection?: InspectionRule;
+}
+
+/** A trained task ready to export, with its validation set and the training graph's logits on it. */
+export interface Prepared extends Checked {
+  config: CompileConfig;
   p: PreparedJob;
   task: TaskExport;
   /** The trained tensors as saved (best.safetensors): their sha256 identifies the prompts. */
   paramsSha256: string;
-  val: LabeledSet;
-  labels: number[];
-  reference: Float32Array;
 }
 
 /** `check` runs on the prepared job before any training, to refuse a config early. */
@@ -95,20 +104,20 @@ export async function prepareCompile(o: CompileOptions, check?: (p: PreparedJob)
   if (trained.interrupted || o.signal?.aborted) throw new CompilerError('TRAINING_INTERRUPTED', `interrupted: the run in ${displayDir(p.job.outDir)} is saved; run the same compile again to continue it`);
   if (!existsSync(bestFile)) throw new CompilerError('FILE_NOT_FOUND', `${bestFile}: no trained tensors (did training run an epoch?)`);
   const paramsSha256 = createHash('sha256').update(readFileSync(bestFile)).digest('hex');
-  const task: TaskExport = { cfg: p.cfg, backbone: p.backbone, method: p.job.method, options: p.job.options, params: readSafetensors(bestFile).tensors };
+  const task: TaskExport = { cfg: p.cfg, backbone: p.backbone, method: p.job.method, options: p.job.options, params: readSafetensors(bestFile).tensors, ...(p.clip ? { clip: p.clip } : {}) };
   const val = p.split.val;
   const labels = val.samples.map((s) => s.label);
   const reference = referenceLogits(task, val);
   const top1 = compareLogits(reference, reference, labels, p.cfg.numClasses).top1Reference;
   o.progress.log(checkTop1(top1, labels.length, p.cfg.numClasses, config.gates.minTop1, o.allowWeak === true));
-  return { config, profile, p, task, paramsSha256, val, labels, reference };
+  return { config, profile, p, task, paramsSha256, val, labels, reference, numClasses: p.cfg.numClasses, calibration: p.split.train, ...(p.job.inspection && { inspection: p.job.inspection }) };
 }
 
 const meetsParity = (v: TaskVerification) => v.maxAbsDiff <= PARITY.maxAbsDiff && v.top1Agreement >= PARITY.minTop1Agreement;
 
 /** The fp32 export checked against the training graph (refused when it differs), then ORT-optimised when that still verifies. */
-export async function verifiedFp32(x: Prepared, model: Uint8Array, feeds: Record<string, ort.Tensor>, what: string, progress: Progress): Promise<{ fp32: Uint8Array; optimized: boolean; verification: TaskVerification }> {
-  const C = x.p.cfg.numClasses;
+export async function verifiedFp32(x: Checked, model: Uint8Array, feeds: Record<string, ort.Tensor>, what: string, progress: Progress): Promise<{ fp32: Uint8Array; optimized: boolean; verification: TaskVerification }> {
+  const C = x.numClasses;
   progress.log(`verifying the ${what} on ${x.val.samples.length} validation images`);
   const v = compareLogits(x.reference, await exportedLogits(model, x.val, feeds), x.labels, C);
   if (!meetsParity(v)) {
@@ -126,17 +135,18 @@ export async function verifiedFp32(x: Prepared, model: Uint8Array, feeds: Record
 }
 
 /** Builds and measures every requested precision, gates them, and picks the one to ship (the profile's preference first). */
-export async function gatedPrecisions(x: Prepared, o: CompileOptions, fp32: Uint8Array, reference: TaskVerification, feeds: Record<string, ort.Tensor>): Promise<{ results: PrecisionResult[]; chosen: PrecisionResult; metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples: number }>> }> {
-  const C = x.p.cfg.numClasses;
+export async function gatedPrecisions(x: Checked, o: Pick<CompileOptions, 'precisions' | 'maxDropPt' | 'progress'>, fp32: Uint8Array, reference: TaskVerification, feeds: Record<string, ort.Tensor>): Promise<{ results: PrecisionResult[]; chosen: PrecisionResult; metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples: number }>> }> {
+  const C = x.numClasses;
   const results: PrecisionResult[] = [];
   const models = new Map<Precision, Uint8Array>();
   const measured: Partial<Record<Precision, PrecisionMetrics>> = {};
   const inspected: Partial<Record<Precision, Record<string, number>>> = {};
   for (const precision of o.precisions) {
-    const model = await buildPrecision(precision, fp32, x.p.split.train, x.profile, 128, feeds);
+    if (precision === 'int8' && !x.calibration) throw new CompilerError('FLAG_INVALID', '--precision int8 calibrates on labelled images, and this compile has none; give --val <image folder> or leave int8 out');
+    const model = await buildPrecision(precision, fp32, x.calibration ?? x.val, x.profile, 128, feeds);
     const logits = await exportedLogits(model, x.val, feeds);
     const v = compareLogits(x.reference, logits, x.labels, C);
-    if (x.p.job.inspection) inspected[precision] = inspectionFigures(logits, x.labels, C, x.p.job.inspection);
+    if (x.inspection) inspected[precision] = inspectionFigures(logits, x.labels, C, x.inspection);
     models.set(precision, model);
     measured[precision] = { top1: v.top1Exported, maxLogitDiff: v.maxAbsDiff, images: v.images, top1Agreement: v.top1Agreement };
     results.push({ precision, verification: v, bytes: model.byteLength, accepted: false, reason: '' });
@@ -193,7 +203,8 @@ export async function compileTask(o: CompileOptions): Promise<CompileResult> {
         input: { name: 'image', height: p.cfg.imgSize, width: p.cfg.imgSize, channels: 3, layout: 'NHWC', dtype: 'uint8', resize: 'stretch' },
         outputs: { logits: 'logits', probs: 'probs' },
         backbone: { arch: p.cfg.name, sha256: p.job.backboneSha256 },
-        method: { name: p.job.method.name, options: p.job.options },
+        // A CLIP task's classes are words: they and the templates identify its class head.
+        method: { name: p.job.method.name, options: { ...p.job.options, ...(p.clip ? { classNames: p.clip.classNames, templates: p.clip.templates } : {}) } },
         prompts: { sha256: x.paramsSha256 },
         shape: 'fused',
         precision: chosen.precision,

@@ -1,7 +1,8 @@
 /**
  * What a training run was trained FOR: everything that determines its tensors (method and
- * resolved options, arch and input size, the backbone's sha256, the data — config and a digest of
- * the images and labels — k-shot, seed, and the merged recipe). A checkpoint stores it; resuming
+ * resolved options, arch and input size, the backbone's sha256 (and for CLIP its weight source,
+ * text config and tokenizer), the data — config and a digest of the images and labels — k-shot,
+ * seed, and the merged recipe). A checkpoint stores it; resuming
  * (`train --resume`, `compile`) compares it with the current job and refuses to reuse tensors
  * trained for another job, naming each differing field. Not in it, on purpose: the engine and
  * backend (same maths, other kernels), patience (when to stop, not what is learnt), thresholds,
@@ -14,7 +15,9 @@ import type { Split } from '../data/types.ts';
 export interface RunFingerprint {
   version: 1;
   method: { name: string; options: Record<string, unknown> };
-  backbone: { arch: string; imgSize: number; sha256: string; /** As the config wrote it; for messages. */ weights: string };
+  backbone: { arch: string; imgSize: number; sha256: string; /** As the config wrote it; for messages. */ weights: string; /** CLIP: the weight source (activation). */ source?: string };
+  /** CLIP tasks: the text side that builds the prompts and classifier (config `text`, the tokenizer file's sha256). */
+  text?: { config: unknown; tokenizerSha256: string };
   data: {
     /** The config's data section (defaults filled in). */
     config: unknown;
@@ -78,6 +81,9 @@ export function fingerprintDiff(saved: RunFingerprint, current: RunFingerprint):
   else lines.push(...diffAt('method.options', saved.method.options, current.method.options));
   lines.push(...diffAt('backbone.arch', saved.backbone.arch, current.backbone.arch));
   lines.push(...diffAt('backbone.imgSize', saved.backbone.imgSize, current.backbone.imgSize));
+  lines.push(...diffAt('backbone.source', saved.backbone.source, current.backbone.source));
+  lines.push(...diffAt('text', saved.text?.config, current.text?.config));
+  if (saved.text?.tokenizerSha256 !== current.text?.tokenizerSha256) lines.push(`backbone.tokenizer: sha256 ${saved.text?.tokenizerSha256.slice(0, 12) ?? 'none'}… → ${current.text?.tokenizerSha256.slice(0, 12) ?? 'none'}…`);
   if (saved.backbone.sha256 !== current.backbone.sha256) {
     const files = saved.backbone.weights === current.backbone.weights ? `${current.backbone.weights} changed` : `${saved.backbone.weights} → ${current.backbone.weights}`;
     lines.push(`backbone.weights: sha256 ${saved.backbone.sha256.slice(0, 12)}… → ${current.backbone.sha256.slice(0, 12)}… (${files})`);

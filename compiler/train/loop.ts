@@ -164,18 +164,21 @@ export async function train(job: TrainJob): Promise<TrainResult> {
   const stepsPerEpoch = Math.floor(data.trainSize / batch) || 1;
   const baseLr = scaledLr(recipe.optimizer.lr, batch, recipe.optimizer.scaleLrByBatch);
   const perStep = recipe.schedulePer === 'step';
-  const schedule = { baseLr, warmup: recipe.warmupEpochs * (perStep ? stepsPerEpoch : 1), total: recipe.epochs * (perStep ? stepsPerEpoch : 1) };
+  const schedule = { baseLr, warmup: recipe.warmupEpochs * (perStep ? stepsPerEpoch : 1), total: recipe.epochs * (perStep ? stepsPerEpoch : 1), ...(recipe.warmupLr !== undefined ? { constantWarmupLr: recipe.warmupLr } : {}) };
 
   let interrupted = false;
   let earlyStopped = false;
+  // A method with nothing to train (zero-shot CLIP) is evaluated once: one epoch of record, no steps.
+  const epochs = trainables.length ? recipe.epochs : Math.min(recipe.epochs, 1);
+  if (!trainables.length && state.epoch < epochs) job.progress.log(`${method.name} has no trainable tensors: one evaluation epoch, no steps`);
   try {
-    for (let epoch = state.epoch; epoch < recipe.epochs; epoch++) {
+    for (let epoch = state.epoch; epoch < epochs; epoch++) {
       const t0 = performance.now();
       let seen = 0;
       let lossSum = 0;
       let i = 0;
-      job.progress.startEpoch(epoch, recipe.epochs, stepsPerEpoch, state.stepInEpoch);
-      for await (const b of data.trainBatches(epoch, batch)) {
+      job.progress.startEpoch(epoch, epochs, trainables.length ? stepsPerEpoch : 0, state.stepInEpoch);
+      for await (const b of trainables.length ? data.trainBatches(epoch, batch) : []) {
         if (i++ < state.stepInEpoch) continue; // resume inside an epoch: same order, skip done batches
         if (i > stepsPerEpoch) break;
         const lr = lrAt(schedule, perStep ? state.globalStep : epoch);
@@ -222,7 +225,7 @@ export async function train(job: TrainJob): Promise<TrainResult> {
       earlyStopped = job.patience > 0 && state.epochsWithoutImprovement >= job.patience;
       if (earlyStopped) state.finished = 'early-stop';
       else if (state.epoch === recipe.epochs) state.finished = 'all-epochs';
-      const found = check(job, state, earlyStopped || state.epoch >= recipe.epochs);
+      const found = trainables.length ? check(job, state, earlyStopped || state.epoch >= recipe.epochs) : []; // nothing trained, nothing to diagnose
       save(); // after `finished` is set: the saved run says it is final
       writeReport(join(job.outDir, 'report.html'), state);
       job.progress.endEpoch(state.history.at(-1)!);
