@@ -47,17 +47,18 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
     .option('--precision <list>', `comma-separated, from ${PRECISIONS.join(', ')}`, parsePrecisions, ['fp32'] as Precision[])
     .option('--max-drop <pt>', 'refuse a precision losing more validation top-1 than this (points)', (v) => parseNumber('--max-drop', v), 0.5)
     .option('--sign <key>', 'ed25519 private key (PEM) from `edgeprompt keys new`')
+    .option('--release <n>', 'release number (overrides the config\'s `release`): monotonic per model, per task for packs; devices refuse lower ones', (v) => parseNumber('--release', v))
     .option('--set <key=value>', 'override a config field (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
     .action(async (f: CompileFlags) => {
       const shared = checkCompileFlags(f);
       const progress = makeProgress(f.progress);
-      const o = { configFile: f.config, sets: f.set, precisions: f.precision, maxDropPt: f.maxDrop, progress, ...(f.target ? { target: f.target } : {}), ...(f.sign ? { signKey: f.sign } : {}) };
+      const o = { configFile: f.config, sets: f.release === undefined ? f.set : [...f.set, `release=${f.release}`], precisions: f.precision, maxDropPt: f.maxDrop, progress, ...(f.target ? { target: f.target } : {}), ...(f.sign ? { signKey: f.sign } : {}) };
       if (shared) return compileSharedCommand(f, { ...o, ...(f.backbone ? { backbone: f.backbone } : {}) });
       const r = await compileTask(o);
       writeFileSync(f.out!, r.artifact);
       const m = r.manifest;
-      console.log(`\n${m.name} ${m.version}: ${m.method.name} on ${m.backbone.arch}, ${m.labels.length} labels, target ${m.target ?? 'any'}${r.profile ? ` (EPs ${r.profile.executionProviders.map((e) => e.name).join(' → ')})` : ''}`);
+      console.log(`\n${m.name} ${m.version} (release ${m.release}): ${m.method.name} on ${m.backbone.arch}, ${m.labels.length} labels, target ${m.target ?? 'any'}${r.profile ? ` (EPs ${r.profile.executionProviders.map((e) => e.name).join(' → ')})` : ''}`);
       printResults(r.results, m.precision);
       console.log(`wrote ${f.out} (${(r.artifact.length / 1e6).toFixed(2)} MB, ${m.precision}, ORT-optimised ${r.optimized ? 'yes' : 'no'}, ${signedBy(r.keyIds)})`);
     });
@@ -110,11 +111,11 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
       console.log(`${file}: ${(a.bytes / 1e6).toFixed(2)} MB, sha256 ${a.sha256}`);
       if (x.kind === 'backbone') {
         const m = x.artifact.manifest;
-        console.log(`${m.name} ${m.version} — SHARED BACKBONE for ${m.method.name} ${JSON.stringify(m.method.options)} tasks on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…); runs only with a prompt pack`);
+        console.log(`${m.name} ${m.version} (release ${m.release}) — SHARED BACKBONE for ${m.method.name} ${JSON.stringify(m.method.options)} tasks on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…); runs only with a prompt pack`);
         console.log(`pack inputs: ${m.pack.inputs.map((i) => `${i.name} [${i.shape.join(', ')}]`).join(', ')}`);
       } else {
         const m = x.artifact.manifest;
-        console.log(`${m.name} ${m.version} — ${m.method.name} ${JSON.stringify(m.method.options)} on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…, prompts ${m.prompts.sha256.slice(0, 12)}…)`);
+        console.log(`${m.name} ${m.version} (release ${m.release}) — ${m.method.name} ${JSON.stringify(m.method.options)} on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…, prompts ${m.prompts.sha256.slice(0, 12)}…)`);
         console.log(`labels: ${m.labels.join(', ')}`);
       }
       const m = a.manifest;
@@ -134,6 +135,7 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
 
 interface CompileFlags {
   config: string;
+  release?: number;
   out?: string;
   form: string;
   pack?: string;
@@ -189,7 +191,7 @@ const signedBy = (keyIds: readonly string[]) => (keyIds.length ? `signed by key 
 function inspectPack(pack: PromptPack): void {
   const m = pack.manifest;
   console.log(`${pack.file}: ${(pack.bytes / 1e3).toFixed(1)} kB, sha256 ${pack.sha256}`);
-  console.log(`${m.name} ${m.version} — PROMPT PACK, ${m.method.name} ${JSON.stringify(m.method.options)} on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…, prompts ${m.prompts.sha256.slice(0, 12)}…)`);
+  console.log(`${m.name} ${m.version} (release ${m.release}) — PROMPT PACK, ${m.method.name} ${JSON.stringify(m.method.options)} on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…, prompts ${m.prompts.sha256.slice(0, 12)}…)`);
   console.log(`fits the shared backbone whose model.onnx has sha256 ${m.backbone.model}`);
   console.log(`labels: ${m.labels.join(', ')}`);
   console.log(`thresholds ${JSON.stringify(m.thresholds)}`);
