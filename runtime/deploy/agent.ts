@@ -1,0 +1,406 @@
+// The device side of a deployment (docs/deploy.md): the `deploy` command hands over a signed
+// document; once accepted the agent drives it through
+//   downloading → verifying → shadow → promoted → committed   (or rejected / rolled-back)
+// saving each step in the store before acting on it, so a restart continues where it was:
+// a transfer resumes from its bitmap, a verification or shadow starts again, a promoted model is
+// watched again for a full window. Progress and the outcome are published on the retained
+// `<device>/deploy` topic (DeployStatePayload), on every change and on every reconnect.
+
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseDeployment } from '../artifact/deployment.ts';
+import { sha256 } from '../artifact/signature.ts';
+import type { TrustedKey } from '../artifact/keys.ts';
+import type { DeployConfig } from '../config/device-config.ts';
+import type { Log } from '../log.ts';
+import { CommandError } from '../mqtt/errors.ts';
+import type { Reporter } from '../mqtt/reporter.ts';
+import { topics } from '../mqtt/topics.ts';
+import type { Pipeline } from '../pipeline/pipeline.ts';
+import { encodePayload } from '../schema/codec.ts';
+import { BlockRequestPayload, decodeBlockFrame, DeployError, DeployStatePayload, isFinalPhase, type DeploymentDocument, type DeploymentStatus, type DeployPhase, type DeployStateInput, type InstalledRef, type SignedDocument } from '../schema/deploy.ts';
+import { PAYLOAD_VERSION } from '../schema/payloads.ts';
+import type { ModelHost, Prepared } from '../session/host.ts';
+import { accept, type Running } from './accept.ts';
+import { promote, rollback } from './swap.ts';
+import { ShadowRun, type ShadowTap } from './shadow.ts';
+import { DeployStore, fileName, type DeployRecord } from './store.ts';
+import { BlockTransfer } from './transfer-mqtt.ts';
+import { HttpTransfer } from './transfer-http.ts';
+import { WatchRun } from './watch.ts';
+
+export interface AgentDeps {
+  device: string;
+  store: DeployStore;
+  host: ModelHost;
+  tap: ShadowTap;
+  pipeline: Pick<Pipeline, 'on' | 'off' | 'thresholds'>;
+  reporter: Pick<Reporter, 'subscribe' | 'publish' | 'publishEvent' | 'on' | 'bootId'>;
+  trusted: readonly TrustedKey[];
+  config: DeployConfig;
+  log: Log;
+  /** After a swap (promotion, rollback): refresh the retained device state. */
+  onSwap(): void;
+}
+
+/** Thrown inside a phase when the runtime stops: the deployment is left as saved, for the next start. */
+class Stopped extends Error {}
+const TICK_MS = 200;
+const PUBLISH_EVERY_MS = 500;
+
+export class DeployAgent {
+  private doc: DeploymentDocument | null = null;
+  private candidate: Prepared | null = null;
+  /** What a promotion replaced, ready to swap back (gone after a restart: then the rollback copy is loaded). */
+  private standby: Prepared | null = null;
+  private transfer: BlockTransfer | HttpTransfer | null = null;
+  private shadow: ShadowRun | null = null;
+  private driving: Promise<void> | null = null;
+  private stopping = false;
+  private lastPublish = 0;
+  private publishTimer: NodeJS.Timeout | null = null;
+  private saving: Promise<void> = Promise.resolve();
+
+  constructor(private readonly d: AgentDeps) {
+    d.reporter.subscribe(topics.deployBlock(d.device), (_t, payload) => this.onBlock(payload));
+    d.reporter.on('connect', () => {
+      this.publishNow();
+      if (this.transfer instanceof BlockTransfer) this.transfer.onConnect();
+    });
+  }
+
+  private get rec(): DeployRecord | null {
+    return this.d.store.state.current;
+  }
+
+  /** Continues a deployment a previous run of the device left unfinished. */
+  async start(): Promise<void> {
+    const rec = this.rec;
+    if (!rec || isFinalPhase(rec.state)) return this.publishNow();
+    this.doc = parseDeployment(rec.signed).document;
+    if (rec.state === 'promoted' && !this.runs(rec)) {
+      // The promoted file did not load at start (boot.ts fell back): that is a rollback.
+      await this.finish('rolled-back', { code: 'PROMOTION_FAILED', message: `the promoted ${rec.candidate?.file ?? 'file'} did not load when the device started; it runs the previous one` });
+      return;
+    }
+    this.d.log.info({ rollout: rec.rollout, state: rec.state }, 'deploy: continuing after a restart');
+    this.driving = this.drive();
+  }
+
+  /** The `deploy` command. */
+  async handle(signed: SignedDocument): Promise<{ rollout: string; state: DeployPhase }> {
+    let doc: DeploymentDocument | null = null;
+    try {
+      doc = parseDeployment(signed).document;
+      const r = await accept(signed, { device: this.d.device, trusted: this.d.trusted, store: this.d.store, running: this.running(), reserveBytes: this.d.config.reserveBytes });
+      const o = r.outcome;
+      if (o.kind === 'known') return { rollout: doc.rollout, state: o.state };
+      const now = Date.now();
+      const rec: DeployRecord = { rollout: doc.rollout, signed: { document: signed.document, signatures: signed.signatures }, state: o.kind === 'installed' ? 'committed' : 'downloading', accepted: true, startedAt: now, since: now, releaseBefore: o.releaseBefore, candidate: null, transfer: null, shadow: null, watch: null, reason: null };
+      const st = this.d.store.state;
+      await this.save({ ...st, current: rec, ...(o.kind === 'installed' && { history: DeployStore.withHistory(st, rec) }) });
+      this.d.log.info({ rollout: doc.rollout, artifact: `${doc.artifact.name}@${doc.artifact.release}`, state: rec.state }, 'deploy: accepted');
+      this.publishNow();
+      if (o.kind === 'start') {
+        this.doc = doc;
+        this.driving = this.drive();
+      }
+      return { rollout: doc.rollout, state: rec.state };
+    } catch (e) {
+      const err = e as Error & { code?: string };
+      const code = err.code ?? 'DEPLOY_DOCUMENT_INVALID';
+      await this.refuse(doc, code, err.message);
+      throw new CommandError(code, err.message);
+    }
+  }
+
+  /** Stops what runs (transfer, shadow, watch) and leaves the deployment saved for the next start. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.publishTimer) clearTimeout(this.publishTimer);
+    if (this.shadow) this.d.tap.detach(this.shadow);
+    if (this.transfer instanceof BlockTransfer) await this.transfer.close();
+    else this.transfer?.stop();
+    await this.driving?.catch(() => {});
+    if (this.candidate) await this.d.host.discard(this.candidate);
+    if (this.standby) await this.d.host.discard(this.standby);
+  }
+
+  // ------------------------------------------------------------------ the phases
+
+  private async drive(): Promise<void> {
+    try {
+      for (;;) {
+        const s = this.rec!.state;
+        if (s === 'downloading') await this.download();
+        else if (s === 'verifying') await this.verify();
+        else if (s === 'shadow') await this.runShadow();
+        else if (s === 'promoted') await this.runWatch();
+        else return;
+      }
+    } catch (e) {
+      if (this.stopping || e instanceof Stopped) return;
+      const err = e as Error & { code?: string };
+      const reason = { code: (err.code ?? 'INSTALL_FAILED').slice(0, 64), message: (err.message || String(e)).slice(0, 2000) };
+      this.d.log.error({ rollout: this.rec?.rollout, ...reason }, 'deploy: failed');
+      if (this.rec?.state === 'promoted') await this.finish('rolled-back', reason);
+      else await this.finish('rejected', reason);
+    }
+  }
+
+  private part(): { part: string; bitmap: string } {
+    const base = join(this.d.store.incomingDir, this.rec!.rollout);
+    return { part: `${base}.part`, bitmap: `${base}.bitmap` };
+  }
+
+  private async download(): Promise<void> {
+    const doc = this.doc!;
+    const t = doc.transfer;
+    const { part, bitmap } = this.part();
+    const onProgress = (f: DeploymentStatus['transfer']) => {
+      this.rec!.transfer = f;
+      this.publishSoon();
+    };
+    if (t.via === 'mqtt') {
+      const bt = new BlockTransfer({
+        part, bitmap, sha256: doc.artifact.sha256, totalBytes: doc.artifact.bytes, blockBytes: t.blockBytes, hashes: t.blocks,
+        window: this.d.config.window, retryMs: this.d.config.retryMs, stallMs: t.stallS * 1000, maxBadBlocks: t.maxBadBlocks,
+        request: (blocks) => this.d.reporter.publish(topics.deployGet(this.d.device), encodePayload(BlockRequestPayload, topics.deployGet(this.d.device), { v: PAYLOAD_VERSION, device: this.d.device, rollout: doc.rollout, sha256: doc.artifact.sha256, blocks }), { qos: 1 }),
+        onProgress,
+      });
+      this.transfer = bt;
+      await bt.open();
+      if (bt.figures.resumed > 0) this.d.log.info({ rollout: doc.rollout, held: bt.figures.resumed, of: bt.figures.totalBlocks }, 'deploy: transfer resumes');
+      onProgress(bt.figures);
+      await bt.start();
+      this.rec!.transfer = { ...bt.figures };
+    } else {
+      const ht = new HttpTransfer({ url: t.url, part, totalBytes: doc.artifact.bytes, stallMs: t.stallS * 1000, onProgress });
+      this.transfer = ht;
+      await ht.run();
+      this.rec!.transfer = { ...ht.figures };
+    }
+    this.transfer = null;
+    this.check();
+    await this.enter('verifying', {});
+  }
+
+  private async verify(): Promise<void> {
+    const a = this.doc!.artifact;
+    const installed = join(this.d.store.filesDir, fileName(a.kind, a.sha256));
+    const { part, bitmap } = this.part();
+    const src = existsSync(installed) ? installed : part;
+    const bytes = await readFile(src).catch((e: NodeJS.ErrnoException) => {
+      throw new DeployError('INSTALL_FAILED', `${src}: cannot read the transferred file (${e.code})`);
+    });
+    if (bytes.length !== a.bytes) throw new DeployError('SIZE_MISMATCH', `the transferred file has ${bytes.length} bytes, the document pins ${a.bytes}`);
+    const digest = sha256(bytes).toString('hex');
+    if (digest !== a.sha256) throw new DeployError('SHA256_MISMATCH', `the transferred file has sha256 ${digest}, the document pins ${a.sha256}`);
+    const file = src === part ? await this.d.store.adopt(part, a.kind, a.sha256) : fileName(a.kind, a.sha256);
+    await this.d.store.remove(bitmap);
+    this.check();
+    const cand = await this.prepare(file);
+    this.candidate = cand;
+    await this.enter('shadow', { candidate: { kind: a.kind, name: a.name, version: a.version, release: a.release, sha256: a.sha256, file } });
+  }
+
+  /** Loads the candidate (signature, fit, session) and checks it is what the document says. */
+  private async prepare(file: string): Promise<Prepared> {
+    const a = this.doc!.artifact;
+    const p = await this.d.host.prepare(this.d.store.pathOf({ file }));
+    const m = p.manifest;
+    if (p.kind !== a.kind || m.name !== a.name || m.version !== a.version || m.release !== a.release) {
+      await this.d.host.discard(p);
+      throw new DeployError('ARTIFACT_MISMATCH', `the file is ${p.kind} ${m.name} ${m.version} release ${m.release}, the document says ${a.kind} ${a.name} ${a.version} release ${a.release}`);
+    }
+    return p;
+  }
+
+  private async runShadow(): Promise<void> {
+    const rec = this.rec!;
+    const policy = this.doc!.shadow;
+    this.candidate ??= await this.prepare(rec.candidate!.file);
+    this.check();
+    if (policy.minFrames > 0) {
+      const run = new ShadowRun(this.candidate, policy, this.d.pipeline.thresholds);
+      this.shadow = run;
+      this.d.tap.attach(run);
+      const deadline = Date.now() + policy.maxDurationS * 1000;
+      let verdict = run.verdict();
+      try {
+        while (verdict === null) {
+          await this.sleep(TICK_MS);
+          rec.shadow = run.figures();
+          this.publishSoon();
+          verdict = run.verdict();
+          if (verdict === null && Date.now() > deadline) {
+            throw new DeployError('SHADOW_TIMEOUT', `${rec.shadow.frames} of shadow.minFrames ${policy.minFrames} frames compared in shadow.maxDurationS ${policy.maxDurationS} s (camera down or paused?)`);
+          }
+        }
+      } finally {
+        this.d.tap.detach(run);
+        this.shadow = null;
+        await run.settled();
+        rec.shadow = run.figures();
+      }
+      if (!verdict.ok) throw new DeployError(verdict.code, verdict.message);
+    }
+    const r = await promote({ store: this.d.store, host: this.d.host, rec, doc: this.doc!, candidate: this.candidate });
+    this.standby = r.standby;
+    this.candidate = null;
+    this.d.onSwap();
+    this.d.log.info({ rollout: rec.rollout, artifact: `${this.doc!.artifact.name}@${this.doc!.artifact.release}`, shadow: rec.shadow }, 'deploy: promoted');
+    this.publishNow();
+  }
+
+  private async runWatch(): Promise<void> {
+    const rec = this.rec!;
+    const doc = this.doc!;
+    const policy = doc.watch;
+    const endsAt = this.standby ? rec.watch!.endsAt : Date.now() + policy.durationS * 1000; // after a restart: a full window again
+    const covers = doc.artifact.kind === 'model' ? () => true : (cam: string) => this.d.host.packFor(cam)?.pack.manifest.name === doc.artifact.name;
+    const w = new WatchRun(policy, covers, rec.shadow?.ngRate.candidate ?? null, endsAt);
+    const onResult = w.result.bind(w);
+    const onFailure = w.failure.bind(w);
+    this.d.pipeline.on('result', onResult);
+    this.d.pipeline.on('failure', onFailure);
+    let v = w.verdict();
+    try {
+      while (v === null) {
+        await this.sleep(TICK_MS);
+        rec.watch = w.figures();
+        this.publishSoon();
+        v = w.verdict();
+      }
+    } finally {
+      this.d.pipeline.off('result', onResult);
+      this.d.pipeline.off('failure', onFailure);
+      rec.watch = w.figures();
+    }
+    if (!v.ok) throw new DeployError(v.code, v.message);
+    await this.finish('committed', null);
+  }
+
+  /** The final step: committed (release the replaced model), rejected or rolled-back (put the old one back). */
+  private async finish(state: 'committed' | 'rejected' | 'rolled-back', reason: DeploymentStatus['reason']): Promise<void> {
+    const rec = this.rec!;
+    if (this.shadow) this.d.tap.detach(this.shadow);
+    if (this.transfer instanceof BlockTransfer) await this.transfer.close();
+    else this.transfer?.stop();
+    this.transfer = null;
+    if (state === 'rolled-back') {
+      await rollback({ store: this.d.store, host: this.d.host, rec, doc: this.doc!, standby: this.standby, reason: reason!, log: this.d.log, save: (s) => this.save(s) });
+      this.standby = null;
+      this.d.onSwap();
+    } else {
+      const final: DeployRecord = { ...rec, state, since: Date.now(), reason };
+      const st = this.d.store.state;
+      await this.save({ ...st, current: final, history: DeployStore.withHistory(st, final) });
+      if (this.standby) await this.d.host.discard(this.standby);
+      this.standby = null;
+    }
+    if (this.candidate) await this.d.host.discard(this.candidate);
+    this.candidate = null;
+    await this.d.store.collect();
+    this.d.log[state === 'committed' ? 'info' : 'warn']({ rollout: rec.rollout, state, code: reason?.code, reason: reason?.message }, `deploy: ${state}`);
+    this.publishNow();
+  }
+
+  /** A document refused before it started: recorded (unless another deployment is in progress) and published. */
+  private async refuse(doc: DeploymentDocument | null, code: string, message: string): Promise<void> {
+    this.d.reporter.publishEvent({ type: 'error', code: code.slice(0, 64), message: `deployment${doc ? ` ${doc.rollout}` : ''} refused: ${message}`.slice(0, 2000) });
+    this.d.log.warn({ rollout: doc?.rollout, code, err: message }, 'deploy: refused');
+    const cur = this.rec;
+    if (!doc || (cur && !isFinalPhase(cur.state))) return;
+    const now = Date.now();
+    const rec: DeployRecord = { rollout: doc.rollout, signed: { document: JSON.stringify(doc), signatures: [] }, state: 'rejected', accepted: false, startedAt: now, since: now, releaseBefore: null, candidate: null, transfer: null, shadow: null, watch: null, reason: { code: code.slice(0, 64), message: message.slice(0, 2000) } };
+    this.doc = doc;
+    await this.save({ ...this.d.store.state, current: rec });
+    this.publishNow();
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  private async enter(state: DeployPhase, patch: Partial<DeployRecord>): Promise<void> {
+    const next: DeployRecord = { ...this.rec!, ...patch, state, since: Date.now() };
+    await this.save({ ...this.d.store.state, current: next });
+    this.publishNow();
+  }
+
+  private save(s: Parameters<DeployStore['save']>[0]): Promise<void> {
+    const next = this.saving.then(() => this.d.store.save(s));
+    this.saving = next.catch(() => {});
+    return next;
+  }
+
+  private check(): void {
+    if (this.stopping) throw new Stopped();
+  }
+
+  private async sleep(ms: number): Promise<void> {
+    this.check();
+    await new Promise((r) => setTimeout(r, ms));
+    this.check();
+  }
+
+  private runs(rec: DeployRecord): boolean {
+    const f = this.d.host.files();
+    const c = rec.candidate;
+    return c !== null && (c.kind === 'model' ? f.model?.sha256 === c.sha256 : f.packs.get(c.name)?.sha256 === c.sha256);
+  }
+
+  private running(): Running {
+    const f = this.d.host.files();
+    return { shared: this.d.host.shared, model: f.model, packs: f.packs };
+  }
+
+  private onBlock(payload: Buffer): void {
+    const t = this.transfer;
+    if (!(t instanceof BlockTransfer)) return;
+    const f = decodeBlockFrame(payload);
+    if (f === null) return t.badFrame('a message on the block topic is not a block frame (truncated or altered)');
+    if (f.rollout !== this.rec?.rollout) return; // a late block of another rollout
+    t.onFrame(f);
+  }
+
+  private installed(): DeployStateInput['installed'] {
+    const f = this.d.host.files();
+    const ref = (kind: 'model' | 'pack', x: { sha256: string; manifest: { name: string; version: string; release: number } }): InstalledRef => ({ kind, name: x.manifest.name, version: x.manifest.version, release: x.manifest.release, sha256: x.sha256 });
+    return { model: f.model ? ref('model', f.model) : null, packs: [...f.packs.values()].map((p) => ref('pack', p)) };
+  }
+
+  private status(): DeploymentStatus | null {
+    const rec = this.rec;
+    if (!rec) return null;
+    if (this.doc?.rollout !== rec.rollout) this.doc = parseDeployment(rec.signed).document;
+    const doc = this.doc;
+    const a = doc.artifact;
+    return { rollout: rec.rollout, artifact: { kind: a.kind, name: a.name, version: a.version, release: a.release, sha256: a.sha256, bytes: a.bytes }, releaseBefore: rec.releaseBefore, state: rec.state, startedAt: rec.startedAt, since: rec.since, transfer: rec.transfer, shadow: rec.shadow, watch: rec.watch, reason: rec.reason };
+  }
+
+  /** The retained `<device>/deploy` payload now. */
+  statePayload(): DeployStateInput {
+    return { installed: this.installed(), deployment: this.status() };
+  }
+
+  private publishNow(): void {
+    if (this.publishTimer) clearTimeout(this.publishTimer);
+    this.publishTimer = null;
+    this.lastPublish = Date.now();
+    const topic = topics.deploy(this.d.device);
+    try {
+      const payload = encodePayload(DeployStatePayload, topic, { ...this.statePayload(), v: PAYLOAD_VERSION, device: this.d.device, ts: Date.now(), bootId: this.d.reporter.bootId });
+      this.d.reporter.publish(topic, payload, { qos: 1, retain: true });
+    } catch (e) {
+      this.d.log.error({ err: (e as Error).message }, 'deploy: state not published');
+    }
+  }
+
+  private publishSoon(): void {
+    if (this.publishTimer || this.stopping) return;
+    const wait = Math.max(0, this.lastPublish + PUBLISH_EVERY_MS - Date.now());
+    this.publishTimer = setTimeout(() => this.publishNow(), wait);
+    this.publishTimer.unref();
+  }
+}
