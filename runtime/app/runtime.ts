@@ -159,7 +159,7 @@ export class Runtime {
           ...commandHandlers({ config: cfg, pipeline, host, commandTriggers }),
           deploy: (args) => {
             if (!deploy) throw new CommandError('DEPLOY_DISABLED', `device ${cfg.device} does not take deployments: set deploy.dir in ${cfg.file}`);
-            return deploy.handle(args);
+            return deploy.handle({ document: args.document, signatures: args.signatures });
           },
         },
         health: () => collectHealth({ pipeline, classifier: host, startedAt }),

@@ -76,15 +76,17 @@ export async function accept(signed: SignedDocument, ctx: AcceptContext): Promis
   if (now?.sha256 === a.sha256) return { doc, outcome: { kind: 'installed', releaseBefore: now.manifest.release } };
   const key = releaseKey(a.kind, a.name);
   const saved = st.highest[key];
-  const highest = Math.max(saved?.release ?? 0, releaseBefore ?? 0);
-  if (a.release < highest && doc.allowDowngrade !== a.sha256) {
+  // The highest release accepted: saved at promotions, or what runs (a device's first model).
+  const top = releaseBefore !== null && (saved === undefined || releaseBefore > saved.release) ? { release: releaseBefore, sha256: now!.sha256 } : saved;
+  const downgradeOk = doc.allowDowngrade === a.sha256;
+  if (top && a.release < top.release && !downgradeOk) {
     throw new DeployError(
       'DOWNGRADE_REFUSED',
-      `${a.kind} ${a.name} release ${a.release} is older than release ${highest}, the highest this device accepted; a downgrade needs allowDowngrade for this exact file (sha256 ${a.sha256.slice(0, 16)}…) in the signed document`,
+      `${a.kind} ${a.name} release ${a.release} is older than release ${top.release}, the highest this device accepted; a downgrade needs allowDowngrade for this exact file (sha256 ${a.sha256.slice(0, 16)}…) in the signed document`,
     );
   }
-  if (a.release > 0 && a.release === saved?.release && saved.sha256 !== a.sha256 && doc.allowDowngrade !== a.sha256) {
-    throw new DeployError('RELEASE_CONFLICT', `${a.kind} ${a.name} release ${a.release} was accepted here as another file (sha256 ${saved.sha256.slice(0, 16)}…, this one ${a.sha256.slice(0, 16)}…); give the new build a new release number`);
+  if (top && a.release > 0 && a.release === top.release && top.sha256 !== a.sha256 && !downgradeOk) {
+    throw new DeployError('RELEASE_CONFLICT', `${a.kind} ${a.name} release ${a.release} was accepted here as another file (sha256 ${top.sha256.slice(0, 16)}…, this one ${a.sha256.slice(0, 16)}…); give the new build a new release number`);
   }
 
   const copy = now && !Object.values({ ...st.active.packs, ...st.previous.packs, m: st.active.model, p: st.previous.model }).some((f) => f?.sha256 === now.sha256) ? now.bytes.length : 0;

@@ -42,11 +42,14 @@ export class BlockTransfer {
   private readonly n: number;
   /** Held and on disk (synced). */
   private readonly have: Uint8Array;
+  /** Accepted, waiting for its write. */
+  private readonly writing = new Set<number>();
   /** Written, not yet synced. */
   private readonly unsynced = new Set<number>();
   private readonly outstanding = new Map<number, number>();
   private cursor = 0;
   private writes: Promise<void> = Promise.resolve();
+  private syncing: Promise<void> = Promise.resolve();
   private syncTimer: NodeJS.Timeout | null = null;
   private tick: NodeJS.Timeout | null = null;
   private lastProgress = Date.now();
@@ -119,14 +122,14 @@ export class BlockTransfer {
     const i = f.index;
     if (!Number.isInteger(i) || i < 0 || i >= this.n) return this.bad(`block ${i} is out of range (0..${this.n - 1})`);
     this.outstanding.delete(i);
-    if (this.has(i) || this.unsynced.has(i)) {
+    if (this.has(i) || this.writing.has(i) || this.unsynced.has(i)) {
       this.figures.duplicates++;
       return this.report();
     }
     const size = this.sizeOf(i);
     if (f.data.length !== size) return this.bad(`block ${i} has ${f.data.length} bytes, the document says ${size} (truncated or padded)`, i);
     if (createHash('sha256').update(f.data).digest('hex') !== this.o.hashes[i]) return this.bad(`block ${i} does not match its sha256 in the signed document (altered)`, i);
-    this.unsynced.add(i);
+    this.writing.add(i);
     const data = Buffer.from(f.data);
     this.writes = this.writes.then(async () => {
       if (this.settled || !this.fh) return;
@@ -135,6 +138,8 @@ export class BlockTransfer {
       } catch (e) {
         return this.fail(new DeployError(enospc(e) ? 'DISK_FULL' : 'INSTALL_FAILED', `${this.o.part}: writing block ${i} failed (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e }));
       }
+      this.writing.delete(i);
+      this.unsynced.add(i);
       this.figures.fetched++;
       this.lastProgress = Date.now();
       if (this.unsynced.size >= SYNC_EVERY || this.unsynced.size + this.count() >= this.n) void this.sync();
@@ -189,7 +194,7 @@ export class BlockTransfer {
     const want: number[] = [];
     for (let k = 0; k < this.n && this.outstanding.size + want.length < this.o.window; k++) {
       const i = (this.cursor + k) % this.n;
-      if (!this.has(i) && !this.unsynced.has(i) && !this.outstanding.has(i) && !want.includes(i)) want.push(i);
+      if (!this.has(i) && !this.writing.has(i) && !this.unsynced.has(i) && !this.outstanding.has(i) && !want.includes(i)) want.push(i);
     }
     if (want.length === 0) return;
     this.cursor = (want.at(-1)! + 1) % this.n;
@@ -211,10 +216,16 @@ export class BlockTransfer {
     }
   }
 
-  /** fdatasync the part file, then save the bitmap of what is on disk. */
-  private async sync(final = false): Promise<void> {
+  /** fdatasync the part file, then save the bitmap of what is on disk (one at a time). */
+  private sync(final = false): Promise<void> {
     if (this.syncTimer) clearTimeout(this.syncTimer);
     this.syncTimer = null;
+    const next = this.syncing.then(() => this.doSync(final));
+    this.syncing = next.catch(() => {});
+    return next;
+  }
+
+  private async doSync(final: boolean): Promise<void> {
     const batch = [...this.unsynced];
     if (batch.length === 0 && !final) return;
     try {

@@ -1,0 +1,180 @@
+// One device runtime (in this process) and the rollout controller against mosquitto: a release goes
+// through transfer, shadow, promotion and watch with no result lost; every kind of bad input is
+// refused with its code on the deploy topic while the running model keeps running and nothing is
+// left on disk; a disagreeing candidate is rejected in shadow; a promoted candidate that starts
+// failing is rolled back; HTTP transfers resume with Range.
+import test from 'ava';
+import { readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Runtime } from '../runtime/app/runtime.ts';
+import { parseDeviceConfig } from '../runtime/config/device-config.ts';
+import { subscribeResults } from '../runtime/mqtt/client.ts';
+import type { ResultPayload } from '../runtime/schema/payloads.ts';
+import { runRollout } from '../fleet/deploy/controller.ts';
+import { buildDocument, readDeployFile } from '../fleet/deploy/document.ts';
+import { signDeployment } from '../runtime/artifact/deployment.ts';
+import { generateKeyPair } from '../runtime/artifact/keys.ts';
+import { connectCommandClient } from '../runtime/mqtt/command-client.ts';
+import { topics } from '../runtime/mqtt/topics.ts';
+import { encodeBlockFrame } from '../runtime/schema/deploy.ts';
+import { record, recordingLog, startMosquitto, until } from './helpers/brokers.ts';
+import { demoRelease, deployKeys, deviceJson, disagreeing, fastPolicy, recordDeploy } from './helpers/deploy.ts';
+import { tempDir } from './helpers/runtime-models.ts';
+
+const keys = deployKeys();
+
+async function setup(t: import('ava').ExecutionContext, device = 'dev-a', over: Record<string, unknown> = {}) {
+  const { dir, cleanup } = await tempDir('ep-deploy-');
+  t.teardown(cleanup);
+  const broker = await startMosquitto({ dir });
+  t.teardown(() => broker.stop());
+  await writeFile(join(dir, 'base.epk'), demoRelease(1, keys.release).bytes);
+  await writeFile(join(dir, 'release.pub'), keys.releasePub);
+  const cfg = parseDeviceConfig(deviceJson(dir, device, broker.url, over), join(dir, 'device.yaml'));
+  const results: ResultPayload[] = [];
+  const sub = subscribeResults({ url: broker.url, device, clientId: `sub-${device}` }, (m) => void results.push(m.result));
+  await sub.ready;
+  t.teardown(() => sub.close());
+  const deploy = await recordDeploy(broker.url);
+  t.teardown(() => deploy.close());
+  const rt = await Runtime.start(cfg, { log: recordingLog().log });
+  let stopped = false;
+  t.teardown(() => (stopped ? undefined : rt.stop()));
+  await until(() => results.length >= 5, 'first results', 20_000);
+  return { dir, broker, cfg, rt, results, deploy, stop: async () => ((stopped = true), rt.stop({ drainMs: 3000 })) };
+}
+
+const noGaps = (rs: ResultPayload[]) => {
+  const seqs = [...new Set(rs.map((r) => r.seq))].sort((a, b) => a - b);
+  return seqs.filter((s, i) => i > 0 && s !== seqs[i - 1]! + 1);
+};
+
+test('a release goes through transfer, shadow, promotion and watch to committed; results never stop', async (t) => {
+  t.timeout(90_000);
+  const s = await setup(t);
+  await writeFile(join(s.dir, 'r2.epk'), demoRelease(2, keys.release).bytes);
+  const lines: string[] = [];
+  const r = await runRollout({ connection: { url: s.broker.url }, file: join(s.dir, 'r2.epk'), devices: 'dev-a', policy: fastPolicy(), signKeys: [keys.release.privateKey], print: (l) => lines.push(l) });
+  t.is(r.outcome, 'completed', lines.join('\n'));
+  const st = r.devices['dev-a']!.status!;
+  t.is(st.state, 'committed');
+  t.is(st.releaseBefore, 1);
+  t.is(st.artifact.release, 2);
+  t.is(st.transfer!.fetched, st.transfer!.totalBlocks, 'every block written once');
+  t.true(st.shadow!.frames >= 10);
+  t.is(st.shadow!.decisionAgreement, 1, 'the same model agrees with itself');
+  await until(() => s.results.some((x) => x.model.version === '1.2.0'), 'results of release 2', 10_000);
+  const last = s.deploy.last('dev-a')!;
+  t.is(last.installed.model!.release, 2);
+  await s.stop();
+  t.deepEqual(noGaps(s.results), [], 'no seq gap across the promotion');
+  const files = await readdir(join(s.cfg.deploy!.dir, 'files'));
+  t.is(files.length, 2, `the active file and the rollback copy: ${files.join(', ')}`);
+  t.deepEqual(await readdir(join(s.cfg.deploy!.dir, 'incoming')), []);
+});
+
+/** A signed document for `file` straight to the device, as a controller would send it. */
+async function signedFor(file: string, targets: string[], policyOver: Parameters<typeof fastPolicy>[0] = {}, docOver: Record<string, unknown> = {}, signWith = keys.release.privateKey) {
+  const f = await readDeployFile(file);
+  const doc = { ...buildDocument(f, targets, fastPolicy(policyOver), `t${Math.random().toString(36).slice(2, 10)}`), ...docOver };
+  return signDeployment(doc as never, [signWith]);
+}
+
+test('bad input is refused with its code on the deploy topic; the running model stays and nothing is left on disk', async (t) => {
+  t.timeout(120_000);
+  const s = await setup(t, 'dev-b');
+  const cmd = await connectCommandClient({ url: s.broker.url });
+  t.teardown(() => cmd.close());
+  const file = (name: string, p: { bytes: Buffer }) => writeFile(join(s.dir, name), p.bytes).then(() => join(s.dir, name));
+  const r2 = await file('r2.epk', demoRelease(2, keys.release));
+  const tamper = (x: Awaited<ReturnType<typeof signedFor>>) => ({ ...x, document: x.document.replace('"targets":["dev-b"]', '"targets":["dev-b","dev-x"]') });
+  const other = generateKeyPair();
+  const now = Date.now();
+  const cases: [string, Awaited<ReturnType<typeof signedFor>>][] = [
+    ['DEPLOY_SIGNATURE_INVALID', tamper(await signedFor(r2, ['dev-b']))],
+    ['DEPLOY_UNKNOWN_KEY', await signedFor(r2, ['dev-b'], {}, {}, other.privateKey)],
+    ['DEPLOY_UNSIGNED', { ...(await signedFor(r2, ['dev-b'])), signatures: [] }],
+    ['DEPLOY_NOT_TARGETED', await signedFor(r2, ['dev-c'])],
+    ['DEPLOY_EXPIRED', await signedFor(r2, ['dev-b'], {}, { issuedAt: now - 7_200_000, expiresAt: now - 3_600_000 })],
+    ['DEPLOY_KIND_MISMATCH', await signedFor(r2, ['dev-b'], {}, { artifact: { ...(await readDeployFile(r2)).artifact, kind: 'pack' } })],
+    ['DOWNGRADE_REFUSED', await signedFor(await file('r0.epk', demoRelease(0, keys.release)), ['dev-b'])],
+    ['RELEASE_CONFLICT', await signedFor(await file('r1b.epk', demoRelease(1, keys.release, { version: '1.1.1' })), ['dev-b'])],
+  ];
+  for (const [code, signed] of cases) {
+    const reply = await cmd.send('dev-b', 'deploy', signed);
+    t.false(reply.ok, code);
+    if (!reply.ok) t.is(reply.error.code, code, reply.error.message);
+    const rollout = (JSON.parse(signed.document) as { rollout: string }).rollout;
+    const st = await s.deploy.until('dev-b', (x) => x.deployment?.rollout === rollout, `${code} on the deploy topic`);
+    t.is(st.deployment!.state, 'rejected');
+    t.is(st.deployment!.reason!.code, code);
+    t.true(st.deployment!.reason!.message.length > 20, st.deployment!.reason!.message);
+  }
+  const junk = await cmd.send('dev-b', 'deploy', { document: '{"v":1,"rollout":"x"}', signatures: [] });
+  t.true(!junk.ok && junk.error.code === 'DEPLOY_DOCUMENT_INVALID');
+
+  // Blocks that are not the signed ones: truncated, altered, or not a block frame at all.
+  const rogue = await record(s.broker.url, topics.deployGet('dev-b'));
+  t.teardown(() => rogue.close());
+  const bytes = demoRelease(2, keys.release).bytes;
+  for (const [what, damage] of [
+    ['truncated', (d: Buffer) => d.subarray(0, d.length - 100)],
+    ['altered', (d: Buffer) => Buffer.concat([d.subarray(0, 50), Buffer.from([d[50]! ^ 1]), d.subarray(51)])],
+  ] as const) {
+    const signed = await signedFor(r2, ['dev-b'], { transfer: { via: 'mqtt', blockKiB: 16, maxBadBlocks: 0 } });
+    const rollout = (JSON.parse(signed.document) as { rollout: string }).rollout;
+    const answered = rogue.messages.length;
+    const reply = await cmd.send('dev-b', 'deploy', signed);
+    t.true(reply.ok, JSON.stringify(reply));
+    const req = await rogue.waitFor((m, ) => rogue.messages.indexOf(m) >= answered && (m.json() as { rollout: string }).rollout === rollout, 'a block request');
+    const i = (req.json() as { blocks: number[] }).blocks[0]!;
+    const data = damage(bytes.subarray(i * 16384, (i + 1) * 16384));
+    rogue.client.publish(topics.deployBlock('dev-b'), encodeBlockFrame({ rollout, index: i, data }), { qos: 1 });
+    const st = await s.deploy.until('dev-b', (x) => x.deployment?.rollout === rollout && x.deployment.state === 'rejected', `${what} block refused`);
+    t.is(st.deployment!.reason!.code, 'BLOCK_INVALID', what);
+    t.regex(st.deployment!.reason!.message, what === 'truncated' ? /truncated/ : /altered/);
+  }
+
+  const last = s.deploy.last('dev-b')!;
+  t.is(last.installed.model!.release, 1, 'still release 1');
+  const before = s.results.length;
+  await until(() => s.results.length > before + 5, 'results keep coming', 10_000);
+  t.true(s.results.slice(before).every((r) => r.model.version === '1.1.0'));
+  await s.stop();
+  t.deepEqual(noGaps(s.results), []);
+  t.deepEqual(await readdir(join(s.cfg.deploy!.dir, 'files')), [], 'no file half-installed');
+  t.deepEqual(await readdir(join(s.cfg.deploy!.dir, 'incoming')), [], 'no transfer left');
+});
+
+test('a full disk is refused before anything is fetched', async (t) => {
+  t.timeout(60_000);
+  const s = await setup(t, 'dev-d', { deploy: { dir: 'deploy-dev-d', reserveBytes: 2 ** 52 } });
+  const cmd = await connectCommandClient({ url: s.broker.url });
+  t.teardown(() => cmd.close());
+  await writeFile(join(s.dir, 'r2.epk'), demoRelease(2, keys.release).bytes);
+  const reply = await cmd.send('dev-d', 'deploy', await signedFor(join(s.dir, 'r2.epk'), ['dev-d']));
+  t.true(!reply.ok && reply.error.code === 'DISK_FULL');
+  if (!reply.ok) t.regex(reply.error.message, /deploy\.reserveBytes/);
+  t.is((await s.deploy.until('dev-d', (x) => x.deployment !== null, 'the refusal')).deployment!.reason!.code, 'DISK_FULL');
+  await s.stop();
+});
+
+test('a candidate whose decisions disagree is rejected in shadow with its figures; the rollout stops', async (t) => {
+  t.timeout(90_000);
+  const s = await setup(t, 'dev-e');
+  await writeFile(join(s.dir, 'r2.epk'), disagreeing(2, keys.release).bytes);
+  const lines: string[] = [];
+  const r = await runRollout({ connection: { url: s.broker.url }, file: join(s.dir, 'r2.epk'), devices: 'dev-e', policy: fastPolicy({ shadow: { minFrames: 40 } }), signKeys: [keys.release.privateKey], print: (l) => lines.push(l) });
+  t.is(r.outcome, 'aborted');
+  const st = r.devices['dev-e']!.status!;
+  t.is(st.state, 'rejected', lines.join('\n'));
+  t.is(st.reason!.code, 'SHADOW_DISAGREES');
+  t.true(st.shadow!.frames >= 40);
+  t.true(st.shadow!.decisionAgreement! < 0.97, `agreement ${st.shadow!.decisionAgreement}`);
+  t.true(st.shadow!.ngRate.candidate! > st.shadow!.ngRate.current!);
+  t.is(s.deploy.last('dev-e')!.installed.model!.release, 1);
+  await s.stop();
+  t.true(s.results.every((x) => x.model.version === '1.1.0'), 'shadow results were never published');
+  t.deepEqual(noGaps(s.results), []);
+  t.deepEqual(await readdir(join(s.cfg.deploy!.dir, 'files')), []);
+});
