@@ -4,7 +4,10 @@
 // left on disk; a disagreeing candidate is rejected in shadow; a promoted candidate that starts
 // failing is rolled back; HTTP transfers resume with Range.
 import test from 'ava';
-import { readdir, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import sharp from 'sharp';
 import { join } from 'node:path';
 import { Runtime } from '../runtime/app/runtime.ts';
 import { parseDeviceConfig } from '../runtime/config/device-config.ts';
@@ -18,7 +21,7 @@ import { connectCommandClient } from '../runtime/mqtt/command-client.ts';
 import { topics } from '../runtime/mqtt/topics.ts';
 import { encodeBlockFrame } from '../runtime/schema/deploy.ts';
 import { record, recordingLog, startMosquitto, until } from './helpers/brokers.ts';
-import { demoRelease, deployKeys, deviceJson, disagreeing, fastPolicy, recordDeploy } from './helpers/deploy.ts';
+import { demoRelease, deployKeys, deviceJson, disagreeing, failsOnBright, fastPolicy, recordDeploy } from './helpers/deploy.ts';
 import { tempDir } from './helpers/runtime-models.ts';
 
 const keys = deployKeys();
@@ -177,4 +180,83 @@ test('a candidate whose decisions disagree is rejected in shadow with its figure
   t.true(s.results.every((x) => x.model.version === '1.1.0'), 'shadow results were never published');
   t.deepEqual(noGaps(s.results), []);
   t.deepEqual(await readdir(join(s.cfg.deploy!.dir, 'files')), []);
+});
+
+test('a promoted candidate that starts failing is rolled back by the device; results go on with the old model, seq without a gap', async (t) => {
+  t.timeout(90_000);
+  const { dir: frames, cleanup } = await tempDir('ep-frames-');
+  t.teardown(cleanup);
+  const png = (v: number) => sharp({ create: { width: 32, height: 32, channels: 3, background: { r: v, g: v, b: v } } }).png().toBuffer();
+  await writeFile(join(frames, 'frame.png'), await png(90));
+  const s = await setup(t, 'dev-f', { cameras: [{ id: 'cam', kind: 'folder', path: frames, loop: true, fps: 20 }] });
+  await writeFile(join(s.dir, 'r2.epk'), demoRelease(2, keys.release, {}, failsOnBright()).bytes);
+  const rollout = runRollout({ connection: { url: s.broker.url }, file: join(s.dir, 'r2.epk'), devices: 'dev-f', policy: fastPolicy({ watch: { durationS: 60, minFrames: 5, maxNgRateJumpPt: 100 } }), signKeys: [keys.release.privateKey], print: () => {} });
+  const promoted = await s.deploy.until('dev-f', (x) => x.deployment?.state === 'promoted', 'promoted', 60_000);
+  t.is(promoted.deployment!.shadow!.decisionAgreement, 1, 'on dark frames the candidate decides like the running model');
+  await until(() => s.results.some((r) => r.model.version === '1.2.0'), 'results of the promoted release', 10_000);
+  // The line lights up: every frame now fails in the candidate.
+  await writeFile(join(frames, 'frame.tmp.png'), await png(250));
+  await rename(join(frames, 'frame.tmp.png'), join(frames, 'frame.png'));
+  const back = await s.deploy.until('dev-f', (x) => x.deployment?.state === 'rolled-back', 'rolled back', 30_000);
+  t.is(back.deployment!.reason!.code, 'WATCH_INFERENCE_ERRORS');
+  t.regex(back.deployment!.reason!.message, /INFERENCE_FAILED/);
+  t.is(back.installed.model!.release, 1);
+  t.is((await rollout).outcome, 'aborted');
+  const n = s.results.length;
+  await until(() => s.results.length > n + 10, 'results after the rollback', 10_000);
+  t.true(s.results.slice(n).every((r) => r.model.version === '1.1.0'));
+  const versions = s.results.map((r) => r.model.version).filter((v, i, a) => i === 0 || v !== a[i - 1]);
+  t.deepEqual(versions, ['1.1.0', '1.2.0', '1.1.0'], 'one swap each way');
+  await s.stop();
+  t.deepEqual(noGaps(s.results), [], 'no seq gap across promotion and rollback');
+  const st = JSON.parse(await readFile(join(s.cfg.deploy!.dir, 'state.json'), 'utf8')) as { active: { model: { release: number } }; highest: Record<string, { release: number }> };
+  t.is(st.active.model.release, 1, 'state.json: release 1 runs');
+  t.is(st.highest['model:demo-fmnist']!.release, 2, 'release 2 was accepted: release 1 stays a downgrade for later documents');
+});
+
+test('transfer over HTTP: the sha256 pinned in the document decides; an interrupted download continues with Range', async (t) => {
+  t.timeout(90_000);
+  const s = await setup(t, 'dev-g');
+  const good = demoRelease(2, keys.release).bytes;
+  const evil = Buffer.from(good);
+  evil[evil.length - 600] ^= 1;
+  const ranges: string[] = [];
+  let cut = true;
+  const server = createServer((req, res) => {
+    const body = req.url === '/evil.epk' ? evil : req.url === '/long.epk' ? Buffer.concat([good, Buffer.alloc(10)]) : good;
+    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    ranges.push(req.headers.range ?? '-');
+    if (range) {
+      const from = Number(range[1]);
+      res.writeHead(206, { 'content-length': body.length - from, 'content-range': `bytes ${from}-${body.length - 1}/${body.length}` });
+      return res.end(body.subarray(from));
+    }
+    res.writeHead(200, { 'content-length': body.length });
+    if (req.url === '/good.epk' && cut) {
+      cut = false;
+      res.write(body.subarray(0, 1_000_000)); // then the connection drops
+      return setTimeout(() => res.destroy(), 50);
+    }
+    res.end(body);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => void server.close());
+  const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  await writeFile(join(s.dir, 'r2.epk'), good);
+  const cmd = await connectCommandClient({ url: s.broker.url });
+  t.teardown(() => cmd.close());
+  for (const [path, code] of [['/evil.epk', 'SHA256_MISMATCH'], ['/long.epk', 'SIZE_MISMATCH']] as const) {
+    const signed = await signedFor(join(s.dir, 'r2.epk'), ['dev-g'], { transfer: { via: 'http', url: `${base}${path}` } });
+    const rollout = (JSON.parse(signed.document) as { rollout: string }).rollout;
+    t.true((await cmd.send('dev-g', 'deploy', signed)).ok);
+    const st = await s.deploy.until('dev-g', (x) => x.deployment?.rollout === rollout && x.deployment.state === 'rejected', `${path} refused`);
+    t.is(st.deployment!.reason!.code, code);
+  }
+  const r = await runRollout({ connection: { url: s.broker.url }, file: join(s.dir, 'r2.epk'), devices: 'dev-g', policy: fastPolicy({ transfer: { via: 'http', url: `${base}/good.epk` } }), signKeys: [keys.release.privateKey], print: () => {} });
+  t.is(r.outcome, 'completed', JSON.stringify(r.devices));
+  t.true(ranges.includes('bytes=1000000-'), `the second request continued at the cut: ${ranges.join(', ')}`);
+  t.is(r.devices['dev-g']!.status!.transfer!.bytes, good.length);
+  await s.stop();
+  t.deepEqual(await readdir(join(s.cfg.deploy!.dir, 'incoming')), []);
 });
