@@ -29,6 +29,8 @@ export class BlockServer {
   private last = Date.now();
   private closed = false;
   private readonly onMessage = (topic: string, payload: Buffer) => this.onRequest(topic, payload);
+  /** After a reconnect (a broker restart): subscribe again; devices ask again for what is outstanding. */
+  private readonly onConnect = () => void this.client.subscribeAsync(filters.deployGet(), { qos: 1 }).catch(() => {});
 
   constructor(
     private readonly client: MqttClient,
@@ -37,6 +39,7 @@ export class BlockServer {
 
   async start(): Promise<void> {
     this.client.on('message', this.onMessage);
+    this.client.on('connect', this.onConnect);
     await this.client.subscribeAsync(filters.deployGet(), { qos: 1 });
   }
 
@@ -44,6 +47,7 @@ export class BlockServer {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.client.off('message', this.onMessage);
+    this.client.off('connect', this.onConnect);
     await this.client.unsubscribeAsync(filters.deployGet()).catch(() => {});
   }
 

@@ -23,8 +23,12 @@ export class FleetView extends EventEmitter<{ change: [device: string] }> {
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
   }
 
-  /** Subscribes; resolves once the broker acknowledged (retained messages follow at once). */
+  /**
+   * Subscribes, and again after every reconnect (the connection options leave resubscribing to
+   * us); resolves once the broker acknowledged (retained messages follow at once).
+   */
   async start(): Promise<void> {
+    this.client.on('connect', () => void this.client.subscribeAsync([filters.deploy(), filters.status()], { qos: 1 }).catch(() => {}));
     await this.client.subscribeAsync([filters.deploy(), filters.status()], { qos: 1 });
   }
 
