@@ -54,6 +54,8 @@ export class BlockTransfer {
   private tick: NodeJS.Timeout | null = null;
   private lastProgress = Date.now();
   private settled = false;
+  /** Blocks and reconnects are ignored until start(): open() is still reading what the last run held. */
+  private started = false;
   private resolveDone!: () => void;
   private rejectDone!: (e: Error) => void;
   readonly done: Promise<void>;
@@ -108,6 +110,7 @@ export class BlockTransfer {
 
   /** Asks for the first blocks and resolves `done` when every block is on disk. */
   start(): Promise<void> {
+    this.started = true;
     this.lastProgress = Date.now();
     this.tick = setInterval(() => this.onTick(), Math.max(50, Math.min(this.o.retryMs, this.o.stallMs) / 4));
     this.tick.unref();
@@ -118,7 +121,7 @@ export class BlockTransfer {
 
   /** A block arrived (any rollout check is the caller's). */
   onFrame(f: BlockFrame): void {
-    if (this.settled) return;
+    if (this.settled || !this.started) return;
     const i = f.index;
     if (!Number.isInteger(i) || i < 0 || i >= this.n) return this.bad(`block ${i} is out of range (0..${this.n - 1})`);
     this.outstanding.delete(i);
@@ -150,7 +153,7 @@ export class BlockTransfer {
 
   /** After a reconnect: ask again for everything outstanding. */
   onConnect(): void {
-    if (this.settled) return;
+    if (this.settled || !this.started) return;
     const again = [...this.outstanding.keys()];
     if (again.length > 0 && this.o.request(again)) {
       this.figures.requested += again.length;
@@ -161,7 +164,7 @@ export class BlockTransfer {
 
   /** A message on the block topic that is not a block frame at all. */
   badFrame(why: string): void {
-    if (!this.settled) this.bad(why);
+    if (!this.settled && this.started) this.bad(why);
   }
 
   /**

@@ -91,7 +91,7 @@ export function deviceJson(dir: string, device: string, url: string, over: Recor
     mqtt: { url, reconnectPeriodMs: 200 },
     outbox: { kind: 'memory' },
     health: { intervalMs: 0 },
-    deploy: { dir: join(dir, `deploy-${device}`), retryMs: 500 },
+    deploy: { dir: join(dir, `deploy-${device}`), retryMs: 1000 },
     ...over,
   };
 }
