@@ -6,11 +6,7 @@
 // watched again for a full window. Progress and the outcome are published on the retained
 // `<device>/deploy` topic (DeployStatePayload), on every change and on every reconnect.
 
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { parseDeployment } from '../artifact/deployment.ts';
-import { sha256 } from '../artifact/signature.ts';
 import type { TrustedKey } from '../artifact/keys.ts';
 import type { DeployConfig } from '../config/device-config.ts';
 import type { Log } from '../log.ts';
@@ -18,16 +14,16 @@ import { CommandError } from '../mqtt/errors.ts';
 import type { Reporter } from '../mqtt/reporter.ts';
 import { topics } from '../mqtt/topics.ts';
 import type { Pipeline } from '../pipeline/pipeline.ts';
-import { encodePayload } from '../schema/codec.ts';
-import { BlockRequestPayload, decodeBlockFrame, DeployError, DeployStatePayload, isFinalPhase, type DeploymentDocument, type DeploymentStatus, type DeployPhase, type DeployStateInput, type InstalledRef, type SignedDocument } from '../schema/deploy.ts';
-import { PAYLOAD_VERSION } from '../schema/payloads.ts';
+import { decodeBlockFrame, DeployError, isFinalPhase, type DeploymentDocument, type DeploymentStatus, type DeployPhase, type SignedDocument } from '../schema/deploy.ts';
 import type { ModelHost, Prepared } from '../session/host.ts';
 import { accept, type Running } from './accept.ts';
 import { promote, rollback } from './swap.ts';
 import { ShadowRun, type ShadowTap } from './shadow.ts';
-import { DeployStore, fileName, type DeployRecord } from './store.ts';
+import { checkTransferred, makeTransfer } from './fetch.ts';
+import { DeployStore, type DeployRecord } from './store.ts';
 import { BlockTransfer } from './transfer-mqtt.ts';
 import { HttpTransfer } from './transfer-http.ts';
+import { StatePublisher } from './publish.ts';
 import { WatchRun } from './watch.ts';
 
 export interface AgentDeps {
@@ -47,7 +43,6 @@ export interface AgentDeps {
 /** Thrown inside a phase when the runtime stops: the deployment is left as saved, for the next start. */
 class Stopped extends Error {}
 const TICK_MS = 200;
-const PUBLISH_EVERY_MS = 500;
 
 export class DeployAgent {
   private doc: DeploymentDocument | null = null;
@@ -58,14 +53,14 @@ export class DeployAgent {
   private shadow: ShadowRun | null = null;
   private driving: Promise<void> | null = null;
   private stopping = false;
-  private lastPublish = 0;
-  private publishTimer: NodeJS.Timeout | null = null;
+  private readonly pub: StatePublisher;
   private saving: Promise<void> = Promise.resolve();
 
   constructor(private readonly d: AgentDeps) {
+    this.pub = new StatePublisher({ device: d.device, reporter: d.reporter, host: d.host, log: d.log, status: () => this.status() });
     d.reporter.subscribe(topics.deployBlock(d.device), (_t, payload) => this.onBlock(payload));
     d.reporter.on('connect', () => {
-      this.publishNow();
+      this.pub.now();
       if (this.transfer instanceof BlockTransfer) this.transfer.onConnect();
     });
   }
@@ -77,7 +72,7 @@ export class DeployAgent {
   /** Continues a deployment a previous run of the device left unfinished. */
   async start(): Promise<void> {
     const rec = this.rec;
-    if (!rec || isFinalPhase(rec.state)) return this.publishNow();
+    if (!rec || isFinalPhase(rec.state)) return this.pub.now();
     this.doc = parseDeployment(rec.signed).document;
     if (rec.state === 'promoted' && !this.runs(rec)) {
       // The promoted file did not load at start (boot.ts fell back): that is a rollback.
@@ -101,7 +96,7 @@ export class DeployAgent {
       const st = this.d.store.state;
       await this.save({ ...st, current: rec, ...(o.kind === 'installed' && { history: DeployStore.withHistory(st, rec) }) });
       this.d.log.info({ rollout: doc.rollout, artifact: `${doc.artifact.name}@${doc.artifact.release}`, state: rec.state }, 'deploy: accepted');
-      this.publishNow();
+      this.pub.now();
       if (o.kind === 'start') {
         this.doc = doc;
         this.driving = this.drive();
@@ -118,7 +113,7 @@ export class DeployAgent {
   /** Stops what runs (transfer, shadow, watch) and leaves the deployment saved for the next start. */
   async stop(): Promise<void> {
     this.stopping = true;
-    if (this.publishTimer) clearTimeout(this.publishTimer);
+    this.pub.stop();
     if (this.shadow) this.d.tap.detach(this.shadow);
     if (this.transfer instanceof BlockTransfer) await this.transfer.close();
     else this.transfer?.stop();
@@ -149,59 +144,31 @@ export class DeployAgent {
     }
   }
 
-  private part(): { part: string; bitmap: string } {
-    const base = join(this.d.store.incomingDir, this.rec!.rollout);
-    return { part: `${base}.part`, bitmap: `${base}.bitmap` };
-  }
-
   private async download(): Promise<void> {
     const doc = this.doc!;
-    const t = doc.transfer;
-    const { part, bitmap } = this.part();
-    const onProgress = (f: DeploymentStatus['transfer']) => {
-      this.rec!.transfer = f;
-      this.publishSoon();
-    };
-    if (t.via === 'mqtt') {
-      const bt = new BlockTransfer({
-        part, bitmap, sha256: doc.artifact.sha256, totalBytes: doc.artifact.bytes, blockBytes: t.blockBytes, hashes: t.blocks,
-        window: this.d.config.window, retryMs: this.d.config.retryMs, stallMs: t.stallS * 1000, maxBadBlocks: t.maxBadBlocks,
-        request: (blocks) => this.d.reporter.publish(topics.deployGet(this.d.device), encodePayload(BlockRequestPayload, topics.deployGet(this.d.device), { v: PAYLOAD_VERSION, device: this.d.device, rollout: doc.rollout, sha256: doc.artifact.sha256, blocks }), { qos: 1 }),
-        onProgress,
-      });
-      this.transfer = bt;
-      await bt.open();
-      if (bt.figures.resumed > 0) this.d.log.info({ rollout: doc.rollout, held: bt.figures.resumed, of: bt.figures.totalBlocks }, 'deploy: transfer resumes');
-      onProgress(bt.figures);
-      await bt.start();
-      this.rec!.transfer = { ...bt.figures };
-    } else {
-      const ht = new HttpTransfer({ url: t.url, part, totalBytes: doc.artifact.bytes, stallMs: t.stallS * 1000, onProgress });
-      this.transfer = ht;
-      await ht.run();
-      this.rec!.transfer = { ...ht.figures };
-    }
+    const t = makeTransfer(doc, {
+      device: this.d.device,
+      store: this.d.store,
+      config: this.d.config,
+      reporter: this.d.reporter,
+      progress: (f) => {
+        this.rec!.transfer = f;
+        this.pub.soon();
+      },
+    });
+    this.transfer = t.transfer;
+    const figures = await t.run();
+    if (figures.resumed > 0) this.d.log.info({ rollout: doc.rollout, resumed: figures.resumed }, 'deploy: the transfer resumed with what was on disk');
     this.transfer = null;
     this.check();
-    await this.enter('verifying', {});
+    await this.enter('verifying', { transfer: figures });
   }
 
   private async verify(): Promise<void> {
     const a = this.doc!.artifact;
-    const installed = join(this.d.store.filesDir, fileName(a.kind, a.sha256));
-    const { part, bitmap } = this.part();
-    const src = existsSync(installed) ? installed : part;
-    const bytes = await readFile(src).catch((e: NodeJS.ErrnoException) => {
-      throw new DeployError('INSTALL_FAILED', `${src}: cannot read the transferred file (${e.code})`);
-    });
-    if (bytes.length !== a.bytes) throw new DeployError('SIZE_MISMATCH', `the transferred file has ${bytes.length} bytes, the document pins ${a.bytes}`);
-    const digest = sha256(bytes).toString('hex');
-    if (digest !== a.sha256) throw new DeployError('SHA256_MISMATCH', `the transferred file has sha256 ${digest}, the document pins ${a.sha256}`);
-    const file = src === part ? await this.d.store.adopt(part, a.kind, a.sha256) : fileName(a.kind, a.sha256);
-    await this.d.store.remove(bitmap);
+    const file = await checkTransferred(this.doc!, this.d.store);
     this.check();
-    const cand = await this.prepare(file);
-    this.candidate = cand;
+    this.candidate = await this.prepare(file);
     await this.enter('shadow', { candidate: { kind: a.kind, name: a.name, version: a.version, release: a.release, sha256: a.sha256, file } });
   }
 
@@ -232,7 +199,7 @@ export class DeployAgent {
         while (verdict === null) {
           await this.sleep(TICK_MS);
           rec.shadow = run.figures();
-          this.publishSoon();
+          this.pub.soon();
           verdict = run.verdict();
           if (verdict === null && Date.now() > deadline) {
             throw new DeployError('SHADOW_TIMEOUT', `${rec.shadow.frames} of shadow.minFrames ${policy.minFrames} frames compared in shadow.maxDurationS ${policy.maxDurationS} s (camera down or paused?)`);
@@ -251,7 +218,7 @@ export class DeployAgent {
     this.candidate = null;
     this.d.onSwap();
     this.d.log.info({ rollout: rec.rollout, artifact: `${this.doc!.artifact.name}@${this.doc!.artifact.release}`, shadow: rec.shadow }, 'deploy: promoted');
-    this.publishNow();
+    this.pub.now();
   }
 
   private async runWatch(): Promise<void> {
@@ -270,7 +237,7 @@ export class DeployAgent {
       while (v === null) {
         await this.sleep(TICK_MS);
         rec.watch = w.figures();
-        this.publishSoon();
+        this.pub.soon();
         v = w.verdict();
       }
     } finally {
@@ -304,7 +271,7 @@ export class DeployAgent {
     this.candidate = null;
     await this.d.store.collect();
     this.d.log[state === 'committed' ? 'info' : 'warn']({ rollout: rec.rollout, state, code: reason?.code, reason: reason?.message }, `deploy: ${state}`);
-    this.publishNow();
+    this.pub.now();
   }
 
   /** A document refused before it started: recorded (unless another deployment is in progress) and published. */
@@ -317,7 +284,7 @@ export class DeployAgent {
     const rec: DeployRecord = { rollout: doc.rollout, signed: { document: JSON.stringify(doc), signatures: [] }, state: 'rejected', accepted: false, startedAt: now, since: now, releaseBefore: null, candidate: null, transfer: null, shadow: null, watch: null, reason: { code: code.slice(0, 64), message: message.slice(0, 2000) } };
     this.doc = doc;
     await this.save({ ...this.d.store.state, current: rec });
-    this.publishNow();
+    this.pub.now();
   }
 
   // ------------------------------------------------------------------ helpers
@@ -325,7 +292,7 @@ export class DeployAgent {
   private async enter(state: DeployPhase, patch: Partial<DeployRecord>): Promise<void> {
     const next: DeployRecord = { ...this.rec!, ...patch, state, since: Date.now() };
     await this.save({ ...this.d.store.state, current: next });
-    this.publishNow();
+    this.pub.now();
   }
 
   private save(s: Parameters<DeployStore['save']>[0]): Promise<void> {
@@ -364,12 +331,6 @@ export class DeployAgent {
     t.onFrame(f);
   }
 
-  private installed(): DeployStateInput['installed'] {
-    const f = this.d.host.files();
-    const ref = (kind: 'model' | 'pack', x: { sha256: string; manifest: { name: string; version: string; release: number } }): InstalledRef => ({ kind, name: x.manifest.name, version: x.manifest.version, release: x.manifest.release, sha256: x.sha256 });
-    return { model: f.model ? ref('model', f.model) : null, packs: [...f.packs.values()].map((p) => ref('pack', p)) };
-  }
-
   private status(): DeploymentStatus | null {
     const rec = this.rec;
     if (!rec) return null;
@@ -377,30 +338,5 @@ export class DeployAgent {
     const doc = this.doc;
     const a = doc.artifact;
     return { rollout: rec.rollout, artifact: { kind: a.kind, name: a.name, version: a.version, release: a.release, sha256: a.sha256, bytes: a.bytes }, releaseBefore: rec.releaseBefore, state: rec.state, startedAt: rec.startedAt, since: rec.since, transfer: rec.transfer, shadow: rec.shadow, watch: rec.watch, reason: rec.reason };
-  }
-
-  /** The retained `<device>/deploy` payload now. */
-  statePayload(): DeployStateInput {
-    return { installed: this.installed(), deployment: this.status() };
-  }
-
-  private publishNow(): void {
-    if (this.publishTimer) clearTimeout(this.publishTimer);
-    this.publishTimer = null;
-    this.lastPublish = Date.now();
-    const topic = topics.deploy(this.d.device);
-    try {
-      const payload = encodePayload(DeployStatePayload, topic, { ...this.statePayload(), v: PAYLOAD_VERSION, device: this.d.device, ts: Date.now(), bootId: this.d.reporter.bootId });
-      this.d.reporter.publish(topic, payload, { qos: 1, retain: true });
-    } catch (e) {
-      this.d.log.error({ err: (e as Error).message }, 'deploy: state not published');
-    }
-  }
-
-  private publishSoon(): void {
-    if (this.publishTimer || this.stopping) return;
-    const wait = Math.max(0, this.lastPublish + PUBLISH_EVERY_MS - Date.now());
-    this.publishTimer = setTimeout(() => this.publishNow(), wait);
-    this.publishTimer.unref();
   }
 }
