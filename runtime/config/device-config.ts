@@ -34,7 +34,7 @@ export const DeployConfig = z.strictObject({
   /** Keys whose signed deployment documents this device runs; default: trustedKeys. */
   trustedKeys: z.array(z.string().min(1)).optional(),
   /** Block requests outstanding at once during an MQTT transfer. */
-  window: int.min(1).max(256).default(8),
+  window: int.min(1).max(256).default(16),
   /** An unanswered block request is sent again after this long. */
   retryMs: int.min(50).max(600_000).default(3000),
   /** Free space to leave on the deploy directory's file system (a deployment needing it is DISK_FULL). */
