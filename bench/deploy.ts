@@ -159,10 +159,8 @@ async function measure(): Promise<Figures> {
     const r3 = await runRollout({ connection: { url: broker.url }, file: join(work, 'r3.epk'), devices: devices.join(','), policy: forced, signKeys: [key.privateKey], print: (l) => console.log(`  ${l}`) });
     const canary = devices[0]!;
     const back = r3.devices[canary]!.status!;
-    const rb = back.since;
     await new Promise((r) => setTimeout(r, 1500));
     const droppedRollback = atSwap(rows, canary, '1.3.0', '1.2.0');
-    void rb;
     await sub.close();
     await deploy.close();
     return {

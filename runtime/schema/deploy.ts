@@ -314,7 +314,8 @@ export type DeployErrorCode =
   // the controller
   | 'POLICY_INVALID'
   | 'NO_DEVICES'
-  | 'ROLLOUT_ABORTED';
+  | 'ROLLOUT_ABORTED'
+  | 'STAGE_TIMEOUT';
 
 export class DeployError extends Error {
   override readonly name = 'DeployError';
