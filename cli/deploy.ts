@@ -27,9 +27,10 @@ const connection = (f: BrokerFlags) => ({
   ...(f.mqttVersion !== undefined && { protocolVersion: f.mqttVersion }),
 });
 
-function brokerOptions(c: Command): Command {
+function brokerOptions(c: Command, required = true): Command {
   return c
-    .requiredOption('--url <url>', 'MQTT broker, e.g. mqtt://127.0.0.1:1883')
+    .exitOverride()
+    [required ? 'requiredOption' : 'option']('--url <url>', `MQTT broker, e.g. mqtt://127.0.0.1:1883${required ? '' : ' (required)'}`)
     .option('--username <name>')
     .option('--password <secret>')
     .option('--mqtt-version <4|5>', 'protocol version (default 5)', (v) => {
@@ -41,20 +42,27 @@ function brokerOptions(c: Command): Command {
 export function deployCommand(): Command {
   const cmd = brokerOptions(
     new Command('deploy')
+      // Checked in the action, not as commander's required options: those would also be demanded
+      // of `deploy status` (commander checks the parent's mandatory options for a subcommand).
+      .enablePositionalOptions()
       .description('roll a signed artifact (.epk) or prompt pack (.epp) out to devices: canary, then stages; devices shadow, promote, watch and roll back by themselves')
       .argument('<file>', 'the .epk or .epp to deploy (compiled with a release number)')
-      .requiredOption('--devices <ids>', 'device ids and globs, comma-separated: press-1,press-2 or "line1-*"')
-      .requiredOption('--policy <file>', 'rollout policy (YAML): canary, stages, abortAt, transfer, shadow, watch (docs/deploy.md)')
-      .requiredOption('--sign <key>', 'release key (ed25519 PEM) the devices trust: signs the deployment document')
+      .option('--devices <ids>', 'device ids and globs, comma-separated: press-1,press-2 or "line1-*" (required)')
+      .option('--policy <file>', 'rollout policy (YAML): canary, stages, abortAt, transfer, shadow, watch; docs/deploy.md (required)')
+      .option('--sign <key>', 'release key (ed25519 PEM) the devices trust: signs the deployment document (required)')
       .option('--rollout-id <id>', 'rollout id (default: derived from file, devices and policy, so rerunning the command continues the rollout)')
       .option('--json', 'print the result as JSON'),
-  ).action(async (file: string, f: BrokerFlags & { devices: string; policy: string; sign: string; rolloutId?: string; json?: boolean }) => {
-    const policy = await loadPolicy(f.policy);
-    const key = await readPrivateKey(f.sign);
+    false,
+  ).action(async (file: string, f: Partial<BrokerFlags> & { devices?: string; policy?: string; sign?: string; rolloutId?: string; json?: boolean }) => {
+    for (const [flag, v] of [['--url <url>', f.url], ['--devices <ids>', f.devices], ['--policy <file>', f.policy], ['--sign <key>', f.sign]] as const) {
+      if (v === undefined) cmd.error(`error: required option '${flag}' not specified`, { exitCode: 2, code: 'commander.missingMandatoryOptionValue' });
+    }
+    const policy = await loadPolicy(f.policy!);
+    const key = await readPrivateKey(f.sign!);
     const r = await runRollout({
-      connection: connection(f),
+      connection: connection(f as BrokerFlags),
       file,
-      devices: f.devices,
+      devices: f.devices!,
       policy,
       signKeys: [key],
       ...(f.rolloutId !== undefined && { rollout: f.rolloutId }),
@@ -89,7 +97,7 @@ export function deployCommand(): Command {
 
 /** Coded errors become one line and exit code 2; anything else a stack and 1. */
 export async function main(argv: readonly string[] = process.argv): Promise<number> {
-  const program = new Command('edgeprompt').exitOverride().showHelpAfterError();
+  const program = new Command('edgeprompt').exitOverride().showHelpAfterError().enablePositionalOptions();
   program.addCommand(deployCommand());
   try {
     await program.parseAsync([...argv]);

@@ -19,7 +19,9 @@ const program = new Command('edgeprompt')
   .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')
   .version('0.1.0')
   .showHelpAfterError()
-  .exitOverride();
+  .exitOverride()
+  // A command's options stay its own: `deploy status --url …` must reach `status`, not `deploy`.
+  .enablePositionalOptions();
 
 program
   .command('export-backbone')

@@ -182,6 +182,22 @@ test.serial('an older release is refused; the signed document can allow that exa
   t.is(fleet.deploy.last('d2')!.installed.model!.release, 1);
 });
 
+test.serial('edgeprompt deploy status prints every device: release before → after, state, shadow figures, reason', async (t) => {
+  t.timeout(120_000);
+  const p = spawn(process.execPath, [repoPath('tools/edgeprompt.mjs'), 'deploy', 'status', '--url', fleet.broker.url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
+  p.stderr!.setEncoding('utf8').on('data', (s: string) => (out += s));
+  t.is(await new Promise((r) => p.once('exit', r)), 0, out);
+  t.log(`\n${out}`);
+  const lines = out.trim().split('\n');
+  t.regex(lines[0]!, /^DEVICE\s+ONLINE\s+ROLLOUT\s+ARTIFACT\s+RELEASE\s+STATE\s+TRANSFER\s+SHADOW\s+REASON$/);
+  const row = (d: string) => lines.find((l) => l.startsWith(`${d} `)) ?? '';
+  t.regex(row('d3'), /yes\s+\S+\s+model demo-fmnist\s+1 → 3\s+committed\s+171\/171 blocks \(\d+ resumed\)\s+\d+ frames, agree 100\.0%/);
+  t.regex(row('d6'), /rejected .*DEPLOY_UNKNOWN_KEY: /);
+  t.regex(row('d2'), /2 → 1\s+committed/);
+});
+
 test.serial('no device lost a result through all of it (swaps, broker restart, kills)', async (t) => {
   t.timeout(30_000);
   await new Promise((r) => setTimeout(r, 1500));
