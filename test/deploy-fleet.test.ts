@@ -193,7 +193,7 @@ test.serial('edgeprompt deploy status prints every device: release before → af
   const lines = out.trim().split('\n');
   t.regex(lines[0]!, /^DEVICE\s+ONLINE\s+ROLLOUT\s+ARTIFACT\s+RELEASE\s+STATE\s+TRANSFER\s+SHADOW\s+REASON$/);
   const row = (d: string) => lines.find((l) => l.startsWith(`${d} `)) ?? '';
-  t.regex(row('d3'), /yes\s+\S+\s+model demo-fmnist\s+1 → 3\s+committed\s+171\/171 blocks \(\d+ resumed\)\s+\d+ frames, agree 100\.0%/);
+  t.regex(row('d3'), /yes\s+\S+\s+model demo-fmnist\s+2 → 3\s+committed\s+171\/171 blocks \(\d+ resumed\)\s+\d+ frames, agree 100\.0%/);
   t.regex(row('d6'), /rejected .*DEPLOY_UNKNOWN_KEY: /);
   t.regex(row('d2'), /2 → 1\s+committed/);
 });
