@@ -167,7 +167,13 @@ test('a candidate whose decisions disagree is rejected in shadow with its figure
   const s = await setup(t, 'dev-e');
   await writeFile(join(s.dir, 'r2.epk'), disagreeing(2, keys.release).bytes);
   const lines: string[] = [];
-  const r = await runRollout({ connection: { url: s.broker.url }, file: join(s.dir, 'r2.epk'), devices: 'dev-e', policy: fastPolicy({ shadow: { minFrames: 40 } }), signKeys: [keys.release.privateKey], print: (l) => lines.push(l) });
+  const rollout = runRollout({ connection: { url: s.broker.url }, file: join(s.dir, 'r2.epk'), devices: 'dev-e', policy: fastPolicy({ shadow: { minFrames: 40 } }), signKeys: [keys.release.privateKey], print: (l) => lines.push(l) });
+  await s.deploy.until('dev-e', (x) => x.deployment?.state === 'shadow', 'shadow');
+  const cmd = await connectCommandClient({ url: s.broker.url });
+  t.teardown(() => cmd.close());
+  const reload = await cmd.send('dev-e', 'reload', {});
+  t.true(!reload.ok && reload.error.code === 'DEPLOY_BUSY', 'no reload while a deployment runs');
+  const r = await rollout;
   t.is(r.outcome, 'aborted');
   const st = r.devices['dev-e']!.status!;
   t.is(st.state, 'rejected', lines.join('\n'));

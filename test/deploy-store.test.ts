@@ -41,7 +41,7 @@ function crashingFs(at: number, mid: boolean): FsOps & { count: number } {
 const keys = deployKeys();
 const oldFile = demoRelease(1, keys.release).bytes;
 const newFile = demoRelease(2, keys.release).bytes;
-const file: DeployFile = { path: 'r2.epk', bytes: newFile, artifact: { kind: 'model', name: 'demo-fmnist', version: '1.2.0', release: 2, sha256: hex(newFile), bytes: newFile.length } };
+const file: Pick<DeployFile, 'bytes' | 'artifact'> = { bytes: newFile, artifact: { kind: 'model', name: 'demo-fmnist', version: '1.2.0', release: 2, sha256: hex(newFile), bytes: newFile.length } };
 const signed = signDeployment(buildDocument(file, ['d1'], fastPolicy(), 'rcrash'), [keys.release.privateKey]);
 const doc = JSON.parse(signed.document);
 const running = { sha256: hex(oldFile), bytes: oldFile, manifest: { name: 'demo-fmnist', version: '1.1.0', release: 1 } };

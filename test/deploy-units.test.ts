@@ -5,10 +5,12 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { createHash, randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { checkDeploymentFor, parseDeployment, signDeployment, verifyDeployment } from '../runtime/artifact/deployment.ts';
-import { generateKeyPair, loadTrustedKeys, publicKeyPem } from '../runtime/artifact/keys.ts';
+import { generateKeyPair, loadTrustedKeys, privateKeyPem, publicKeyPem } from '../runtime/artifact/keys.ts';
 import { judge } from '../runtime/deploy/shadow.ts';
 import { BlockTransfer } from '../runtime/deploy/transfer-mqtt.ts';
 import { WatchRun } from '../runtime/deploy/watch.ts';
@@ -16,7 +18,8 @@ import { decodeBlockFrame, encodeBlockFrame, ShadowPolicy, WatchPolicy, type Dep
 import { buildDocument } from '../fleet/deploy/document.ts';
 import { planStages } from '../fleet/deploy/plan.ts';
 import { loadPolicy, parsePolicy } from '../fleet/deploy/policy.ts';
-import { fastPolicy } from './helpers/deploy.ts';
+import { demoRelease, fastPolicy } from './helpers/deploy.ts';
+import { repoPath } from './helpers/fixtures.ts';
 import { tempDir } from './helpers/runtime-models.ts';
 
 const key = generateKeyPair();
@@ -198,4 +201,29 @@ test('block transfer: any order, losses, duplicates, bad blocks, stops and resum
     ),
     { numRuns: 15 },
   );
+});
+
+test('edgeprompt deploy: bad input is one line naming the file and field, exit 2, before any broker is contacted', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.teardown(cleanup);
+  const key = join(dir, 'release.key');
+  await writeFile(key, privateKeyPem(generateKeyPair().privateKey));
+  await writeFile(join(dir, 'unsigned.epk'), demoRelease(2, null).bytes);
+  await writeFile(join(dir, 'ok.yaml'), 'canary: 1\n');
+  await writeFile(join(dir, 'bad.yaml'), 'canary: 1\nstages: [50]\n');
+  const cli = (...args: string[]) =>
+    promisify(execFile)(process.execPath, ['--import', 'tsx', repoPath('cli/deploy.ts'), 'deploy', ...args], { timeout: 60_000 }).then(
+      (r) => ({ code: 0, err: r.stderr }),
+      (e: { code: number; stderr: string }) => ({ code: e.code, err: e.stderr }),
+    );
+  const url = ['--url', 'mqtt://127.0.0.1:1'];
+  const policy = await cli(join(dir, 'unsigned.epk'), '--devices', 'd1', '--policy', join(dir, 'bad.yaml'), '--sign', key, ...url);
+  t.is(policy.code, 2);
+  t.regex(policy.err, /^edgeprompt: error \[POLICY_INVALID\]: .*bad\.yaml: invalid rollout policy: stages\[0\]: the last stage must be 100 \(every target\)\n$/);
+  const unsigned = await cli(join(dir, 'unsigned.epk'), '--devices', 'd1', '--policy', join(dir, 'ok.yaml'), '--sign', key, ...url);
+  t.is(unsigned.code, 2);
+  t.regex(unsigned.err, /^edgeprompt: error \[ARTIFACT_UNSIGNED\]: .*unsigned\.epk: is not signed/);
+  const missing = await cli(join(dir, 'unsigned.epk'), '--policy', join(dir, 'ok.yaml'), ...url);
+  t.is(missing.code, 2);
+  t.regex(missing.err, /required option '--devices <ids>' not specified/);
 });

@@ -12,12 +12,13 @@ import { randomUUID } from 'node:crypto';
 import mqtt from 'mqtt';
 import type { z } from 'zod';
 import { signDeployment } from '../../runtime/artifact/deployment.ts';
-import type { KeyLike } from '../../runtime/artifact/keys.ts';
+import { keyIdOf, toPublicKey, type KeyLike } from '../../runtime/artifact/keys.ts';
+import { verifyArtifact } from '../../runtime/artifact/read.ts';
 import { connectCommandClient } from '../../runtime/mqtt/command-client.ts';
 import { ConnectionOptions, endClient, parseOptions, toMqttOptions } from '../../runtime/mqtt/connection.ts';
 import { DeployError, isFinalPhase, type DeploymentStatus, type DeployReason } from '../../runtime/schema/deploy.ts';
 import { BlockServer } from './block-server.ts';
-import { buildDocument, readDeployFile, rolloutIdOf } from './document.ts';
+import { buildDocument, readDeployFile, rolloutIdOf, type DeployFile } from './document.ts';
 import { FleetView } from './fleet-view.ts';
 import { planStages, type Stage } from './plan.ts';
 import type { RolloutPolicy } from './policy.ts';
@@ -56,6 +57,8 @@ const TICK_MS = 250;
 export async function runRollout(o: RolloutOptions): Promise<RolloutResult> {
   const print = o.print ?? ((l: string) => console.log(l));
   const file = await readDeployFile(o.file);
+  const note = checkSigner(file, o.signKeys);
+  if (note) print(note);
   const conn = parseOptions(ConnectionOptions, o.connection, 'deploy');
   const client = mqtt.connect(conn.url, toMqttOptions(conn, { clientId: conn.clientId ?? `edgeprompt-deploy-${randomUUID().slice(0, 8)}`, clean: true }));
   client.on('error', () => {}); // reconnects; a broker that never answers ends in a stage timeout
@@ -155,6 +158,22 @@ export async function runRollout(o: RolloutOptions): Promise<RolloutResult> {
     await server?.close();
     await commands.close();
     await endClient(client, 2000);
+  }
+}
+
+/**
+ * Devices verify the file's own signature too: an unsigned file would travel everywhere only to be
+ * refused (ARTIFACT_UNSIGNED, thrown here). A file signed by another key than the release key is
+ * fine if devices trust that key as well; the returned note says so.
+ */
+function checkSigner(file: DeployFile, keys: readonly KeyLike[]): string | null {
+  const ids = keys.map((k) => keyIdOf(k));
+  try {
+    verifyArtifact(file.signed, keys.map((k) => toPublicKey(k)));
+    return null;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'SIGNATURE_UNKNOWN_KEY') return `note: ${file.path} is signed by ${file.signed.signature.signatures.map((s) => s.keyId).join(', ')}, not by the release key ${ids.join(', ')}: devices must trust its signer too`;
+    throw e;
   }
 }
 

@@ -4,7 +4,7 @@
 // controller restarted with the same command continues the same rollout.
 
 import { createHash } from 'node:crypto';
-import { readFileBytes } from '../../runtime/artifact/read.ts';
+import { readFileBytes, type Signed } from '../../runtime/artifact/read.ts';
 import { readSignedFile } from '../../runtime/artifact/prompt-pack.ts';
 import { sha256 } from '../../runtime/artifact/signature.ts';
 import { DeployError, type DeployArtifact, type DeploymentDocumentInput } from '../../runtime/schema/deploy.ts';
@@ -14,6 +14,8 @@ export interface DeployFile {
   path: string;
   bytes: Buffer;
   artifact: DeployArtifact;
+  /** What its signature covers (verifyArtifact). */
+  signed: Signed;
 }
 
 /** Reads the .epk/.epp to deploy: a fused model or a prompt pack (a shared backbone is not deployed on its own). */
@@ -24,15 +26,15 @@ export async function readDeployFile(path: string): Promise<DeployFile> {
     throw new DeployError('DEPLOY_KIND_MISMATCH', `${path}: is a shared backbone; a rollout deploys a fused model (.epk) or a prompt pack (.epp) for a running backbone`);
   }
   const m = f.kind === 'pack' ? f.pack.manifest : f.artifact.manifest;
-  return { path, bytes, artifact: { kind: f.kind === 'pack' ? 'pack' : 'model', name: m.name, version: m.version, release: m.release, sha256: sha256(bytes).toString('hex'), bytes: bytes.length } };
+  return { path, bytes, signed: f.kind === 'pack' ? f.pack : f.artifact, artifact: { kind: f.kind === 'pack' ? 'pack' : 'model', name: m.name, version: m.version, release: m.release, sha256: sha256(bytes).toString('hex'), bytes: bytes.length } };
 }
 
-export function rolloutIdOf(file: DeployFile, targets: readonly string[], policy: RolloutPolicy): string {
+export function rolloutIdOf(file: Pick<DeployFile, 'artifact'>, targets: readonly string[], policy: RolloutPolicy): string {
   const what = JSON.stringify({ sha256: file.artifact.sha256, release: file.artifact.release, targets: [...targets].sort(), policy });
   return `r${createHash('sha256').update(what).digest('hex').slice(0, 12)}`;
 }
 
-export function buildDocument(file: DeployFile, targets: readonly string[], policy: RolloutPolicy, rollout: string, now = Date.now()): DeploymentDocumentInput {
+export function buildDocument(file: Pick<DeployFile, 'bytes' | 'artifact'>, targets: readonly string[], policy: RolloutPolicy, rollout: string, now = Date.now()): DeploymentDocumentInput {
   const t = policy.transfer;
   let transfer: DeploymentDocumentInput['transfer'];
   if (t.via === 'mqtt') {

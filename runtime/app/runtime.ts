@@ -142,6 +142,7 @@ export class Runtime {
       await host.close();
       throw e;
     }
+    const handlers = commandHandlers({ config: cfg, pipeline, host, commandTriggers });
     const reporter = startReporter(
       { ...cfg.mqtt, device: cfg.device, healthIntervalMs: cfg.health.intervalMs },
       {
@@ -156,7 +157,14 @@ export class Runtime {
           pausedCameras: [],
         },
         handlers: {
-          ...commandHandlers({ config: cfg, pipeline, host, commandTriggers }),
+          ...handlers,
+          // A reload in the middle of a deployment would change the model the shadow compares with
+          // and the one a rollback returns to: it waits until the deployment is over.
+          reload: (args, ctx) => {
+            const busy = deploy?.busy;
+            if (busy) throw new CommandError('DEPLOY_BUSY', `rollout ${busy.rollout} is in progress (${busy.state}); reload when it is over (edgeprompt deploy status)`);
+            return handlers.reload!(args, ctx);
+          },
           deploy: (args) => {
             if (!deploy) throw new CommandError('DEPLOY_DISABLED', `device ${cfg.device} does not take deployments: set deploy.dir in ${cfg.file}`);
             return deploy.handle({ document: args.document, signatures: args.signatures });

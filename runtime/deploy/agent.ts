@@ -65,6 +65,12 @@ export class DeployAgent {
     });
   }
 
+  /** A deployment is in progress (the `reload` command waits for it to end). */
+  get busy(): DeployRecord | null {
+    const r = this.rec;
+    return r && !isFinalPhase(r.state) ? r : null;
+  }
+
   private get rec(): DeployRecord | null {
     return this.d.store.state.current;
   }
