@@ -3,7 +3,7 @@
  * vpt-shallow prompts, onnxruntime-node CPU, 2 threads, batch 1, interleaved rounds in one
  * process: bare backbone vs naive export (prompts as extra tokens) vs fused (deep prompts as
  * constant prefix K/V) vs shared-backbone: as shipped (backbone.epk graph, the pack's prefix K/V
- * and head fed as inputs: compiler/export/shared.ts) and, for comparison, the uncut `shared`
+ * and head fed as inputs: compiler/export/backbone-pack.ts) and, for comparison, the uncut `shared`
  * export (trained prompts as inputs, K/V computed per frame). The row users compare against is
  * the bare timm backbone exported by `torch.onnx.export` (tools/reference/export_onnx.py, as in
  * bench:export; float NCHW input, normalisation outside the graph).
@@ -19,11 +19,11 @@ import * as ort from 'onnxruntime-node';
 import { initTf } from '../compiler/ops/tf-backend.ts';
 import { vitConfig } from '../compiler/backbones/vit-variants.ts';
 import { exportTask, type ExportForm } from '../compiler/export/task.ts';
-import { packFeeds, splitShared } from '../compiler/export/shared.ts';
+import { packFeeds, splitBackbonePack } from '../compiler/export/backbone-pack.ts';
 import { linear } from '../compiler/methods/linear.ts';
 import { vptDeep, vptShallow } from '../compiler/methods/vpt.ts';
 import type { PromptMethod } from '../compiler/methods/method.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import { randomVit } from '../test/helpers/random-vit.ts';
 import { acrossInvocations, fmtSpread, isInvocationChild, lastJson, ortVersion, python, repo, spread, timeInterleaved, writeReport } from './lib.ts';
 
@@ -79,7 +79,7 @@ async function measure(): Promise<Timing> {
       let bytes = exportTask({ cfg, backbone, method: v.method, options, params }, { form: v.form });
       const feeds: Record<string, ort.Tensor> = { image };
       if (v.split) {
-        const split = await splitShared(bytes, params);
+        const split = await splitBackbonePack(bytes, params);
         bytes = split.backbone;
         Object.assign(feeds, packFeeds(split.tensors));
       }

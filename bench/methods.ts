@@ -9,7 +9,7 @@
  * `spt-deep:init=kmeans`; `lr=…` overrides the learning rate and `opt=adamw|sgd` the optimiser, for
  * sweeps and ablations). linear / full / vpt-* use the transfer benchmark's recipes
  * (bench/transfer-task.ts) so the rows compare with docs/bench/transfer.md; the other methods
- * keep their own default optimiser (METHODS.md) with the same epochs, batch and warmup.
+ * keep their own default optimiser (docs/spec/<method>.md) with the same epochs, batch and warmup.
  * Runs live in .cache/bench/methods/<run>; finished ones are reused, so an interrupted
  * benchmark continues where it stopped (delete that folder after changing a method).
  *
@@ -29,6 +29,8 @@ import { BACKBONE, meanStd } from './transfer-task.ts';
 import { PARTS_VERSION } from '../compiler/data/parts.ts';
 import { BENCH_LR, configFor, parseVariant, type Variant } from './methods-config.ts';
 import { acrossInvocations, fmtSpread, isInvocationChild, median, ortVersion, repo, spread, timeInterleaved, writeReport } from './lib.ts';
+import { INSPECTION_HEADER, INSPECTION_RULE, bestInspection, inspectionCells, perClassTable } from './inspection-table.ts';
+import type { InspectionMetrics } from '../runtime/pipeline/inspection.ts';
 
 const { values: f } = parseArgs({
   options: {
@@ -56,6 +58,10 @@ interface Row {
   shots: string;
   top1: number[];
   ips: number[];
+  /** Parts: the best epoch's inspection figures per seed. */
+  inspection: (InspectionMetrics | undefined)[];
+  classes: string[];
+  warnings: Set<string>;
   params: number;
   /** First seed's job and trained tensors, exported for the latency columns. */
   job?: PreparedJob;
@@ -85,7 +91,7 @@ const rows: Row[] = [];
 for (const task of f.tasks!.split(','))
   for (const shots of f.shots!.split(','))
     for (const variant of variants) {
-      const row: Row = { variant, task, shots, top1: [], ips: [], params: 0 };
+      const row: Row = { variant, task, shots, top1: [], ips: [], inspection: [], classes: [], warnings: new Set(), params: 0 };
       rows.push(row);
       for (const seed of seeds) {
         const config = configFor(variant, task, shots, seed, shape);
@@ -96,6 +102,9 @@ for (const task of f.tasks!.split(','))
         const r = await train(p.job);
         row.top1.push(r.state.bestTop1);
         row.ips.push(median(r.state.history.map((h) => h.imagesPerSec)));
+        row.inspection.push(bestInspection(r.state));
+        row.classes = r.state.classes;
+        for (const w of r.state.warnings ?? []) row.warnings.add(w.code);
         row.params = [...p.job.initial.values()].reduce((a, t) => a + t.data.length, 0);
         if (!row.job) [row.job, row.best] = [p, r.bestParamsFile];
         console.log(`${config.name}: top-1 ${(100 * r.state.bestTop1).toFixed(1)} %, ${row.ips.at(-1)!.toFixed(0)} img/s, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
@@ -135,8 +144,9 @@ const pct = (xs: number[]) => {
 const table = rows.map((r) => {
   const size = sizes.get(r.variant.label);
   const lat = size === undefined ? '– | –' : `${fmtSpread(msOf(r.variant.label))} | ${perBare(r.variant.label)}`;
-  return `| ${r.task} | ${r.shots} | ${r.variant.label} | ${pct(r.top1)} | ${r.top1.map((x) => (100 * x).toFixed(1)).join(' / ')} | ${r.params.toLocaleString('en-US')} | ${median(r.ips).toFixed(0)} | ${lat} | ${size === undefined ? '–' : (size / 1024).toFixed(0)} |`;
+  return `| ${r.task} | ${r.shots} | ${r.variant.label} | ${pct(r.top1)} | ${r.top1.map((x) => (100 * x).toFixed(1)).join(' / ')} | ${inspectionCells(r.inspection)} | ${r.params.toLocaleString('en-US')} | ${median(r.ips).toFixed(0)} | ${lat} | ${size === undefined ? '–' : (size / 1024).toFixed(0)} | ${[...r.warnings].join(', ') || '–'} |`;
 });
+const perClass = perClassTable(rows.map((r) => ({ label: `${r.task} · ${r.shots} · ${r.variant.label}`, classes: r.classes, runs: r.inspection })));
 const command = `npm run bench:methods -- --tasks ${f.tasks} --shots ${f.shots} --seeds ${f.seeds} --variants ${f.variants} --cap ${f.cap} --val ${f.val} --epochs ${f.epochs} --shotEpochs ${f.shotEpochs} --invocations ${f.invocations}${f.report === 'methods' ? '' : ` --report ${f.report}`}`;
 const tasks = f.tasks!.split(',');
 const validation = [
@@ -148,11 +158,12 @@ const file = writeReport(
   'Prompt methods on the benchmark task',
   command,
   `Shipped backbone ${BACKBONE} (pretrained on Fashion-MNIST 0–4) transferred to the task; training set capped at ${f.cap} images per class (16-shot rows: 16); ${validation}; ${f.epochs} epochs (16-shot: ${f.shotEpochs}), ort engine; top-1 is the best validation accuracy over the epochs (as VPT reports), mean ± sample std over seeds ${f.seeds}.
-Optimisers: linear / full / vpt-* use bench:transfer's recipes, the others their own defaults (METHODS.md), with these learning-rate overrides from seed-0 sweeps (see BENCH_LR in bench/methods-config.ts): ${JSON.stringify(BENCH_LR)}.
+Optimisers: linear / full / vpt-* use bench:transfer's recipes, the others their own defaults (docs/spec/), with these learning-rate overrides from seed-0 sweeps (see BENCH_LR in bench/methods-config.ts): ${JSON.stringify(BENCH_LR)}.
 Latency: each method's fused fp32 artifact (uint8 NHWC input at the backbone's size, batch 1), onnxruntime-node ${ortVersion()} CPU, 2 intra-op threads, median of ${f.rounds} interleaved rounds × ${f.runs} runs in each invocation (a fresh process), ÷ the bare backbone (backbone + linear head) measured in the same rounds; **min / median / max over ${f.invocations} invocations**. Size: the fp32 ONNX model.
 
-| task | shots | method | top-1 % (mean ± std) | per seed | trainable values | train img/s | latency ms (min / median / max) | ÷ bare (min / median / max) | ONNX KiB |
-|---|---|---|---|---|---|---|---|---|---|
-${table.join('\n')}`,
+| task | shots | method | top-1 % (mean ± std) | per seed | ${INSPECTION_HEADER} | trainable values | train img/s | latency ms (min / median / max) | ÷ bare (min / median / max) | ONNX KiB | trainer warnings |
+|---|---|---|---|---|${INSPECTION_RULE}|---|---|---|---|---|---|
+${table.join('\n')}
+${tasks.includes('parts') ? `\nInspection columns (parts): at the best epoch, on the validation set, okLabels [ok] at minConfidence 0.5: escape = defective parts passed ÷ defective parts; false reject = good parts failed ÷ good parts; AUROC = P(p(ok) of a good part > that of a defective one); the last column at the strictest minConfidence holding false rejects ≤ 10 %. Trainer warnings: compiler/train/diagnose.ts in any seed.\n\nPer-class recall on parts (mean over seeds; in brackets the share failed):\n\n${perClass}` : ''}`,
 );
 console.log(`wrote ${file}`);

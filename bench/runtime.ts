@@ -37,7 +37,8 @@ import { subscribeHealth, subscribeResults } from '../runtime/mqtt/client.ts';
 import { makePartsVideo } from '../cli/demo-video.ts';
 import { renderPart } from '../compiler/data/parts.ts';
 import type { CameraConfigInput } from '../devices/cameras/config.ts';
-import type { FileOutbox, OutboxConfig } from '../runtime/mqtt/outbox.ts';
+import type { OutboxConfig } from '../runtime/mqtt/outbox-config.ts';
+import type { FileOutbox } from '../runtime/mqtt/outbox-file.ts';
 import { finishInvocation, fmtSpread, isInvocationChild, median, ortVersion, repo, spawnInvocations, spread, writeReport } from './lib.ts';
 
 const { values: f } = parseArgs({ options: { frames: { type: 'string', default: '300' }, soak: { type: 'string', default: '120' }, window: { type: 'string', default: '10' }, heavy: { type: 'string', default: 'true' }, invocations: { type: 'string', default: '3' } } });

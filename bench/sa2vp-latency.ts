@@ -18,7 +18,7 @@ import { loadVitWeights } from '../compiler/backbones/vit-weights.ts';
 import { METHODS } from '../compiler/methods/registry.ts';
 import { exportTask } from '../compiler/export/task.ts';
 import { summarizeModel } from '../compiler/ops/onnx-proto.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import { acrossInvocations, fmtSpread, ortVersion, repo, spread, timeInterleaved, writeReport } from './lib.ts';
 
 const { values: f } = parseArgs({ options: { rounds: { type: 'string', default: '15' }, runs: { type: 'string', default: '20' }, interDim: { type: 'string', default: '8' }, invocations: { type: 'string', default: '3' } } });
@@ -81,6 +81,6 @@ const file = writeReport(
 |---|---|---|---|---|---|
 ${rows.join('\n')}
 
-SA2VP cannot fold into prefix K/V (METHODS.md §0.3, §5(f)): its prompt map depends on the image from layer 0 on, so every layer runs the frozen block twice (base and prompt map) plus a cross-block (LN, 4 projections, masked attention over all ${65} tokens, Mlp_small). Only P₀ = ppt_proj(ppt) + pos, Block₀(P₀), its layer-0 queries and the deep-prompt terms fold; the last layer computes the base CLS row only.`,
+SA2VP cannot fold into prefix K/V (docs/spec/folding.md, docs/spec/sa2vp.md#export): its prompt map depends on the image from layer 0 on, so every layer runs the frozen block twice (base and prompt map) plus a cross-block (LN, 4 projections, masked attention over all ${65} tokens, Mlp_small). Only P₀ = ppt_proj(ppt) + pos, Block₀(P₀), its layer-0 queries and the deep-prompt terms fold; the last layer computes the base CLS row only.`,
 );
 console.log(`wrote ${file}`);

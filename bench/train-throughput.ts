@@ -41,7 +41,7 @@ if (f.child) {
   const { newOptimizerState, optimizerStep } = await import('../compiler/train/optim.ts');
   const { vptDeep } = await import('../compiler/methods/vpt.ts');
   const { vitConfig } = await import('../compiler/backbones/vit-variants.ts');
-  const { mulberry32 } = await import('../compiler/data/rng.ts');
+  const { mulberry32 } = await import('../devices/rng.ts');
   const { randomVit, randn } = await import('../test/helpers/random-vit.ts');
   const b = await initTf();
   const cfg = vitConfig(ARCH[f.child]!, { numClasses: 10 });
@@ -132,6 +132,6 @@ ${table.join('\n')}
 
 Load average (1 min) when the run started: ${loadBefore.toFixed(2)}, when it ended: ${loadavg()[0]!.toFixed(2)}, on ${availableParallelism()} cores. On a shared machine other processes take cores away; multithreaded runs (ort, PyTorch 2 threads) suffer most, because every parallel op waits for its slowest thread.
 
-Product target: ≥ 1.0 against PyTorch with the same threads (the ort row's ÷ PyTorch 2 threads column on this 2-core machine). tfjs-wasm runs one thread in Node; its batched attention matMuls run at ~1 GFLOP/s (STACK.md §3).`,
+Product target: ≥ 1.0 against PyTorch with the same threads (the ort row's ÷ PyTorch 2 threads column on this 2-core machine). tfjs-wasm runs one thread in Node; its batched attention matMuls miss XNNPACK's fast path (docs/platform.md, TensorFlow.js in Node).`,
 );
 console.log(`wrote ${file}`);

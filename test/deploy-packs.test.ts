@@ -13,13 +13,13 @@ import { runRollout } from '../fleet/deploy/controller.ts';
 import { recordingLog, startMosquitto, until } from './helpers/brokers.ts';
 import { deployKeys, deviceJson, fastPolicy, recordDeploy } from './helpers/deploy.ts';
 import { tempDir } from './helpers/runtime-models.ts';
-import { backboneArtifact, promptPack, sharedTask } from './helpers/shared-models.ts';
+import { backboneArtifact, backbonePackTask, promptPack } from './helpers/backbone-pack-models.ts';
 
 test('a prompt pack release is deployed to the cameras running its task; a pack for another backbone is refused', async (t) => {
   t.timeout(120_000);
   const keys = deployKeys();
   const sign = { privateKey: keys.release.privateKey };
-  const [A, B] = await Promise.all([sharedTask(11, { classes: 10 }), sharedTask(12, { classes: 4 })]);
+  const [A, B] = await Promise.all([backbonePackTask(11, { classes: 10 }), backbonePackTask(12, { classes: 4 })]);
   const bbBytes = backboneArtifact(A, sign).bytes;
   const model = (readModelArtifact(bbBytes) as BackboneArtifact).manifest.model.sha256;
   const { dir, cleanup } = await tempDir('ep-deploy-packs-');

@@ -4,8 +4,8 @@
 // controller restarted with the same command continues the same rollout.
 
 import { createHash } from 'node:crypto';
-import { readFileBytes, type Signed } from '../../runtime/artifact/read.ts';
-import { readSignedFile } from '../../runtime/artifact/prompt-pack.ts';
+import { readFileBytes } from '../../runtime/artifact/container.ts';
+import { readSignedFile, type Signed } from '../../runtime/artifact/read.ts';
 import { sha256 } from '../../runtime/artifact/signature.ts';
 import { DeployError, type DeployArtifact, type DeploymentDocumentInput } from '../../runtime/schema/deploy.ts';
 import type { RolloutPolicy } from './policy.ts';

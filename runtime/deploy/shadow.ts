@@ -9,8 +9,7 @@ import { QuantileRing } from '../health/quantile.ts';
 import { decide, type ThresholdState } from '../pipeline/thresholds.ts';
 import type { ShadowFigures, ShadowPolicy } from '../schema/deploy.ts';
 import type { Classifier, Prepared } from '../session/host.ts';
-import type { BatchResult } from '../session/session.ts';
-import type { ModelTask } from '../session/task.ts';
+import type { BatchResult, ModelTask } from '../session/task.ts';
 
 type Primary = BatchResult & { session: ModelTask };
 
@@ -88,8 +87,8 @@ export class ShadowRun {
           const p = primary.predictions[i]!;
           const pm = (p.task ?? primary.session).manifest;
           const cm = this.candidate.task.manifest;
-          const dp = decide(p.label, p.score, pm, this.thresholds.minConfidence(cam, pm));
-          const dc = decide(c.label, c.score, cm, this.thresholds.minConfidence(cam, cm));
+          const dp = decide(p, pm, this.thresholds.minConfidence(cam, pm)).decision;
+          const dc = decide(c, cm, this.thresholds.minConfidence(cam, cm)).decision;
           this.frames++;
           if (dp === dc) this.sameDecision++;
           if (p.label === c.label) this.sameTop1++;

@@ -5,10 +5,10 @@
 
 import type { Verification } from '../artifact/read.ts';
 import type { PromptPack } from '../artifact/prompt-pack.ts';
-import type { BackboneSession } from './backbone.ts';
+import type { BackboneSession, PackTask } from './backbone.ts';
 import { SessionError } from './errors.ts';
 import type { ModelSession } from './session.ts';
-import type { ModelTask, PackTask } from './task.ts';
+import type { ModelTask } from './task.ts';
 
 /** The slot of the default pack: cameras without their own. */
 export const DEFAULT_PACK = '*';

@@ -16,7 +16,6 @@ import { repoPath } from './fixtures.ts';
 
 const demo = readArtifact(readFileSync(repoPath('configs/demo/fmnist-vpt-deep.epk')), 'demo.epk');
 const { schemaVersion: _s, model: _m, ...demoDraft } = demo.manifest;
-export const DEMO_LABELS = demo.manifest.labels;
 
 /** The demo model as release `release` (version 1.<release>.0), signed by `key`; `over` changes the manifest. */
 export function demoRelease(release: number, key: KeyPair | null, over: Partial<ManifestDraft> = {}, model: Uint8Array = demo.model): Packed {
