@@ -89,7 +89,9 @@ export async function accept(signed: SignedDocument, ctx: AcceptContext): Promis
     throw new DeployError('RELEASE_CONFLICT', `${a.kind} ${a.name} release ${a.release} was accepted here as another file (sha256 ${top.sha256.slice(0, 16)}…, this one ${a.sha256.slice(0, 16)}…); give the new build a new release number`);
   }
 
-  const copy = now && !Object.values({ ...st.active.packs, ...st.previous.packs, m: st.active.model, p: st.previous.model }).some((f) => f?.sha256 === now.sha256) ? now.bytes.length : 0;
+  // The running file is copied into files/ as the rollback copy, unless it is there already.
+  const stored = [st.active.model, st.previous.model, ...Object.values(st.active.packs), ...Object.values(st.previous.packs)];
+  const copy = now && !stored.some((f) => f?.sha256 === now.sha256) ? now.bytes.length : 0;
   const need = a.bytes + copy + ctx.reserveBytes;
   const free = await ctx.store.freeBytes();
   if (free < need) {
