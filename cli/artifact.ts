@@ -57,11 +57,11 @@ export function addArtifactCommands(program: Command): void {
       console.log(`${file}: ${(a.bytes / 1e6).toFixed(2)} MB, sha256 ${a.sha256}`);
       if (x.kind === 'backbone') {
         const m = x.artifact.manifest;
-        console.log(`${m.name} ${m.version} — SHARED BACKBONE for ${m.method.name} ${JSON.stringify(m.method.options)} tasks on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…); runs only with a prompt pack`);
+        console.log(`${m.name} ${m.version} (release ${m.release}) — SHARED BACKBONE for ${m.method.name} ${JSON.stringify(m.method.options)} tasks on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…); runs only with a prompt pack`);
         console.log(`pack inputs: ${m.pack.inputs.map((i) => `${i.name} [${i.shape.join(', ')}]`).join(', ')}`);
       } else {
         const m = x.artifact.manifest;
-        console.log(`${m.name} ${m.version} — ${m.method.name} ${JSON.stringify(m.method.options)} on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…, prompts ${m.prompts.sha256.slice(0, 12)}…)`);
+        console.log(`${m.name} ${m.version} (release ${m.release}) — ${m.method.name} ${JSON.stringify(m.method.options)} on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…, prompts ${m.prompts.sha256.slice(0, 12)}…)`);
         console.log(`labels: ${m.labels.join(', ')}`);
       }
       const m = a.manifest;
@@ -97,7 +97,7 @@ function printMetrics(metrics: Partial<Record<Precision, Metrics>>): void {
 function inspectPack(pack: PromptPack): void {
   const m = pack.manifest;
   console.log(`${pack.file}: ${(pack.bytes / 1e3).toFixed(1)} kB, sha256 ${pack.sha256}`);
-  console.log(`${m.name} ${m.version} — PROMPT PACK, ${m.method.name} ${JSON.stringify(m.method.options)} on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…, prompts ${m.prompts.sha256.slice(0, 12)}…)`);
+  console.log(`${m.name} ${m.version} (release ${m.release}) — PROMPT PACK, ${m.method.name} ${JSON.stringify(m.method.options)} on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…, prompts ${m.prompts.sha256.slice(0, 12)}…)`);
   console.log(`fits the shared backbone whose model.onnx has sha256 ${m.backbone.model}`);
   console.log(`labels: ${m.labels.join(', ')}`);
   console.log(`thresholds ${JSON.stringify(m.thresholds)}`);

@@ -26,6 +26,7 @@ function writeOutput(file: string, bytes: Uint8Array): void {
 interface CompileFlags extends ZeroShotFlags {
   config?: string;
   zeroShot?: boolean;
+  release?: number;
   out?: string;
   form: string;
   pack?: string;
@@ -60,6 +61,7 @@ export function addCompileCommand(program: Command, parseNumber: (flag: string, 
     .option('--precision <list>', `comma-separated, from ${PRECISIONS.join(', ')}`, parsePrecisions, ['fp32'] as Precision[])
     .option('--max-drop <pt>', 'refuse a precision losing more validation top-1 than this (points)', (v) => parseNumber('--max-drop', v), 0.5)
     .option('--sign <key>', 'ed25519 private key (PEM) from `edgeprompt keys new`')
+    .option('--release <n>', 'release number (overrides the config\'s `release`): monotonic per model, per task for packs; devices refuse lower ones', (v) => parseNumber('--release', v))
     .option('--set <key=value>', 'override a config field (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--fresh', 'replace the run in output.dir and train from scratch')
     .option('--strict', 'stop with an error (exit 2) when training diverges, collapses onto one class or does not learn')
@@ -103,7 +105,7 @@ async function compileCommand(f: CompileFlags): Promise<void> {
   const ctrlC = interruptible(progress);
   const o = {
     configFile: f.config,
-    sets: f.set,
+    sets: f.release === undefined ? f.set : [...f.set, `release=${f.release}`],
     precisions: f.precision,
     maxDropPt: f.maxDrop,
     progress,
@@ -119,7 +121,7 @@ async function compileCommand(f: CompileFlags): Promise<void> {
     const r = await compileTask(o);
     writeOutput(f.out!, r.artifact);
     const m = r.manifest;
-    console.log(`\n${m.name} ${m.version}: ${m.method.name} on ${m.backbone.arch}, ${m.labels.length} labels, target ${m.target ?? 'any'}${r.profile ? ` (EPs ${r.profile.executionProviders.map((e) => e.name).join(' → ')})` : ''}`);
+    console.log(`\n${m.name} ${m.version} (release ${m.release}): ${m.method.name} on ${m.backbone.arch}, ${m.labels.length} labels, target ${m.target ?? 'any'}${r.profile ? ` (EPs ${r.profile.executionProviders.map((e) => e.name).join(' → ')})` : ''}`);
     printResults(r.results, m.precision);
     const inspection = inspectionText(m.metrics[m.precision] as Metrics);
     if (inspection) console.log(`inspection on the validation set (${m.precision}, okLabels ${m.thresholds.okLabels!.join(', ')}, minConfidence ${m.thresholds.minConfidence})${inspection}`);

@@ -16,13 +16,16 @@ import { addArtifactCommands } from './artifact.ts';
 import { addCompileCommand } from './compile.ts';
 import { addKeysCommands } from './keys.ts';
 import { runtimeCommands } from '../runtime/cli.ts';
+import { deployCommand } from './deploy.ts';
 import { VERSION } from '../runtime/version.ts';
 
 const program = new Command('edgeprompt')
   .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')
   .version(VERSION)
   .showHelpAfterError()
-  .exitOverride();
+  .exitOverride()
+  // A command's options stay its own: `deploy status --url …` must reach `status`, not `deploy`.
+  .enablePositionalOptions();
 
 program
   .command('export-backbone')
@@ -73,6 +76,7 @@ addCompileCommand(program, parseNumberArg);
 addKeysCommands(program);
 addArtifactCommands(program);
 for (const c of runtimeCommands()) program.addCommand(c); // run, watch: the device side, also bundled alone
+program.addCommand(deployCommand()); // deploy, deploy status: the line PC's rollout
 
 program
   .command('demo')
