@@ -9,7 +9,7 @@ import { fuzzTarget } from './helpers/fuzz.ts';
 const seed = Number(process.env.EDGEPROMPT_FUZZ_SEED ?? Date.now() % 2 ** 31);
 
 for (const target of FUZZ_TARGETS) {
-  test.serial(`${target.name}: never a crash, hang or unhandled rejection; a refusal carries a code${target.name === 'mqtt-command' || target.name === 'serial-line' ? '; it keeps serving' : ''}`, async (t) => {
+  test.serial(`${target.name}: never a crash, hang or unhandled rejection; a refusal carries a code${['mqtt-command', 'serial-line', 'transfer-block'].includes(target.name) ? '; it keeps working' : ''}`, async (t) => {
     t.timeout(120_000);
     const r = await fuzzTarget(target, { seconds: target.name === 'mqtt-command' ? 4 : 1.5, seed });
     t.log(`seed ${seed}: ${r.runs} runs, ${r.accepted} accepted, ${r.refused} refused ${JSON.stringify(r.codes)}`);

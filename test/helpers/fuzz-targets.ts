@@ -4,11 +4,11 @@
 // for the live ones a check that the device still serves afterwards. test/helpers/fuzz.ts runs the
 // table; test/fuzz.test.ts with a short budget, bench/fuzz.ts for N seconds per target.
 //
-// Extension point: a new parser gets a row here. Issue 17's deployment documents and transfer
-// blocks (runtime/deploy/) belong here as rows like `manifest` (a valid document mutated, then
-// parsed) and `artifact` (a valid signed block mutated must never verify).
+// Extension point: a new parser gets a row here (`target(name, what, setup)`), like the deployment
+// documents and transfer blocks of runtime/deploy/ (rows `deploy-document` and `transfer-block`).
 
 import fc from 'fast-check';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,11 @@ import mqtt from 'mqtt';
 import YAML from 'yaml';
 import { encodeSafetensors } from '../../compiler/backbones/safetensors.ts';
 import { loadCompileConfig } from '../../compiler/config/compile-config.ts';
+import { buildDocument } from '../../fleet/deploy/document.ts';
+import { checkDeploymentFor, parseDeployment, signDeployment, verifyDeployment } from '../../runtime/artifact/deployment.ts';
+import { loadTrustedKeys } from '../../runtime/artifact/keys.ts';
+import { BlockTransfer } from '../../runtime/deploy/transfer-mqtt.ts';
+import { decodeBlockFrame, encodeBlockFrame } from '../../runtime/schema/deploy.ts';
 import { MockSerialBus } from '../../devices/serial/mock-link.ts';
 import { PlcHandshake } from '../../devices/serial/plc.ts';
 import { generateKeyPair, packPromptPack, publicKeyPem, readPromptPack, readSignedFile, readTar, verifyArtifact } from '../../runtime/artifact/index.ts';
@@ -27,6 +32,7 @@ import { loadDeviceConfig, parseDeviceConfig } from '../../runtime/config/device
 import { ReplyPayload } from '../../runtime/schema/payloads.ts';
 import { VERSION } from '../../runtime/version.ts';
 import { recordingLog, startAedes } from './brokers.ts';
+import { fastPolicy } from './deploy.ts';
 import { makeArtifact, writeArtifact } from './runtime-models.ts';
 
 /** One fuzzing session of a target: what to feed, how to run one input, whether it still works after. */
@@ -111,6 +117,15 @@ export function mutatedBytes(valid: Uint8Array): fc.Arbitrary<Uint8Array> {
 }
 
 const json = (x: Json) => Buffer.from(JSON.stringify(x));
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const blockSource = randomBytes(100_000);
+
+/** A deployment document for d1 and d2 (fleet's builder, blocks of 16 KiB). */
+function deployDoc() {
+  const bytes = blockSource;
+  const file = { bytes, artifact: { kind: 'model' as const, name: 'm', version: '1', release: 3, sha256: sha(bytes), bytes: bytes.length } };
+  return buildDocument(file, ['d1', 'd2'], fastPolicy({ transfer: { via: 'mqtt', blockKiB: 16 } }), 'r1', 1_000_000);
+}
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
 
 // ------------------------------------------------------------------ the targets
@@ -229,6 +244,55 @@ export const FUZZ_TARGETS: FuzzTarget[] = [
         return pongs > before ? null : 'no PONG after the fuzzed input';
       },
       close: () => plc.stop(),
+    };
+  }),
+  target('deploy-document', 'a signed deployment document (parseDeployment, verifyDeployment, checkDeploymentFor): the document or its envelope with edits; a changed document must never verify', async () => {
+    const trusted = await loadTrustedKeys([publicKeyPem(key.publicKey)]);
+    const signed = signDeployment(deployDoc(), [key.privateKey]);
+    const inner = JSON.parse(signed.document) as Json;
+    return {
+      input: fc.oneof(
+        mutatedJson(inner).map((d) => ({ ...signed, document: JSON.stringify(d) }) as Json),
+        mutatedJson(signed as unknown as Json),
+      ),
+      run: (x: Json) => {
+        const { signed: s, document } = parseDeployment(x);
+        verifyDeployment(s, trusted);
+        checkDeploymentFor(document, 'd1', document.issuedAt + 1);
+        if (s.document !== signed.document) throw new Error('a changed deployment document verified');
+      },
+    };
+  }),
+  target('transfer-block', 'block frames into a running MQTT block transfer (decodeBlockFrame, BlockTransfer.onFrame): valid frames with bytes changed, cut or inserted; afterwards the real blocks must still complete the file, byte-exact', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ep-fuzz-blocks-'));
+    const size = 16 * 1024;
+    const src = blockSource;
+    const hashes = Array.from({ length: Math.ceil(src.length / size) }, (_, i) => sha(src.subarray(i * size, (i + 1) * size)));
+    const bt = new BlockTransfer({ part: join(dir, 'r.part'), bitmap: join(dir, 'r.bitmap'), sha256: sha(src), totalBytes: src.length, blockBytes: size, hashes, window: 4, retryMs: 60_000, stallMs: 600_000, maxBadBlocks: Number.MAX_SAFE_INTEGER, request: () => true });
+    await bt.open();
+    const done = bt.start();
+    const frame = (i: number) => encodeBlockFrame({ rollout: 'r1', index: i, data: src.subarray(i * size, (i + 1) * size) });
+    const frames = hashes.map((_, i) => frame(i));
+    return {
+      // A block once taken makes later frames for it duplicates (not checked again): the checks are
+      // fuzzed while blocks are still missing, which is most of the run.
+      input: fc.constantFrom(...frames).chain((f) => mutatedBytes(f)),
+      run: (b: Uint8Array) => {
+        const f = decodeBlockFrame(b);
+        if (f === null) bt.badFrame('not a block frame');
+        else bt.onFrame(f);
+      },
+      healthy: async () => {
+        for (const f of frames) bt.onFrame(decodeBlockFrame(f)!);
+        const ok = await Promise.race([done.then(() => true, (e: Error) => e.message), new Promise((r) => setTimeout(() => r('not done 10 s after every real block'), 10_000))]);
+        if (ok !== true) return String(ok);
+        const got = await readFile(join(dir, 'r.part'));
+        return sha(got) === sha(src) ? null : 'the transferred file differs from the source';
+      },
+      close: async () => {
+        await bt.close();
+        await rm(dir, { recursive: true, force: true });
+      },
     };
   }),
   target('mqtt-command', 'MQTT command payloads to a running device (aedes, synthetic camera, the fixture model): every one answered, ok or with a code; the model keeps serving', liveDevice),
