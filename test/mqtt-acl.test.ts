@@ -92,7 +92,7 @@ test("a device with another device's id is refused by the broker: every result r
   t.false(d.lines.some((l) => l.msg.startsWith('mqtt: command subscription failed')), 'nothing to see at subscribe time');
 });
 
-test("a device cannot read another device's commands, not even through a wildcard", async (t) => {
+test("a device cannot read another device's commands or artifact blocks, not even through a wildcard", async (t) => {
   const { m, dir } = await securedBroker(t);
   const own = await device(t, m.url, dir, 'press-7', 'press-7');
   await until(() => own.r.connected, 'press-7 connected');
@@ -106,9 +106,17 @@ test("a device cannot read another device's commands, not even through a wildcar
     (e: Error & { code?: number }) => [e.code ?? -1],
   );
   t.deepEqual(exact, [1], 'mosquitto 2.0.11 grants it: read access is checked on delivery');
-  await spy.subscribeAsync('edgeprompt/v1/+/cmd/+', { qos: 1 }).catch(() => {});
+  await spy.subscribeAsync(['edgeprompt/v1/+/cmd/+', 'edgeprompt/v1/+/deploy/block'], { qos: 1 }).catch(() => {});
   const reply = await ping(t, m.url);
   t.true(reply.ok, 'press-7 got its command');
+  // Artifact blocks for press-7 (the deploy controller on the line PC) reach press-7 only.
+  const blocks = await record(m.url, topics.deployBlock('press-7'), { protocolVersion: 5, clientId: 'press-7-blocks', ...login('press-7') });
+  t.teardown(() => blocks.close());
+  const lp = mqtt.connect(m.url, { protocolVersion: 5, clientId: 'lp', ...login('line-pc') });
+  t.teardown(() => lp.endAsync(true));
+  await new Promise((r) => lp.once('connect', r));
+  await lp.publishAsync(topics.deployBlock('press-7'), Buffer.from('EPB1 block'), { qos: 1 });
+  await blocks.waitFor((x) => x.payload.toString() === 'EPB1 block', 'the block at press-7');
   await new Promise((r) => setTimeout(r, 300));
   t.deepEqual(got, [], 'press-8 saw none of it');
 });
