@@ -28,7 +28,7 @@ for (const name of which) {
 const mmm = (xs: number[]) => (xs.length === 0 ? '—' : `${Math.min(...xs).toFixed(0)} / ${median(xs).toFixed(0)} / ${Math.max(...xs).toFixed(0)}`);
 const over = (xs: number[]) => xs.filter((x) => !(x <= 2000)).length;
 const body = `
-A running device (the fixture model, aedes, an ffmpeg camera with the default watchdog: restarts after 250 ms, 500 ms, then every second; a live stream probed for 0.5 s) whose source goes away (SIGKILL) and comes back. Loss: from the kill to the device's \`camera-lost\` event; recovery: from the source being back (the ffmpeg source spawned, the RTSP server listening) to its \`camera-restored\` event (the first frame again). Both from the events' own timestamps (one clock). min / median / max over the outages of a scenario.
+A running device (the fixture model, aedes, an ffmpeg camera with the default watchdog: restarts after 250 ms, 500 ms, then every second; a live stream probed for 0.5 s) whose source goes away (SIGKILL) and comes back. Loss: from the kill to the device's \`camera-lost\` event; recovery: from the source being back (listening: the ffmpeg source's port in /proc/net/tcp, the RTSP server printing \`ready\`) to its \`camera-restored\` event (the first frame again). Both from the events' own timestamps (one clock). min / median / max over the outages of a scenario.
 
 | scenario | outages | loss detected, ms | recovery after the source is back, ms | outages over 2 s (loss / recovery) | events lost / restored | results in the 2 s after the last | violations |
 |---|---|---|---|---|---|---|---|

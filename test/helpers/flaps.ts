@@ -2,14 +2,16 @@
 // an ffmpeg camera on a live network source) whose source goes away and comes back, as often and
 // for as long as a plan says. Two sources:
 //   ffmpeg  an ffmpeg process serving MPEG-TS on tcp://127.0.0.1:<port> (-listen 1), killed with SIGKILL
+//           (it is "back" once it listens: seen in /proc/net/tcp, since a probe connection would be its one client)
 //   rtsp    an RTSP server (gst-rtsp-server, test/helpers/rtsp_server.py) killed with SIGKILL and started again
 // For each outage it measures, from the device's own MQTT events: loss detected (camera-lost after
 // the kill) and recovery (camera-restored after the source is back: spawned for ffmpeg, listening
-// for rtsp), and after the last one that results still flow (no stuck state).
+// for rtsp: from when it listens), and after the last one that results still flow (no stuck state).
 // Used by test/camera-flaps.test.ts (CI-sized) and bench/flaps.ts.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { resolveFfmpeg } from '../../devices/cameras/ffmpeg.ts';
 import { generateKeyPair, publicKeyPem } from '../../runtime/artifact/index.ts';
@@ -36,7 +38,7 @@ export interface Outage {
   downMs: number;
   /** Kill → camera-lost (ms). */
   detectMs: number;
-  /** Source back → camera-restored (ms). */
+  /** Source back (listening) → camera-restored (ms). */
   recoverMs: number;
 }
 
@@ -66,6 +68,10 @@ function ffmpegSource(port: number): Source {
     async start() {
       // Paced (-re) like a camera; a keyframe every 10 frames; one client, then it exits.
       p = spawn(resolveFfmpeg(), ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=64x64:rate=30', '-c:v', 'mpeg2video', '-g', '10', '-f', 'mpegts', '-listen', '1', `tcp://127.0.0.1:${port}`], { stdio: 'ignore' });
+      const hex = port.toString(16).toUpperCase().padStart(4, '0');
+      const listening = async () => (await readFile('/proc/net/tcp', 'utf8')).split('\n').some((l) => l.includes(`:${hex} 00000000:0000 0A`));
+      const end = Date.now() + 10_000;
+      while (!(await listening()) && Date.now() < end) await sleep(5);
       return Date.now();
     },
     async kill() {
