@@ -42,7 +42,9 @@ writeFileSync(join(work, 'a1.epp'), promptPack(A, bb.manifest.model.sha256, { na
 writeFileSync(join(work, 'a2.epp'), promptPack(B, bb.manifest.model.sha256, { name: 'task-a', version: '2' }, sign).bytes);
 const size = A.task.cfg.imgSize;
 
-execFileSync(process.execPath, [join(repo, 'tools/build-runtime.mjs'), '--outdir', join(work, 'dist')], { stdio: 'ignore' });
+// Built inside the repo so the bundle finds onnxruntime-node and serialport in node_modules, as a deploy does.
+const dist = join(repo, `dist/.soak-${process.pid}`);
+execFileSync(process.execPath, [join(repo, 'tools/build-runtime.mjs'), '--outdir', dist], { stdio: 'ignore' });
 const m = await startMosquitto({ dir: join(work, 'broker') });
 writeFileSync(
   join(work, 'device.yaml'),
@@ -77,7 +79,7 @@ interface Sample { s: number; rssMiB: number; heapMiB: number; fds: number; reso
 const samples: Sample[] = [];
 let lastWarning: string | null = null;
 const t0 = Date.now();
-const child = spawn(process.execPath, ['--import', join(repo, 'bench/soak-probe.mjs'), join(work, 'dist/edgeprompt-runtime.mjs'), 'run', '-c', join(work, 'device.yaml')], {
+const child = spawn(process.execPath, ['--import', join(repo, 'bench/soak-probe.mjs'), join(dist, 'edgeprompt-runtime.mjs'), 'run', '-c', join(work, 'device.yaml')], {
   stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
   env: { ...process.env, EDGEPROMPT_LOG_LEVEL: 'warn', SOAK_PROBE_MS: '5000' },
 });
@@ -132,6 +134,9 @@ while (Date.now() < endAt && child.exitCode === null) {
   if (last && Math.floor(last.s) % 60 === 0) process.stdout.write(`\r${(last.s / 60).toFixed(1)} min: RSS ${last.rssMiB.toFixed(1)} MiB, fds ${last.fds}, resources ${last.resources}, results ${seqs.size}, swaps ${swaps}${brokerDown ? ' (broker down)' : ''}   `);
 }
 console.log();
+// The device must still be running at the end of the run: an exit before is a failure, whatever else held.
+const exitedEarly = child.exitCode !== null ? `exited after ${((Date.now() - t0) / 60_000).toFixed(1)} min with code ${child.exitCode}` : null;
+if (exitedEarly) console.log(`device ${exitedEarly}`);
 
 // Drain: stop taking frames, let the outbox empty, then stop the device.
 await cmd.send(DEVICE, 'pause', {}, { timeoutMs: 20_000 }).catch(() => null);
@@ -198,7 +203,7 @@ ${ticksX.map((v) => `<text x="${X(v).toFixed(1)}" y="${H - Bm + 16}" text-anchor
 }
 writeFileSync(join(repo, 'docs/bench/soak-rss.svg'), svg());
 
-const ok = lost === 0 && lastWarning === null && swapFailures === 0 && child.exitCode !== null;
+const ok = lost === 0 && lastWarning === null && swapFailures === 0 && exitedEarly === null;
 const body = `
 ![RSS over time](soak-rss.svg)
 
@@ -206,6 +211,7 @@ The device runtime as deployed (the esbuild bundle, \`edgeprompt-runtime run\`, 
 
 | measure | value |
 |---|---|
+| device ran to the end | ${exitedEarly ? `**no**: ${exitedEarly}` : 'yes'} |
 | results delivered (distinct seqs) / deliveries | ${seqs.size} / ${deliveries} |
 | **results lost** (seqs 0 … ${maxSeq} never received) | **${lost}** (gaps reported by the subscriber: ${gapsSeen}) |
 | prompt-pack swaps / refused or timed out | ${swaps} / ${swapFailures}${swapErrors.size ? ` (${[...swapErrors].join('; ')})` : ''} |
@@ -220,5 +226,6 @@ The device runtime as deployed (the esbuild bundle, \`edgeprompt-runtime run\`, 
 `;
 const file = writeReportSection('reliability', 'Reliability: crash injection, faults, flapping cameras, fuzzing, soak', { id: 'soak', title: `Soak: ${minutes} minutes`, command, load: `${loadBefore} → ${loadNow()}` }, body);
 rmSync(work, { recursive: true, force: true });
+rmSync(dist, { recursive: true, force: true });
 console.log(`wrote ${file} and docs/bench/soak-rss.svg: lost ${lost}, RSS slope ${((100 * perHour) / meanRss).toFixed(2)} %/h, warnings ${lastS?.warnings ?? 0}, swaps failed ${swapFailures}`);
 process.exit(ok ? 0 : 1);
