@@ -142,8 +142,15 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     }
   }
 
+  /**
+   * Connected as the reporter sees it: the session is up and its 'connect' has run. Bug (faults
+   * test under load): mqtt.js sets `client.connected` at CONNACK but emits 'connect' only after it
+   * has resent everything that was in flight, which took seconds at load 25; a caller that saw
+   * `connected` then could cut the link before the reporter knew it was connected, and that
+   * disconnect was never reported.
+   */
   get connected() {
-    return this.client.connected;
+    return this.wasConnected && this.client.connected;
   }
   get state(): Readonly<StateInput> {
     return this.current;

@@ -47,7 +47,7 @@ export interface FaultStats {
   /** ...dropped by the outbox bound (offline-full: the policy), refused by the broker (too-large*). */
   dropped: number;
   refused: number;
-  /** ...acknowledged by mosquitto in the 2 s before a SIGKILL (it saves every second): lost by the broker. */
+  /** ...PUBACKed by mosquitto before a SIGKILL (it saves every second; the runtime forgets a result at its PUBACK): lost by the broker. */
   lostByBroker: number;
   /** ...none of the above: lost by the runtime. Must be 0. */
   lostByRuntime: number;
@@ -248,9 +248,19 @@ export async function runFaultScenario(scenario: FaultScenario, o: FaultOptions)
       stats.missing++;
       if (!expected.has(s)) continue; // dropped by the bound, as the policy says
       if (big(s)) continue; // refused by the broker: counted below
+      // The runtime forgets a result only at its PUBACK: from then on it is the broker's. A result
+      // PUBACKed before a SIGKILL and missing was lost by the broker (it saves every second; on a
+      // loaded machine a save can come later, so no fixed window: bug, the faults test counted
+      // results acked 2-3 s before a kill at load 25 as lost by the runtime). The oldest such PUBACK
+      // is noted, to show how far back the broker lost.
       const t = acked.get(s);
-      if (t !== undefined && kills.some((k) => t <= k && k - t <= 2000)) stats.lostByBroker++;
-      else stats.lostByRuntime++;
+      const killAfter = t === undefined ? undefined : kills.find((k) => t <= k);
+      if (t === undefined) stats.lostByRuntime++;
+      else if (killAfter === undefined) stats.violations.push(`seq ${s} PUBACKed, never delivered, and no broker kill after it`);
+      else {
+        stats.lostByBroker++;
+        stats.notes['broker lost, oldest PUBACK before its kill, ms'] = Math.max(Number(stats.notes['broker lost, oldest PUBACK before its kill, ms'] ?? 0), Math.round(killAfter - t));
+      }
     }
     const bigCount = Array.from({ length: N }, (_, i) => i).filter(big).length;
     if (bigCount > 0) {
