@@ -142,7 +142,8 @@ export async function runFaultScenario(scenario: FaultScenario, o: FaultOptions)
     );
     cleanup.unshift(() => r.close());
     const acked = new Map<number, number>();
-    r.on('acked', (seq) => acked.set(seq, performance.now()));
+    // The first PUBACK: a result sent again after a reconnect is acked again later (bug: the later time hid which kill lost it).
+    r.on('acked', (seq) => void (acked.has(seq) || acked.set(seq, performance.now())));
     let disconnects = 0;
     r.on('disconnect', () => disconnects++);
 
