@@ -30,7 +30,6 @@ export const DriftConfig = z.strictObject({
   /** Recovered once every figure is under this share of its bound. */
   recoverRatio: z.number().gt(0).max(1).default(0.6),
 });
-export type DriftConfigInput = z.input<typeof DriftConfig>;
 export type DriftConfig = z.output<typeof DriftConfig>;
 
 interface Cam {
