@@ -124,8 +124,8 @@ function buildTable(freq: Uint32Array): HuffTable {
 class BitWriter {
   private buf = Buffer.alloc(4096);
   private len = 0;
-  private acc = 0;
-  private n = 0;
+  private acc = 0; // pending bits, right-aligned
+  private n = 0; // how many
 
   private byte(b: number): void {
     if (this.len + 2 > this.buf.length) {
@@ -137,15 +137,15 @@ class BitWriter {
     if (b === 0xff) this.buf[this.len++] = 0; // byte stuffing
   }
 
+  /** Appends the low `count` bits of `value` (count ≤ 16), most significant first. */
   bits(value: number, count: number): void {
-    for (let i = count - 1; i >= 0; i--) {
-      this.acc = (this.acc << 1) | ((value >>> i) & 1);
-      if (++this.n === 8) {
-        this.byte(this.acc);
-        this.acc = 0;
-        this.n = 0;
-      }
+    this.acc = (this.acc << count) | (value & ((1 << count) - 1));
+    this.n += count;
+    while (this.n >= 8) {
+      this.n -= 8;
+      this.byte((this.acc >>> this.n) & 0xff);
     }
+    this.acc &= (1 << this.n) - 1;
   }
 
   /** Pads the last byte with ones (T.81 F.1.2.3) and returns the entropy-coded segment. */
@@ -169,42 +169,57 @@ export function encodeJpeg(pixels: Uint8Array, width: number, height: number, ch
   const qt = [scaledTable(LUMA_Q, quality), scaledTable(CHROMA_Q, quality)];
   const bw = Math.ceil(width / 8);
   const bh = Math.ceil(height / 8);
+  // Colour conversion once, into three planes padded to whole blocks (edge pixels repeated).
+  const PW = bw * 8;
+  const PH = bh * 8;
+  const planes = [new Float32Array(PW * PH), new Float32Array(PW * PH), new Float32Array(PW * PH)];
+  const [Y, Cb, Cr] = planes as [Float32Array, Float32Array, Float32Array];
+  for (let y = 0; y < PH; y++) {
+    const sy = Math.min(height - 1, y);
+    for (let x = 0; x < PW; x++) {
+      const o = (sy * width + Math.min(width - 1, x)) * channels;
+      const r = pixels[o]!;
+      const g = pixels[o + 1]!;
+      const b = pixels[o + 2]!;
+      const i = y * PW + x;
+      Y[i] = 0.299 * r + 0.587 * g + 0.114 * b - 128;
+      Cb[i] = -0.168736 * r - 0.331264 * g + 0.5 * b;
+      Cr[i] = 0.5 * r - 0.418688 * g - 0.081312 * b;
+    }
+  }
   // Pass 1: every block's quantised coefficients (zig-zag order), component-interleaved per MCU.
   const coefs = new Int16Array(bw * bh * 3 * 64);
   const block = new Float64Array(64);
   const tmp = new Float64Array(64);
+  const recip = qt.map((q) => Float64Array.from(ZIGZAG, (z) => 1 / q[z]!));
   for (let by = 0; by < bh; by++) {
     for (let bx = 0; bx < bw; bx++) {
       for (let comp = 0; comp < 3; comp++) {
+        const plane = planes[comp]!;
         for (let y = 0; y < 8; y++) {
-          const py = Math.min(height - 1, by * 8 + y); // edge blocks repeat the last row/column
-          for (let x = 0; x < 8; x++) {
-            const px = Math.min(width - 1, bx * 8 + x);
-            const o = (py * width + px) * channels;
-            const r = pixels[o]!;
-            const g = pixels[o + 1]!;
-            const b = pixels[o + 2]!;
-            block[y * 8 + x] =
-              comp === 0 ? 0.299 * r + 0.587 * g + 0.114 * b - 128 : comp === 1 ? -0.168736 * r - 0.331264 * g + 0.5 * b : 0.5 * r - 0.418688 * g - 0.081312 * b;
-          }
+          const row = (by * 8 + y) * PW + bx * 8;
+          for (let x = 0; x < 8; x++) block[y * 8 + x] = plane[row + x]!;
         }
-        // Rows, then columns.
+        // Rows, then columns: tmp[y][u] = Σx C[u][x]·block[y][x]; F[v][u] = Σy C[v][y]·tmp[y][u].
         for (let y = 0; y < 8; y++) {
+          const r = y * 8;
           for (let u = 0; u < 8; u++) {
-            let s = 0;
-            for (let x = 0; x < 8; x++) s += COS[u * 8 + x]! * block[y * 8 + x]!;
-            tmp[y * 8 + u] = s;
+            const c = u * 8;
+            tmp[r + u] =
+              COS[c]! * block[r]! + COS[c + 1]! * block[r + 1]! + COS[c + 2]! * block[r + 2]! + COS[c + 3]! * block[r + 3]! +
+              COS[c + 4]! * block[r + 4]! + COS[c + 5]! * block[r + 5]! + COS[c + 6]! * block[r + 6]! + COS[c + 7]! * block[r + 7]!;
           }
         }
-        const q = qt[comp === 0 ? 0 : 1]!;
+        const inv = recip[comp === 0 ? 0 : 1]!;
         const base = ((by * bw + bx) * 3 + comp) * 64;
         for (let k = 0; k < 64; k++) {
           const idx = ZIGZAG[k]!;
-          const v = idx >> 3;
+          const c = (idx >> 3) * 8;
           const u = idx & 7;
-          let s = 0;
-          for (let y = 0; y < 8; y++) s += COS[v * 8 + y]! * tmp[y * 8 + u]!;
-          coefs[base + k] = Math.round(s / q[idx]!);
+          const s =
+            COS[c]! * tmp[u]! + COS[c + 1]! * tmp[8 + u]! + COS[c + 2]! * tmp[16 + u]! + COS[c + 3]! * tmp[24 + u]! +
+            COS[c + 4]! * tmp[32 + u]! + COS[c + 5]! * tmp[40 + u]! + COS[c + 6]! * tmp[48 + u]! + COS[c + 7]! * tmp[56 + u]!;
+          coefs[base + k] = Math.round(s * inv[k]!);
         }
       }
     }
