@@ -13,6 +13,7 @@ import { addDataCommands } from './data.ts';
 import { addArtifactCommands } from './artifact.ts';
 import { ArtifactError } from '../runtime/artifact/index.ts';
 import { runtimeCommands } from '../runtime/cli.ts';
+import { recordCommand } from './record.ts';
 
 const program = new Command('edgeprompt')
   .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')
@@ -66,6 +67,7 @@ program
 addDataCommands(program);
 addArtifactCommands(program, parseNumberArg);
 for (const c of runtimeCommands()) program.addCommand(c); // run, watch: the device side, also bundled alone
+program.addCommand(recordCommand()); // the line PC: fleet/
 
 program
   .command('demo')

@@ -1,0 +1,119 @@
+// The recorder against mosquitto (MQTT 5, shared subscriptions), one suite run on both databases:
+// PGlite in a temporary directory and a PostgreSQL server this file starts (test/helpers/postgres.ts).
+import test, { type ExecutionContext } from 'ava';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Recorder, type RecorderOptionsInput } from '../fleet/record/recorder.ts';
+import { gaps, latestMessages, malformed, sequences } from '../fleet/record/queries.ts';
+import { createMemoryOutbox } from '../runtime/mqtt/outbox.ts';
+import { startReporter } from '../runtime/mqtt/reporter.ts';
+import { topics } from '../runtime/mqtt/topics.ts';
+import { recordingLog, sampleHealth, sampleState, startMosquitto, until } from './helpers/brokers.ts';
+import { BACKENDS, countRows, freshDb, lazyPostgres, resultPayload, resultPublisher, type Backend } from './helpers/fleet.ts';
+
+const pg = lazyPostgres();
+test.after.always(() => pg.stop());
+
+async function setup(t: ExecutionContext, backend: Backend) {
+  const dir = await mkdtemp(join(tmpdir(), 'ep-rec-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const broker = await startMosquitto({ dir });
+  t.teardown(() => broker.stop());
+  const tdb = await freshDb(backend, pg);
+  t.teardown(() => tdb.cleanup());
+  const start = async (o: Partial<RecorderOptionsInput> = {}, clientId = 'rec-1') => {
+    const rec = await Recorder.start(tdb.db, { mqtt: { url: broker.url, clientId, reconnectPeriodMs: 100 }, maxDelayMs: 5, ...o }, { log: recordingLog().log });
+    t.teardown(() => rec.close(2000));
+    await rec.ready;
+    return rec;
+  };
+  return { broker, db: tdb.db, start };
+}
+
+for (const backend of BACKENDS) {
+  test(`${backend}: every result once; a repeat is a no-op; a hole is a counted gap`, async (t) => {
+    t.timeout(60_000);
+    const { broker, db, start } = await setup(t, backend);
+    const rec = await start();
+    const pub = await resultPublisher(broker.url);
+    t.teardown(() => pub.close());
+    const seqs = [0, 1, 2, 3, 6, 7, 8, 9, 2, 3, 9]; // 4..5 never sent; 2, 3, 9 redelivered (the same bytes)
+    const payloads = new Map([0, 1, 2, 3, 6, 7, 8, 9].map((s) => [s, resultPayload('press-1', s % 2 ? 'cam-b' : 'cam-a', s)]));
+    for (const s of seqs) await pub.publish(payloads.get(s)!);
+    await until(() => rec.stats().received === seqs.length, 'every message through the recorder', 20_000);
+    await until(() => rec.stats().buffered === 0 && rec.stats().pendingAcks === 0, 'the last batch stored', 20_000);
+    t.is(await countRows(db, 'results'), 8);
+    t.is(rec.stats().stored, 8);
+    t.is(rec.stats().duplicates, 3);
+    const [s] = await sequences(db);
+    t.like(s, { device: 'press-1', seqEpoch: 'epoch-1', minSeq: 0, maxSeq: 9, stored: 8, missing: 2 });
+    t.deepEqual(await gaps(db, 'press-1'), [{ seqEpoch: 'epoch-1', from: 4, to: 5 }]);
+    // OK/NG per camera: seq 9 is the only NG (seq % 5 === 4 → 4 and 9; 4 was never sent).
+    const counts = await db.query<{ camera: string; ok: number; ng: number }>('SELECT camera, sum(ok)::int AS ok, sum(ng)::int AS ng FROM edgeprompt.camera_counts GROUP BY camera ORDER BY camera');
+    t.deepEqual(counts, [{ camera: 'cam-a', ok: 4, ng: 0 }, { camera: 'cam-b', ok: 3, ng: 1 }]);
+    // A late arrival fills the hole.
+    await pub.publish(resultPayload('press-1', 'cam-a', 4));
+    await pub.publish(resultPayload('press-1', 'cam-b', 5));
+    await until(() => rec.stats().stored === 10, 'the late results');
+    t.like((await sequences(db))[0], { stored: 10, missing: 0 });
+    t.deepEqual(await gaps(db, 'press-1'), []);
+  });
+
+  test(`${backend}: malformed payloads are counted per device and code, stored nowhere, and the recorder goes on`, async (t) => {
+    t.timeout(60_000);
+    const { broker, db, start } = await setup(t, backend);
+    const rec = await start();
+    const pub = await resultPublisher(broker.url);
+    t.teardown(() => pub.close());
+    await pub.raw(topics.result('press-2', 'cam'), '{not json');
+    await pub.raw(topics.result('press-2', 'cam'), JSON.stringify({ ...resultPayload('press-2', 'cam', 1), score: 7 }));
+    await pub.raw(topics.result('press-2', 'cam'), JSON.stringify(resultPayload('press-9', 'cam', 2))); // says another device
+    // Valid for the schema, refused by PostgreSQL (jsonb has no \u0000): isolated from its batch.
+    await pub.raw(topics.result('press-2', 'cam'), JSON.stringify(resultPayload('press-2', 'cam', 3)).replace('"ok-part"', '"ok\\u0000part"'));
+    await pub.raw(topics.health('press-2'), JSON.stringify({ v: 1, device: 'press-2' }));
+    await pub.raw('edgeprompt/v1/press-2/cam/result/extra', 'x'); // outside the layout: not subscribed at all
+    for (let s = 4; s < 8; s++) await pub.publish(resultPayload('press-2', 'cam', s));
+    await until(() => rec.stats().stored === 4 && rec.stats().malformed === 5, `4 stored, 5 malformed (${JSON.stringify(rec.stats())})`, 20_000);
+    const m = await malformed(db);
+    const byCode = Object.fromEntries(m.map((r) => [`${r.device}/${r.kind}/${r.code}`, r.count]));
+    t.deepEqual(byCode, { 'press-2/result/BAD_JSON': 1, 'press-2/result/INVALID_PAYLOAD': 1, 'press-2/result/WRONG_DEVICE': 1, 'press-2/result/UNSTORABLE': 1, 'press-2/health/INVALID_PAYLOAD': 1 });
+    t.regex(m.find((r) => r.code === 'INVALID_PAYLOAD' && r.kind === 'result')!.lastMessage, /score: .*1/);
+    t.is(await countRows(db, 'results'), 4);
+  });
+
+  test(`${backend}: two recorders on one shared subscription store each result exactly once`, async (t) => {
+    t.timeout(60_000);
+    const { broker, db, start } = await setup(t, backend);
+    const a = await start({}, 'rec-a');
+    const b = await start({}, 'rec-b');
+    const pub = await resultPublisher(broker.url);
+    t.teardown(() => pub.close());
+    const N = 400;
+    await Promise.all(Array.from({ length: N }, (_, i) => pub.publish(resultPayload('press-3', `cam-${i % 4}`, i))));
+    await until(() => a.stats().stored + b.stats().stored === N, `${N} stored across both`, 30_000);
+    t.true(a.stats().stored > 0 && b.stats().stored > 0, `the load is split: ${a.stats().stored} + ${b.stats().stored}`);
+    t.is(a.stats().duplicates + b.stats().duplicates, 0);
+    t.is(await countRows(db, 'results'), N);
+    t.like((await sequences(db))[0], { stored: N, missing: 0, minSeq: 0, maxSeq: N - 1 });
+  });
+
+  test(`${backend}: status, state, health and events are stored; the latest per device follows broker order`, async (t) => {
+    t.timeout(60_000);
+    const { broker, db, start } = await setup(t, backend);
+    const rec = await start();
+    const reporter = startReporter({ url: broker.url, device: 'press-4', healthIntervalMs: 100 }, { outbox: createMemoryOutbox(), state: sampleState(), health: sampleHealth, log: recordingLog().log });
+    await until(() => rec.stats().stored === 0 && rec.stats().received >= 4, 'status, state and health');
+    await reporter.close(); // retained offline (reason closed)
+    await until(() => true, '');
+    let latest: Awaited<ReturnType<typeof latestMessages>> = [];
+    await until(() => {
+      void latestMessages(db).then((l) => (latest = l));
+      return latest.some((m) => m.kind === 'status' && (m.payload as { state: string }).state === 'offline');
+    }, 'the offline status as the latest', 10_000);
+    const kinds = new Set(latest.filter((m) => m.device === 'press-4').map((m) => m.kind));
+    t.deepEqual([...kinds].sort(), ['health', 'state', 'status']);
+    t.true((await countRows(db, 'messages', "kind = 'health'")) >= 1);
+    t.is(await countRows(db, 'messages', "kind = 'status'"), 2, 'online, then offline');
+  });
+}
