@@ -14,6 +14,7 @@ import { addArtifactCommands } from './artifact.ts';
 import { ArtifactError } from '../runtime/artifact/index.ts';
 import { runtimeCommands } from '../runtime/cli.ts';
 import { recordCommand } from './record.ts';
+import { dashboardCommand, dashboardUserCommand } from './dashboard.ts';
 
 const program = new Command('edgeprompt')
   .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')
@@ -68,6 +69,8 @@ addDataCommands(program);
 addArtifactCommands(program, parseNumberArg);
 for (const c of runtimeCommands()) program.addCommand(c); // run, watch: the device side, also bundled alone
 program.addCommand(recordCommand()); // the line PC: fleet/
+program.addCommand(dashboardCommand());
+program.addCommand(dashboardUserCommand());
 
 program
   .command('demo')

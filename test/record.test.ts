@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Recorder, type RecorderOptionsInput } from '../fleet/record/recorder.ts';
 import { gaps, latestMessages, malformed, sequences } from '../fleet/record/queries.ts';
+import { applyRetention } from '../fleet/record/retention.ts';
+import { dayOf, ensureDays, existingDays, insertResults } from '../fleet/record/store.ts';
 import { createMemoryOutbox } from '../runtime/mqtt/outbox.ts';
 import { startReporter } from '../runtime/mqtt/reporter.ts';
 import { topics } from '../runtime/mqtt/topics.ts';
@@ -115,5 +117,33 @@ for (const backend of BACKENDS) {
     t.deepEqual([...kinds].sort(), ['health', 'state', 'status']);
     t.true((await countRows(db, 'messages', "kind = 'health'")) >= 1);
     t.is(await countRows(db, 'messages', "kind = 'status'"), 2, 'online, then offline');
+  });
+}
+
+for (const backend of BACKENDS) {
+  test(`${backend}: retention drops whole days by arrival age, then oldest first by size; never today`, async (t) => {
+    t.timeout(60_000);
+    const tdb = await freshDb(backend, pg);
+    t.teardown(() => tdb.cleanup());
+    const { db } = tdb;
+    const DAY = 86_400_000;
+    const now = Date.now();
+    const at = (captureTs: number, seq: number) => resultPayload('press-5', 'cam', seq, { captureTs });
+    // capture days: 40 days ago, 3 days ago, 1970 (a device without a clock, received today), today
+    const rows = [at(now - 40 * DAY, 0), at(now - 40 * DAY + 1, 1), at(now - 3 * DAY, 2), at(5_000, 3), at(now, 4)];
+    await ensureDays(db, new Set(rows.map((r) => dayOf(r.captureTs))));
+    await insertResults(db, rows.map((r) => ({ device: r.device, seqEpoch: r.seqEpoch, seq: r.seq, captureTs: r.captureTs, json: JSON.stringify(r), receivedTs: r.captureTs < DAY ? now : r.captureTs })));
+    const partitions = async () => [...(await existingDays(db))].sort();
+    t.deepEqual(await partitions(), [dayOf(5_000), dayOf(now - 40 * DAY), dayOf(now - 3 * DAY), dayOf(now)].sort());
+
+    const age = await applyRetention(db, { maxAgeDays: 30, maxBytes: null }, now);
+    t.deepEqual(age.droppedDays, [dayOf(now - 40 * DAY)]);
+    t.deepEqual((await db.query<{ seq: number }>('SELECT seq::int FROM edgeprompt.results ORDER BY seq')).map((r) => r.seq), [2, 3, 4]);
+    t.is(await countRows(db, 'sequences', "day = $1::date", [new Date(now - 40 * DAY).toISOString().slice(0, 10)]), 0, 'the day\'s sequence spans go with it');
+
+    const size = await applyRetention(db, { maxAgeDays: null, maxBytes: 1 }, now);
+    t.deepEqual(size.droppedDays, [dayOf(now - 3 * DAY), dayOf(5_000)], 'oldest arrival first, until only today is left');
+    t.deepEqual(await partitions(), [dayOf(now)]);
+    t.like((await sequences(db))[0], { minSeq: 4, maxSeq: 4, stored: 1, missing: 0 });
   });
 }

@@ -34,6 +34,7 @@ export function lazyPostgres() {
   };
 }
 
+/** A fresh, migrated database. */
 export interface TestDb {
   db: Db;
   /** Where to open it again (a directory or URL), e.g. from a child process. */
@@ -81,6 +82,7 @@ export async function freshDb(backend: Backend, pg: ReturnType<typeof lazyPostgr
   }
   const url = await pg.database();
   const db = await openDb({ kind: 'postgres', url });
+  await migrate(db); // as the PGlite template is
   return { db, spec: url, cleanup: () => db.close() };
 }
 
