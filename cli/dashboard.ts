@@ -4,6 +4,7 @@
  * one-line way to watch its line live (`npm run demo -- --dashboard`).
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { destination, pino } from 'pino';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { addUser } from '../fleet/dashboard/auth.ts';
@@ -88,19 +89,23 @@ export function dashboardUserCommand(): Command {
     });
 }
 
+/** The demo prints its own story: warnings and errors only, unless EDGEPROMPT_LOG_LEVEL says otherwise. */
+const quietLog = () => pino({ name: 'edgeprompt.dashboard', level: process.env.EDGEPROMPT_LOG_LEVEL ?? 'warn' }, destination(2));
+
 /**
  * For `npm run demo -- --dashboard`: a dashboard on the demo's in-process broker (aedes: MQTT
  * 3.1.1, no shared subscriptions), its database under the demo's work directory.
  */
-export async function startDemoDashboard(brokerUrl: string, workDir: string, listen = { host: '127.0.0.1', port: 8080 }, log: Log = defaultLog('edgeprompt.dashboard')): Promise<{ url: string; close(): Promise<void> }> {
+export async function startDemoDashboard(brokerUrl: string, workDir: string, listen = { host: '127.0.0.1', port: 8080 }, log: Log = quietLog()): Promise<{ url: string; close(): Promise<void> }> {
   const db: Db = await openDb({ kind: 'pglite', dir: join(workDir, 'db') });
-  const d = await startDashboard(
-    db,
-    { recorder: { mqtt: { url: brokerUrl, protocolVersion: 4, reconnectPeriodMs: 200 }, group: null }, host: listen.host, port: listen.port, shifts: parseShifts(DEFAULT_SHIFTS) },
-    log,
-  ).catch(async (e: unknown) => {
-    await db.close();
-    throw e;
-  });
+  const start = (port: number) =>
+    startDashboard(db, { recorder: { mqtt: { url: brokerUrl, protocolVersion: 4, reconnectPeriodMs: 200 }, group: null }, host: listen.host, port, shifts: parseShifts(DEFAULT_SHIFTS) }, log);
+  // Port taken (another dashboard?): any free port rather than no dashboard.
+  const d = await start(listen.port)
+    .catch(() => start(0))
+    .catch(async (e: unknown) => {
+      await db.close();
+      throw e;
+    });
   return { url: d.url, close: async () => (await d.close(), await db.close()) };
 }

@@ -19,6 +19,8 @@ import { parseDeviceConfig } from '../runtime/config/device-config.ts';
 import { subscribeResults, type ResultMessage } from '../runtime/mqtt/client.ts';
 import { defaultLog } from '../runtime/log.ts';
 import { makeFashionVideo, writeDemoItems } from './demo-video.ts';
+import { startDemoDashboard } from './dashboard.ts';
+import { untilSignal } from './record.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const ARTIFACT = join(root, 'configs/demo/fmnist-vpt-deep.epk');
@@ -32,6 +34,8 @@ const DEVICE = 'demo-line';
 
 export interface DemoFlags {
   rebuild?: boolean;
+  /** Also serve the line dashboard on the demo's broker and keep the line running (video looped) until Ctrl-C. */
+  dashboard?: boolean;
   perClass: number;
   fps: number;
 }
@@ -76,17 +80,20 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
   step(`make a sample video: ${flags.perClass} items per class passing the camera at ${flags.fps} fps (Fashion-MNIST test images neither trained nor validated on, configs/demo/line-items.png)`);
   const video = await makeFashionVideo(join(work, 'line.mp4'), ITEMS, { perClass: flags.perClass, fps: flags.fps });
   console.log(`  ${video.labels.length} frames → out/demo/line.mp4`);
+  const truthOf = (frameId: string) => video.labels[(Number(frameId) - 1) % video.labels.length]; // frames keep counting when the video loops
 
   step('start an in-process MQTT broker (aedes)');
   const broker = await startBroker();
   console.log(`  ${broker.url}`);
+  const dash = flags.dashboard ? await startDemoDashboard(broker.url, join(root, 'out/demo-dashboard')) : null;
+  if (dash) console.log(`\n▶ line dashboard (recorder built in, database out/demo-dashboard/db): open ${dash.url}  — Ctrl-C stops the demo`);
 
   step(`subscribe to edgeprompt/v1/${DEVICE}/+/result (the client library a line PC would use)`);
   const results: ResultMessage[] = [];
   const sub = subscribeResults({ url: broker.url, protocolVersion: 4, device: DEVICE }, (m) => {
     results.push(m);
     const r = m.result;
-    const truth = video.labels[Number(r.frameId) - 1];
+    const truth = truthOf(r.frameId);
     const mark = r.label === truth ? '✓' : '✗';
     console.log(`  #${String(r.seq).padStart(3)} frame ${String(r.frameId).padStart(3)} ${r.decision} ${r.label.padEnd(12)} ${(100 * r.score).toFixed(1).padStart(5)} % ${mark} (truth ${truth}) capture→publish ${r.latency.totalMs.toFixed(1)} ms`);
   });
@@ -99,7 +106,7 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
       artifact: ARTIFACT,
       trustedKeys: [PUBKEY],
       profile: 'x86-cpu',
-      cameras: [{ id: 'line1', kind: 'ffmpeg', input: { kind: 'file', path: video.file, realtime: true } }],
+      cameras: [{ id: 'line1', kind: 'ffmpeg', input: { kind: 'file', path: video.file, realtime: true, loop: dash !== null } }],
       mqtt: { url: broker.url, protocolVersion: 4, reconnectPeriodMs: 200 },
       outbox: { kind: 'file', dir: join(work, 'outbox') },
       health: { intervalMs: 1000 },
@@ -111,23 +118,25 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
   const loaded = rt.host.current!;
   const m = loaded.manifest;
   console.log(`  model ${m.name} ${m.version} (${m.method.name}, ${m.precision}) on execution provider ${loaded.ep}; labels ${m.labels.join(', ')}`);
-  await rt.ended;
+  if (dash) await untilSignal(); // the looped line runs until Ctrl-C
+  else await rt.ended;
   await rt.stop({ drainMs: 3000 });
   const stats = rt.pipeline.stats().line1!;
   const deadline = Date.now() + 5000;
   while (results.length < stats.processed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   await sub.close();
+  await dash?.close();
   await broker.close();
 
   step('summary');
-  const correct = results.filter((m) => m.result.label === video.labels[Number(m.result.frameId) - 1]).length;
+  const correct = results.filter((m) => m.result.label === truthOf(m.result.frameId)).length;
   const lat = results.map((m) => m.result.latency.totalMs);
   const infer = results.map((m) => m.result.latency.inferMs);
   const gaps = results.filter((m) => m.gap).length;
   console.log(`  frames from the camera ${stats.framesIn}, results ${results.length} (dropped by newest-frame-wins ${stats.dropped}, seq gaps ${gaps})`);
   console.log(`  accuracy against the known labels: ${correct}/${results.length} = ${((100 * correct) / Math.max(1, results.length)).toFixed(1)} %`);
   const ok = results.filter((m) => m.result.decision === 'OK');
-  const okRight = ok.filter((m) => m.result.label === video.labels[Number(m.result.frameId) - 1]).length;
+  const okRight = ok.filter((m) => m.result.label === truthOf(m.result.frameId)).length;
   console.log(`  decisions: ${ok.length} OK (confident; ${okRight} of them right = ${((100 * okRight) / Math.max(1, ok.length)).toFixed(1)} %), ${results.length - ok.length} NG (below the manifest's minConfidence: sent to manual check)`);
   console.log(`  capture→publish latency p50 ${q(lat, 0.5).toFixed(1)} ms, p99 ${q(lat, 0.99).toFixed(1)} ms; inference p50 ${q(infer, 0.5).toFixed(2)} ms`);
   console.log(`  processed ${stats.fpsProcessed.toFixed(1)} fps (the camera paced at ${flags.fps} fps); wall time ${((performance.now() - t0) / 1000).toFixed(1)} s`);

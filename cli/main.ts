@@ -78,6 +78,7 @@ program
   .option('--rebuild', 'compile the demo artifact again (trains; a few minutes)')
   .option('--per-class <n>', 'items per class in the sample video', (v) => parseIntArg('--per-class', v), 12)
   .option('--fps <n>', 'camera frame rate', (v) => parseIntArg('--fps', v), 10)
+  .option('--dashboard', 'also serve the line dashboard (http://127.0.0.1:8080) and keep the line running until Ctrl-C')
   .action((f) => demoCommand(f));
 
 /** Runtime and device errors carry a string `code` (their own classes); report them like ours. */
