@@ -100,8 +100,9 @@ export function recordCommand(): Command {
       if (!(n > 0)) throw new InvalidArgumentError(`--stats-every takes a positive number of seconds, got "${v}"`);
       return n;
     }, 10)
+    .option('--leave', 'take this recorder (its --client-id) out of service: store its backlog, leave the group, end its session on the broker, exit')
     .action(
-    async (f: RecorderFlags) => {
+    async (f: RecorderFlags & { leave?: boolean }) => {
       const log = defaultLog('edgeprompt.record');
       const db = await openFlagDb(f, log);
       let rec: Recorder;
@@ -110,6 +111,12 @@ export function recordCommand(): Command {
       } catch (e) {
         await db.close();
         throw e;
+      }
+      if (f.leave) {
+        await rec.leave();
+        log.info({ clientId: rec.clientId, stored: rec.stats().stored }, 'recorder: left; its session is gone and the group\'s messages go to the other recorders');
+        await db.close();
+        return;
       }
       log.info({ url: f.url, clientId: rec.clientId, group: rec.options.group }, 'recorder: started');
       void rec.ready.then(() => log.info({}, 'recorder: subscribed'));

@@ -35,7 +35,7 @@ test('runtime → mosquitto → dashboard → chromium: counters match the subsc
   const shots = process.env.EDGEPROMPT_SCREENSHOTS === '1' ? repoPath('docs/img') : dir;
   const broker = await startMosquitto({ dir });
   t.teardown(() => broker.stop());
-  const video = await makeFashionVideo(join(dir, 'line.mp4'), repoPath('configs/demo/line-items.png'), { perClass: 6, fps: 10 });
+  const video = await makeFashionVideo(join(dir, 'line.mp4'), repoPath('configs/demo/line-items.png'), { perClass: 10, fps: 10 });
 
   // What an independent line-PC subscriber receives, per camera.
   const seen = new Map<string, { ok: number; ng: number; seqs: Set<number> }>(CAMERAS.map((c) => [c, { ok: 0, ng: 0, seqs: new Set() }]));
@@ -82,8 +82,9 @@ test('runtime → mosquitto → dashboard → chromium: counters match the subsc
   await page.goto(dash.url);
   await page.getByTestId(`device-${DEVICE}`).getByText('online').waitFor({ timeout: 30_000 });
   await page.getByTestId('ticker').locator('tbody tr').first().waitFor({ timeout: 30_000 });
-  await page.getByTestId(`camera-${DEVICE}-${CAMERAS[1]}`).getByText('running').waitFor({ timeout: 30_000 });
-  await page.screenshot({ path: join(shots, 'dashboard-fleet.png') }); // the line running
+  // The screenshot shows the line running, unless the video ended first (a slow machine).
+  await Promise.race([page.getByTestId(`camera-${DEVICE}-${CAMERAS[1]}`).getByText('running').waitFor({ timeout: 30_000 }), rt.ended]);
+  await page.screenshot({ path: join(shots, 'dashboard-fleet.png') });
 
   // The line runs to the end of the video; every result is stored and counted.
   await rt.ended;
@@ -95,7 +96,7 @@ test('runtime → mosquitto → dashboard → chromium: counters match the subsc
     const row = page.getByTestId(`camera-${DEVICE}-${camera}`);
     await row.getByTestId('today').filter({ hasText: `${want.ok} / ${want.ng}` }).waitFor({ timeout: 10_000 });
   }
-  // 60 frames in all; how many are processed depends on the machine (newest frame wins).
+  // 100 frames in all; how many are processed depends on the machine (newest frame wins).
   t.true(total() >= 6, `the line produced ${total()} results`);
 
   // Camera page: counters equal the subscriber's, the latest frame from the device.

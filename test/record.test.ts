@@ -147,3 +147,24 @@ for (const backend of BACKENDS) {
     t.like((await sequences(db))[0], { minSeq: 4, maxSeq: 4, stored: 1, missing: 0 });
   });
 }
+
+test('a stopped recorder keeps its share of the group (mosquitto queues for offline members) until it leaves: leave() stores that backlog and ends the session', async (t) => {
+  t.timeout(90_000);
+  const { broker, db, start } = await setup(t, 'postgres');
+  const a = await start({}, 'rec-a');
+  const b = await start({}, 'rec-b');
+  await b.close(); // stopped, session kept: still a member of the group
+  const pub = await resultPublisher(broker.url);
+  t.teardown(() => pub.close());
+  await Promise.all(Array.from({ length: 200 }, (_, i) => pub.publish(resultPayload('press-6', 'cam', i))));
+  await until(() => a.stats().received > 0 && a.stats().buffered === 0 && a.stats().pendingAcks === 0, 'rec-a storing its share', 20_000);
+  await new Promise((r) => setTimeout(r, 500));
+  const aFirst = a.stats().stored;
+  t.true(aFirst < 200, `rec-a got only its share (${aFirst}); the rest waits in rec-b's session`);
+  const b2 = await start({}, 'rec-b');
+  await b2.leave(500);
+  t.is(aFirst + b2.stats().stored, 200, 'rec-b stored its backlog before leaving');
+  await Promise.all(Array.from({ length: 100 }, (_, i) => pub.publish(resultPayload('press-6', 'cam', 200 + i))));
+  await until(() => a.stats().stored === aFirst + 100, 'every later result at rec-a, the only member left', 20_000);
+  t.like((await sequences(db))[0], { stored: 300, missing: 0 });
+});

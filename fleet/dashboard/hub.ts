@@ -1,7 +1,8 @@
 // The WebSocket side: one connection per open page, each looking at one view (fleet, actions, or
-// a camera). Every `tickMs` the hub sends each page what changed for its view: new results (the
-// fleet ticker gets the newest `fleetResults`, a camera page all of its camera's), the fleet
-// (devices, cameras, counts; at most every `fleetEveryMs`) and a camera's counts and yields.
+// a camera). New results go out as soon as a batch is stored (at most one push every
+// `resultsEveryMs`): the fleet ticker gets the newest `fleetResults`, a camera page all of its
+// camera's. Every `tickMs` the hub also sends what else changed: the fleet (devices, cameras,
+// counts; at most every `fleetEveryMs`) and a camera's counts and yields.
 // A slow page is skipped while its socket has a backlog, never allowed to grow the server's memory.
 
 import { z } from 'zod';
@@ -36,6 +37,7 @@ const ClientMessageSchema = z.discriminatedUnion('view', [
 
 export interface HubOptions {
   tickMs: number;
+  resultsEveryMs: number;
   fleetEveryMs: number;
   fleetResults: number;
   history: number;
@@ -67,6 +69,8 @@ export class Hub {
   /** The newest results this process stored, newest first: what a fleet page opened now shows. */
   private recent: ResultView[] = [];
   private timer: NodeJS.Timeout;
+  private resultsTimer: NodeJS.Timeout | null = null;
+  private lastResults = 0;
   private fleetVersion = -1;
   private lastFleet = 0;
 
@@ -76,7 +80,7 @@ export class Hub {
     private readonly recorderStats: () => RecorderStats | null,
     private readonly hello: (user: Client['user']) => ServerMessage,
     private readonly log: Log,
-    private readonly opts: HubOptions = { tickMs: 100, fleetEveryMs: 500, fleetResults: 50, history: 1000 },
+    private readonly opts: HubOptions = { tickMs: 100, resultsEveryMs: 25, fleetEveryMs: 500, fleetResults: 50, history: 1000 },
   ) {
     this.timer = setInterval(() => this.tick(), opts.tickMs);
     this.timer.unref();
@@ -89,7 +93,9 @@ export class Hub {
   /** A batch the built-in recorder stored. */
   stored(b: StoredBatch): void {
     this.model.apply(b);
+    if (b.results.length === 0) return;
     for (const r of b.results) this.pending.push(resultView(r));
+    this.resultsTimer ??= setTimeout(() => this.pushResults(), Math.max(0, this.lastResults + this.opts.resultsEveryMs - Date.now()));
   }
 
   attach(socket: Socket, user: Client['user']): { message(data: string): void; close(): void } {
@@ -154,11 +160,27 @@ export class Hub {
     c.socket.send(JSON.stringify(m));
   }
 
-  private tick(): void {
-    const now = Date.now();
+  private pushResults(): void {
+    this.resultsTimer = null;
+    this.lastResults = Date.now();
     const results = this.pending.sort((a, b) => b.captureTs - a.captureTs || b.seq - a.seq);
     this.pending = [];
-    if (results.length > 0) this.recent = [...results.slice(0, this.opts.fleetResults), ...this.recent].slice(0, this.opts.fleetResults);
+    if (results.length === 0) return;
+    this.recent = [...results.slice(0, this.opts.fleetResults), ...this.recent].slice(0, this.opts.fleetResults);
+    for (const c of this.clients) {
+      if (c.socket.readyState !== 1 || c.socket.bufferedAmount > MAX_BACKLOG) continue; // a stalled page misses these
+      if (c.view.view === 'camera') {
+        const { device, camera } = c.view;
+        const mine = results.filter((r) => r.device === device && r.camera === camera);
+        if (mine.length > 0) this.send(c, { type: 'results', results: mine.slice(0, this.opts.history), skipped: Math.max(0, mine.length - this.opts.history) });
+      } else {
+        this.send(c, { type: 'results', results: results.slice(0, this.opts.fleetResults), skipped: Math.max(0, results.length - this.opts.fleetResults) });
+      }
+    }
+  }
+
+  private tick(): void {
+    const now = Date.now();
     const sendFleet = this.model.version !== this.fleetVersion && now - this.lastFleet >= this.opts.fleetEveryMs;
     const fleet = sendFleet ? this.fleet() : null;
     if (sendFleet) {
@@ -170,20 +192,17 @@ export class Hub {
       if (c.socket.readyState !== 1) continue;
       if (c.socket.bufferedAmount > MAX_BACKLOG) continue; // a stalled page misses this tick
       if (fleet) this.send(c, fleet);
-      if (c.view.view === 'camera') {
-        const { device, camera } = c.view;
-        const mine = results.filter((r) => r.device === device && r.camera === camera);
-        if (mine.length > 0) this.send(c, { type: 'results', results: mine.slice(0, this.opts.history), skipped: Math.max(0, mine.length - this.opts.history) });
-        if (changed.has(camKey(device, camera)) && now - c.lastCamera >= this.opts.fleetEveryMs) this.sendCamera(c, device, camera);
-        else if (changed.has(camKey(device, camera))) this.model.markCameraChanged(camKey(device, camera)); // again next tick
-      } else if (results.length > 0) {
-        this.send(c, { type: 'results', results: results.slice(0, this.opts.fleetResults), skipped: Math.max(0, results.length - this.opts.fleetResults) });
-      }
+      if (c.view.view !== 'camera') continue;
+      const key = camKey(c.view.device, c.view.camera);
+      if (!changed.has(key)) continue;
+      if (now - c.lastCamera >= this.opts.fleetEveryMs) this.sendCamera(c, c.view.device, c.view.camera);
+      else this.model.markCameraChanged(key); // again next tick
     }
   }
 
   close(): void {
     clearInterval(this.timer);
+    if (this.resultsTimer) clearTimeout(this.resultsTimer);
     for (const c of this.clients) c.socket.close(1001, 'server stopping');
     this.clients.clear();
   }

@@ -25,7 +25,8 @@ export interface Db extends Queryable {
   close(): Promise<void>;
 }
 
-export type DbSpec = { kind: 'pglite'; dir: string } | { kind: 'postgres'; url: string };
+/** `thread`: where PGlite runs (default a worker thread; see db-pglite.ts). */
+export type DbSpec = { kind: 'pglite'; dir: string; thread?: 'main' | 'worker' } | { kind: 'postgres'; url: string };
 
 /** `postgres://…` / `postgresql://…` is a server; anything else is a PGlite directory. */
 export function parseDbSpec(spec: string): DbSpec {
@@ -57,6 +58,6 @@ export function redactUrl(url: string): string {
 
 export async function openDb(spec: DbSpec): Promise<Db> {
   // Imported lazily: a recorder on PGlite never loads pg, and the other way round.
-  if (spec.kind === 'pglite') return (await import('./db-pglite.ts')).openPglite(spec.dir);
+  if (spec.kind === 'pglite') return (await import('./db-pglite.ts')).openPglite(spec.dir, spec.thread ? { thread: spec.thread } : {});
   return (await import('./db-pg.ts')).openPostgres(spec.url);
 }

@@ -48,6 +48,9 @@ export const RecorderOptions = z.strictObject({
 export type RecorderOptionsInput = z.input<typeof RecorderOptions>;
 export type RecorderOptions = z.output<typeof RecorderOptions>;
 
+/** edgeprompt-<role>-<hostname>: stable across restarts, so the broker resumes the session. */
+export const defaultClientId = (role: string) => `edgeprompt-${role}-${hostname()}`.slice(0, 128);
+
 export interface RecorderStats extends BatcherStats {
   connected: boolean;
   pendingAcks: number;
@@ -69,6 +72,7 @@ export class Recorder extends EventEmitter<Events> {
 
   private constructor(
     readonly db: Db,
+    private readonly sharedFilters: string[],
     readonly options: RecorderOptions,
     readonly clientId: string,
     private readonly client: MqttClient,
@@ -88,7 +92,7 @@ export class Recorder extends EventEmitter<Events> {
     if (applied.length > 0) log.info({ db: db.where, versions: applied }, 'recorder: database schema migrated');
     const maxRows = o.maxRows ?? (db.kind === 'pglite' ? 500 : 1000);
     const batcher = new Batcher(db, { maxRows, maxDelayMs: o.maxDelayMs }, log);
-    const clientId = o.mqtt.clientId ?? `edgeprompt-${deps.role ?? 'recorder'}-${hostname()}`.slice(0, 128);
+    const clientId = o.mqtt.clientId ?? defaultClientId(deps.role ?? 'recorder');
     const mo = toMqttOptions(o.mqtt, { clientId, clean: false });
     if (o.mqtt.protocolVersion === 5) mo.properties = { ...mo.properties, receiveMaximum: o.receiveMaximum ?? Math.min(65_535, 4 * maxRows) };
     const client = mqtt.connect(o.mqtt.url, mo);
@@ -98,7 +102,7 @@ export class Recorder extends EventEmitter<Events> {
     const subscriptions = [shared(filters.results()), shared(filters.health()), shared(filters.event()), filters.status(), filters.state()];
     let resolveReady!: () => void;
     const ready = new Promise<void>((r) => (resolveReady = r));
-    const rec = new Recorder(db, o, clientId, client, acks, batcher, log, ready);
+    const rec = new Recorder(db, o.group === null ? [] : subscriptions.slice(0, 3), o, clientId, client, acks, batcher, log, ready);
 
     client.on('connect', () => {
       rec.emit('connect');
@@ -176,6 +180,39 @@ export class Recorder extends EventEmitter<Events> {
         });
     }, ms);
     this.retentionTimer.unref();
+  }
+
+  /**
+   * Takes this recorder out of its group for good: unsubscribes, stores what the broker still
+   * sends it (its backlog; done once nothing came for `quietMs`), and ends its session on the
+   * broker. Needed because mosquitto keeps handing an offline member of a shared subscription
+   * its share of the messages until its session expires: a recorder stopped for good would hold
+   * them. (A plain close() keeps the session, so a restart resumes it.)
+   */
+  async leave(quietMs = 2000): Promise<void> {
+    await this.ready;
+    if (this.sharedFilters.length > 0) await this.client.unsubscribeAsync(this.sharedFilters);
+    let last = -1;
+    for (;;) {
+      const s = this.stats();
+      if (s.received === last && s.buffered === 0 && s.pendingAcks === 0) break;
+      last = s.received;
+      await new Promise((r) => setTimeout(r, quietMs));
+    }
+    if (this.retentionTimer) clearTimeout(this.retentionTimer);
+    this.closing ??= (async () => {
+      await this.batcher.close();
+      await this.retentionRun;
+      if (this.options.mqtt.protocolVersion === 5) {
+        await this.client.endAsync(false, { reasonCode: 0, properties: { sessionExpiryInterval: 0 } });
+      } else {
+        await endClient(this.client, 2000);
+        const o = toMqttOptions(this.options.mqtt, { clientId: this.clientId, clean: true }); // 3.1.1: a clean connect drops the session
+        o.reconnectPeriod = 0;
+        await (await mqtt.connectAsync(this.options.mqtt.url, o)).endAsync();
+      }
+    })();
+    await this.closing;
   }
 
   /** Stores what was received (up to timeoutMs), then disconnects; the session stays on the broker. */

@@ -14,6 +14,8 @@ import { freePort } from './brokers.ts';
 const run = promisify(execFile);
 
 export interface TestPostgres {
+  /** The server's major version, e.g. 15. */
+  version: string;
   /** postgres://edge@127.0.0.1:<port>/<db> */
   url: string;
   /** A fresh database on the same server. */
@@ -33,7 +35,8 @@ export function postgresBin(): string {
   return join(base, versions[0]!, 'bin');
 }
 
-export async function startPostgres(): Promise<TestPostgres> {
+/** `durable: false` (tests): fsync, synchronous_commit and full_page_writes off. Benchmarks keep the defaults. */
+export async function startPostgres(opts: { durable?: boolean } = {}): Promise<TestPostgres> {
   const bin = postgresBin();
   const dir = await mkdtemp(join(tmpdir(), 'ep-pg-'));
   const asRoot = process.getuid?.() === 0;
@@ -53,12 +56,14 @@ export async function startPostgres(): Promise<TestPostgres> {
   }
   await run('cp', ['-a', template, data]);
   const port = await freePort();
-  // fsync off: a test cluster need not survive a power loss, and the suite's disk is shared.
-  const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
-  await as(join(bin, 'pg_ctl'), ['-D', data, '-o', opts, '-l', join(dir, 'log'), '-w', '-t', '30', 'start']);
+  // fsync off for tests: a test cluster need not survive a power loss, and the suite's disk is shared.
+  const fast = opts.durable ? '' : ' -c fsync=off -c synchronous_commit=off -c full_page_writes=off';
+  const serverOpts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1${fast}`;
+  await as(join(bin, 'pg_ctl'), ['-D', data, '-o', serverOpts, '-l', join(dir, 'log'), '-w', '-t', '30', 'start']);
   const base = `postgres://edge@127.0.0.1:${port}`;
   let stopped = false;
   return {
+    version: bin.split('/').at(-2)!,
     url: `${base}/postgres`,
     async createDatabase(name) {
       await run(join(bin, 'psql'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'edge', '-d', 'postgres', '-c', `CREATE DATABASE "${name}"`]);
