@@ -23,10 +23,13 @@ interface DashboardFlags extends RecorderFlags {
 
 /** `127.0.0.1:8080`, `0.0.0.0:80`, `[::1]:8080`, `:8080` or `8080` (loopback). */
 export function parseListen(v: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*))?:?(\d{1,5})$/.exec(v.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new InvalidArgumentError(`--listen takes HOST:PORT (e.g. 127.0.0.1:8080 or 0.0.0.0:8080), got "${v}"`);
-  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+  const bad = () => new InvalidArgumentError(`--listen takes HOST:PORT (e.g. 127.0.0.1:8080 or 0.0.0.0:8080), got "${v}"`);
+  const s = v.trim();
+  const m = /^\d+$/.test(s) ? ['', '', '', s] : /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d+)$/.exec(s);
+  if (!m) throw bad();
+  const port = Number(m[3]);
+  if (!Number.isInteger(port) || port > 65535) throw bad();
+  return { host: m[1] || m[2] || '127.0.0.1', port };
 }
 
 export function dashboardCommand(): Command {
