@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { repo, writeReport } from './lib.ts';
+import { fmtSpread, repo, spread, writeReport } from './lib.ts';
 import { meanStd, PROMPTS, runTask, type RunResult, type TaskSpec } from './transfer-task.ts';
 
 const { values: f } = parseArgs({
@@ -79,7 +79,7 @@ for (const method of methods) {
   allSame &&= same;
   const ipsO = meanStd(o.map((r) => r.ips)).mean;
   const ipsT = meanStd(t.map((r) => r.ips)).mean;
-  summary.push(`| ${method} | ${o[0]!.params.toLocaleString('en-US')} | ${pct(so.mean)} ± ${pct(so.std)} | ${pct(st.mean)} ± ${pct(st.std)} | ${md.mean >= 0 ? '+' : ''}${pct(md.mean)} | ${pct(tol)} | ${same ? 'same within noise' : '**differs**'} | ${ipsO.toFixed(1)} | ${ipsT.toFixed(1)} | ${(ipsO / ipsT).toFixed(1)}× |`);
+  summary.push(`| ${method} | ${o[0]!.params.toLocaleString('en-US')} | ${pct(so.mean)} ± ${pct(so.std)} | ${pct(st.mean)} ± ${pct(st.std)} | ${md.mean >= 0 ? '+' : ''}${pct(md.mean)} | ${pct(tol)} | ${same ? 'same within noise' : '**differs**'} | ${ipsO.toFixed(1)} | ${ipsT.toFixed(1)} | ${fmtSpread(spread(o.map((r, i) => r.ips / t[i]!.ips)), 1)} |`);
   for (let i = 0; i < seeds.length; i++)
     perSeed.push(`| ${method} | ${seeds[i]} | ${pct(o[i]!.top1)} | ${pct(t[i]!.top1)} | ${d[i]! >= 0 ? '+' : ''}${pct(d[i]!)} | ${o[i]!.trainLoss.toFixed(4)} | ${t[i]!.trainLoss.toFixed(4)} | ${o[i]!.seconds.toFixed(0)} | ${t[i]!.seconds.toFixed(0)} |`);
 }
@@ -92,13 +92,13 @@ const file = writeReport(
   'Engine parity: ort vs tfjs (wasm) top-1 on the benchmark task',
   `nice -n 10 npm run bench:engines -- --seeds ${f.seeds} --epochs ${f.epochs} --cap ${f.cap} --val ${f.val} --methods ${f.methods}${f.reuse ? ' --reuse' : ''}`,
   `Task: the transfer benchmark's (bench/transfer-task.ts): vit_micro_patch4_32 pretrained on Fashion-MNIST classes 0–4, trained on classes 5–9 (train split capped at ${f.cap}/class, validation = ${f.val}/class of the test split), ${f.epochs} epochs, batch 32, 1 warm-up epoch; SGD base lr 4 (linear) / 2 (VPT, weight decay 1e-4), AdamW 5e-4 (full); ${PROMPTS} prompt tokens. Top-1 = best validation accuracy over the epochs; mean ± sample std over seeds ${seeds.join(', ')}.
-Engines as run: ${backends.join('; ')}. Images/s: median over epochs of the training loop (forward + backward + optimiser, data included), mean over seeds; this 2-core machine is shared with other jobs, so throughput is indicative only. ${runs.length} runs took ${totalMin.toFixed(0)} min in all.
+Engines as run: ${backends.join('; ')}. Images/s: median over epochs of the training loop (forward + backward + optimiser, data included), mean over seeds; the ratio is taken seed by seed (each seed is its own pair of runs, minutes apart) and given as min / median / max; this 2-core machine is shared with other jobs, so throughput is indicative only. ${runs.length} runs took ${totalMin.toFixed(0)} min in all.
 
 Pairing: a seed gives both engines the same initial tensors, batches, augmentation and optimiser (compiler/train/optim.ts runs on the host for both). The runs are still not bit-identical: the engines sum in different orders (onnxruntime's CPU kernels vs tfjs-wasm's), which grows over hundreds of SGD steps, and VPT-deep's prompt dropout (p = 0.1) draws its masks from a different RNG in each engine (the ort engine from mulberry32(seed, 'drop', step), compiler/train/engine-ort.ts; tfjs from its own). Single-step equality of loss and gradients (≤ 1e-4 relative) is checked per method in test/engine-ort.test.ts; this table checks where whole runs end.
 
 Verdict: "same within noise" when |mean(ort − tfjs)| ≤ max(1 pt, 2·s_p/√${seeds.length}), s_p = √((s_ort² + s_tfjs²)/2) the pooled std of top-1 over seeds. ${allSame ? 'Every method passes.' : 'At least one method fails it (see the table).'}
 
-| method | trainable values | ort top-1 % | tfjs top-1 % | mean Δ ort − tfjs (pt) | tolerance (pt) | verdict | ort img/s | tfjs img/s | ort ÷ tfjs |
+| method | trainable values | ort top-1 % | tfjs top-1 % | mean Δ ort − tfjs (pt) | tolerance (pt) | verdict | ort img/s | tfjs img/s | ort ÷ tfjs (min / median / max over seeds) |
 |---|---|---|---|---|---|---|---|---|---|
 ${summary.join('\n')}
 

@@ -13,7 +13,10 @@
  * - the throughput ratio again on a heavier model (ViT-Ti/16 at 224, random weights, the same
  *   export and artifact path), where inference dominates the work per frame (--heavy false skips).
  *
- *   npm run bench:runtime [-- --frames 300 --soak 120 --window 10]
+ * The ratios are measured in --invocations fresh processes (default 3; the soak only in the last)
+ * and reported as min / median / max.
+ *
+ *   npm run bench:runtime [-- --frames 300 --soak 120 --window 10 --invocations 3]
  */
 import { parseArgs } from 'node:util';
 import { execFileSync, spawn } from 'node:child_process';
@@ -34,10 +37,21 @@ import { subscribeHealth, subscribeResults } from '../runtime/mqtt/client.ts';
 import { makePartsVideo } from '../cli/demo-video.ts';
 import { renderPart } from '../compiler/data/parts.ts';
 import type { CameraConfigInput } from '../devices/cameras/config.ts';
-import type { FileOutbox, OutboxConfig } from '../runtime/mqtt/outbox.ts';
-import { median, ortVersion, repo, writeReport } from './lib.ts';
+import type { OutboxConfig } from '../runtime/mqtt/outbox-config.ts';
+import type { FileOutbox } from '../runtime/mqtt/outbox-file.ts';
+import { finishInvocation, fmtSpread, isInvocationChild, median, ortVersion, repo, spawnInvocations, spread, writeReport } from './lib.ts';
 
-const { values: f } = parseArgs({ options: { frames: { type: 'string', default: '300' }, soak: { type: 'string', default: '120' }, window: { type: 'string', default: '10' }, heavy: { type: 'string', default: 'true' } } });
+const { values: f } = parseArgs({ options: { frames: { type: 'string', default: '300' }, soak: { type: 'string', default: '120' }, window: { type: 'string', default: '10' }, heavy: { type: 'string', default: 'true' }, invocations: { type: 'string', default: '3' } } });
+
+/** The ratios every invocation reports; the parent prints their spread. */
+interface Headline {
+  e2eFile: number;
+  e2eMemory: number;
+  heavyBest: number | null;
+}
+// The other invocations first, in fresh processes without the soak (it is measured once, below).
+const invocations = Number(f.invocations);
+const others = isInvocationChild() || invocations <= 1 ? [] : spawnInvocations<Headline>(invocations - 1, [...process.argv.slice(2), '--soak', '0']);
 const N = Number(f.frames);
 const soak = Number(f.soak);
 const ARTIFACT = join(repo, 'configs/demo/fmnist-vpt-deep.epk');
@@ -319,11 +333,26 @@ const ffmpegRange = (ws: Window[]) => {
   return d.length ? ` (${(100 * Math.min(...d)).toFixed(0)}–${(100 * Math.max(...d)).toFixed(0)} % of a core in these rows)` : '';
 };
 const decoder = (w: Window) => (w.ffmpegCores === null ? '' : `; ffmpeg ${(100 * w.ffmpegCores).toFixed(0)} % of a core`);
+const headline: Headline = { e2eFile: e2e.perSec / rawPerSec, e2eMemory: ctl.perSec / rawPerSec, heavyBest: heavy ? heavyBest : null };
+if (isInvocationChild()) finishInvocation(headline);
+const all = [...others, headline];
+const spreadOf = (pick: (h: Headline) => number | null) => {
+  const xs = all.map(pick).filter((x): x is number => x !== null);
+  return xs.length ? fmtSpread(spread(xs)) : '—';
+};
 const file = writeReport(
   'runtime',
   'Device runtime: throughput, latency, cold start, memory',
-  `npm run bench:runtime -- --frames ${N} --soak ${soak} --window ${f.window}`,
+  `npm run bench:runtime -- --frames ${N} --soak ${soak} --window ${f.window} --invocations ${invocations}`,
   `Artifact: configs/demo/fmnist-vpt-deep.epk (${artifact.manifest.method.name}, ${artifact.manifest.precision}, ${S}×${S} uint8 input), profile x86-cpu (inference in the ${shipped.inference} thread, ${shipped.intraOp === 0 ? 'ORT\'s default' : shipped.intraOp} intra-op thread${shipped.intraOp === 1 ? '' : 's'}), onnxruntime-node ${ortVersion()} CPU. Video: 64×64 H.264 of generated parts (content does not change the cost), scaled to ${S}×${S} inside ffmpeg. Broker and subscriber: aedes and \`subscribeResults\` in the bench process, which also runs the device runtime (except for cold start and soak). Results go through the outbox and QoS 1; the file outbox group-commits (\`commitDelayMs\` 5, docs/mqtt.md). 1-minute load average before / after the throughput runs: ${loadAtStart.toFixed(1)} / ${loadAfterThroughput.toFixed(1)} on ${availableParallelism()} cores (other work on the machine takes cores from both sides of the ratio, unevenly).
+
+**Over ${all.length} invocation${all.length === 1 ? '' : 's'}** (fresh processes, min / median / max; the table below is the last invocation, which also measured latency, cold start and RSS):
+
+| ratio | min / median / max |
+|---|---|
+| end to end ÷ bare batch 1, file outbox (target ≥ 0.95) | ${spreadOf((h) => h.e2eFile)} |
+| end to end ÷ bare batch 1, memory outbox | ${spreadOf((h) => h.e2eMemory)} |
+| heavier model (ViT-Ti/16 224), best thread setting ÷ fastest bare | ${spreadOf((h) => h.heavyBest)} |
 
 | measure | value |
 |---|---|

@@ -98,7 +98,9 @@ ${rows.join('\n')}
 
 Product target: ≥ 1.0 against PyTorch on the same threads.
 
-What limits tfjs here: tfjs-wasm runs one thread in Node (its multithreaded build needs blob-URL workers, which Node cannot start), and batched matMuls (the attention's [B·H, T, dh] products and their gradients) miss XNNPACK's fast path and run near 1 GFLOP/s against ~20 GFLOP/s for 2-D products (STACK.md §3). Frozen linear layers already take the fast path (cached Wᵀ in tf.customGrad).
+One invocation only: a tfjs-wasm step on this model takes tens of seconds, and the ratio is far from the target (the spread between invocations on this machine, up to ±15 %, cannot change the verdict). \`npm run bench:train\` repeats the same comparison for both engines and PyTorch over fresh invocations with min / median / max.
+
+What limits tfjs here: tfjs-wasm runs one thread in Node (its multithreaded build needs blob-URL workers, which Node cannot start), and batched matMuls (the attention's [B·H, T, dh] products and their gradients) miss XNNPACK's fast path and run an order of magnitude slower than 2-D products (docs/platform.md, TensorFlow.js in Node). Frozen linear layers already take the fast path (cached Wᵀ in tf.customGrad).
 What lifts it: the \`ort\` training engine (backward graphs emitted from OnnxOps, run by onnxruntime's multithreaded MLAS kernels; issue 8), tfjs-node(-gpu) where it installs, and data-parallel worker threads with gradient averaging for wasm.`,
 );
 console.log(`wrote ${file}`);

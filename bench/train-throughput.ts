@@ -6,13 +6,13 @@
  * Also the peak RSS of each engine run (measured in a child process per case and engine, so one
  * case's heap does not inflate the next).
  *
- *   npm run bench:train [-- --cases micro,tiny --engines ort,tfjs --batch 32 --prompts 50 --steps 3]
+ *   npm run bench:train [-- --cases micro,tiny --engines ort,tfjs --batch 32 --prompts 50 --steps 3 --invocations 3]
  */
 import { parseArgs } from 'node:util';
 import { availableParallelism, loadavg } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { lastJson, median, python, repo, writeReport } from './lib.ts';
+import { fmtSpread, lastJson, median, python, repo, spread, writeReport } from './lib.ts';
 
 const { values: f } = parseArgs({
   options: {
@@ -23,6 +23,7 @@ const { values: f } = parseArgs({
     prompts: { type: 'string', default: '50' },
     steps: { type: 'string', default: '3' },
     child: { type: 'string' },
+    invocations: { type: 'string', default: '3' },
   },
 });
 const ARCH: Record<string, string> = { micro: 'vit_micro_patch4_32', tiny: 'vit_tiny_patch16_224' };
@@ -40,7 +41,7 @@ if (f.child) {
   const { newOptimizerState, optimizerStep } = await import('../compiler/train/optim.ts');
   const { vptDeep } = await import('../compiler/methods/vpt.ts');
   const { vitConfig } = await import('../compiler/backbones/vit-variants.ts');
-  const { mulberry32 } = await import('../compiler/data/rng.ts');
+  const { mulberry32 } = await import('../devices/rng.ts');
   const { randomVit, randn } = await import('../test/helpers/random-vit.ts');
   const b = await initTf();
   const cfg = vitConfig(ARCH[f.child]!, { numClasses: 10 });
@@ -81,42 +82,56 @@ if (f.child) {
   process.exit(0);
 }
 
-interface Row { model: string; engine: string; ips: number; ratio1: number; ratio2: number; rss: string; note: string }
-const rows: Row[] = [];
+/** One row's figures in one invocation. */
+interface Row { model: string; engine: string; ips: number; ratio1: number; ratio2: number; rss: number; note: string }
 const self = fileURLToPath(import.meta.url);
 const engines = f.engines!.split(',');
+const invocations = Number(f.invocations);
 const loadBefore = loadavg()[0]!;
-for (const c of f.cases!.split(',')) {
-  const arch = ARCH[c]!;
-  const runs = engines.map((engine) => ({
-    engine,
-    run: lastJson<EngineRun>(execFileSync(process.execPath, ['--import', 'tsx', self, '--child', c, '--engine', engine, '--batch', String(batch), '--prompts', String(prompts), '--steps', String(steps)], { cwd: repo, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 16 << 20 })),
-  }));
-  const torch = [1, 2].map((threads) =>
-    lastJson<{ images_per_s: number; torch: string }>(python('train_step_bench.py', ['--arch', arch, '--deep', '--batch', String(batch), '--threads', String(threads), '--prompts', String(prompts), '--classes', '10', '--steps', String(steps), '--warmup', '1'])),
-  );
-  console.log(`${arch}: ${runs.map(({ engine, run }) => `${engine} ${run.imagesPerSec.toFixed(2)} img/s (peak RSS ${run.peakRssMiB.toFixed(0)} MiB)`).join(', ')}, PyTorch ${torch.map((t) => t.images_per_s).join(' / ')} img/s (1 / 2 threads)`);
-  for (const { engine, run } of runs) {
-    const label = engine === 'ort' ? `ort (${run.backend})` : `tfjs (${run.backend.split(' via')[0]!.replace('tfjs backend: ', '')}, 1 thread)`;
-    const note = engine === 'ort' ? `graph + sessions ${run.setupS.toFixed(1)} s` : run.micro < batch ? `${batch / run.micro} micro-batches of ${run.micro}` : '';
-    rows.push({ model: arch, engine: label, ips: run.imagesPerSec, ratio1: run.imagesPerSec / torch[0]!.images_per_s, ratio2: run.imagesPerSec / torch[1]!.images_per_s, rss: `${run.peakRssMiB.toFixed(0)} MiB`, note });
+const byInvocation: Row[][] = [];
+// Each invocation measures every engine in a fresh child process and PyTorch with 1 and 2
+// threads, case by case; the ratios are taken within an invocation.
+for (let inv = 0; inv < invocations; inv++) {
+  const rows: Row[] = [];
+  byInvocation.push(rows);
+  for (const c of f.cases!.split(',')) {
+    const arch = ARCH[c]!;
+    const runs = engines.map((engine) => ({
+      engine,
+      run: lastJson<EngineRun>(execFileSync(process.execPath, ['--import', 'tsx', self, '--child', c, '--engine', engine, '--batch', String(batch), '--prompts', String(prompts), '--steps', String(steps)], { cwd: repo, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 16 << 20 })),
+    }));
+    const torch = [1, 2].map((threads) =>
+      lastJson<{ images_per_s: number; torch: string }>(python('train_step_bench.py', ['--arch', arch, '--deep', '--batch', String(batch), '--threads', String(threads), '--prompts', String(prompts), '--classes', '10', '--steps', String(steps), '--warmup', '1'])),
+    );
+    console.log(`invocation ${inv + 1}/${invocations}, ${arch}: ${runs.map(({ engine, run }) => `${engine} ${run.imagesPerSec.toFixed(2)} img/s (peak RSS ${run.peakRssMiB.toFixed(0)} MiB)`).join(', ')}, PyTorch ${torch.map((t) => t.images_per_s).join(' / ')} img/s (1 / 2 threads)`);
+    for (const { engine, run } of runs) {
+      const label = engine === 'ort' ? `ort (${run.backend})` : `tfjs (${run.backend.split(' via')[0]!.replace('tfjs backend: ', '')}, 1 thread)`;
+      const note = engine === 'ort' ? `graph + sessions ${run.setupS.toFixed(1)} s` : run.micro < batch ? `${batch / run.micro} micro-batches of ${run.micro}` : '';
+      rows.push({ model: arch, engine: label, ips: run.imagesPerSec, ratio1: run.imagesPerSec / torch[0]!.images_per_s, ratio2: run.imagesPerSec / torch[1]!.images_per_s, rss: run.peakRssMiB, note });
+    }
+    torch.forEach((t, i) => rows.push({ model: arch, engine: `PyTorch ${t.torch}, ${i + 1} thread(s)`, ips: t.images_per_s, ratio1: t.images_per_s / torch[0]!.images_per_s, ratio2: t.images_per_s / torch[1]!.images_per_s, rss: NaN, note: '' }));
   }
-  torch.forEach((t, i) => rows.push({ model: arch, engine: `PyTorch ${t.torch}, ${i + 1} thread(s)`, ips: t.images_per_s, ratio1: t.images_per_s / torch[0]!.images_per_s, ratio2: t.images_per_s / torch[1]!.images_per_s, rss: '', note: '' }));
 }
+const table = byInvocation[0]!.map((first, k) => {
+  const all = byInvocation.map((rows) => rows[k]!);
+  const col = (pick: (r: Row) => number, digits: number) => fmtSpread(spread(all.map(pick)), digits);
+  const rss = Number.isNaN(first.rss) ? '' : `${Math.max(...all.map((r) => r.rss)).toFixed(0)} MiB`;
+  return `| ${first.model} | ${first.engine} | ${col((r) => r.ips, 2)} | ${col((r) => r.ratio1, 3)} | ${col((r) => r.ratio2, 3)} | ${rss} | ${first.note} |`;
+});
 
 const file = writeReport(
   'train-throughput',
   'vpt-deep training step: EdgePrompt engines vs PyTorch (CPU)',
-  `npm run bench:train -- --cases ${f.cases} --engines ${f.engines} --batch ${batch} --prompts ${prompts} --steps ${steps}`,
-  `One step = forward with ${prompts} deep prompts per block, cross-entropy on a 10-class head, backward to prompts + head (frozen backbone), batch ${batch}. Median of ${steps} steps after one warm-up. Random weights (speed does not depend on them).
+  `npm run bench:train -- --cases ${f.cases} --engines ${f.engines} --batch ${batch} --prompts ${prompts} --steps ${steps} --invocations ${invocations}`,
+  `One step = forward with ${prompts} deep prompts per block, cross-entropy on a 10-class head, backward to prompts + head (frozen backbone), batch ${batch}. Median of ${steps} steps after one warm-up, in fresh processes; images/s and ratios are **min / median / max over ${invocations} invocations** (each ratio taken within its invocation), peak RSS the largest. Random weights (speed does not depend on them).
 The ort engine is compiler/train/engine-ort.ts (one training graph: forward, loss and backward nodes from compiler/train/autodiff/, run by onnxruntime on its CPU provider with one intra-op thread per core); the tfjs engine is compiler/train/engine-tfjs.ts; both step through the trainer's host-side SGD. PyTorch is tools/reference/train_step_bench.py --deep. Peak RSS is the engine process's high-water mark (getrusage maxRSS, native allocations included). Our engines run the last block for the CLS row only (the head reads nothing else); the PyTorch script runs it for every token.
 
-| model | engine | images/s | ÷ PyTorch 1 thread | ÷ PyTorch 2 threads | peak RSS | note |
+| model | engine | images/s (min / median / max) | ÷ PyTorch 1 thread | ÷ PyTorch 2 threads | peak RSS | note |
 |---|---|---|---|---|---|---|
-${rows.map((r) => `| ${r.model} | ${r.engine} | ${r.ips.toFixed(2)} | ${r.ratio1.toFixed(3)} | ${r.ratio2.toFixed(3)} | ${r.rss} | ${r.note} |`).join('\n')}
+${table.join('\n')}
 
 Load average (1 min) when the run started: ${loadBefore.toFixed(2)}, when it ended: ${loadavg()[0]!.toFixed(2)}, on ${availableParallelism()} cores. On a shared machine other processes take cores away; multithreaded runs (ort, PyTorch 2 threads) suffer most, because every parallel op waits for its slowest thread.
 
-Product target: ≥ 1.0 against PyTorch with the same threads (the ort row's ÷ PyTorch 2 threads column on this 2-core machine). tfjs-wasm runs one thread in Node; its batched attention matMuls run at ~1 GFLOP/s (STACK.md §3).`,
+Product target: ≥ 1.0 against PyTorch with the same threads (the ort row's ÷ PyTorch 2 threads column on this 2-core machine). tfjs-wasm runs one thread in Node; its batched attention matMuls miss XNNPACK's fast path (docs/platform.md, TensorFlow.js in Node).`,
 );
 console.log(`wrote ${file}`);

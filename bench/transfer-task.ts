@@ -10,6 +10,7 @@ import { prepareJob } from '../compiler/train/job.ts';
 import { train } from '../compiler/train/loop.ts';
 import { makeProgress } from '../compiler/train/progress.ts';
 import { median, repo } from './lib.ts';
+import type { InspectionMetrics } from '../runtime/pipeline/inspection.ts';
 
 export const BACKBONE = 'vit_micro_patch4_32';
 export const WEIGHTS = join(repo, 'compiler/backbones/weights/vit_micro_patch4_32.fmnist04.safetensors');
@@ -42,7 +43,7 @@ export interface TaskSpec {
 
 export const taskData = (task: string, cap: number, val: number) =>
   task === 'parts'
-    ? { kind: 'parts', perClass: Math.round(cap / 0.75), size: 32, renderSize: 64, seed: 0, valFraction: 0.25 }
+    ? { kind: 'parts', perClass: Math.round(cap / 0.75), size: 32, renderSize: 64, seed: 0, valFraction: 0.25 } // okLabels [ok] by default (thresholdsOf)
     : { kind: 'fashion-mnist', classes: [5, 6, 7, 8, 9], limitPerClass: cap, valLimitPerClass: val };
 
 /** SGD for the prompt methods and linear probing (base lr ·batch/256), AdamW for full fine-tuning. */
@@ -82,6 +83,12 @@ export interface RunResult {
   backend: string;
   /** Final-epoch training loss. */
   trainLoss: number;
+  /** Class names in label order. */
+  classes: string[];
+  /** Parts tasks: escape / false-reject rates, AUROC and per class at the best epoch (okLabels [ok]). */
+  inspection?: InspectionMetrics;
+  /** What the trainer warned about (divergence, collapse, no learning). */
+  warnings: string[];
 }
 
 /** Train one config from scratch (no resume) and reduce it to the report's figures. */
@@ -90,6 +97,7 @@ export async function runTask(s: TaskSpec): Promise<RunResult> {
   const p = await prepareJob(taskConfig(s), join(repo, 'bench/transfer.yaml'), { resume: false, progress: makeProgress('none') });
   const r = await train(p.job);
   const st = r.state;
+  const inspection = st.history.find((h) => h.epoch === st.bestEpoch)?.inspection;
   return {
     top1: st.bestTop1,
     ips: median(st.history.map((h) => h.imagesPerSec)),
@@ -98,6 +106,9 @@ export async function runTask(s: TaskSpec): Promise<RunResult> {
     engine: st.engine,
     backend: st.backend,
     trainLoss: st.history.at(-1)?.trainLoss ?? NaN,
+    classes: st.classes,
+    ...(inspection && { inspection }),
+    warnings: (st.warnings ?? []).map((w) => w.code),
   };
 }
 

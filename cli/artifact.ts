@@ -6,10 +6,11 @@
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { compileTask, type PrecisionResult } from '../compiler/export/compile.ts';
-import { compileShared, type SharedCompileOptions } from '../compiler/export/compile-shared.ts';
+import { compileBackbonePack, type BackbonePackCompileOptions } from '../compiler/export/compile-backbone-pack.ts';
 import { makeProgress } from '../compiler/train/progress.ts';
 import { CompilerError } from '../compiler/ops/errors.ts';
 import { summarizeModel } from '../compiler/ops/onnx-proto.ts';
+import { zeroShotCommand, type ZeroShotFlags } from './zero-shot.ts';
 import {
   ArtifactError,
   PRECISIONS,
@@ -38,7 +39,7 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
   program
     .command('compile')
     .description('train (unless a finished checkpoint exists), export, verify, optimise, build precisions, gate them, pack and sign: one fused artifact, or (--form shared) a shared backbone and a prompt pack')
-    .requiredOption('-c, --config <file>', 'compile config (YAML)')
+    .option('-c, --config <file>', 'compile config (YAML); not with --zero-shot')
     .option('--out <file>', 'artifact to write (.epk): the fused model, or with --form shared the backbone')
     .option('--form <form>', 'fused (prompts folded in, fastest) | shared (one backbone serves many tasks; the task is a prompt pack)', 'fused')
     .option('--pack <file>', 'with --form shared: the prompt pack to write (.epp)')
@@ -48,17 +49,37 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
     .option('--max-drop <pt>', 'refuse a precision losing more validation top-1 than this (points)', (v) => parseNumber('--max-drop', v), 0.5)
     .option('--sign <key>', 'ed25519 private key (PEM) from `edgeprompt keys new`')
     .option('--set <key=value>', 'override a config field (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--strict', 'stop with an error (exit 2) when training diverges, collapses onto one class or does not learn')
     .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
+    .option('--zero-shot', 'a CLIP task defined by words: no training, no images (--classes, --templates, --weights, --arch, --tokenizer)')
+    .option('--classes <list>', 'with --zero-shot: comma-separated class names, in output order')
+    .option('--templates <template...>', 'with --zero-shot: prompt templates, "{}" is the class name (default "a photo of a {}.")')
+    .option('--weights <file>', 'with --zero-shot: CLIP weights (.safetensors, OpenAI/open_clip, Hugging Face or EdgePrompt names)')
+    .option('--arch <name>', 'with --zero-shot: CLIP arch, e.g. clip_vit_b32')
+    .option('--tokenizer <file>', 'with --zero-shot: the tokenizer.json of the weights')
+    .option('--source <name>', 'with --zero-shot: weight source when the file does not say (openai: QuickGELU, laion: GELU)')
+    .option('--name <name>', 'with --zero-shot: task name in the manifest', 'zero-shot')
+    .option('--task-version <v>', 'with --zero-shot: version in the manifest', '1.0.0')
+    .option('--ok <labels>', 'with --zero-shot: comma-separated labels that count as a good part')
+    .option('--min-confidence <p>', 'with --zero-shot: below this score a prediction is NG', (v) => parseNumber('--min-confidence', v), 0.5)
+    .option('--val <dir>', 'with --zero-shot: labelled images (<dir>/<class>/…) to measure top-1 on and calibrate int8 with')
     .action(async (f: CompileFlags) => {
+      if (f.zeroShot) {
+        if (f.config) throw new CompilerError('BAD_ARGUMENT', '--zero-shot and -c: give one; a config trains (its method may be zero-shot too), --zero-shot builds from words alone');
+        return zeroShotCommand(f, printResults, signedBy);
+      }
+      if (!f.config) throw new CompilerError('BAD_ARGUMENT', '-c, --config: required (the compile config), unless --zero-shot');
       const shared = checkCompileFlags(f);
       const progress = makeProgress(f.progress);
-      const o = { configFile: f.config, sets: f.set, precisions: f.precision, maxDropPt: f.maxDrop, progress, ...(f.target ? { target: f.target } : {}), ...(f.sign ? { signKey: f.sign } : {}) };
-      if (shared) return compileSharedCommand(f, { ...o, ...(f.backbone ? { backbone: f.backbone } : {}) });
+      const o = { configFile: f.config!, sets: f.set, precisions: f.precision, maxDropPt: f.maxDrop, progress, ...(f.target ? { target: f.target } : {}), ...(f.sign ? { signKey: f.sign } : {}), ...(f.strict && { strict: true }) };
+      if (shared) return compileBackbonePackCommand(f, { ...o, ...(f.backbone ? { backbone: f.backbone } : {}) });
       const r = await compileTask(o);
       writeFileSync(f.out!, r.artifact);
       const m = r.manifest;
       console.log(`\n${m.name} ${m.version}: ${m.method.name} on ${m.backbone.arch}, ${m.labels.length} labels, target ${m.target ?? 'any'}${r.profile ? ` (EPs ${r.profile.executionProviders.map((e) => e.name).join(' → ')})` : ''}`);
       printResults(r.results, m.precision);
+      const inspection = inspectionText(m.metrics[m.precision] as Metrics);
+      if (inspection) console.log(`inspection on the validation set (${m.precision}, okLabels ${m.thresholds.okLabels!.join(', ')}, minConfidence ${m.thresholds.minConfidence})${inspection}`);
       console.log(`wrote ${f.out} (${(r.artifact.length / 1e6).toFixed(2)} MB, ${m.precision}, ORT-optimised ${r.optimized ? 'yes' : 'no'}, ${signedBy(r.keyIds)})`);
     });
 
@@ -132,8 +153,9 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
     });
 }
 
-interface CompileFlags {
-  config: string;
+interface CompileFlags extends ZeroShotFlags {
+  config?: string;
+  zeroShot?: boolean;
   out?: string;
   form: string;
   pack?: string;
@@ -143,6 +165,7 @@ interface CompileFlags {
   maxDrop: number;
   sign?: string;
   set: string[];
+  strict?: boolean;
   progress: 'auto';
 }
 
@@ -160,8 +183,8 @@ function checkCompileFlags(f: CompileFlags): boolean {
   return true;
 }
 
-async function compileSharedCommand(f: CompileFlags, o: SharedCompileOptions): Promise<void> {
-  const r = await compileShared(o);
+async function compileBackbonePackCommand(f: CompileFlags, o: BackbonePackCompileOptions): Promise<void> {
+  const r = await compileBackbonePack(o);
   const p = r.pack.manifest;
   const bb = r.backboneManifest;
   console.log(`\n${p.name} ${p.version}: ${p.method.name} on ${bb.backbone.arch}, ${p.labels.length} labels, as a prompt pack for shared backbone ${bb.name} ${bb.version} (model ${bb.model.sha256.slice(0, 12)}…, ${bb.precision})`);
@@ -180,8 +203,19 @@ function printResults(results: readonly PrecisionResult[], shipped: Precision): 
   for (const x of results) console.log(`| ${x.precision} | ${pct(x.verification.top1Exported)} | ${x.verification.maxAbsDiff.toExponential(2)} | ${(x.bytes / 1e6).toFixed(2)} MB | ${x.precision === shipped ? 'yes' : x.accepted ? 'passed the gate' : x.reason} |`);
 }
 
-function printMetrics(metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples?: number | undefined }>>): void {
-  for (const [p, x] of Object.entries(metrics)) console.log(`  ${p}: top-1 ${pct(x!.top1)}, max |Δlogit| ${x!.maxLogitDiff.toExponential(2)}${x!.samples ? ` on ${x!.samples} images` : ''}`);
+type Metrics = { top1: number; maxLogitDiff: number; samples?: number | undefined } & Record<string, number | undefined>;
+
+/** An inspection model's figures (compiler/export/compile.ts inspectionFigures), when the manifest has them. */
+function inspectionText(x: Metrics): string {
+  if (x.escapeRate === undefined && x.falseRejectRate === undefined) return '';
+  const f = (v: number | undefined) => (v === undefined ? '–' : pct(v));
+  const at = x.minConfidenceAtFrr10 === undefined ? 'no threshold holds false rejects ≤ 10 %' : `at minConfidence ${x.minConfidenceAtFrr10.toFixed(4)} (false rejects ≤ 10 %) escape ${f(x.escapeRateAtFrr10)}`;
+  return `; escape ${f(x.escapeRate)}, false reject ${f(x.falseRejectRate)} at the manifest threshold, AUROC defect-vs-ok ${x.aurocDefectVsOk?.toFixed(3) ?? '–'}; ${at}`;
+}
+
+function printMetrics(metrics: Partial<Record<Precision, Metrics>>): void {
+  // samples 0: no labelled images (a zero-shot artifact compiled from words alone).
+  for (const [p, x] of Object.entries(metrics)) console.log(`  ${p}: top-1 ${x!.samples === 0 ? 'not measured (no labelled images)' : pct(x!.top1)}, max |Δlogit| ${x!.maxLogitDiff.toExponential(2)}${x!.samples ? ` on ${x!.samples} images` : ''}${inspectionText(x!)}`);
 }
 
 const signedBy = (keyIds: readonly string[]) => (keyIds.length ? `signed by key ${keyIds.join(', ')}` : 'UNSIGNED: devices with trusted keys will refuse it');

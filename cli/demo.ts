@@ -1,61 +1,67 @@
 /**
- * `npm run demo`: the main job on embedded defaults, no services needed. A sample video of items
- * on a sorting line (made here from Fashion-MNIST 5–9 test images committed in
- * configs/demo/line-items.png, so no dataset is needed), the committed signed demo
- * artifact (VPT-deep on the shipped backbone; `--rebuild` compiles it again), an in-process MQTT broker (aedes), the device
- * runtime reading the video through ffmpeg, and a subscriber printing every result and a summary
- * against the known labels.
+ * `npm run demo`: the main job on embedded defaults, no services needed. The demo line
+ * (configs/demo/demo.yaml, cli/demo-line.ts) names everything: the committed items passing the
+ * camera (so no dataset is needed), the committed signed artifact (`--rebuild` compiles it
+ * again), the camera pace and a reject gate. The demo makes a video of the items, starts an
+ * in-process MQTT broker (aedes) and the device runtime reading the video through ffmpeg; NG
+ * parts go to the reject gate over a serial line (an in-process mock port: the same SerialLink
+ * contract a USB-serial gate uses), and a subscriber prints every result and a summary against
+ * the known truth (escape and false-reject rates for an inspection model).
  */
 import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import { Aedes } from 'aedes';
 import { compileTask } from '../compiler/export/compile.ts';
 import { makeProgress } from '../compiler/train/progress.ts';
+import { CompilerError } from '../compiler/ops/errors.ts';
 import { generateKeyPair, writeKeyPair } from '../runtime/artifact/index.ts';
+import type { Manifest } from '../runtime/artifact/manifest.ts';
 import { Runtime } from '../runtime/app/runtime.ts';
 import { parseDeviceConfig } from '../runtime/config/device-config.ts';
 import { subscribeResults, type ResultMessage } from '../runtime/mqtt/client.ts';
 import { defaultLog } from '../runtime/log.ts';
-import { makeFashionVideo, writeDemoItems } from './demo-video.ts';
+import { MockSerialBus } from '../devices/serial/mock-link.ts';
+import { makeItemsVideo } from './demo-video.ts';
+import { writeLineItems } from './demo-items.ts';
+import { checkItemsUnseen, loadDemoLine, type DemoLine } from './demo-line.ts';
+import { partLine, summaryLines, type GateEvent } from './demo-summary.ts';
 import { startDemoDashboard } from './dashboard.ts';
 import { untilSignal } from './record.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
-const ARTIFACT = join(root, 'configs/demo/fmnist-vpt-deep.epk');
-const CONFIG = join(root, 'configs/demo-fmnist.yaml');
-const CLASSES = [5, 6, 7, 8, 9];
-const PUBKEY = join(root, 'configs/demo/demo.pub');
-/** The line's items (committed; `--rebuild` writes them again from the dataset). */
-const ITEMS = join(root, 'configs/demo/line-items.png');
-const ITEMS_PER_CLASS = 24;
+export const DEFAULT_DEMO_LINE = join(root, 'configs/demo/demo.yaml');
 const DEVICE = 'demo-line';
+const CAMERA = 'line1';
+/** The mock port the reject gate listens on (nothing is opened on the machine). */
+const GATE_PORT = 'mock:reject-gate';
 
 export interface DemoFlags {
   rebuild?: boolean;
   /** Also serve the line dashboard on the demo's broker and keep the line running (video looped) until Ctrl-C. */
   dashboard?: boolean;
   perClass: number;
-  fps: number;
+  fps?: number;
+  line?: string;
 }
 
 const step = (s: string) => console.log(`\n▶ ${s}`);
-const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))] ?? NaN;
+const rel = (p: string) => (p.startsWith(root) ? p.slice(root.length) : p);
 
-async function rebuild(perClass: number): Promise<void> {
-  step('compile the demo artifact (train VPT-deep on Fashion-MNIST 5–9, export fused, verify, sign)');
+async function rebuild(line: DemoLine, perClass: number): Promise<void> {
+  checkItemsUnseen(line);
+  step(`compile the demo artifact from ${rel(line.compile)} (train, export fused, verify, sign)`);
   const out = join(root, 'out/demo-build');
   mkdirSync(out, { recursive: true });
   const keys = await writeKeyPair(generateKeyPair(), join(out, 'demo'), { force: true });
-  const r = await compileTask({ configFile: CONFIG, precisions: ['fp32'], maxDropPt: 0.5, signKey: keys.privatePath, target: 'x86-cpu', progress: makeProgress('auto') });
-  mkdirSync(join(root, 'configs/demo'), { recursive: true });
-  writeFileSync(ARTIFACT, r.artifact);
-  copyFileSync(keys.publicPath, PUBKEY);
-  const n = Math.max(ITEMS_PER_CLASS, perClass);
-  await writeDemoItems(ITEMS, { classes: CLASSES, perClass: n, skipPerClass: 200, seed: 7 });
-  console.log(`  wrote configs/demo/fmnist-vpt-deep.epk (validation top-1 ${(100 * r.manifest.metrics.fp32!.top1).toFixed(1)} %) and configs/demo/demo.pub (key ${keys.keyId}); the private key stays in out/demo-build/`);
-  console.log(`  wrote configs/demo/line-items.png (+ .json): ${n} Fashion-MNIST test items per class for the sample video`);
+  const r = await compileTask({ configFile: line.compile, precisions: ['fp32'], maxDropPt: 0.5, signKey: keys.privatePath, target: 'x86-cpu', progress: makeProgress('auto') });
+  writeFileSync(line.artifact, r.artifact);
+  copyFileSync(keys.publicPath, line.publicKey);
+  const n = Math.max(line.items.stored, perClass);
+  const meta = await writeLineItems(line.items.sheet, line.items.source, n);
+  console.log(`  wrote ${rel(line.artifact)} (validation top-1 ${(100 * r.manifest.metrics.fp32!.top1).toFixed(1)} %) and ${rel(line.publicKey)} (key ${keys.keyId}); the private key stays in out/demo-build/`);
+  console.log(`  wrote ${rel(line.items.sheet)} (+ .json): ${n} items per class from ${meta.source}`);
 }
 
 async function startBroker(): Promise<{ url: string; close(): Promise<void> }> {
@@ -71,16 +77,18 @@ async function startBroker(): Promise<{ url: string; close(): Promise<void> }> {
 
 export async function demoCommand(flags: DemoFlags): Promise<void> {
   const t0 = performance.now();
-  console.log('EdgePrompt demo: a sorting-line camera, a prompt-tuned ViT fused into one signed artifact, every result over MQTT.');
-  if (flags.rebuild || !existsSync(ARTIFACT)) await rebuild(flags.perClass);
+  const line = loadDemoLine(flags.line ?? DEFAULT_DEMO_LINE);
+  const fps = flags.fps ?? line.camera.fps;
+  console.log(`EdgePrompt demo: ${line.title}. A prompt-tuned ViT fused into one signed artifact, every result over MQTT, NG parts to a reject gate.`);
+  if (flags.rebuild || !existsSync(line.artifact)) await rebuild(line, flags.perClass);
 
   const work = join(root, 'out/demo');
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  step(`make a sample video: ${flags.perClass} items per class passing the camera at ${flags.fps} fps (Fashion-MNIST test images neither trained nor validated on, configs/demo/line-items.png)`);
-  const video = await makeFashionVideo(join(work, 'line.mp4'), ITEMS, { perClass: flags.perClass, fps: flags.fps });
+  step(`make a sample video: ${flags.perClass} items per class passing the camera at ${fps} fps (${rel(line.items.sheet)}: items the model neither trained nor validated on)`);
+  const video = await makeItemsVideo(join(work, 'line.mp4'), line.items.sheet, { perClass: flags.perClass, fps, upscale: line.camera.upscale });
+  const truth = (frameId: string) => video.labels[(Number(frameId) - 1) % video.labels.length]; // frames keep counting when the video loops
   console.log(`  ${video.labels.length} frames → out/demo/line.mp4`);
-  const truthOf = (frameId: string) => video.labels[(Number(frameId) - 1) % video.labels.length]; // frames keep counting when the video loops
 
   step('start an in-process MQTT broker (aedes)');
   const broker = await startBroker();
@@ -88,25 +96,37 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
   const dash = flags.dashboard ? await startDemoDashboard(broker.url, join(root, 'out/demo-dashboard')) : null;
   if (dash) console.log(`\n▶ line dashboard (recorder built in, database out/demo-dashboard/db): open ${dash.url}  — Ctrl-C stops the demo`);
 
+  step(`connect the reject gate: a serial line (${GATE_PORT}, in-process mock port) that diverts a part ${line.rejectGate.delayMs} ms after its capture (conveyor travel)`);
+  const bus = new MockSerialBus();
+  const gatePort = bus.createPort(GATE_PORT);
+  const gate: GateEvent[] = [];
+  const captureTs = new Map<string, number>();
+  gatePort.on('line', (l) => {
+    const frameId = l.split(' ').at(-1)!;
+    const afterCaptureMs = Date.now() - (captureTs.get(frameId) ?? Date.now());
+    gate.push({ frameId, line: l, afterCaptureMs });
+    console.log(`      ⤷ reject gate: "${l}" (frame ${frameId}, truth ${truth(frameId) ?? '?'}, ${afterCaptureMs} ms after capture)`);
+  });
+
   step(`subscribe to edgeprompt/v1/${DEVICE}/+/result (the client library a line PC would use)`);
   const results: ResultMessage[] = [];
+  let manifest: Manifest | undefined; // set once the runtime has loaded the artifact, before any result
   const sub = subscribeResults({ url: broker.url, protocolVersion: 4, device: DEVICE }, (m) => {
     results.push(m);
-    const r = m.result;
-    const truth = truthOf(r.frameId);
-    const mark = r.label === truth ? '✓' : '✗';
-    console.log(`  #${String(r.seq).padStart(3)} frame ${String(r.frameId).padStart(3)} ${r.decision} ${r.label.padEnd(12)} ${(100 * r.score).toFixed(1).padStart(5)} % ${mark} (truth ${truth}) capture→publish ${r.latency.totalMs.toFixed(1)} ms`);
+    captureTs.set(m.result.frameId, m.result.captureTs);
+    if (manifest) console.log(partLine(m, truth(m.result.frameId), manifest));
   });
   await sub.ready;
 
-  step('start the device runtime: verify the signed artifact, ORT session (EP fallback), ffmpeg camera, pipeline, MQTT reporter');
+  step('start the device runtime: verify the signed artifact, ORT session (EP fallback), ffmpeg camera, pipeline, MQTT reporter, reject gate');
   const cfg = parseDeviceConfig(
     {
       device: DEVICE,
-      artifact: ARTIFACT,
-      trustedKeys: [PUBKEY],
+      artifact: line.artifact,
+      trustedKeys: [line.publicKey],
       profile: 'x86-cpu',
-      cameras: [{ id: 'line1', kind: 'ffmpeg', input: { kind: 'file', path: video.file, realtime: true, loop: dash !== null } }],
+      cameras: [{ id: CAMERA, kind: 'ffmpeg', input: { kind: 'file', path: video.file, realtime: true, loop: dash !== null } }],
+      rejects: { [CAMERA]: { link: { kind: 'serialport', path: GATE_PORT }, delayMs: line.rejectGate.delayMs, line: line.rejectGate.line } },
       mqtt: { url: broker.url, protocolVersion: 4, reconnectPeriodMs: 200 },
       outbox: { kind: 'file', dir: join(work, 'outbox') },
       health: { intervalMs: 1000 },
@@ -114,30 +134,34 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
     join(work, 'device.yaml'),
   );
   process.env.EDGEPROMPT_LOG_LEVEL ??= 'error'; // the demo prints its own story
-  const rt = await Runtime.start(cfg, { log: defaultLog('edgeprompt.demo') });
+  const rt = await Runtime.start(cfg, { log: defaultLog('edgeprompt.demo'), serialLinks: (spec) => bus.link(spec) });
   const loaded = rt.host.current!;
   const m = loaded.manifest;
-  console.log(`  model ${m.name} ${m.version} (${m.method.name}, ${m.precision}) on execution provider ${loaded.ep}; labels ${m.labels.join(', ')}`);
+  const missing = [...new Set(video.labels)].filter((l) => !m.labels.includes(l));
+  if (missing.length) {
+    await rt.stop();
+    await sub.close();
+    await dash?.close();
+    await broker.close();
+    throw new CompilerError('BAD_ARGUMENT', `${line.file}: the items (${rel(line.items.sheet)}) hold classes the artifact ${basename(line.artifact)} does not know (${missing.join(', ')}; it knows ${m.labels.join(', ')}); run \`npm run demo -- --rebuild\``);
+  }
+  manifest = m;
+  const rule = m.thresholds.okLabels ? `pass when the top label is one of [${m.thresholds.okLabels.join(', ')}] and p(ok) ≥ ${m.thresholds.minConfidence}` : `OK when the top score ≥ ${m.thresholds.minConfidence}`;
+  console.log(`  model ${m.name} ${m.version} (${m.method.name}, ${m.precision}) on execution provider ${loaded.ep}; labels ${m.labels.join(', ')}; ${rule}`);
   if (dash) await untilSignal(); // the looped line runs until Ctrl-C
   else await rt.ended;
+  // Results are published by now or shortly; the last NG's gate fires delayMs after its capture.
+  const deadline = Date.now() + 5000 + line.rejectGate.delayMs;
+  const processed = () => rt.pipeline.stats()[CAMERA]!.processed;
+  const ngDiverted = () => results.filter((r) => r.result.decision === 'NG').every((r) => gate.some((g) => g.frameId === r.result.frameId));
+  while ((results.length < processed() || !ngDiverted()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   await rt.stop({ drainMs: 3000 });
-  const stats = rt.pipeline.stats().line1!;
-  const deadline = Date.now() + 5000;
-  while (results.length < stats.processed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const stats = rt.pipeline.stats()[CAMERA]!;
   await sub.close();
   await dash?.close();
   await broker.close();
 
   step('summary');
-  const correct = results.filter((m) => m.result.label === truthOf(m.result.frameId)).length;
-  const lat = results.map((m) => m.result.latency.totalMs);
-  const infer = results.map((m) => m.result.latency.inferMs);
-  const gaps = results.filter((m) => m.gap).length;
-  console.log(`  frames from the camera ${stats.framesIn}, results ${results.length} (dropped by newest-frame-wins ${stats.dropped}, seq gaps ${gaps})`);
-  console.log(`  accuracy against the known labels: ${correct}/${results.length} = ${((100 * correct) / Math.max(1, results.length)).toFixed(1)} %`);
-  const ok = results.filter((m) => m.result.decision === 'OK');
-  const okRight = ok.filter((m) => m.result.label === truthOf(m.result.frameId)).length;
-  console.log(`  decisions: ${ok.length} OK (confident; ${okRight} of them right = ${((100 * okRight) / Math.max(1, ok.length)).toFixed(1)} %), ${results.length - ok.length} NG (below the manifest's minConfidence: sent to manual check)`);
-  console.log(`  capture→publish latency p50 ${q(lat, 0.5).toFixed(1)} ms, p99 ${q(lat, 0.99).toFixed(1)} ms; inference p50 ${q(infer, 0.5).toFixed(2)} ms`);
-  console.log(`  processed ${stats.fpsProcessed.toFixed(1)} fps (the camera paced at ${flags.fps} fps); wall time ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const lines = summaryLines({ results, truth, manifest: m, gate, gateDelayMs: line.rejectGate.delayMs, stats, fps, wallSeconds: (performance.now() - t0) / 1000 });
+  for (const l of lines) console.log(l);
 }

@@ -13,12 +13,13 @@ import { addDataCommands } from './data.ts';
 import { addArtifactCommands } from './artifact.ts';
 import { ArtifactError } from '../runtime/artifact/index.ts';
 import { runtimeCommands } from '../runtime/cli.ts';
+import { VERSION } from '../runtime/version.ts';
 import { recordCommand } from './record.ts';
 import { dashboardCommand, dashboardUserCommand } from './dashboard.ts';
 
 const program = new Command('edgeprompt')
   .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')
-  .version('0.1.0')
+  .version(VERSION)
   .showHelpAfterError()
   .exitOverride();
 
@@ -51,6 +52,7 @@ program
   .option('--seed <n>', 'seed', (v) => parseIntArg('--seed', v))
   .option('--engine <name>', 'ort | tfjs | auto (engine)')
   .option('--resume', 'continue from the checkpoint in the output folder')
+  .option('--strict', 'stop with an error (exit 2) when the run diverges, collapses onto one class or does not learn (default: a warning)')
   .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
   .action((opts) => trainCommand(opts));
 
@@ -77,7 +79,8 @@ program
   .description('the main job on embedded defaults: sample line video → signed artifact → runtime → MQTT → live results and a summary')
   .option('--rebuild', 'compile the demo artifact again (trains; a few minutes)')
   .option('--per-class <n>', 'items per class in the sample video', (v) => parseIntArg('--per-class', v), 12)
-  .option('--fps <n>', 'camera frame rate', (v) => parseIntArg('--fps', v), 10)
+  .option('--fps <n>', 'camera frame rate (default: the demo line\'s camera.fps)', (v) => parseIntArg('--fps', v))
+  .option('--line <file>', 'the demo line: compile config, artifact, items, reject gate (default configs/demo/demo.yaml)')
   .option('--dashboard', 'also serve the line dashboard (http://127.0.0.1:8080) and keep the line running until Ctrl-C')
   .action((f) => demoCommand(f));
 

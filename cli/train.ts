@@ -16,6 +16,7 @@ export interface TrainFlags {
   seed?: number;
   engine?: string;
   resume?: boolean;
+  strict?: boolean;
   progress: 'auto' | 'bar' | 'lines' | 'none';
 }
 
@@ -35,7 +36,7 @@ export async function trainCommand(f: TrainFlags): Promise<void> {
   };
   process.on('SIGINT', onSigint);
   try {
-    const p = await prepareJob(config, f.config, { resume: f.resume === true, progress, signal: abort.signal });
+    const p = await prepareJob(config, f.config, { resume: f.resume === true, strict: f.strict === true, progress, signal: abort.signal });
     const { job } = p;
     const nParams = [...job.initial.values()].reduce((s, t) => s + t.data.length, 0);
     progress.log(describeBackend(p.backend)); // the engine reports itself when it starts

@@ -8,6 +8,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { Runtime } from './app/runtime.ts';
 import { loadDeviceConfig } from './config/device-config.ts';
 import { defaultLog } from './log.ts';
+import { VERSION } from './version.ts';
 import { startWatch } from './watch.ts';
 
 const int = (flag: string) => (v: string) => {
@@ -36,7 +37,7 @@ export function runCommand(): Command {
     });
 }
 
-export function watchCommand(): Command {
+function watchCommand(): Command {
   return new Command('watch')
     .description('print live results and per-device health from an MQTT broker')
     .requiredOption('--url <url>', 'broker, e.g. mqtt://127.0.0.1:1883')
@@ -81,7 +82,7 @@ export function runtimeCommands(): Command[] {
 export function runtimeProgram(): Command {
   const program = new Command('edgeprompt-runtime')
     .description('EdgePrompt device runtime: signed ONNX artifacts on line cameras, results over MQTT')
-    .version('0.1.0')
+    .version(VERSION)
     .showHelpAfterError()
     .exitOverride();
   for (const c of runtimeCommands()) program.addCommand(c);

@@ -48,6 +48,7 @@ export function formatResult(m: ResultMessage): string {
     pad(r.label, 16),
     r.score.toFixed(3),
     r.decision === 'OK' ? 'OK' : 'NG',
+    r.okScore === undefined ? '' : `p(ok) ${r.okScore.toFixed(3)}`, // inspection models
     `infer ${r.latency.inferMs.toFixed(1)}ms`,
     `total ${r.latency.totalMs.toFixed(1)}ms`,
     ...flags,

@@ -115,7 +115,12 @@ test('autodiff errors name the loss, the input or the node and op', (t) => {
   t.throws(() => differentiate(relu, { loss: 'loss', wrt: ['p'] }), { message: /node my_relu \(Relu → r\) lies between a trainable input and the loss, and op Relu has no backward rule/ });
   // Off the gradient path, an unknown op does no harm.
   const side: GraphSpec = { ...g, nodes: [...g.nodes, { op: 'Relu', inputs: ['x'], outputs: ['side'], attrs: {}, name: 'side_relu' }] };
-  t.notThrows(() => differentiate(side, { loss: 'loss', wrt: ['p'], keep: ['y'] }));
+  const withSide = differentiate(side, { loss: 'loss', wrt: ['p'], keep: ['y'] });
+  const plain = differentiate(g, { loss: 'loss', wrt: ['p'], keep: ['y'] });
+  const backwardOps = (r: typeof plain) => r.graph.nodes.slice(r.forwardNodes).map((n) => n.op);
+  t.deepEqual(backwardOps(withSide), backwardOps(plain), 'the side Relu adds no backward node');
+  t.true(withSide.graph.outputs.some((o) => o.name === 'grad:p'));
+  t.false(withSide.active.has('side'));
 });
 
 /** The recorded GELU with `one` (1 + erf) also read elsewhere: the fused GELU rule must not fire. */

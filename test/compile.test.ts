@@ -54,6 +54,11 @@ test.serial('keys new → compile --sign → verify → inspect', async (t) => {
   t.deepEqual(a.manifest.labels, ['dent', 'missing_hole', 'ok', 'scratch', 'stain']);
   t.deepEqual(a.manifest.thresholds, { okLabels: ['ok'], minConfidence: 0.6 });
   t.true(a.manifest.metrics.fp32!.maxLogitDiff <= 1e-4);
+  // An inspection model (okLabels): the validation figures a quality engineer reads, per precision.
+  const m = a.manifest.metrics.fp32!;
+  for (const k of ['escapeRate', 'falseRejectRate', 'aurocDefectVsOk'] as const) t.true(typeof m[k] === 'number' && m[k] >= 0 && m[k] <= 1, `${k} = ${m[k]}`);
+  t.regex(c.out, /epoch 1: .* val top-1 [\d.]+ %, escape [\d.]+ %, false reject [\d.]+ %, AUROC [\d.]+/);
+  t.regex(c.out, /inspection on the validation set \(fp32, okLabels ok, minConfidence 0\.6\); escape [\d.]+ %, false reject [\d.]+ % at the manifest threshold, AUROC defect-vs-ok [\d.]+/);
 
   const v = await edgeprompt('verify', epk, '--pub', join(dir, 'line1.pub'));
   t.is(v.code, 0, v.out);
@@ -75,7 +80,7 @@ test.serial('keys new → compile --sign → verify → inspect', async (t) => {
   const i = await edgeprompt('inspect', epk);
   t.is(i.code, 0, i.out);
   t.regex(i.out, /input: image uint8 NHWC 32×32×3/);
-  t.regex(i.out, /fp32: top-1 [\d.]+ %, max \|Δlogit\|/);
+  t.regex(i.out, /fp32: top-1 [\d.]+ %, max \|Δlogit\|.*; escape [\d.]+ %, false reject [\d.]+ % at the manifest threshold/);
   t.regex(i.out, /graph: \d+ nodes/);
 });
 
@@ -83,6 +88,9 @@ test.serial('a second compile reuses the finished checkpoint; an unknown precisi
   const bad = await edgeprompt('compile', '-c', config, '--out', join(dir, 'x.epk'), '--precision', 'fp8');
   t.is(bad.code, 2);
   t.regex(bad.out, /--precision: unknown precision "fp8"; choose from fp32, fp16, int8/);
+  const typo = await edgeprompt('compile', '-c', config, '--out', join(dir, 'x.epk'), '--set', 'thresholds.okLabels=[good]');
+  t.is(typo.code, 2);
+  t.regex(typo.out, /tiny\.yaml: thresholds\.okLabels\[0\]: "good" is not a class of the data \(classes: dent, missing_hole, ok, scratch, stain\)/);
   const c = await edgeprompt('compile', '-c', config, '--out', join(dir, 'again.epk'), '--progress', 'lines');
   t.is(c.code, 0, c.out);
   t.notRegex(c.out, /epoch 1: train loss/); // nothing retrained

@@ -22,10 +22,15 @@ output: { dir: out }
 
 const compileConfigs = readdirSync(repoPath('configs')).filter((f) => f.endsWith('.yaml') && !f.startsWith('device'));
 for (const f of compileConfigs) {
-  test(`example config ${f} validates and names a known method`, (t) => {
+  test(`example config ${f} validates, names a known method, and its options survive resolution`, (t) => {
     const c = loadCompileConfig(repoPath(`configs/${f}`));
     const m = methodByName(c.method.name);
-    t.notThrows(() => m.resolveOptions(c.method.options));
+    t.is(m.name, c.method.name);
+    const resolved = m.resolveOptions(c.method.options) as Record<string, unknown>;
+    // Every option the file sets reaches the method unchanged (defaults fill in only the rest),
+    // and resolving is idempotent: the resolved options are themselves valid options.
+    for (const [k, v] of Object.entries(c.method.options)) t.deepEqual(resolved[k], v, `${f}: method.options.${k}`);
+    t.deepEqual(m.resolveOptions(resolved), resolved);
   });
 }
 

@@ -14,7 +14,7 @@ import { AuthError, hashPassword } from '../fleet/dashboard/auth.ts';
 import { startDashboard } from '../fleet/dashboard/dashboard.ts';
 import { openDb } from '../fleet/record/db.ts';
 import { CommandError } from '../runtime/mqtt/errors.ts';
-import { createMemoryOutbox } from '../runtime/mqtt/outbox.ts';
+import { createMemoryOutbox } from '../runtime/mqtt/outbox-memory.ts';
 import { startReporter } from '../runtime/mqtt/reporter.ts';
 import { recordingLog, sampleState, startMosquitto } from './helpers/brokers.ts';
 import { launchChromium } from './helpers/browser.ts';

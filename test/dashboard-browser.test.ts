@@ -13,7 +13,7 @@ import test from 'ava';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeFashionVideo } from '../cli/demo-video.ts';
+import { makeItemsVideo } from '../cli/demo-video.ts';
 import { startDashboard } from '../fleet/dashboard/dashboard.ts';
 import { parseShifts } from '../fleet/dashboard/shifts.ts';
 import { openDb } from '../fleet/record/db.ts';
@@ -35,7 +35,7 @@ test('runtime → mosquitto → dashboard → chromium: counters match the subsc
   const shots = process.env.EDGEPROMPT_SCREENSHOTS === '1' ? repoPath('docs/img') : dir;
   const broker = await startMosquitto({ dir });
   t.teardown(() => broker.stop());
-  const video = await makeFashionVideo(join(dir, 'line.mp4'), repoPath('configs/demo/line-items.png'), { perClass: 10, fps: 10 });
+  const video = await makeItemsVideo(join(dir, 'line.mp4'), repoPath('configs/demo/line-items.png'), { perClass: 10, fps: 10, upscale: 2 });
 
   // What an independent line-PC subscriber receives, per camera.
   const seen = new Map<string, { ok: number; ng: number; seqs: Set<number> }>(CAMERAS.map((c) => [c, { ok: 0, ng: 0, seqs: new Set() }]));

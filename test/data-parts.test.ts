@@ -10,7 +10,7 @@ import { addDataCommands } from '../cli/data.ts';
 import { loadImageFolder, toRgb } from '../compiler/data/image-folder.ts';
 import { drawScene, PART_CLASSES, type PartClass } from '../compiler/data/parts-scene.ts';
 import { PARTS_VERSION, makePartsSet, readPartsManifest, renderScene, writePartsSet } from '../compiler/data/parts.ts';
-import { hashString, mixSeed, mulberry32 } from '../compiler/data/rng.ts';
+import { hashString, mixSeed, mulberry32 } from '../devices/rng.ts';
 import { classCounts } from '../compiler/data/sampling.ts';
 import { tempDir } from './helpers/images.ts';
 

@@ -3,7 +3,7 @@
 import test from 'ava';
 import { CompilerError } from '../compiler/ops/errors.ts';
 import { vitConfig } from '../compiler/backbones/vit-variants.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import { preprocessFor, randomResizedCropBox, toBatch } from '../compiler/data/transforms.ts';
 import type { Preprocess } from '../compiler/data/types.ts';
 import { syntheticSet } from './helpers/images.ts';

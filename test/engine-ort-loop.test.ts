@@ -58,7 +58,7 @@ for (const engine of ['ort', 'tfjs']) {
     t.is(straight.result.state.engine, engine);
     if (engine === 'ort') t.regex(straight.result.state.backend, /^onnxruntime-node [\d.]+ (cpu|cuda)/);
     t.is(straight.result.state.history.length, 2);
-    t.true(straight.result.state.history.every((h) => Number.isFinite(h.trainLoss) && h.valTop1 >= 0));
+    t.true(straight.result.state.history.every((h) => Number.isFinite(h.trainLoss) && h.valTop1 >= 0 && h.valTop1 <= 1));
     t.true(straight.logs.some((l) => l.startsWith(`engine ${engine} (`) && l.includes('): set in the config')), straight.logs.join('\n'));
     t.log(straight.result.state.history.map((h) => `epoch ${h.epoch}: train loss ${h.trainLoss.toFixed(4)}, val top-1 ${(100 * h.valTop1).toFixed(1)} %, ${h.imagesPerSec.toFixed(1)} img/s`).join('\n'));
 

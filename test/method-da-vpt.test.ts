@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { initTf } from '../compiler/ops/tf-backend.ts';
 import { readSafetensors } from '../compiler/backbones/safetensors.ts';
 import { TfOps } from '../compiler/ops/tf-ops.ts';
-import { cosineKmeans, daVpt, daVptBias, proxyAnchorLoss, xavierBound, type DaVptState } from '../compiler/methods/da-vpt.ts';
+import { cosineKmeans } from '../compiler/methods/kmeans.ts';
+import { daVpt, daVptBias, proxyAnchorLoss, xavierBound, type DaVptState } from '../compiler/methods/da-vpt.ts';
 import { TfEngine } from '../compiler/train/engine-tfjs.ts';
 import { OrtEngine } from '../compiler/train/engine-ort.ts';
 import { exportTask } from '../compiler/export/task.ts';
@@ -26,7 +27,7 @@ import { loadCompileConfig } from '../compiler/config/compile-config.ts';
 import { prepareJob } from '../compiler/train/job.ts';
 import { train } from '../compiler/train/loop.ts';
 import { makeProgress, type Progress } from '../compiler/train/progress.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import { maxAbsDiff, type HostTensor } from '../compiler/ops/host-tensor.ts';
 import type { PromptMethod } from '../compiler/methods/method.ts';
 import { fixturePath, fixtureVit, relErr } from './helpers/fixtures.ts';
@@ -117,7 +118,7 @@ test('init: xavier-uniform bounds (÷8), head N(0, 0.02²); p_len = min(p_len, C
     const max = Math.max(...p.get(k)!.data.map(Math.abs));
     t.true(max <= bound && max > 0.9 * bound, `${k}: max ${max} vs bound ${bound}`);
   }
-  t.is(xavierBound(2, 10, 768) / 8, Math.sqrt(6 / (768 * 12)) / 8); // METHODS.md's example: 0.0255/8
+  t.is(xavierBound(2, 10, 768) / 8, Math.sqrt(6 / (768 * 12)) / 8); // docs/spec/da-vpt.md#init's example: 0.0255/8
   const raw = await daVpt.init({ ...ctx, rng: mulberry32(5) }, { ...o, initDivideBy8: false });
   t.true(Math.abs(Math.max(...raw.get('other_prompt_tokens')!.data.map(Math.abs)) - 8 * Math.max(...p.get('other_prompt_tokens')!.data.map(Math.abs))) < 1e-6);
   const h = p.get('head.weight')!.data;
@@ -142,7 +143,7 @@ test('cosine k-means: seeded and deterministic, finds separated clusters, a warm
   const a = run(1);
   t.deepEqual(run(1), a);
   const first = a.assign[0]!;
-  t.deepEqual(a.assign.slice(0, 12), [...Array(6).fill(first), ...Array(6).fill(1 - first)]);
+  t.deepEqual([...a.assign.slice(0, 12)], [...Array(6).fill(first), ...Array(6).fill(1 - first)]);
   t.true(a.assign[12]! === 0 || a.assign[12]! === 1);
   const warm = run(2, a.centres);
   t.deepEqual([...warm.centres], [...a.centres]);

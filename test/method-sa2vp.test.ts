@@ -1,7 +1,7 @@
 /**
- * SA2VP (compiler/methods/sa2vp.ts) against METHODS.md §5 and the independent PyTorch reference
+ * SA2VP (compiler/methods/sa2vp.ts) against docs/spec/sa2vp.md and the independent PyTorch reference
  * tools/reference/method_sa2vp.py (fixture ViT, r 4, b2p {0, 2}, add_scale 0.5, explicit
- * per-token 3×3 key lists): parameter count (and METHODS.md's ViT-B/16 totals by formula),
+ * per-token 3×3 key lists): parameter count (and the spec's ViT-B/16 totals by formula),
  * initial distributions, the local-attention mask, forward parity of logits and logits_p,
  * the 0.8/0.2 loss and its gradients in both engines, and the export against the training graph.
  */
@@ -18,7 +18,7 @@ import { TfEngine } from '../compiler/train/engine-tfjs.ts';
 import { OrtEngine } from '../compiler/train/engine-ort.ts';
 import { exportTask } from '../compiler/export/task.ts';
 import { summarizeModel } from '../compiler/ops/onnx-proto.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import { makePartsSet } from '../compiler/data/parts.ts';
 import { preprocessFor, toBatch } from '../compiler/data/transforms.ts';
 import type { HostTensor } from '../compiler/ops/host-tensor.ts';
@@ -42,7 +42,7 @@ const refOpts = sa2vp.resolveOptions({ interDim: 4, b2pLayers: [0, 2], addScale:
 const count = (m: Map<string, HostTensor>) => [...m.values()].reduce((s, t) => s + t.data.length, 0);
 const absMax = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
 
-test('parameter count: formula = init on the fixture, and METHODS.md ViT-B/16 totals (372,912 at r 16; 202,200 at r 8; 714,336 at r 32)', (t) => {
+test('parameter count: formula = init on the fixture, and docs/spec/sa2vp.md ViT-B/16 totals (372,912 at r 16; 202,200 at r 8; 714,336 at r 32)', (t) => {
   const vitB = (r: number) => sa2vpParamCount({ tokens: 197, dim: 768, depth: 12, interDim: r, deepMaps: 2 });
   t.deepEqual([16, 8, 32].map(vitB), [372_912, 202_200, 714_336]);
   const opts = sa2vp.resolveOptions({ interDim: 4, b2pLayers: [0, 2] });

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { initTf } from '../compiler/ops/tf-backend.ts';
 import { readSafetensors } from '../compiler/backbones/safetensors.ts';
 import { METHODS } from '../compiler/methods/registry.ts';
-import { captureLayerTokens, kmeansCentres, poolTokens, poolWindows, sptDeep, sptShallow, type SptOptions } from '../compiler/methods/spt.ts';
+import { euclideanKmeans } from '../compiler/methods/kmeans.ts';
+import { captureLayerTokens, poolTokens, poolWindows, sptDeep, sptShallow, type SptOptions } from '../compiler/methods/spt.ts';
 import type { InitContext, PromptMethod, SampleRequest } from '../compiler/methods/method.ts';
 import { TfEngine } from '../compiler/train/engine-tfjs.ts';
 import { OrtEngine } from '../compiler/train/engine-ort.ts';
@@ -23,7 +24,7 @@ import { exportTask } from '../compiler/export/task.ts';
 import { compareLogits, exportedLogits, referenceLogits } from '../compiler/export/verify-task.ts';
 import { summarizeModel } from '../compiler/ops/onnx-proto.ts';
 import { makePartsSet } from '../compiler/data/parts.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import { loadCompileConfig } from '../compiler/config/compile-config.ts';
 import { prepareJob } from '../compiler/train/job.ts';
 import { train } from '../compiler/train/loop.ts';
@@ -94,7 +95,7 @@ test('captured tokens equal the reference: patch_embed output (no CLS/pos) and b
 test('pooling windows: w = ⌊T/(N−1)⌋, N−1 windows plus the remainder; none when it is 0; N = 1 pools all; too many prompts refused', (t) => {
   t.deepEqual(poolWindows(16, 4), [[0, 5], [5, 10], [10, 15], [15, 16]]);
   t.deepEqual(poolWindows(16, 5), [[0, 4], [4, 8], [8, 12], [12, 16]]);
-  t.deepEqual(poolWindows(196, 20).length, 20); // METHODS.md: 19 windows of 10 + a last one of 6
+  t.deepEqual(poolWindows(196, 20).length, 20); // docs/spec/spt.md: 19 windows of 10 + a last one of 6
   t.deepEqual(poolWindows(196, 20).at(-1), [190, 196]);
   t.deepEqual(poolWindows(16, 1), [[0, 16]]);
   t.throws(() => poolWindows(16, 18), { message: /18 prompts need N − 1 = 17 pooling windows but a layer has only 16 tokens/ });
@@ -206,8 +207,8 @@ test('k-means++ recovers well-separated clusters, and an iteration cap of 1 stil
     X[2 * i + 1] = centres[i % 4]![1]! + g[2 * i + 1]!;
   }
   const km = (X: Float32Array, k: number, seed: number, it?: number) => {
-    // kmeansCentres reads D from its argument; 2-D points here.
-    return kmeansCentres(X, 2, k, mulberry32(seed), it);
+    // D comes from the argument; 2-D points here.
+    return euclideanKmeans(X, 2, k, { iterations: it ?? 100, tol: 1e-6, rng: mulberry32(seed) });
   };
   const r = km(X, 4, 1);
   const found = Array.from({ length: 4 }, (_, k) => [r.centres[2 * k]!, r.centres[2 * k + 1]!]);
@@ -220,7 +221,7 @@ test('k-means++ recovers well-separated clusters, and an iteration cap of 1 stil
     const mx = pts.reduce((s, i) => s + X[2 * i]!, 0) / pts.length;
     t.true(Math.abs(mx - one.centres[2 * k]!) < 1e-4);
   }
-  t.throws(() => kmeansCentres(X.subarray(0, 6), 2, 4, mulberry32(1)), { message: /k-means needs at least 4 tokens, got 3/ });
+  t.throws(() => euclideanKmeans(X.subarray(0, 6), 2, 4, { iterations: 100, tol: 1e-6, rng: mulberry32(1) }), { message: /k-means: 4 centres need at least 4 rows, got 3/ });
 });
 
 test('parameter counts, head trunc_normal(0.02) with zero bias, and the errors of a bad context or option', async (t) => {

@@ -22,7 +22,7 @@ import { compareLogits, exportedLogits, referenceLogits } from '../compiler/expo
 import { compileTask } from '../compiler/export/compile.ts';
 import { makeProgress } from '../compiler/train/progress.ts';
 import { makePartsSet } from '../compiler/data/parts.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import { summarizeModel } from '../compiler/ops/onnx-proto.ts';
 import { maxAbsDiff, type HostTensor } from '../compiler/ops/host-tensor.ts';
 import type { PromptMethod } from '../compiler/methods/method.ts';

@@ -4,12 +4,12 @@
 import test from 'ava';
 import { once } from 'node:events';
 import mqtt from 'mqtt';
-import { subscribeHealth, subscribeResults, subscribeStatus, type ResultMessage } from '../runtime/mqtt/client.ts';
-import { createMemoryOutbox } from '../runtime/mqtt/outbox.ts';
+import { subscribeEvents, subscribeHealth, subscribeResults, subscribeStatus, type ResultMessage } from '../runtime/mqtt/client.ts';
+import { createMemoryOutbox } from '../runtime/mqtt/outbox-memory.ts';
 import { startReporter } from '../runtime/mqtt/reporter.ts';
 import { SeqTracker } from '../runtime/mqtt/seq-tracker.ts';
 import type { PayloadError } from '../runtime/schema/codec.ts';
-import type { HealthPayload, ResultPayload, StatusPayload } from '../runtime/schema/payloads.ts';
+import type { EventPayload, HealthPayload, ResultPayload, StatusPayload } from '../runtime/schema/payloads.ts';
 import { recordingLog, sampleHealth, sampleResult, sampleState, startAedes, until } from './helpers/brokers.ts';
 
 test('SeqTracker: in order, gap, duplicate, late fill, per device, and a new epoch', (t) => {
@@ -114,7 +114,7 @@ test('device and camera filters select what arrives', async (t) => {
   t.deepEqual(cam2[1]!.gap, { from: 1, to: 2 }, 'seq is per device, so a camera filter shows the other cameras as gaps');
 });
 
-test('subscribeStatus gets the retained status at once; subscribeHealth gets typed health', async (t) => {
+test('subscribeStatus gets the retained status at once; subscribeHealth gets typed health; subscribeEvents typed events', async (t) => {
   const b = await startAedes();
   t.teardown(() => b.stop());
   const r = startReporter(
@@ -129,7 +129,13 @@ test('subscribeStatus gets the retained status at once; subscribeHealth gets typ
   const health: HealthPayload[] = [];
   const h = subscribeHealth({ url: b.url, protocolVersion: 4, device: 'd1' }, (p) => void health.push(p));
   t.teardown(() => h.close());
-  await until(() => statuses.length >= 1 && health.length >= 1, 'status and health');
+  const events: EventPayload[] = [];
+  const e = subscribeEvents({ url: b.url, protocolVersion: 4, device: 'd1' }, (p) => void events.push(p));
+  t.teardown(() => e.close());
+  await e.ready;
+  r.publishEvent({ type: 'camera-lost', camera: 'cam1', reason: 'stall' });
+  await until(() => statuses.length >= 1 && health.length >= 1 && events.length >= 1, 'status, health and an event');
+  t.like(events[0], { device: 'd1', type: 'camera-lost', camera: 'cam1' });
   t.like(statuses[0], { device: 'd1', state: 'online' });
   t.like(health[0], { device: 'd1', cameras: { cam1: { state: 'running', droppedFrames: 3 } }, mqtt: { connected: true } });
 });

@@ -10,7 +10,7 @@ import mqtt from 'mqtt';
 import { dispatchCommand, type CommandContext, type CommandHandlers } from '../runtime/mqtt/commands.ts';
 import { connectCommandClient } from '../runtime/mqtt/command-client.ts';
 import { CommandError } from '../runtime/mqtt/errors.ts';
-import { createMemoryOutbox } from '../runtime/mqtt/outbox.ts';
+import { createMemoryOutbox } from '../runtime/mqtt/outbox-memory.ts';
 import { startReporter, type Reporter } from '../runtime/mqtt/reporter.ts';
 import { ReplyPayload, StatePayload, type ReplyPayload as Reply, type StateInput } from '../runtime/schema/payloads.ts';
 import { MODEL, record, recordingLog, sampleState, startAedes, startMosquitto } from './helpers/brokers.ts';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { subscribeResults, type ResultMessage } from '../runtime/mqtt/client.ts';
-import { openFileOutbox } from '../runtime/mqtt/outbox.ts';
+import { openFileOutbox } from '../runtime/mqtt/outbox-file.ts';
 import { startReporter } from '../runtime/mqtt/reporter.ts';
 import { StatusPayload } from '../runtime/schema/payloads.ts';
 import { record, recordingLog, sampleResult, sampleState, startMosquitto, until } from './helpers/brokers.ts';
@@ -78,7 +78,7 @@ async function spawnPublisher(t: ExecutionContext, dir: string, brokerUrl: strin
   const script = join(dir, 'publisher.mts'); // .mts: the temp dir has no package.json saying type=module
   await writeFile(
     script,
-    `import { openFileOutbox } from ${url('runtime/mqtt/outbox.ts')};
+    `import { openFileOutbox } from ${url('runtime/mqtt/outbox-file.ts')};
      import { startReporter } from ${url('runtime/mqtt/reporter.ts')};
      import { recordingLog, sampleResult, sampleState } from ${url('test/helpers/brokers.ts')};
      const outbox = await openFileOutbox({ dir: ${JSON.stringify(join(dir, 'outbox'))} });

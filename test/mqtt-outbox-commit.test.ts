@@ -10,7 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { MqttOptionsError } from '../runtime/mqtt/errors.ts';
-import { openFileOutbox, openOutbox, type FileOutbox, type FileOutboxOptions, type Outbox } from '../runtime/mqtt/outbox.ts';
+import type { Outbox } from '../runtime/mqtt/outbox.ts';
+import { openOutbox } from '../runtime/mqtt/outbox-config.ts';
+import { openFileOutbox, type FileOutbox, type FileOutboxOptions } from '../runtime/mqtt/outbox-file.ts';
 
 const rec = (i: number, size = 10) => ({ topic: `t/${i}`, payload: Buffer.alloc(size, 65 + (i % 26)) });
 const ids = (o: Outbox) => [...o.entries()].map((e) => e.id);
@@ -156,7 +158,7 @@ test('acks ride along with the next put\'s group; alone they wait lazyFlushMs; c
 test('kill -9 while a group is being committed: every confirmed put survives; the unwritten group is gone', async (t) => {
   const dir = await tempDir(t);
   const script = join(dir, 'child.mts'); // .mts: the temp dir has no package.json saying type=module
-  const outboxUrl = pathToFileURL(join(import.meta.dirname, '../runtime/mqtt/outbox.ts')).href;
+  const outboxUrl = pathToFileURL(join(import.meta.dirname, '../runtime/mqtt/outbox-file.ts')).href;
   // Groups of exactly 3 puts (the third starts the group); the process dies just as the 5th group
   // is about to be written.
   await writeFile(

@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MqttOptionsError } from '../runtime/mqtt/errors.ts';
-import { createMemoryOutbox } from '../runtime/mqtt/outbox.ts';
+import { createMemoryOutbox } from '../runtime/mqtt/outbox-memory.ts';
 import { startReporter, type ReporterOptionsInput } from '../runtime/mqtt/reporter.ts';
 import { StatusPayload } from '../runtime/schema/payloads.ts';
 import { record, recordingLog, sampleState, startMosquitto, until, type Mosquitto } from './helpers/brokers.ts';

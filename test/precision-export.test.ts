@@ -21,7 +21,7 @@ import { METHODS } from '../compiler/methods/registry.ts';
 import { exportTask } from '../compiler/export/task.ts';
 import { TfOps } from '../compiler/ops/tf-ops.ts';
 import { bindVit } from '../compiler/backbones/vit.ts';
-import { mulberry32 } from '../compiler/data/rng.ts';
+import { mulberry32 } from '../devices/rng.ts';
 import { makePartsSet } from '../compiler/data/parts.ts';
 import { toBatch, preprocessFor } from '../compiler/data/transforms.ts';
 import type { Sample } from '../compiler/data/types.ts';

@@ -8,7 +8,7 @@ import { Recorder, type RecorderOptionsInput } from '../fleet/record/recorder.ts
 import { gaps, latestMessages, malformed, sequences } from '../fleet/record/queries.ts';
 import { applyRetention } from '../fleet/record/retention.ts';
 import { dayOf, ensureDays, existingDays, insertResults } from '../fleet/record/store.ts';
-import { createMemoryOutbox } from '../runtime/mqtt/outbox.ts';
+import { createMemoryOutbox } from '../runtime/mqtt/outbox-memory.ts';
 import { startReporter } from '../runtime/mqtt/reporter.ts';
 import { topics } from '../runtime/mqtt/topics.ts';
 import { recordingLog, sampleHealth, sampleState, startMosquitto, until } from './helpers/brokers.ts';

@@ -29,18 +29,18 @@ import type { ResultPayload } from '../runtime/schema/payloads.ts';
 import { ModelHost, ModelSession } from '../runtime/session/index.ts';
 import { recordingLog, startAedes, until } from './helpers/brokers.ts';
 import { cpuProfile, makeArtifact, solid, tempDir, writeArtifact } from './helpers/runtime-models.ts';
-import { backboneArtifact, fusedArtifact, promptPack, sharedTask, type SharedTask } from './helpers/shared-models.ts';
+import { backboneArtifact, fusedArtifact, promptPack, backbonePackTask, type BackbonePackTask } from './helpers/backbone-pack-models.ts';
 
 const key = generateKeyPair();
 const sign = { privateKey: key.privateKey };
 const FRAMES = [solid([255, 0, 0]), solid([0, 255, 0]), solid([0, 0, 255]), solid([40, 90, 200])];
 
-let A: SharedTask; // task a: 10 labels
-let B: SharedTask; // task b: another task of the same backbone, 4 labels
+let A: BackbonePackTask; // task a: 10 labels
+let B: BackbonePackTask; // task b: another task of the same backbone, 4 labels
 let bbBytes: Buffer;
 let bb: BackboneArtifact;
 test.before(async () => {
-  [A, B] = await Promise.all([sharedTask(11, { classes: 10 }), sharedTask(12, { classes: 4 })]);
+  [A, B] = await Promise.all([backbonePackTask(11, { classes: 10 }), backbonePackTask(12, { classes: 4 })]);
   bbBytes = backboneArtifact(A, sign).bytes;
   bb = readModelArtifact(bbBytes, 'backbone.epk') as BackboneArtifact;
 });

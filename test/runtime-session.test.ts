@@ -9,7 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as ort from 'onnxruntime-node';
-import { mainEngine } from '../runtime/session/engine.ts';
+import { mainEngine } from '../runtime/session/main-engine.ts';
 import { inferenceWorker, workerEngine, type WorkerCrash } from '../runtime/session/worker-engine.ts';
 import { EventRelay } from '../runtime/app/events.ts';
 import { generateKeyPair, loadTrustedKeys, publicKeyPem, readArtifact } from '../runtime/artifact/index.ts';

@@ -2,10 +2,10 @@
 // against aedes with a real reporter publishing.
 import test from 'ava';
 import mqtt from 'mqtt';
-import { createMemoryOutbox } from '../runtime/mqtt/outbox.ts';
+import { createMemoryOutbox } from '../runtime/mqtt/outbox-memory.ts';
 import { startReporter } from '../runtime/mqtt/reporter.ts';
 import { topics } from '../runtime/mqtt/topics.ts';
-import { formatTable, startWatch } from '../runtime/watch.ts';
+import { formatResult, formatTable, startWatch } from '../runtime/watch.ts';
 import { recordingLog, sampleHealth, sampleResult, sampleState, startAedes, until } from './helpers/brokers.ts';
 
 test('watch prints each result and a per-device health table; a seq gap is flagged', async (t) => {
@@ -58,4 +58,10 @@ test('watch --json writes one JSON object per message', async (t) => {
 
 test('formatTable pads columns to their widest cell', (t) => {
   t.is(formatTable(['a', 'bb'], [['xxx', 'y'], ['', 'zz']]), ['a    bb', '---  --', 'xxx  y', '     zz'].join('\n'));
+});
+
+test('an inspection model\'s result shows p(ok) beside the decision; a sorting model\'s does not', (t) => {
+  const result = { ...sampleResult('cam1', 0), v: 1 as const, device: 'press-7', seq: 0, seqEpoch: 'e1', publishTs: 0 };
+  t.regex(formatResult({ result: { ...result, okScore: 0.8125 }, topic: 't', duplicate: false, reset: false }), /0\.930\s+OK\s+p\(ok\) 0\.813\s+infer/);
+  t.notRegex(formatResult({ result, topic: 't', duplicate: false, reset: false }), /p\(ok\)/);
 });

@@ -1,6 +1,6 @@
 /**
  * Training parity with the independent PyTorch reference (tools/reference/train_ref.py, written
- * from METHODS.md, float64): the same initial tensors and batches through the tfjs engine and
+ * from docs/spec/, float64): the same initial tensors and batches through the tfjs engine and
  * the shared SGD must reproduce the reference's per-step losses, step-0 gradients and final
  * tensors for vpt-deep, vpt-shallow and linear.
  */

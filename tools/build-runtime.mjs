@@ -7,7 +7,7 @@
 // build fails if anything from compiler/ or tfjs got in: the device must stay light (STYLE rule 9).
 
 import { build } from 'esbuild';
-import { copyFileSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -53,6 +53,15 @@ const sharpShim = {
   },
 };
 
+// runtime/version.ts imports package.json for its version; the bundle gets that field alone, not
+// the dependency list (which names tfjs, and the device needs none of it).
+const versionOnly = {
+  name: 'package-version-only',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]package\.json$/ }, (a) => (a.path === join(root, 'package.json') ? { loader: 'json', contents: JSON.stringify({ version: JSON.parse(readFileSync(a.path, 'utf8')).version }) } : undefined));
+  },
+};
+
 const started = Date.now();
 const result = await build({
   entryPoints: { 'edgeprompt-runtime': join(root, 'runtime/cli.ts'), 'edgeprompt-runtime-worker': join(root, 'runtime/session/worker.ts') },
@@ -67,7 +76,7 @@ const result = await build({
   metafile: true,
   logLevel: 'warning',
   external: ['onnxruntime-node', 'serialport'],
-  plugins: [sharpShim],
+  plugins: [sharpShim, versionOnly],
   // mqtt's CJS dependencies call require('stream') etc.; an ESM bundle has no require without this.
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
 });

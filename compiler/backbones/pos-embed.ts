@@ -57,7 +57,7 @@ function taps(inSize: number, outSize: number): Taps {
 }
 
 /** Resize a [C, H, W] map (row-major) to [C, oh, ow]: along W first, then H, as PyTorch does. */
-export function resizeBicubic(src: Float32Array, C: number, H: number, W: number, oh: number, ow: number): Float32Array {
+function resizeBicubic(src: Float32Array, C: number, H: number, W: number, oh: number, ow: number): Float32Array {
   const tw = taps(W, ow);
   const th = taps(H, oh);
   const mid = new Float32Array(C * H * ow);

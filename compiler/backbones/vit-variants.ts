@@ -15,16 +15,26 @@ export interface VitConfig {
   mlpRatio: number;
   /** Classes of the head; 0 means features only (no `head.*` tensors). */
   numClasses: number;
-  /** LayerNorm epsilon: timm ViTs use 1e-6. */
+  /** LayerNorm epsilon: timm ViTs use 1e-6, CLIP towers 1e-5. */
   eps: number;
+  /**
+   * MLP activation: exact GELU (timm ViTs, LAION CLIP weights) or QuickGELU x·σ(1.702x) (every
+   * OpenAI CLIP checkpoint). For CLIP it is a property of the weight source, set when the weights
+   * are loaded (compiler/backbones/clip-weights.ts), not of the arch.
+   */
+  act?: 'gelu' | 'quick_gelu';
+  /** CLIP's `ln_pre` (timm `norm_pre.*`): a LayerNorm over the embedded sequence before block 0. */
+  preNorm?: boolean;
+  /** The patch projection has a bias (timm ViT) or not (CLIP `conv1`); default true. */
+  patchBias?: boolean;
   mean: [number, number, number];
   std: [number, number, number];
 }
 
-export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
-export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
-export const INCEPTION_MEAN: [number, number, number] = [0.5, 0.5, 0.5];
-export const INCEPTION_STD: [number, number, number] = [0.5, 0.5, 0.5];
+const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
+const INCEPTION_MEAN: [number, number, number] = [0.5, 0.5, 0.5];
+const INCEPTION_STD: [number, number, number] = [0.5, 0.5, 0.5];
 
 type Variant = Pick<VitConfig, 'imgSize' | 'patchSize' | 'embedDim' | 'depth' | 'numHeads'> & Partial<VitConfig>;
 

@@ -13,12 +13,14 @@ import { resamplePosEmbed } from './pos-embed.ts';
 export function vitTensorShapes(c: VitConfig): Map<string, number[]> {
   const D = c.embedDim;
   const M = Math.round(D * c.mlpRatio);
-  const s = new Map<string, number[]>([
-    ['patch_embed.proj.weight', [D, c.inChans, c.patchSize, c.patchSize]],
-    ['patch_embed.proj.bias', [D]],
-    ['cls_token', [1, 1, D]],
-    ['pos_embed', [1, 1 + numPatches(c), D]],
-  ]);
+  const s = new Map<string, number[]>([['patch_embed.proj.weight', [D, c.inChans, c.patchSize, c.patchSize]]]);
+  if (c.patchBias !== false) s.set('patch_embed.proj.bias', [D]); // CLIP's conv1 has none
+  s.set('cls_token', [1, 1, D]);
+  s.set('pos_embed', [1, 1 + numPatches(c), D]);
+  if (c.preNorm) {
+    s.set('norm_pre.weight', [D]);
+    s.set('norm_pre.bias', [D]);
+  }
   for (let i = 0; i < c.depth; i++) {
     const p = `blocks.${i}`;
     for (const n of ['norm1', 'norm2']) {

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { readYaml, applyOverrides, validate } from './load.ts';
 import { MATERIAL_NAMES, PART_KINDS } from '../data/parts-scene.ts';
+import { DEFAULT_TEMPLATES } from '../text/prompts.ts';
 
 const int = z.number().int();
 const positive = int.positive();
@@ -39,9 +40,17 @@ export const compileConfig = z.strictObject({
   name: z.string().regex(/^[\w.-]+$/, 'use letters, digits, "_", "-", "."'),
   backbone: z.strictObject({
     arch: z.string(),
-    weights: z.string().describe('timm-named .safetensors'),
+    weights: z.string().describe('timm-named .safetensors; for clip_* archs OpenAI/open_clip, Hugging Face CLIPModel or EdgePrompt names'),
     imgSize: positive.optional().describe('input side in pixels when it differs from the arch (position embeddings are resampled, as timm does)'),
+    tokenizer: z.string().optional().describe('CLIP only: the Hugging Face tokenizer.json the weights were trained with'),
+    source: z.enum(['openai', 'laion']).optional().describe("CLIP only: where the weights come from, which decides the activation (openai: QuickGELU, laion: GELU); needed unless the file's metadata or a config.json beside it says"),
   }),
+  text: z
+    .strictObject({
+      templates: z.array(z.string()).min(1).default([...DEFAULT_TEMPLATES]).describe('CLIP only: zero-shot prompt templates, "{}" is the class name'),
+      classNames: z.array(z.string()).min(2).optional().describe("CLIP only: the words for each class, in label order (default: the data's class names)"),
+    })
+    .default({ templates: [...DEFAULT_TEMPLATES] }),
   data: dataConfig,
   kShot: positive.optional().describe('sample k training images per class (seeded)'),
   method: z.strictObject({
@@ -53,6 +62,7 @@ export const compileConfig = z.strictObject({
       epochs: positive.optional(),
       batchSize: positive.optional(),
       warmupEpochs: int.min(0).optional(),
+      warmupLr: z.number().positive().optional().describe('a constant lr for the warmup epochs, then cosine over all epochs (Dassl; CoOp and DAPT default 1e-5)'),
       labelSmoothing: z.number().min(0).lt(1).optional(),
       patience: int.min(0).default(0).describe('early stop after this many epochs without a better val top-1 (0: off)'),
       optimizer: z
@@ -68,7 +78,11 @@ export const compileConfig = z.strictObject({
     })
     .default({ patience: 0, optimizer: {}, augment: {} }),
   seed: int.default(0),
-  /** What the device decides with (manifest thresholds): OK when the label is one of okLabels and the score ≥ minConfidence. */
+  /**
+   * What the device decides with (manifest thresholds). With okLabels the model inspects parts:
+   * pass when the top label is an OK label and Σ p(okLabels) ≥ minConfidence (parts data defaults
+   * to okLabels [ok]); without, OK when the top score ≥ minConfidence.
+   */
   thresholds: z.strictObject({ okLabels: z.array(z.string()).min(1).optional(), minConfidence: z.number().min(0).max(1).default(0.5) }).default({ minConfidence: 0.5 }),
   version: z.string().default('1.0.0').describe('artifact version written into the manifest'),
   engine: z.enum(['tfjs', 'ort', 'auto']).default('auto').describe("training engine: 'ort' runs whole steps in onnxruntime (compiler/train/engine-ort.ts), 'tfjs' through TfOps; 'auto' picks ort when its training graph builds and says why otherwise"),
@@ -81,4 +95,16 @@ export type DataConfig = z.infer<typeof dataConfig>;
 
 export function loadCompileConfig(file: string, sets: readonly string[] = []): CompileConfig {
   return validate(compileConfig, applyOverrides(readYaml(file), sets), file);
+}
+
+/** The class every generated parts set calls a good part. */
+export const PARTS_OK_LABEL = 'ok';
+
+/**
+ * The manifest thresholds of a config. A parts task inspects: without okLabels every label would
+ * count as a good part (a confident `dent` would pass), so parts data defaults to okLabels [ok].
+ */
+export function thresholdsOf(config: CompileConfig): { minConfidence: number; okLabels?: string[] } {
+  const okLabels = config.thresholds.okLabels ?? (config.data.kind === 'parts' ? [PARTS_OK_LABEL] : undefined);
+  return { minConfidence: config.thresholds.minConfidence, ...(okLabels ? { okLabels } : {}) };
 }

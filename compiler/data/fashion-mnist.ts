@@ -92,7 +92,7 @@ function idxPath(dir: string, base: string): string {
 }
 
 /** Reads and cross-checks an images + labels idx pair. */
-export function readIdxPair(imagesFile: string, labelsFile: string): IdxImages {
+function readIdxPair(imagesFile: string, labelsFile: string): IdxImages {
   const img = readIdx(imagesFile, IMAGES_MAGIC, 3);
   const lab = readIdx(labelsFile, LABELS_MAGIC, 1);
   const [count, rows, cols] = img.dims as [number, number, number];

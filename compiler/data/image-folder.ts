@@ -49,7 +49,7 @@ export async function loadImageFolder(root: string, options: ImageFolderOptions 
 }
 
 /** Sorted class folder names under root (code-point order, so labels agree across machines). */
-export async function listClassFolders(root: string): Promise<string[]> {
+async function listClassFolders(root: string): Promise<string[]> {
   let st;
   try {
     st = await stat(root);

@@ -6,7 +6,7 @@
  */
 import { CompilerError } from '../ops/errors.ts';
 import { checkInt } from './errors.ts';
-import { mixSeed, mulberry32, permutation, type Rng } from './rng.ts';
+import { mixSeed, mulberry32, permutation, type Rng } from '../../devices/rng.ts';
 import { toBatch } from './transforms.ts';
 import type { Augment, Batch, LabeledSet, Preprocess } from './types.ts';
 

@@ -4,7 +4,7 @@
  * turns a scene into SVG. Distractors appear in every class (belt stains and scuffs, brushed-metal
  * streaks, dust specks) so a defect is told by its look on the part, not by any dark blob or line.
  */
-import { randInt, uniform, type Rng } from './rng.ts';
+import { randInt, uniform, type Rng } from '../../devices/rng.ts';
 
 export const PART_CLASSES = ['ok', 'scratch', 'dent', 'missing_hole', 'stain'] as const;
 export type PartClass = (typeof PART_CLASSES)[number];

@@ -14,12 +14,12 @@ import { checkChoice, checkInt } from './errors.ts';
 import { mapLimit, toRgb } from './image-folder.ts';
 import { DEFAULT_LINE, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, drawScene, type Line, type MaterialName, type PartClass, type PartKind, type Scene } from './parts-scene.ts';
 import { sceneSvg } from './parts-svg.ts';
-import { gaussian, hashString, mixSeed, mulberry32 } from './rng.ts';
+import { gaussian, hashString, mixSeed, mulberry32 } from '../../devices/rng.ts';
 import type { LabeledSet, Sample } from './types.ts';
 
 export { DEFAULT_LINE, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, type Line, type MaterialName, type PartClass, type PartKind };
 
-export const PARTS_GENERATOR = 'edgeprompt-parts';
+const PARTS_GENERATOR = 'edgeprompt-parts';
 /** Bump when a change to the drawing changes any image for a seed. */
 export const PARTS_VERSION = 2;
 

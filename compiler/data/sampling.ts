@@ -5,7 +5,7 @@
  */
 import { CompilerError } from '../ops/errors.ts';
 import { DataError, checkInt } from './errors.ts';
-import { hashString, mixSeed, mulberry32, permutation } from './rng.ts';
+import { hashString, mixSeed, mulberry32, permutation } from '../../devices/rng.ts';
 import type { LabeledSet, Sample, Split } from './types.ts';
 
 /** Sample indices of each class, in set order: [class][i]. */

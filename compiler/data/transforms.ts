@@ -7,7 +7,7 @@
  */
 import { CompilerError } from '../ops/errors.ts';
 import { bilinearTaps } from './resample.ts';
-import { randInt, uniform, type Rng } from './rng.ts';
+import { randInt, uniform, type Rng } from '../../devices/rng.ts';
 import type { Augment, Batch, Preprocess, ResizeMode, Sample } from './types.ts';
 
 export interface ToBatchOptions {
@@ -35,7 +35,7 @@ export function toBatch(samples: readonly Sample[], pre: Preprocess, options: To
   checkPreprocess(pre);
   const { augment, rng } = options;
   if (samples.length === 0) throw new CompilerError('BAD_ARGUMENT', 'toBatch: no samples');
-  if (augment && (augment.randomResizedCrop || augment.hflip) && !rng) throw new CompilerError('BAD_ARGUMENT', 'toBatch: augment needs options.rng (a seeded Rng from compiler/data/rng.ts)');
+  if (augment && (augment.randomResizedCrop || augment.hflip) && !rng) throw new CompilerError('BAD_ARGUMENT', 'toBatch: augment needs options.rng (a seeded Rng from devices/rng.ts)');
   const S = pre.imgSize;
   const plane = S * S;
   const x = new Float32Array(samples.length * 3 * plane);

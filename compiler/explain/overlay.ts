@@ -55,7 +55,7 @@ export function upsample(map: ArrayLike<number>, g: number, size: number): Float
 }
 
 /** An S×S×3 image → size×size×3, nearest neighbour. */
-export function enlarge(rgb: Uint8Array, S: number, size: number): Uint8Array {
+function enlarge(rgb: Uint8Array, S: number, size: number): Uint8Array {
   if (rgb.length !== S * S * 3) throw new RangeError(`enlarge: ${rgb.length} bytes is not a ${S}×${S} RGB image`);
   const out = new Uint8Array(size * size * 3);
   for (let y = 0; y < size; y++) {

@@ -38,7 +38,7 @@ export interface ExplainResult {
 }
 
 /** Image files under dir (recursively, sorted), or a clear error naming the folder. */
-export async function listInputImages(dir: string): Promise<string[]> {
+async function listInputImages(dir: string): Promise<string[]> {
   let st;
   try {
     st = await stat(dir);

@@ -2,14 +2,14 @@
  * The compile stage end to end: train (or reuse the finished checkpoint), export the fused
  * task, prove it equals the training graph, let ORT optimise it offline (kept only if it still
  * verifies), build the requested precisions and gate them on validation accuracy, then pack
- * and sign one artifact. The shared-backbone shape (compile-shared.ts) runs the same steps on
+ * and sign one artifact. The shared-backbone shape (compile-backbone-pack.ts) runs the same steps on
  * the backbone graph with a pack's tensors fed beside the image.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import { loadCompileConfig, type CompileConfig } from '../config/compile-config.ts';
+import { loadCompileConfig, thresholdsOf, type CompileConfig } from '../config/compile-config.ts';
 import { prepareJob, type PreparedJob } from '../train/job.ts';
 import { train } from '../train/loop.ts';
 import type { Progress } from '../train/progress.ts';
@@ -22,9 +22,11 @@ import { buildPrecision } from './precisions.ts';
 import { gatePrecisions, type PrecisionMetrics } from './precision/index.ts';
 import { packArtifact, readPrivateKey, type Manifest, type Precision } from '../../runtime/artifact/index.ts';
 import { loadProfile, type DeviceProfile } from '../../runtime/config/profile.ts';
+import { VERSION } from '../../runtime/version.ts';
 import type { LabeledSet } from '../data/types.ts';
+import { MetricAccumulator } from '../train/metrics.ts';
+import type { InspectionRule } from '../../runtime/pipeline/inspection.ts';
 
-export const COMPILER_VERSION = '0.1.0';
 /** Parity the fused fp32 artifact must reach against the training graph (issue 5). */
 export const PARITY = { maxAbsDiff: 1e-4, minTop1Agreement: 0.999 };
 
@@ -38,6 +40,8 @@ export interface CompileOptions {
   signKey?: string;
   progress: Progress;
   signal?: AbortSignal;
+  /** Training warnings (divergence, collapse, no learning) stop the compile (compiler/train/diagnose.ts). */
+  strict?: boolean;
 }
 
 export interface PrecisionResult {
@@ -58,40 +62,49 @@ export interface CompileResult {
   keyIds: string[];
 }
 
-/** A trained task ready to export, with its validation set and the training graph's logits on it. */
-export interface Prepared {
-  config: CompileConfig;
+/** What verification and the precision gate need: the images, their labels and the training graph's logits on them. */
+export interface Checked {
   profile: DeviceProfile | null;
+  numClasses: number;
+  val: LabeledSet;
+  labels: number[];
+  reference: Float32Array;
+  /** Images int8 calibrates on (the training split); absent: int8 is refused. */
+  calibration?: LabeledSet;
+  /** The task's pass/fail rule, when it has one: escape and false-reject figures per precision. */
+  inspection?: InspectionRule;
+}
+
+/** A trained task ready to export, with its validation set and the training graph's logits on it. */
+export interface Prepared extends Checked {
+  config: CompileConfig;
   p: PreparedJob;
   task: TaskExport;
   /** The trained tensors as saved (best.safetensors): their sha256 identifies the prompts. */
   paramsSha256: string;
-  val: LabeledSet;
-  labels: number[];
-  reference: Float32Array;
 }
 
 /** `check` runs on the prepared job before any training, to refuse a config early. */
 export async function prepareCompile(o: CompileOptions, check?: (p: PreparedJob) => void): Promise<Prepared> {
   const config = loadCompileConfig(o.configFile, o.sets ?? []);
   const profile = o.target ? loadProfile(o.target) : null;
-  const p = await prepareJob(config, o.configFile, { resume: true, progress: o.progress, ...(o.signal ? { signal: o.signal } : {}) });
+  const p = await prepareJob(config, o.configFile, { resume: true, progress: o.progress, ...(o.signal ? { signal: o.signal } : {}), ...(o.strict && { strict: true }) });
   check?.(p);
   const bestFile = join(p.job.outDir, 'best.safetensors');
   const trained = await train(p.job); // continues or finishes a checkpointed run; no-op when complete
   if (trained.interrupted) throw new CompilerError('BAD_ARGUMENT', 'training was interrupted; run compile again to continue');
   if (!existsSync(bestFile)) throw new CompilerError('FILE_NOT_FOUND', `${bestFile}: no trained tensors (did training run an epoch?)`);
   const paramsSha256 = createHash('sha256').update(readFileSync(bestFile)).digest('hex');
-  const task: TaskExport = { cfg: p.cfg, backbone: p.backbone, method: p.job.method, options: p.job.options, params: readSafetensors(bestFile).tensors };
+  const task: TaskExport = { cfg: p.cfg, backbone: p.backbone, method: p.job.method, options: p.job.options, params: readSafetensors(bestFile).tensors, ...(p.clip ? { clip: p.clip } : {}) };
   const val = p.split.val;
-  return { config, profile, p, task, paramsSha256, val, labels: val.samples.map((s) => s.label), reference: referenceLogits(task, val) };
+  return { config, profile, p, task, paramsSha256, val, labels: val.samples.map((s) => s.label), reference: referenceLogits(task, val), numClasses: p.cfg.numClasses, calibration: p.split.train, ...(p.job.inspection && { inspection: p.job.inspection }) };
 }
 
 const meetsParity = (v: TaskVerification) => v.maxAbsDiff <= PARITY.maxAbsDiff && v.top1Agreement >= PARITY.minTop1Agreement;
 
 /** The fp32 export checked against the training graph (refused when it differs), then ORT-optimised when that still verifies. */
-export async function verifiedFp32(x: Prepared, model: Uint8Array, feeds: Record<string, ort.Tensor>, what: string, progress: Progress): Promise<{ fp32: Uint8Array; optimized: boolean; verification: TaskVerification }> {
-  const C = x.p.cfg.numClasses;
+export async function verifiedFp32(x: Checked, model: Uint8Array, feeds: Record<string, ort.Tensor>, what: string, progress: Progress): Promise<{ fp32: Uint8Array; optimized: boolean; verification: TaskVerification }> {
+  const C = x.numClasses;
   progress.log(`verifying the ${what} on ${x.val.samples.length} validation images`);
   const v = compareLogits(x.reference, await exportedLogits(model, x.val, feeds), x.labels, C);
   if (!meetsParity(v)) {
@@ -109,14 +122,18 @@ export async function verifiedFp32(x: Prepared, model: Uint8Array, feeds: Record
 }
 
 /** Builds and measures every requested precision, gates them, and picks the one to ship (the profile's preference first). */
-export async function gatedPrecisions(x: Prepared, o: CompileOptions, fp32: Uint8Array, reference: TaskVerification, feeds: Record<string, ort.Tensor>): Promise<{ results: PrecisionResult[]; chosen: PrecisionResult; metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples: number }>> }> {
-  const C = x.p.cfg.numClasses;
+export async function gatedPrecisions(x: Checked, o: Pick<CompileOptions, 'precisions' | 'maxDropPt' | 'progress'>, fp32: Uint8Array, reference: TaskVerification, feeds: Record<string, ort.Tensor>): Promise<{ results: PrecisionResult[]; chosen: PrecisionResult; metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples: number }>> }> {
+  const C = x.numClasses;
   const results: PrecisionResult[] = [];
   const models = new Map<Precision, Uint8Array>();
   const measured: Partial<Record<Precision, PrecisionMetrics>> = {};
+  const inspected: Partial<Record<Precision, Record<string, number>>> = {};
   for (const precision of o.precisions) {
-    const model = await buildPrecision(precision, fp32, x.p.split.train, x.profile, 128, feeds);
-    const v = compareLogits(x.reference, await exportedLogits(model, x.val, feeds), x.labels, C);
+    if (precision === 'int8' && !x.calibration) throw new CompilerError('BAD_ARGUMENT', '--precision int8 calibrates on labelled images, and this compile has none; give --val <image folder> or leave int8 out');
+    const model = await buildPrecision(precision, fp32, x.calibration ?? x.val, x.profile, 128, feeds);
+    const logits = await exportedLogits(model, x.val, feeds);
+    const v = compareLogits(x.reference, logits, x.labels, C);
+    if (x.inspection) inspected[precision] = inspectionFigures(logits, x.labels, C, x.inspection);
     models.set(precision, model);
     measured[precision] = { top1: v.top1Exported, maxLogitDiff: v.maxAbsDiff, images: v.images, top1Agreement: v.top1Agreement };
     results.push({ precision, verification: v, bytes: model.byteLength, accepted: false, reason: '' });
@@ -134,8 +151,28 @@ export async function gatedPrecisions(x: Prepared, o: CompileOptions, fp32: Uint
   const chosen = order.map((y) => results.find((r) => r.precision === y && r.accepted)).find(Boolean);
   if (!chosen) throw new CompilerError('BAD_ARGUMENT', `no requested precision passed the accuracy gate: ${gate.refused.map((r) => r.message).join('; ')}`);
   const metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples: number }>> = {};
-  for (const r of results) metrics[r.precision] = { top1: r.verification.top1Exported, maxLogitDiff: r.verification.maxAbsDiff, samples: r.verification.images };
+  for (const r of results) metrics[r.precision] = { top1: r.verification.top1Exported, maxLogitDiff: r.verification.maxAbsDiff, samples: r.verification.images, ...inspected[r.precision] };
   return { results, chosen, metrics };
+}
+
+/**
+ * Inspection figures of one precision on the validation set, as manifest metrics (numbers only,
+ * so older runtimes still read the manifest): escape and false-reject rates at the manifest
+ * threshold, AUROC defect-vs-ok, and the strictest minConfidence holding false rejects ≤ 10 % with
+ * the escape rate there. A figure with nothing to measure on (no defective part, say) is left out.
+ */
+export function inspectionFigures(logits: Float32Array, labels: readonly number[], C: number, rule: InspectionRule): Record<string, number> {
+  const acc = new MetricAccumulator(C, rule);
+  acc.add(logits, labels);
+  const i = acc.result().inspection!;
+  const op = i.atMaxFrr;
+  const figures: Record<string, number | null> = {
+    escapeRate: i.escapeRate,
+    falseRejectRate: i.falseRejectRate,
+    aurocDefectVsOk: i.auroc,
+    ...(op.reachable && { minConfidenceAtFrr10: op.minConfidence, escapeRateAtFrr10: op.escapeRate }),
+  };
+  return Object.fromEntries(Object.entries(figures).filter((e): e is [string, number] => e[1] !== null));
 }
 
 export async function compileTask(o: CompileOptions): Promise<CompileResult> {
@@ -153,13 +190,14 @@ export async function compileTask(o: CompileOptions): Promise<CompileResult> {
         input: { name: 'image', height: p.cfg.imgSize, width: p.cfg.imgSize, channels: 3, layout: 'NHWC', dtype: 'uint8', resize: 'stretch' },
         outputs: { logits: 'logits', probs: 'probs' },
         backbone: { arch: p.cfg.name, sha256: p.job.backboneSha256 },
-        method: { name: p.job.method.name, options: p.job.options },
+        // A CLIP task's classes are words: they and the templates identify its class head.
+        method: { name: p.job.method.name, options: { ...p.job.options, ...(p.clip ? { classNames: p.clip.classNames, templates: p.clip.templates } : {}) } },
         prompts: { sha256: x.paramsSha256 },
         shape: 'fused',
         precision: chosen.precision,
         metrics,
         thresholds: thresholdsOf(config),
-        compiler: { version: COMPILER_VERSION, ortVersion: ortVersion() },
+        compiler: { version: VERSION, ortVersion: ortVersion() },
         target: profile?.name ?? null,
       },
       model: chosen.model!,
@@ -169,4 +207,4 @@ export async function compileTask(o: CompileOptions): Promise<CompileResult> {
   return { artifact: packed.bytes, manifest: packed.manifest, results, optimized, profile, keyIds: packed.keyIds };
 }
 
-export const thresholdsOf = (config: CompileConfig) => ({ minConfidence: config.thresholds.minConfidence, ...(config.thresholds.okLabels ? { okLabels: config.thresholds.okLabels } : {}) });
+export { thresholdsOf } from '../config/compile-config.ts';

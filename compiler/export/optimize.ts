@@ -1,8 +1,9 @@
 /**
- * ORT's offline graph optimisation: the model is loaded once with `optimizedModelFilePath` at
- * level 'extended' (fusions such as FusedMatMul, BiasGelu, SkipLayerNormalization, but no
- * hardware-specific layouts, so the file stays portable across execution providers; 'all'
- * would write NCHWc nodes, STACK.md §1). The caller keeps the result only if it verifies.
+ * ORT's offline graph optimisation: the model is loaded once with `optimizedModelFilePath` at level
+ * 'extended' (fusions such as FusedMatMul, BiasGelu, SkipLayerNormalization, but no
+ * hardware-specific layouts, so the file stays portable across execution providers; 'all' would
+ * write NCHWc nodes, docs/platform.md "Offline optimisation"). The caller keeps the result only if
+ * it verifies.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

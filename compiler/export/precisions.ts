@@ -11,7 +11,7 @@ import type { DeviceProfile } from '../../runtime/config/profile.ts';
 import type { Precision } from '../../runtime/artifact/index.ts';
 import { decodeModel, encodeModel } from '../ops/onnx-proto.ts';
 import { buildPrecision as build, calibrate, defaultWeightBits, imageFeeds } from './precision/index.ts';
-import { mulberry32, shuffleInPlace } from '../data/rng.ts';
+import { mulberry32, shuffleInPlace } from '../../devices/rng.ts';
 
 export interface PrecisionChoice {
   fp16Target: 'cpu' | 'gpu';

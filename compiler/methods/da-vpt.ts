@@ -1,31 +1,32 @@
 /**
  * DA-VPT: Distribution-Aware Visual Prompt Tuning (Ren, Chen, Wang, Hua, CVPR 2025;
- * METHODS.md §4, Noahsark/DA-VPT 1a5ac60).
+ * docs/spec/da-vpt.md, from Noahsark/DA-VPT 1a5ac60).
  *
- * Prompts (§4(a)): deep-VPT replacement at every block (the previous block's prompt outputs are
- * dropped, fresh ones inserted after CLS, no position embedding), in two groups:
+ * Prompts (spec "Tensors", "Forward"): deep-VPT replacement at every block (the previous
+ * block's prompt outputs are dropped, fresh ones inserted after CLS, no position embedding),
+ * in two groups:
  * - proxy prompts `proxy_prompt_tokens` [p_depth, p_len, D] at blocks proxyStart…proxyEnd
  *   (inclusive, 0-based; default the last block), p_len = min(proxyPrompts, C), one per class
  *   cluster; optional `vptNorm: l2` normalises them before they enter the block;
  * - other prompts `other_prompt_tokens` [L − p_depth, N, D] at the remaining blocks, in order.
- * Init (§4(d)): xavier_uniform on each 3-D tensor, bound √(6 / (D·len + D·depth)), ÷8 with
+ * Init (spec "Init"): xavier_uniform on each 3-D tensor, bound √(6 / (D·len + D·depth)), ÷8 with
  * `initDivideBy8`; head trunc_normal(0.02) (plainly normal at that std), bias 0.
  *
- * Loss (§4(c)): CE + (1/p_depth) Σ_ℓ [w_vpt·L_PA(s) + w_cls·L_PA(t)] with, at proxy block ℓ and
- * its input sequence _x = [CLS, P_ℓ, image tokens]: z_b = normalize(mean of _x's image tokens),
+ * Loss (spec "Loss"): CE + (1/p_depth) Σ_ℓ [w_vpt·L_PA(s) + w_cls·L_PA(t)] with, at proxy block ℓ
+ * and its input sequence _x = [CLS, P_ℓ, image tokens]: z_b = normalize(mean of _x's image tokens),
  * c_b = normalize(W_q·LN1(_x_cls) + b_q), proxies p_j = 5·normalize(P_ℓ[j]) (raw prompts, not
- * vpt-normed), s = z·pᵀ, t = c·pᵀ, and Proxy-Anchor over the batch per proxy with α = 32,
- * δ = 0.1; both terms divide by all P proxies. Positives come from the class→proxy mapping, fed
- * per batch as the one-hot `proxy_mask` [N, P].
+ * vpt-normed), s = z·pᵀ, t = c·pᵀ, and Proxy-Anchor over the batch per proxy with α = 32, δ = 0.1;
+ * both terms divide by all P proxies. Positives come from the class→proxy mapping, fed per batch as
+ * the one-hot `proxy_mask` [N, P].
  *
- * Mapping (§4(b), method state): class means of the final normed CLS feature over a per-class
- * sample (10 images), LayerNorm without affine, cosine k-means (k = p_len, 20 iterations, tol
- * 1e-4); C ≤ p_len is the identity. `initState` uses the frozen prompt-free backbone, as the
- * official code does. DEVIATION: the official code re-clusters at every epoch end from running
- * class means accumulated by the training forward; we recompute the class means with the
- * current prompted model on the same per-class sample at epoch end (warm-started from the
- * previous centres). This keeps the engines' step functions free of side outputs; the means are
- * of the current model rather than averaged over the epoch's changing models.
+ * Mapping (spec "Class → proxy mapping", method state): class means of the final normed CLS feature
+ * over a per-class sample (10 images), LayerNorm without affine, cosine k-means (k = p_len, 20
+ * iterations, tol 1e-4); C ≤ p_len is the identity. `initState` uses the frozen prompt-free
+ * backbone, as the official code does. DEVIATION: the official code re-clusters at every epoch end
+ * from running class means accumulated by the training forward; we recompute the class means with
+ * the current prompted model on the same per-class sample at epoch end (warm-started from the
+ * previous centres). This keeps the engines' step functions free of side outputs; the means are of
+ * the current model rather than averaged over the epoch's changing models.
  *
  * Variants: `da-vpt` trains prompts and head only. `da-vpt-bias` is the released configs'
  * (`learnable_list`): also cls_token, LN1 weight/bias, and the biases of k, v, proj, fc2 and
@@ -33,22 +34,23 @@
  * of it: b_q is tuned too (D per block more than the official split, which keeps b_q frozen;
  * b_k is a no-op either way because softmax ignores a per-query constant).
  *
- * Export (§4(f)): every prompt entering a block is a constant whose outputs are discarded, so
- * the fused form is per-block constant prefix K/V of p_len or N rows (vpt_norm applied first).
+ * Export (spec "Export"): every prompt entering a block is a constant whose outputs are
+ * discarded, so the fused form is per-block constant prefix K/V of p_len or N rows (vpt_norm applied first).
  * Fusion cost of `da-vpt-bias`: none in the graph. Tuned biases, LN1 and cls_token are
  * constants that substitute for the frozen values (the prefix K/V are computed with the tuned
  * LN1 and qkv bias), so it exports as the same fused prefix-K/V graph; the cost is that the
  * artifact no longer shares the pretrained backbone bit-for-bit (no `shared` export form: a
  * task update ships the whole model rather than a prompt pack).
  *
- * Recipe (§4(e)): AdamW; prompts and cls_token decay by `weightDecay`, head.weight by
+ * Recipe (spec "Recipe"): AdamW; prompts and cls_token decay by `weightDecay`, head.weight by
  * `headWeightDecay` (wd_head), biases/LN/head.bias not at all; warmup then cosine per step;
  * batch 32.
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import type { ForwardContext, LossContext, MethodState, PromptMethod, Rng, StateContext } from './method.ts';
+import type { ForwardContext, LossContext, MethodState, PromptMethod, StateContext } from './method.ts';
 import { adamwRecipe, headInit, uniform } from './method.ts';
+import { cosineKmeans } from './kmeans.ts';
 import { bindVit, forwardFeatures, forwardHead, insertTokens, prefixKV, preLogits } from '../backbones/vit.ts';
 import { gridOf, type VitConfig } from '../backbones/vit-variants.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
@@ -58,7 +60,7 @@ import { TfOps } from '../ops/tf-ops.ts';
 import { CompilerError } from '../ops/errors.ts';
 import { softmaxCrossEntropy } from '../train/loss.ts';
 
-export const daVptOptions = z.strictObject({
+const daVptOptions = z.strictObject({
   proxyPrompts: z.number().int().positive().describe('proxy prompts per proxy block (p_len; min(p_len, C) are made)'),
   proxyStart: z.number().int().min(0).optional().describe('first proxy block, 0-based (default: the last block)'),
   proxyEnd: z.number().int().min(0).optional().describe('last proxy block, inclusive (default: the last block)'),
@@ -75,17 +77,17 @@ export const daVptOptions = z.strictObject({
 });
 export type DaVptOptions = z.infer<typeof daVptOptions>;
 
-/** Proxy-Anchor constants (METHODS.md §4(c)): α+ = α− = 32, δ+ = 0.1, δ− = −0.1, proxy scale 5. */
-export const PA_ALPHA = 32;
-export const PA_DELTA = 0.1;
-export const PROXY_SCALE = 5;
+/** Proxy-Anchor constants (docs/spec/da-vpt.md#loss): α± = 32, δ± = ±0.1, proxy scale 5. */
+const PA_ALPHA = 32;
+const PA_DELTA = 0.1;
+const PROXY_SCALE = 5;
 
 /** Keeps DA-VPT's per-class image draw apart from other methods' samples. */
 const DAVPT_STREAM = 0x64617670; // 'davp'
 const FEATURE_BATCH = 64;
 
 /** Proxy blocks [start, end] for this backbone, checked. */
-export function proxyRange(cfg: VitConfig, o: DaVptOptions): { start: number; end: number } {
+function proxyRange(cfg: VitConfig, o: DaVptOptions): { start: number; end: number } {
   const L = cfg.depth;
   const start = o.proxyStart ?? L - 1;
   const end = o.proxyEnd ?? Math.max(start, L - 1);
@@ -96,13 +98,13 @@ export function proxyRange(cfg: VitConfig, o: DaVptOptions): { start: number; en
 }
 
 /** p_len actually made: one proxy per class when there are fewer classes than proxies. */
-export const proxyCount = (o: DaVptOptions, numClasses: number) => Math.min(o.proxyPrompts, numClasses);
+const proxyCount = (o: DaVptOptions, numClasses: number) => Math.min(o.proxyPrompts, numClasses);
 
 /** xavier_uniform_ bound of a (depth, len, D) tensor: fan_in = len·D, fan_out = depth·D. */
 export const xavierBound = (depth: number, len: number, D: number) => Math.sqrt(6 / (D * len + D * depth));
 
 /** x / ‖x‖ along the last axis (F.normalize, eps 1e-12 on the norm → 1e-24 on its square), with rsqrt as exp(−½·log). */
-export function l2Normalize<T>(ops: Ops<T>, x: T): T {
+function l2Normalize<T>(ops: Ops<T>, x: T): T {
   const sq = ops.reduceSum(ops.mul(x, x), [-1], true);
   const eps = ops.constant({ shape: [], data: Float32Array.of(1e-24) });
   return ops.mul(x, ops.exp(ops.scale(ops.log(ops.add(sq, eps)), -0.5)));
@@ -118,7 +120,7 @@ export function l2Normalize<T>(ops: Ops<T>, x: T): T {
  * exp so a large unmasked-out value can neither overflow nor leak a gradient. The gradient
  * through s cancels analytically (the result does not depend on s).
  */
-export function maskedLog1pSumExp<T>(ops: Ops<T>, a: T, m: T): T {
+function maskedLog1pSumExp<T>(ops: Ops<T>, a: T, m: T): T {
   const one = ops.constant({ shape: [], data: Float32Array.of(1) });
   const am = ops.add(ops.mul(a, m), ops.scale(ops.sub(m, one), 1e4));
   const beta = 0.25;
@@ -155,7 +157,7 @@ interface ProxyTap<T> {
  * every block's prompts become constant prefix K/V; otherwise they run as tokens and `tap`
  * sees the input of every proxy block.
  */
-export function daVptFeatures<T>(ctx: ForwardContext<T>, x: T, o: DaVptOptions, tap?: (t: ProxyTap<T>) => void): T {
+function daVptFeatures<T>(ctx: ForwardContext<T>, x: T, o: DaVptOptions, tap?: (t: ProxyTap<T>) => void): T {
   const { ops, cfg } = ctx;
   const L = cfg.depth;
   const { start, end } = proxyRange(cfg, o);
@@ -171,7 +173,7 @@ export function daVptFeatures<T>(ctx: ForwardContext<T>, x: T, o: DaVptOptions, 
   };
   const u8 = ctx.uint8Nhwc ? { uint8Nhwc: true } : {};
   if (ctx.mode === 'export') {
-    // Constant prompts whose outputs are discarded: only their keys/values matter (METHODS.md §0.3).
+    // Constant prompts whose outputs are discarded: only their keys/values matter (docs/spec/folding.md).
     const kv = ctx.w.blocks.map((bw, i) => {
       const { k, v } = prefixKV(ops, cfg, bw, prompt(i));
       return { k: ops.label(k, `blocks.${i}.attn.prompt_k`), v: ops.label(v, `blocks.${i}.attn.prompt_v`) };
@@ -196,7 +198,7 @@ export function daVptFeatures<T>(ctx: ForwardContext<T>, x: T, o: DaVptOptions, 
   });
 }
 
-/** The metric term of one proxy block: w_vpt·L_PA(s) + w_cls·L_PA(t) (METHODS.md §4(c)). */
+/** The metric term of one proxy block: w_vpt·L_PA(s) + w_cls·L_PA(t) (docs/spec/da-vpt.md#loss). */
 function proxyBlockLoss<T>(ctx: LossContext<T>, o: DaVptOptions, t: ProxyTap<T>, pos: T): T {
   const { ops, cfg } = ctx;
   const D = cfg.embedDim;
@@ -218,16 +220,8 @@ function proxyBlockLoss<T>(ctx: LossContext<T>, o: DaVptOptions, t: ProxyTap<T>,
 
 // ── class → proxy mapping ──────────────────────────────────────────────────────────────
 
-export interface KmeansResult {
-  /** [k·D] row-major centres. */
-  centres: Float32Array;
-  /** Cluster of every row (rows that are all zero: a random cluster). */
-  assign: number[];
-  iterations: number;
-}
-
 /** LayerNorm without affine over each D-row (torch F.layer_norm, eps 1e-5). */
-export function layerNormRows(X: Float32Array, D: number): Float32Array {
+function layerNormRows(X: Float32Array, D: number): Float32Array {
   const out = new Float32Array(X.length);
   for (let r = 0; r < X.length / D; r++) {
     let mean = 0;
@@ -241,76 +235,8 @@ export function layerNormRows(X: Float32Array, D: number): Float32Array {
   return out;
 }
 
-/**
- * Cosine k-means of the rows of X [n·D] (official `cosine_kmeans`): centres start as k random
- * non-zero rows (or `init`, a warm start); each row joins the centre of highest cosine
- * similarity (ties: the lower index); a centre becomes the mean of its rows (an empty one
- * stays); stop after `iterations` or when the centres move less than `tol` (Frobenius norm).
- * The returned assignment is against the returned centres, so a warm start from them is a
- * fixed point. All-zero rows (classes without images) get a random cluster.
- */
-export function cosineKmeans(X: Float32Array, D: number, k: number, opts: { iterations: number; tol: number; rng: Rng; init?: Float32Array }): KmeansResult {
-  const n = X.length / D;
-  const row = (i: number) => X.subarray(i * D, (i + 1) * D);
-  const valid = Array.from({ length: n }, (_, i) => i).filter((i) => row(i).some((v) => v !== 0));
-  let centres: Float32Array;
-  if (opts.init) {
-    if (opts.init.length !== k * D) throw new CompilerError('BAD_SHAPE', `cosine k-means: warm-start centres have ${opts.init.length} values, expected ${k}×${D}`);
-    centres = Float32Array.from(opts.init);
-  } else {
-    if (valid.length === 0) throw new CompilerError('BAD_ARGUMENT', 'cosine k-means: every class mean is zero (no images?)');
-    // k distinct random rows (partial Fisher–Yates); with fewer rows than k, rows repeat.
-    const order = [...valid];
-    for (let c = 0; c < Math.min(k, order.length); c++) {
-      const j = c + Math.floor(opts.rng() * (order.length - c));
-      [order[c], order[j]] = [order[j]!, order[c]!];
-    }
-    centres = new Float32Array(k * D);
-    for (let c = 0; c < k; c++) centres.set(row(order[c % order.length]!), c * D);
-  }
-  const nearest = (C: Float32Array): number[] => {
-    const norms = Array.from({ length: k }, (_, c) => Math.hypot(...C.subarray(c * D, (c + 1) * D)) || 1);
-    return valid.map((i) => {
-      const x = row(i);
-      let best = 0;
-      let bestSim = -Infinity;
-      for (let c = 0; c < k; c++) {
-        let dot = 0;
-        for (let d = 0; d < D; d++) dot += x[d]! * C[c * D + d]!;
-        const sim = dot / norms[c]!; // ‖x‖ is common to every centre
-        if (sim > bestSim) [best, bestSim] = [c, sim];
-      }
-      return best;
-    });
-  };
-  let iterations = 0;
-  for (let it = 0; it < opts.iterations; it++) {
-    iterations = it + 1;
-    const a = nearest(centres);
-    const sum = new Float64Array(k * D);
-    const cnt = new Array<number>(k).fill(0);
-    valid.forEach((i, r) => {
-      const c = a[r]!;
-      cnt[c]!++;
-      const x = row(i);
-      for (let d = 0; d < D; d++) sum[c * D + d]! += x[d]!;
-    });
-    const next = Float32Array.from(centres);
-    for (let c = 0; c < k; c++) if (cnt[c]! > 0) for (let d = 0; d < D; d++) next[c * D + d] = sum[c * D + d]! / cnt[c]!;
-    let shift = 0;
-    for (let j = 0; j < next.length; j++) shift += (next[j]! - centres[j]!) ** 2;
-    centres = next;
-    if (Math.sqrt(shift) < opts.tol) break;
-  }
-  const a = nearest(centres);
-  const assign = new Array<number>(n).fill(-1);
-  valid.forEach((i, r) => (assign[i] = a[r]!));
-  for (let i = 0; i < n; i++) if (assign[i] === -1) assign[i] = Math.floor(opts.rng() * k);
-  return { centres, assign, iterations };
-}
-
 /** Per-class means [C·D] of features [n·D] with labels y; a class without images stays zero. */
-export function classMeans(feats: Float32Array, y: Int32Array, C: number, D: number): Float32Array {
+function classMeans(feats: Float32Array, y: Int32Array, C: number, D: number): Float32Array {
   const sum = new Float64Array(C * D);
   const cnt = new Array<number>(C).fill(0);
   y.forEach((c, i) => {
@@ -324,7 +250,7 @@ export function classMeans(feats: Float32Array, y: Int32Array, C: number, D: num
  * Final normed CLS features [n·D] of images x through TfOps: the frozen prompt-free backbone
  * when `params` is absent, else DA-VPT's trunk with those tensors (backbone keys substituted).
  */
-export function clsFeatures(cfg: VitConfig, backbone: StateDict, x: HostTensor, o: DaVptOptions, params?: Map<string, HostTensor>): Float32Array {
+function clsFeatures(cfg: VitConfig, backbone: StateDict, x: HostTensor, o: DaVptOptions, params?: Map<string, HostTensor>): Float32Array {
   const [n, C, S, S2] = x.shape as [number, number, number, number];
   const D = cfg.embedDim;
   const out = new Float32Array(n * D);
@@ -376,11 +302,11 @@ async function mappingState(ctx: StateContext, o: DaVptOptions, prompted: boolea
   const normed = layerNormRows(X, D);
   for (let c = 0; c < C; c++) if (X.subarray(c * D, (c + 1) * D).every((v) => v === 0)) normed.fill(0, c * D, (c + 1) * D);
   const r = cosineKmeans(normed, D, pLen, { iterations: o.kmeansIterations, tol: o.kmeansTolerance, rng: ctx.rng, ...(prev?.centres ? { init: Float32Array.from(prev.centres) } : {}) });
-  return { pLen, mapping: r.assign, centres: [...r.centres], kmeansIterations: r.iterations };
+  return { pLen, mapping: Array.from(r.assign), centres: [...r.centres], kmeansIterations: r.iterations };
 }
 
 /** One-hot of mapping[y] as [B, p_len] (the Proxy-Anchor positives). */
-export function proxyMask(y: Int32Array, state: MethodState): HostTensor {
+function proxyMask(y: Int32Array, state: MethodState): HostTensor {
   const { pLen, mapping } = state as DaVptState;
   if (!Array.isArray(mapping) || typeof pLen !== 'number') throw new CompilerError('BAD_ARGUMENT', 'da-vpt: method state lacks the class→proxy mapping (mapping, pLen)');
   const m = new Float32Array(y.length * pLen);

@@ -7,7 +7,7 @@ import type { PromptMethod, Recipe } from './method.ts';
 import { headInit } from './method.ts';
 import { forward } from '../backbones/vit.ts';
 
-export const noOptions = z.strictObject({});
+const noOptions = z.strictObject({});
 type NoOptions = z.infer<typeof noOptions>;
 
 const base = (recipe: Recipe, trainsBackbone: boolean, name: string): PromptMethod<NoOptions> => ({

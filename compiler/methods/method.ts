@@ -1,15 +1,15 @@
 /**
- * What a prompt method is (ARCHITECTURE.md "Prompt methods"): its trainable tensors and their
- * initialisation, how it changes the backbone's forward pass, extra losses, and its default
- * recipe. The training loop and the exporters only see this interface.
+ * What a prompt method is (docs/architecture.md "Methods, training and export"): its trainable
+ * tensors and their initialisation, how it changes the backbone's forward pass, extra losses, and
+ * its default recipe. The training loop and the exporters only see this interface.
  */
 import type { Ops } from '../ops/ops.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import type { VitConfig } from '../backbones/vit-variants.ts';
 import type { VitWeights } from '../backbones/vit.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
-
-export type Rng = () => number;
+import type { ClipContext, ClipTask } from '../backbones/clip-task.ts';
+import { normal, type Rng } from '../../devices/rng.ts';
 
 /** Training images drawn for a method's data-dependent setup (SPT prototypes, DA-VPT class means). */
 export interface ImageSample {
@@ -37,6 +37,8 @@ export interface InitContext {
    * method that needs data throws a clear error without it.
    */
   sample?: (request: SampleRequest) => Promise<ImageSample>;
+  /** A CLIP backbone's text side (tokenizer, class names, zero-shot embeddings); absent for a plain ViT. */
+  clip?: ClipTask;
 }
 
 /**
@@ -69,6 +71,8 @@ export interface ForwardContext<T> {
   mode: 'train' | 'eval' | 'export';
   /** Images arrive as [B, H, W, 3] uint8 (the artifact's input contract) instead of normalised NCHW. */
   uint8Nhwc?: boolean;
+  /** A CLIP backbone: `w` is its image tower; this adds the projection, the text tower and the zero-shot classes. */
+  clip?: ClipContext<T>;
 }
 
 export interface OptimizerRecipe {
@@ -89,6 +93,11 @@ export interface Recipe {
   batchSize: number;
   /** 'epoch': lr changes per epoch (VPT's WarmupCosineSchedule); 'step': per optimiser step. */
   schedulePer: 'epoch' | 'step';
+  /**
+   * Dassl's ConstantWarmupScheduler (CoOp, DAPT): the warmup runs at this fixed lr and the cosine
+   * then spans all `epochs`, starting at the base lr. Absent: linear warmup from 0 (VPT).
+   */
+  warmupLr?: number;
   labelSmoothing: number;
   augment: { randomResizedCrop: boolean; hflip: boolean };
 }
@@ -111,6 +120,8 @@ export interface PromptMethod<O> {
    */
   weightDecayFor?(name: string, opts: O): number | undefined;
   recipe(opts: O): Recipe;
+  /** The method needs a CLIP backbone (a text tower for its classes); a job on a plain ViT is refused. */
+  readonly requiresClip?: boolean;
 
   // Optional training extensions. A method without them trains with softmax cross-entropy on
   // `forward`'s logits; the loop and both engines call these, so a method stays one file.
@@ -121,7 +132,7 @@ export interface PromptMethod<O> {
    */
   loss?<T>(ctx: LossContext<T>, x: T, opts: O): { loss: T; logits: T };
   /** Shapes of per-batch inputs `loss` reads with `ctx.input` ('N' is the batch). */
-  batchInputShapes?(opts: O, numClasses: number): Record<string, (number | 'N')[]>;
+  batchInputShapes?(opts: O, numClasses: number, ctx: { cfg: VitConfig; clip?: ClipTask }): Record<string, (number | 'N')[]>;
   /** Values of those inputs for one batch with labels y (e.g. one-hot of mapping[y]). */
   batchInputs?(y: Int32Array, state: MethodState, opts: O): Map<string, HostTensor>;
   /** Initial method state, after `init` (DA-VPT: the class→proxy mapping from class means). */
@@ -142,10 +153,6 @@ export function headInit(ctx: InitContext, std: number, bias = 0): Map<string, H
   ]);
 }
 
-export function normal(rng: Rng): number {
-  return Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
-}
-
 export function uniform(shape: number[], bound: number, rng: Rng): HostTensor {
   const n = shape.reduce((p, d) => p * d, 1);
   const data = new Float32Array(n);
@@ -154,9 +161,9 @@ export function uniform(shape: number[], bound: number, rng: Rng): HostTensor {
 }
 
 /**
- * The recipe the seed papers' code shares (SPT, DA-VPT, SA2VP): AdamW without lr batch scaling,
- * 100 epochs with 10 warmup, cosine per optimiser step, no label smoothing or augmentation
- * (their VTAB transforms). Methods pass what differs.
+ * The recipe the papers' official code shares (SPT, DA-VPT, SA2VP; docs/spec/): AdamW without
+ * lr batch scaling, 100 epochs with 10 warmup, cosine per optimiser step, no label smoothing or
+ * augmentation (their VTAB transforms). Methods pass what differs.
  */
 export function adamwRecipe(o: { lr: number; weightDecay: number; batchSize: number }): Recipe {
   return {

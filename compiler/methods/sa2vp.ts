@@ -1,6 +1,6 @@
 /**
  * SA2VP: Spatially Aligned-and-Adapted Visual Prompt (Pei, Xia et al., AAAI 2024), official
- * semantics (tommy-xq/SA2VP `vit_tinypara.py`, METHODS.md §5):
+ * semantics (tommy-xq/SA2VP `vit_tinypara.py`; docs/spec/sa2vp.md):
  * - a 2-D prompt map ppt [1, T, r] (one slot per token, CLS included) lifted by ppt_proj r→D and
  *   given the image's own position embedding: P₀ = ppt_proj(ppt) + pos (the spatial alignment);
  * - two pathways through the *same* frozen blocks: base H (the image) and prompt P, never mixed
@@ -27,8 +27,9 @@
  * terms, per-head projection slices) folded into initializers by OnnxOps.
  */
 import { z } from 'zod';
-import type { ForwardContext, PromptMethod, Rng } from './method.ts';
-import { adamwRecipe, headInit, normal, uniform } from './method.ts';
+import { normal, type Rng } from '../../devices/rng.ts';
+import type { ForwardContext, PromptMethod } from './method.ts';
+import { adamwRecipe, headInit, uniform } from './method.ts';
 import type { Ops } from '../ops/ops.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import type { VitConfig } from '../backbones/vit-variants.ts';
@@ -37,7 +38,7 @@ import { type BlockWeights, block, embed, forwardHead } from '../backbones/vit.t
 import { softmaxCrossEntropy } from '../train/loss.ts';
 import { CompilerError } from '../ops/errors.ts';
 
-export const sa2vpOptions = z.strictObject({
+const sa2vpOptions = z.strictObject({
   interDim: z.number().int().positive().describe('inter-dim r of the prompt maps and Mlp_small (official 8/16/32/64)'),
   b2pLayers: z.array(z.number().int().nonnegative()).min(1).optional().describe('base→prompt layers (default: 0, L/3, 2L/3); deep prompt maps enter at all but 0'),
   addScale: z.number().describe('inter-weight a scaling every cross-block output (official 0.1; 1.5 for VTAB Specialized/Structured)'),
@@ -63,7 +64,7 @@ export function b2pLayersOf(o: Sa2vpOptions, L: number): number[] {
 const deepLayersOf = (b2p: number[]) => b2p.filter((i) => i > 0);
 
 /**
- * Trainable values without the head, by formula (METHODS.md: 372,912 for ViT-B/16 at r = 16):
+ * Trainable values without the head, by formula (docs/spec/sa2vp.md: 372,912 for ViT-B/16 at r = 16):
  * ppt T·r, ppt_proj r·D + D, deep maps k·(T·r + r·D + D), cross_conv k·D, and per layer ffn_norm
  * 2D plus Mlp_small (D·r + r) + (r·D + D).
  */

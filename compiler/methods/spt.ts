@@ -1,28 +1,31 @@
 /**
  * SPT: Self-Prompt Tuning ("Revisiting the Power of Prompt for Visual Tuning", Wang et al.,
- * ICML 2024; METHODS.md §3). The architecture, forward and fused export are VPT's
+ * ICML 2024; docs/spec/spt.md). The architecture, forward and fused export are VPT's
  * (`vptForward`, without prompt dropout); only the initialisation and the recipe differ.
  *
- * Init (METHODS.md §3(d)): `sampleSize` training images drawn with replacement (training
- * transforms) run once through the frozen, prompt-free backbone. Layer 0's tokens are the
- * patch-embedding outputs (before CLS and position embedding); layer i ≥ 1's are the input of
- * block i with CLS removed. Per layer, from its tokens X [B, T, D]:
+ * Init (docs/spec/spt.md#init-the-method): `sampleSize` training images drawn with replacement
+ * (training transforms) run once through the frozen, prompt-free backbone. Layer 0's tokens are the
+ * patch-embedding outputs (before CLS and position embedding); layer i ≥ 1's are the input of block
+ * i with CLS removed. Per layer, from its tokens X [B, T, D]:
  * - `random`: N of the B·T token rows, uniformly without replacement;
  * - `mean` / `max`: each image's raster-ordered tokens pooled in N − 1 windows of
  *   w = ⌊T/(N−1)⌋ tokens plus a last window of the T − (N−1)·w remaining ones, then N of the
  *   pooled vectors kept at random. When nothing remains (T divisible into N − 1 windows of w)
  *   an image yields N − 1 vectors: an empty window has no mean or max. N = 1 pools the whole image.
  * - `kmeans` (the paper's prototypes; absent from the official code): N centres of all B·T
- *   token rows, Euclidean, seeded k-means++ then Lloyd iterations (`kmeansCentres`).
+ *   token rows, Euclidean, seeded k-means++ then Lloyd iterations (`euclideanKmeans`, kmeans.ts).
  * The head is timm's trunc_normal(std 0.02) (truncated at ±2 absolute, i.e. plainly normal), bias 0.
  *
- * Recipe (§3(e)): AdamW; prompts decay by the recipe's weight decay (1e-2), head.weight by
- * `headWeightDecay` (the official `wd_head`), head.bias not at all; warmup then cosine per step.
+ * Recipe (docs/spec/spt.md#recipe): AdamW; prompts decay by the recipe's weight decay (1e-2),
+ * head.weight by `headWeightDecay` (the official `wd_head`), head.bias not at all; warmup then
+ * cosine per step.
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import type { InitContext, PromptMethod, Rng } from './method.ts';
+import type { Rng } from '../../devices/rng.ts';
+import type { InitContext, PromptMethod } from './method.ts';
 import { adamwRecipe, headInit } from './method.ts';
+import { euclideanKmeans } from './kmeans.ts';
 import { vptForward } from './vpt.ts';
 import { bindVit, forwardFeatures, patchEmbed } from '../backbones/vit.ts';
 import { gridOf, type VitConfig } from '../backbones/vit-variants.ts';
@@ -31,10 +34,9 @@ import type { HostTensor } from '../ops/host-tensor.ts';
 import { TfOps } from '../ops/tf-ops.ts';
 import { CompilerError } from '../ops/errors.ts';
 
-export const SPT_INITS = ['random', 'mean', 'max', 'kmeans'] as const;
-export type SptInit = (typeof SPT_INITS)[number];
+const SPT_INITS = ['random', 'mean', 'max', 'kmeans'] as const;
 
-export const sptOptions = z.strictObject({
+const sptOptions = z.strictObject({
   prompts: z.number().int().positive().describe('prompt tokens per layer (N)'),
   deep: z.boolean().describe('a fresh set of prompts before every block'),
   depth: z.number().int().positive().optional().describe('deep prompts in the first `depth` blocks only (default: all)'),
@@ -92,7 +94,7 @@ export function captureLayerTokens(cfg: VitConfig, backbone: StateDict, x: HostT
 }
 
 /** `n` distinct indices of [0, rows) uniformly (a partial Fisher–Yates shuffle). */
-export function pickRows(rows: number, n: number, rng: Rng): number[] {
+function pickRows(rows: number, n: number, rng: Rng): number[] {
   if (n > rows) throw new CompilerError('BAD_ARGUMENT', `spt: cannot pick ${n} prompts from ${rows} candidate vectors; raise method.options.sampleSize or lower prompts`);
   const idx = Array.from({ length: rows }, (_, i) => i);
   for (let i = 0; i < n; i++) {
@@ -137,106 +139,6 @@ function gatherRows(X: Float32Array, D: number, rows: number[]): Float32Array {
   return out;
 }
 
-export interface KmeansResult {
-  centres: Float32Array; // [k, D]
-  assign: Int32Array; // [rows]
-  iterations: number;
-}
-
-/**
- * k centres of X [rows, D] (Euclidean). Seeding: k-means++ (first centre uniform, each next one
- * drawn with probability ∝ squared distance to the nearest chosen centre), all from `rng`, so a
- * seed fixes the result. Then Lloyd iterations (assign to the nearest centre, lowest index on
- * ties; centre = mean of its points, in float64) until the assignment stops changing, no centre
- * moves more than tol × RMS row norm, or `maxIter`. An emptied cluster takes the row farthest
- * from its centre (deterministic). The returned assignment is the one the centres are means of.
- */
-export function kmeansCentres(X: Float32Array, D: number, k: number, rng: Rng, maxIter = 100, tol = 1e-6): KmeansResult {
-  const rows = X.length / D;
-  if (k > rows) throw new CompilerError('BAD_ARGUMENT', `spt: k-means needs at least ${k} tokens, got ${rows}; raise method.options.sampleSize`);
-  const c = new Float64Array(k * D);
-  const dist2 = (r: number, ci: number) => {
-    let s = 0;
-    for (let d = 0; d < D; d++) {
-      const u = X[r * D + d]! - c[ci * D + d]!;
-      s += u * u;
-    }
-    return s;
-  };
-  // k-means++ seeding.
-  const near = new Float64Array(rows).fill(Infinity);
-  const setCentre = (ci: number, r: number) => {
-    for (let d = 0; d < D; d++) c[ci * D + d] = X[r * D + d]!;
-    for (let i = 0; i < rows; i++) near[i] = Math.min(near[i]!, dist2(i, ci));
-  };
-  setCentre(0, Math.floor(rng() * rows));
-  for (let ci = 1; ci < k; ci++) {
-    let total = 0;
-    for (let i = 0; i < rows; i++) total += near[i]!;
-    let r = 0;
-    if (total > 0) {
-      let u = rng() * total;
-      for (r = 0; r < rows - 1; r++) if ((u -= near[r]!) < 0) break;
-    } else r = Math.floor(rng() * rows); // every row already coincides with a centre
-    setCentre(ci, r);
-  }
-  let norm2 = 0;
-  for (let i = 0; i < X.length; i++) norm2 += X[i]! * X[i]!;
-  const shiftTol = tol * Math.sqrt(norm2 / rows);
-  const assign = new Int32Array(rows).fill(-1);
-  const best = new Float64Array(rows);
-  let it = 0;
-  while (it < maxIter) {
-    it++;
-    let changed = 0;
-    for (let i = 0; i < rows; i++) {
-      let bi = 0;
-      let bd = Infinity;
-      for (let ci = 0; ci < k; ci++) {
-        const d2 = dist2(i, ci);
-        if (d2 < bd) [bd, bi] = [d2, ci];
-      }
-      best[i] = bd;
-      if (assign[i] !== bi) changed++, (assign[i] = bi);
-    }
-    if (changed === 0) break; // centres are already the means of this assignment
-    const sum = new Float64Array(k * D);
-    const cnt = new Int32Array(k);
-    for (let i = 0; i < rows; i++) {
-      const a = assign[i]!;
-      cnt[a]!++;
-      for (let d = 0; d < D; d++) sum[a * D + d] += X[i * D + d]!;
-    }
-    for (let ci = 0; ci < k; ci++) {
-      if (cnt[ci] === 0) {
-        // Empty cluster: move the row farthest from its own centre here, taken from a cluster
-        // that keeps at least one row.
-        let far = -1;
-        for (let i = 0; i < rows; i++) if (cnt[assign[i]!]! > 1 && (far < 0 || best[i]! > best[far]!)) far = i;
-        const from = assign[far]!;
-        cnt[from]!--;
-        for (let d = 0; d < D; d++) sum[from * D + d] -= X[far * D + d]!;
-        assign[far] = ci;
-        best[far] = 0;
-        cnt[ci] = 1;
-        for (let d = 0; d < D; d++) sum[ci * D + d] = X[far * D + d]!;
-      }
-    }
-    let shift = 0;
-    for (let ci = 0; ci < k; ci++) {
-      let s = 0;
-      for (let d = 0; d < D; d++) {
-        const m = sum[ci * D + d]! / cnt[ci]!;
-        s += (m - c[ci * D + d]!) ** 2;
-        c[ci * D + d] = m;
-      }
-      shift = Math.max(shift, Math.sqrt(s));
-    }
-    if (shift <= shiftTol) break;
-  }
-  return { centres: Float32Array.from(c), assign, iterations: it };
-}
-
 /** N prompt vectors [N, D] from one layer's tokens X [B·T, D] by the chosen construction. */
 export function prototypes(X: Float32Array, B: number, T: number, D: number, N: number, o: SptOptions, rng: Rng): Float32Array {
   switch (o.init) {
@@ -248,7 +150,8 @@ export function prototypes(X: Float32Array, B: number, T: number, D: number, N: 
       return gatherRows(pooled, D, pickRows(pooled.length / D, N, rng));
     }
     case 'kmeans':
-      return kmeansCentres(X, D, N, rng, o.kmeansIterations, o.kmeansTolerance).centres;
+      if (N > B * T) throw new CompilerError('BAD_ARGUMENT', `spt: k-means needs at least ${N} tokens, got ${B * T}; raise method.options.sampleSize`);
+      return euclideanKmeans(X, D, N, { iterations: o.kmeansIterations, tol: o.kmeansTolerance, rng }).centres;
   }
 }
 
@@ -279,7 +182,7 @@ function make(name: 'spt-shallow' | 'spt-deep'): PromptMethod<SptOptions> {
       return m;
     },
     trainsBackbone: () => false,
-    // No prompt dropout in SPT (METHODS.md §3(b)).
+    // No prompt dropout in SPT (docs/spec/spt.md#forward-and-loss).
     forward: (ctx, x, o) => vptForward(ctx, x, { prompts: o.prompts, deep: o.deep, dropout: 0 }),
     decays: (n) => n !== 'head.bias',
     weightDecayFor: (n, o) => (n === 'head.weight' ? o.headWeightDecay : undefined),

@@ -7,7 +7,11 @@ export type CompilerErrorCode =
   | 'SHAPE_MISMATCH'
   | 'BAD_SHAPE'
   | 'UNSUPPORTED'
-  | 'BAD_ARGUMENT';
+  | 'BAD_ARGUMENT'
+  // A training run going wrong (compiler/train/diagnose.ts), an error under --strict:
+  | 'TRAINING_DIVERGING'
+  | 'TRAINING_COLLAPSED'
+  | 'TRAINING_NOT_LEARNING';
 
 export class CompilerError extends Error {
   readonly code: CompilerErrorCode;

@@ -13,12 +13,6 @@ export function numel(shape: readonly number[]): number {
   return n;
 }
 
-export function hostTensor(shape: readonly number[], data?: Float32Array | readonly number[]): HostTensor {
-  const n = numel(shape);
-  const buf = data === undefined ? new Float32Array(n) : data instanceof Float32Array ? data : Float32Array.from(data);
-  if (buf.length !== n) throw new RangeError(`tensor data has ${buf.length} values but shape [${shape.join(',')}] needs ${n}`);
-  return { shape: [...shape], data: buf };
-}
 
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);

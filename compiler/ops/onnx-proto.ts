@@ -7,13 +7,14 @@ import onnxProto from 'onnx-proto';
 import type { onnx as O } from 'onnx-proto';
 import type { Dim } from './ops.ts';
 import { CompilerError } from './errors.ts';
+import { VERSION } from '../../runtime/version.ts';
 
 const { onnx } = onnxProto;
 const DT = onnx.TensorProto.DataType;
 const AT = onnx.AttributeProto.AttributeType;
 
-export const OPSET = 17;
-export const IR_VERSION = 8;
+const OPSET = 17;
+const IR_VERSION = 8;
 
 export type AttrValue = number | string | number[] | { float: number };
 export interface NodeSpec {
@@ -87,7 +88,7 @@ export function encodeModel(g: GraphSpec, metadata: Record<string, string> = {},
   const model = onnx.ModelProto.create({
     irVersion: IR_VERSION,
     producerName: 'edgeprompt',
-    producerVersion: '0.1.0',
+    producerVersion: VERSION,
     opsetImport: [{ domain: '', version: OPSET }, ...extraOpsets],
     metadataProps: Object.entries(metadata).map(([key, value]) => ({ key, value })),
     graph: {

@@ -1,7 +1,7 @@
 /**
  * Choosing the tfjs backend: tfjs-node-gpu (a CUDA workstation), tfjs-node (native CPU),
  * else WebAssembly. The native packages are optional; each failure is kept so the log says
- * why a faster backend was not used (STYLE.md house rule 7: report every failure).
+ * why a faster backend was not used (docs/style.md rule 7: report every failure).
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';

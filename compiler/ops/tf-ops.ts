@@ -1,7 +1,7 @@
 /**
  * `Ops` on tfjs tensors: the differentiable interpreter used for training and evaluation.
  *
- * Speed fixes measured on tfjs-wasm (STACK.md §3), applied here and nowhere else:
+ * Speed fixes for tfjs-wasm (docs/platform.md "TensorFlow.js in Node"), applied here and nowhere else:
  * - a frozen linear layer runs as a plain 2-D matMul against a cached Wᵀ inside `tf.customGrad`,
  *   because the built-in matMul gradient uses transposeB, which is ~14× slower on wasm;
  * - transposes are explicit (`tf.transpose` then matMul), never matMul's transpose flags;
@@ -174,6 +174,10 @@ export class TfOps implements Ops<tf.Tensor> {
     return tf.log(x);
   }
 
+  sqrt(x: tf.Tensor): tf.Tensor {
+    return tf.sqrt(x);
+  }
+
   reduceMean(x: tf.Tensor, axes: readonly number[], keepDims: boolean): tf.Tensor {
     return tf.mean(x, axes.map((a) => axisOf(a, x.rank)), keepDims);
   }
@@ -205,7 +209,3 @@ export class TfOps implements Ops<tf.Tensor> {
   }
 }
 
-/** Copy a tensor to the host (outside any tidy). */
-export async function toHost(t: tf.Tensor): Promise<HostTensor> {
-  return { shape: [...t.shape], data: (await t.data()) as Float32Array };
-}

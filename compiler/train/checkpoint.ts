@@ -9,17 +9,8 @@ import { join } from 'node:path';
 import { encodeSafetensors, readSafetensors } from '../backbones/safetensors.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import { CompilerError } from '../ops/errors.ts';
-
-export interface EpochRecord {
-  epoch: number;
-  lr: number;
-  trainLoss: number;
-  valLoss: number;
-  valTop1: number;
-  perClass: number[];
-  imagesPerSec: number;
-  seconds: number;
-}
+import type { TrainingWarning } from './diagnose.ts';
+import type { EpochRecord } from './epoch-record.ts';
 
 export interface TrainState {
   version: 1;
@@ -42,6 +33,10 @@ export interface TrainState {
   epochsWithoutImprovement: number;
   history: EpochRecord[];
   lastConfusion: number[][];
+  /** The loss of the first training batch, before any update: where the run started (compiler/train/diagnose.ts). */
+  initialLoss?: number;
+  /** What compiler/train/diagnose.ts saw going wrong (divergence, collapse, no learning), in order. */
+  warnings?: TrainingWarning[];
   /** A method's own training state (PromptMethod.initState/epochEnd), when it keeps one. */
   methodState?: Record<string, unknown>;
   config: unknown;

@@ -9,7 +9,7 @@ import { loadImageFolder } from '../data/image-folder.ts';
 import { makePartsSet } from '../data/parts.ts';
 import { indicesByClass, kShot, splitFraction } from '../data/sampling.ts';
 import { batches, prefetch } from '../data/loader.ts';
-import { mixSeed, mulberry32, permutation } from '../data/rng.ts';
+import { mixSeed, mulberry32, permutation } from '../../devices/rng.ts';
 import type { ImageSample, SampleRequest } from '../methods/method.ts';
 import { preprocessFor } from '../data/transforms.ts';
 import type { Augment, LabeledSet, Preprocess, Split } from '../data/types.ts';

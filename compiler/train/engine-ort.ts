@@ -17,7 +17,7 @@ import { encodeModel } from '../ops/onnx-proto.ts';
 import { type HostTensor, numel } from '../ops/host-tensor.ts';
 import type { DropoutMask } from '../ops/onnx-ops.ts';
 import { CompilerError } from '../ops/errors.ts';
-import { mixSeed, mulberry32 } from '../data/rng.ts';
+import { mixSeed, mulberry32 } from '../../devices/rng.ts';
 import type { Engine, StepResult } from './engine.ts';
 import { smoothedTargets } from './loss.ts';
 import { buildForwardGraph, buildTrainingGraph, type TaskGraphSpec } from './training-graph.ts';

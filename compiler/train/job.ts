@@ -6,7 +6,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import type { CompileConfig } from '../config/compile-config.ts';
+import { thresholdsOf, type CompileConfig } from '../config/compile-config.ts';
+import { CompilerError } from '../ops/errors.ts';
+import type { InspectionRule } from '../../runtime/pipeline/inspection.ts';
 import { vitConfig, type VitConfig } from '../backbones/vit-variants.ts';
 import { loadVitWeights } from '../backbones/vit-weights.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
@@ -14,11 +16,15 @@ import { methodByName } from '../methods/registry.ts';
 import type { PromptMethod, Recipe } from '../methods/method.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import { initTf, type TfBackendInfo } from '../ops/tf-backend.ts';
-import { mulberry32 } from '../data/rng.ts';
+import { mulberry32 } from '../../devices/rng.ts';
 import { TfEngine } from './engine-tfjs.ts';
 import { OrtEngine } from './engine-ort.ts';
 import { chooseEngine } from './engine-choice.ts';
 import { loadSplit, trainData } from './data-source.ts';
+import { prepareClip } from './clip-job.ts';
+import { isClipArch } from '../backbones/clip-variants.ts';
+import type { ClipTask } from '../backbones/clip-task.ts';
+import { ConfigError } from '../config/load.ts';
 import type { TrainJob } from './loop.ts';
 import type { Progress } from './progress.ts';
 import type { Split } from '../data/types.ts';
@@ -30,6 +36,8 @@ export interface PreparedJob {
   split: Split;
   backend: TfBackendInfo;
   weightsFile: string;
+  /** A CLIP backbone's text side (tokenizer, class words, zero-shot embeddings). */
+  clip?: ClipTask;
 }
 
 export function mergeRecipe(base: Recipe, c: CompileConfig['recipe']): Recipe {
@@ -39,6 +47,7 @@ export function mergeRecipe(base: Recipe, c: CompileConfig['recipe']): Recipe {
     epochs: c.epochs ?? base.epochs,
     batchSize: c.batchSize ?? base.batchSize,
     warmupEpochs: c.warmupEpochs ?? base.warmupEpochs,
+    ...(c.warmupLr !== undefined || base.warmupLr !== undefined ? { warmupLr: c.warmupLr ?? base.warmupLr! } : {}),
     labelSmoothing: c.labelSmoothing ?? base.labelSmoothing,
     optimizer: {
       ...base.optimizer,
@@ -56,22 +65,53 @@ export function sha256File(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
 
-export async function prepareJob(config: CompileConfig, configFile: string, opts: { resume: boolean; progress: Progress; signal?: AbortSignal }): Promise<PreparedJob> {
+/**
+ * The manifest's OK/NG rule in class indices, when the task inspects parts (okLabels): checked
+ * against the data's classes before any training, so a typo fails in a second, not after the run.
+ */
+export function inspectionRule(config: CompileConfig, configFile: string, classes: readonly string[]): InspectionRule | undefined {
+  const t = thresholdsOf(config);
+  if (!t.okLabels) return undefined;
+  const okClasses = t.okLabels.map((l, i) => {
+    const k = classes.indexOf(l);
+    if (k < 0) {
+      const field = config.thresholds.okLabels ? `thresholds.okLabels[${i}]` : `thresholds.okLabels (default [${l}] for parts data)`;
+      throw new CompilerError('BAD_ARGUMENT', `${configFile}: ${field}: "${l}" is not a class of the data (classes: ${classes.join(', ')}); name the good-part classes`);
+    }
+    return k;
+  });
+  return { okClasses, minConfidence: t.minConfidence };
+}
+
+export async function prepareJob(config: CompileConfig, configFile: string, opts: { resume: boolean; progress: Progress; signal?: AbortSignal; strict?: boolean }): Promise<PreparedJob> {
   const base = dirname(resolve(configFile));
   const backend = await initTf(config.backend);
   const weightsFile = resolve(base, config.backbone.weights);
-  const size = config.backbone.imgSize ? { imgSize: config.backbone.imgSize } : {};
-  const split = await loadSplit(config.data, vitConfig(config.backbone.arch, size), base);
-  const cfg = vitConfig(config.backbone.arch, { ...size, numClasses: split.train.classes.length });
-  const loaded = loadVitWeights(weightsFile, cfg);
-  const backbone: StateDict = new Map([...loaded.stateDict].filter(([k]) => !k.startsWith('head.'))); // every task trains its own head
+  let cfg: VitConfig;
+  let split: Split;
+  let backbone: StateDict;
+  let clip: ClipTask | undefined;
+  if (isClipArch(config.backbone.arch)) {
+    let notes: string[];
+    ({ cfg, split, backbone, clip, notes } = await prepareClip(config, configFile, base));
+    for (const n of notes) opts.progress.log(`${config.backbone.weights}: ${n}`);
+  } else {
+    const size = config.backbone.imgSize ? { imgSize: config.backbone.imgSize } : {};
+    split = await loadSplit(config.data, vitConfig(config.backbone.arch, size), base);
+    cfg = vitConfig(config.backbone.arch, { ...size, numClasses: split.train.classes.length });
+    const loaded = loadVitWeights(weightsFile, cfg);
+    backbone = new Map([...loaded.stateDict].filter(([k]) => !k.startsWith('head.'))); // every task trains its own head
+  }
+  const inspection = inspectionRule(config, configFile, split.train.classes);
   const method = methodByName(config.method.name) as PromptMethod<Record<string, unknown>>;
+  if (method.requiresClip && !clip) throw new ConfigError(configFile, 'method.name', `${method.name} needs a CLIP backbone (backbone.arch clip_*, with backbone.tokenizer); ${config.backbone.arch} is a ViT`);
   const options = method.resolveOptions(config.method.options);
   const recipe = mergeRecipe(method.recipe(options), config.recipe);
   const initial = new Map<string, HostTensor>();
   for (const [k, t] of backbone) if (method.trainsBackbone(k, options)) initial.set(k, { shape: [...t.shape], data: Float32Array.from(t.data) });
   const data = trainData(cfg, { split, ...(config.kShot ? { kShot: config.kShot } : {}), seed: config.seed, augment: recipe.augment });
-  const initCtx = { cfg, numClasses: cfg.numClasses, backbone, rng: mulberry32(config.seed), sample: data.sample! };
+  const withClip = clip ? { clip } : {};
+  const initCtx = { cfg, numClasses: cfg.numClasses, backbone, rng: mulberry32(config.seed), sample: data.sample!, ...withClip };
   for (const [k, t] of await method.init(initCtx, options)) initial.set(k, t);
   const backendName = `tfjs ${backend.backend}${backend.package.includes('gpu') ? ' (GPU)' : ''}`;
   const job: TrainJob = {
@@ -88,15 +128,17 @@ export async function prepareJob(config: CompileConfig, configFile: string, opts
     config,
     data,
     initial,
-    methodContext: { cfg, numClasses: cfg.numClasses, backbone },
+    methodContext: { cfg, numClasses: cfg.numClasses, backbone, ...withClip },
     makeEngine: (params) =>
       chooseEngine(config.engine, {
-        tfjs: () => new TfEngine({ cfg, backbone, method, options, params, numClasses: cfg.numClasses, labelSmoothing: recipe.labelSmoothing, seed: config.seed, backend: backendName }),
-        ort: () => OrtEngine.create({ cfg, backbone, method, options, params, numClasses: cfg.numClasses, labelSmoothing: recipe.labelSmoothing, seed: config.seed }),
+        tfjs: () => new TfEngine({ cfg, backbone, method, options, params, numClasses: cfg.numClasses, labelSmoothing: recipe.labelSmoothing, seed: config.seed, backend: backendName, ...withClip }),
+        ort: () => OrtEngine.create({ cfg, backbone, method, options, params, numClasses: cfg.numClasses, labelSmoothing: recipe.labelSmoothing, seed: config.seed, ...withClip }),
         log: (line) => opts.progress.log(line),
       }),
     progress: opts.progress,
     ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(inspection && { inspection }),
+    ...(opts.strict && { strict: true }),
   };
-  return { job, cfg, backbone, split, backend, weightsFile };
+  return { job, cfg, backbone, split, backend, weightsFile, ...withClip };
 }

@@ -8,16 +8,19 @@
 import { join } from 'node:path';
 import type { Engine } from './engine.ts';
 import type { ImageSample, InitContext, MethodState, PromptMethod, Recipe, SampleRequest } from '../methods/method.ts';
-import { mixSeed, mulberry32 } from '../data/rng.ts';
+import { mixSeed, mulberry32 } from '../../devices/rng.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import { newOptimizerState, optimizerFromTensors, optimizerStep, optimizerTensors, type TrainableTensor } from './optim.ts';
 import { lrAt, scaledLr } from './schedule.ts';
-import { MetricAccumulator, type EvalMetrics } from './metrics.ts';
+import { MetricAccumulator, columnSums, type EvalMetrics } from './metrics.ts';
 import { checkLabels, hasCheckpoint, loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
 import { encodeSafetensors } from '../backbones/safetensors.ts';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { writeReport } from './report.ts';
 import type { Progress } from './progress.ts';
+import { diagnose, warningLine, type TrainingWarning } from './diagnose.ts';
+import { CompilerError } from '../ops/errors.ts';
+import type { InspectionRule } from '../../runtime/pipeline/inspection.ts';
 
 export interface Batch {
   x: Float32Array;
@@ -55,6 +58,10 @@ export interface TrainJob {
   methodContext?: Omit<InitContext, 'rng' | 'sample'>;
   progress: Progress;
   signal?: AbortSignal;
+  /** The task inspects parts (okLabels as class indices + minConfidence): validation also reports escape / false-reject rates. */
+  inspection?: InspectionRule;
+  /** A divergence / collapse / no-learning warning stops the run with that error (after saving the checkpoint and report). */
+  strict?: boolean;
 }
 
 export interface TrainResult {
@@ -71,11 +78,26 @@ function decayOverride(job: TrainJob, name: string): { weightDecay?: number } {
   return wd === undefined ? {} : { weightDecay: wd };
 }
 
+/** New warnings about the run so far (compiler/train/diagnose.ts), recorded in the state. */
+function check(job: TrainJob, state: TrainState, final: boolean): TrainingWarning[] {
+  const valCounts = state.lastConfusion.map((row) => row.reduce((a, b) => a + b, 0));
+  const found = diagnose(state.history, { classes: state.classes, valCounts, lr: job.recipe.optimizer.lr, final, bestTop1: state.bestTop1, warmupEpochs: job.recipe.warmupEpochs, ...(state.initialLoss !== undefined && { initialLoss: state.initialLoss }) }, state.warnings ?? []);
+  if (found.length) state.warnings = [...(state.warnings ?? []), ...found];
+  return found;
+}
+
+/** Prints new warnings; under --strict the first one ends the run (checkpoint and report are written already). */
+function report(job: TrainJob, found: TrainingWarning[]): void {
+  for (const w of found) job.progress.log(warningLine(w));
+  const w = found[0];
+  if (job.strict && w) throw new CompilerError(w.code, `${w.message} (--strict). Likely cause: ${w.cause}. Fix: ${w.fix}; or run without --strict to train on`);
+}
+
 /** Keeps a method's per-epoch randomness apart from data order and dropout. */
 const METHOD_STREAM = 0x6d657468; // 'meth'
 
-export async function evaluate(engine: Engine, data: TrainData, batchSize: number): Promise<EvalMetrics> {
-  const acc = new MetricAccumulator(data.classes.length);
+export async function evaluate(engine: Engine, data: TrainData, batchSize: number, inspection?: InspectionRule): Promise<EvalMetrics> {
+  const acc = new MetricAccumulator(data.classes.length, inspection);
   for await (const b of data.valBatches(batchSize)) acc.add(await engine.predict(b.x, b.y.length), b.y);
   return acc.result();
 }
@@ -130,23 +152,27 @@ export async function train(job: TrainJob): Promise<TrainResult> {
   const stepsPerEpoch = Math.floor(data.trainSize / batch) || 1;
   const baseLr = scaledLr(recipe.optimizer.lr, batch, recipe.optimizer.scaleLrByBatch);
   const perStep = recipe.schedulePer === 'step';
-  const schedule = { baseLr, warmup: recipe.warmupEpochs * (perStep ? stepsPerEpoch : 1), total: recipe.epochs * (perStep ? stepsPerEpoch : 1) };
+  const schedule = { baseLr, warmup: recipe.warmupEpochs * (perStep ? stepsPerEpoch : 1), total: recipe.epochs * (perStep ? stepsPerEpoch : 1), ...(recipe.warmupLr !== undefined ? { constantWarmupLr: recipe.warmupLr } : {}) };
 
   let interrupted = false;
   let earlyStopped = false;
+  // A method with nothing to train (zero-shot CLIP) is evaluated once: one epoch of record, no steps.
+  const epochs = trainables.length ? recipe.epochs : Math.min(recipe.epochs, 1);
+  if (!trainables.length && state.epoch < epochs) job.progress.log(`${method.name} has no trainable tensors: one evaluation epoch, no steps`);
   try {
-    for (let epoch = state.epoch; epoch < recipe.epochs; epoch++) {
+    for (let epoch = state.epoch; epoch < epochs; epoch++) {
       const t0 = performance.now();
       let seen = 0;
       let lossSum = 0;
       let i = 0;
-      job.progress.startEpoch(epoch, recipe.epochs, stepsPerEpoch, state.stepInEpoch);
-      for await (const b of data.trainBatches(epoch, batch)) {
+      job.progress.startEpoch(epoch, epochs, trainables.length ? stepsPerEpoch : 0, state.stepInEpoch);
+      for await (const b of trainables.length ? data.trainBatches(epoch, batch) : []) {
         if (i++ < state.stepInEpoch) continue; // resume inside an epoch: same order, skip done batches
         if (i > stepsPerEpoch) break;
         const lr = lrAt(schedule, perStep ? state.globalStep : epoch);
         const r = await engine.step(b.x, b.y, state.globalStep, method.batchInputs?.(b.y, methodState(), options));
-        if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at epoch ${epoch + 1}, step ${i}: lower the learning rate (now ${lr.toExponential(2)})`);
+        if (!Number.isFinite(r.loss)) throw new CompilerError('TRAINING_DIVERGING', `loss became ${r.loss} at epoch ${epoch + 1}, step ${i}: the run diverged; lower recipe.optimizer.lr (now ${recipe.optimizer.lr}, ${lr.toExponential(2)} at this step)`);
+        if (state.globalStep === 0) state.initialLoss = r.loss; // computed before the first update
         optimizerStep(recipe.optimizer, optState, trainables, r.grads, lr);
         engine.setParams(new Map(trainables.map((p) => [p.name, p.value])));
         state.stepInEpoch = i;
@@ -165,9 +191,12 @@ export async function train(job: TrainJob): Promise<TrainResult> {
         break;
       }
       if (method.epochEnd) state.methodState = await method.epochEnd(stateCtx(epoch), methodState(), epoch, options);
-      const m = await evaluate(engine, data, Math.max(batch, 64));
+      const m = await evaluate(engine, data, Math.max(batch, 64), job.inspection);
       const seconds = (performance.now() - t0) / 1000;
-      state.history.push({ epoch: epoch + 1, lr: lrAt(schedule, perStep ? state.globalStep : epoch), trainLoss: lossSum / Math.max(1, seen), valLoss: m.loss, valTop1: m.top1, perClass: m.perClass, imagesPerSec: seen / seconds, seconds });
+      state.history.push({
+        epoch: epoch + 1, lr: lrAt(schedule, perStep ? state.globalStep : epoch), trainLoss: lossSum / Math.max(1, seen), valLoss: m.loss, valTop1: m.top1, perClass: m.perClass,
+        predicted: m.predicted ?? columnSums(m.confusion), ...(m.inspection && { inspection: m.inspection }), imagesPerSec: seen / seconds, seconds,
+      });
       state.lastConfusion = m.confusion;
       state.epoch = epoch + 1;
       state.stepInEpoch = 0;
@@ -179,11 +208,13 @@ export async function train(job: TrainJob): Promise<TrainResult> {
       } else {
         state.epochsWithoutImprovement++;
       }
+      earlyStopped = job.patience > 0 && state.epochsWithoutImprovement >= job.patience;
+      const found = trainables.length ? check(job, state, earlyStopped || state.epoch >= recipe.epochs) : []; // nothing trained, nothing to diagnose
       save();
       writeReport(join(job.outDir, 'report.html'), state);
       job.progress.endEpoch(state.history.at(-1)!);
-      if (job.patience > 0 && state.epochsWithoutImprovement >= job.patience) {
-        earlyStopped = true;
+      report(job, found);
+      if (earlyStopped) {
         job.progress.log(`early stop: validation top-1 has not improved for ${job.patience} epoch(s) (best ${(100 * state.bestTop1).toFixed(2)} % at epoch ${state.bestEpoch})`);
         break;
       }

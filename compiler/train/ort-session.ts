@@ -1,8 +1,8 @@
 /**
  * onnxruntime sessions for the ort training engine: execution provider choice with fallback
- * (STACK.md §1: asking for a provider whose libraries are missing throws instead of falling
- * back, so CUDA is tried alone and CPU retried on failure, and every failure is reported),
- * sequential execution with one intra-op thread per core.
+ * (docs/platform.md "Execution providers": asking for a provider whose libraries are missing throws
+ * instead of falling back, so CUDA is tried alone and CPU retried on failure, and every failure is
+ * reported), sequential execution with one intra-op thread per core.
  */
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -54,7 +54,7 @@ export async function openSession(bytes: Uint8Array, o: OrtSessionOptions = {}):
   const base: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
-    executionMode: 'sequential', // 'parallel' measured 2× slower (STACK.md §1)
+    executionMode: 'sequential', // 'parallel' is slower for ViTs (docs/platform.md "Session options")
     graphOptimizationLevel: o.optimization ?? 'all',
     logSeverityLevel: 3,
   };

@@ -3,7 +3,8 @@
  * epoch otherwise (CI logs, pipes), nothing when silenced.
  */
 import cliProgress from 'cli-progress';
-import type { EpochRecord } from './checkpoint.ts';
+import type { EpochRecord } from './epoch-record.ts';
+import { pctText } from '../../runtime/pipeline/inspection.ts';
 
 export interface Progress {
   startEpoch(epoch: number, epochs: number, steps: number, startAt: number): void;
@@ -13,8 +14,14 @@ export interface Progress {
   stop(): void;
 }
 
+/** Inspection tasks: what a quality engineer reads, at the manifest threshold. */
+const inspectionText = (r: EpochRecord) => {
+  const i = r.inspection;
+  return i ? `, escape ${pctText(i.escapeRate)}, false reject ${pctText(i.falseRejectRate)}, AUROC ${i.auroc === null ? '–' : i.auroc.toFixed(3)}` : '';
+};
+
 const epochLine = (r: EpochRecord) =>
-  `epoch ${r.epoch}: train loss ${r.trainLoss.toFixed(4)}, val loss ${r.valLoss.toFixed(4)}, val top-1 ${(100 * r.valTop1).toFixed(2)} %, ${r.imagesPerSec.toFixed(1)} img/s, ${r.seconds.toFixed(1)} s`;
+  `epoch ${r.epoch}: train loss ${r.trainLoss.toFixed(4)}, val loss ${r.valLoss.toFixed(4)}, val top-1 ${(100 * r.valTop1).toFixed(2)} %${inspectionText(r)}, ${r.imagesPerSec.toFixed(1)} img/s, ${r.seconds.toFixed(1)} s`;
 
 export function makeProgress(mode: 'auto' | 'bar' | 'lines' | 'none' = 'auto', out: NodeJS.WriteStream = process.stderr): Progress {
   const kind = mode === 'auto' ? (out.isTTY ? 'bar' : 'lines') : mode;

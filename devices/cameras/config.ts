@@ -7,7 +7,7 @@ const id = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, dig
 const ms = z.number().int().nonnegative();
 const positive = z.number().positive();
 
-export const watchdogConfigSchema = z.strictObject({
+const watchdogConfigSchema = z.strictObject({
   stallMs: ms.min(50).optional(),
   firstFrameMs: ms.min(50).optional(),
   healthyAfterMs: ms.optional(),
@@ -30,7 +30,7 @@ const common = {
 
 const resize = z.enum(['stretch', 'center-crop']).default('stretch');
 
-export const ffmpegInputSchema = z.discriminatedUnion('kind', [
+const ffmpegInputSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('file'), path: z.string().min(1), loop: z.boolean().default(false), realtime: z.boolean().default(false) }),
   z.strictObject({
     kind: z.literal('url'),
@@ -47,7 +47,7 @@ export const ffmpegInputSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('lavfi'), graph: z.string().min(1), realtime: z.boolean().default(false) }),
 ]);
 
-export const ffmpegCameraSchema = z.strictObject({
+const ffmpegCameraSchema = z.strictObject({
   kind: z.literal('ffmpeg'),
   ...common,
   input: ffmpegInputSchema,
@@ -59,7 +59,7 @@ export const ffmpegCameraSchema = z.strictObject({
   inputArgs: z.array(z.string()).optional(),
 });
 
-export const gstreamerCameraSchema = z.strictObject({
+const gstreamerCameraSchema = z.strictObject({
   kind: z.literal('gstreamer'),
   ...common,
   pipeline: z.string().min(1),
@@ -68,7 +68,7 @@ export const gstreamerCameraSchema = z.strictObject({
   binary: z.string().min(1).optional(),
 });
 
-export const folderCameraSchema = z.strictObject({
+const folderCameraSchema = z.strictObject({
   kind: z.literal('folder'),
   ...common,
   path: z.string().min(1),
@@ -77,7 +77,7 @@ export const folderCameraSchema = z.strictObject({
   resize,
 });
 
-export const syntheticCameraSchema = z.strictObject({
+const syntheticCameraSchema = z.strictObject({
   kind: z.literal('synthetic'),
   ...common,
   seed: z.number().int().default(1),
@@ -95,4 +95,3 @@ export const cameraConfigSchema = z.discriminatedUnion('kind', [ffmpegCameraSche
 export type CameraConfigInput = z.input<typeof cameraConfigSchema>;
 /** A validated camera config (defaults filled). */
 export type CameraConfig = z.output<typeof cameraConfigSchema>;
-export type WatchdogConfig = z.output<typeof watchdogConfigSchema>;

@@ -60,7 +60,7 @@ function watchdogOptions(w: Exclude<CameraConfig['watchdog'], false | undefined>
 }
 
 /** The bare source for a validated config (no watchdog). */
-export function createBareSource(cfg: CameraConfig, format: FrameFormat): FrameSource {
+function createBareSource(cfg: CameraConfig, format: FrameFormat): FrameSource {
   const camera = cfg.id;
   switch (cfg.kind) {
     case 'ffmpeg': {

@@ -32,7 +32,7 @@ export async function listImages(root: string): Promise<string[]> {
 }
 
 /** Label of an image: its parent folder's name, or undefined for files directly in the root. */
-export function labelOf(relPath: string): string | undefined {
+function labelOf(relPath: string): string | undefined {
   const parent = dirname(relPath);
   return parent === '.' ? undefined : basename(parent);
 }

@@ -3,6 +3,7 @@
 // watchdog must handle: `stallAfter` stops sending while staying up, `crashAfter` ends the run.
 
 import { CameraError, errorInfo } from '../errors.ts';
+import { mulberry32 } from '../rng.ts';
 import { BaseSource } from './base.ts';
 import type { FrameFormat } from './frame.ts';
 
@@ -24,21 +25,9 @@ export interface SyntheticOptions {
   crashAfter?: number;
 }
 
-/** mulberry32: tiny, fast, good enough for test pixels. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The colour of class i (seeded, but fixed per class so a model can learn it). */
 export function classColour(seed: number, i: number): [number, number, number] {
-  const r = prng(seed * 7919 + i * 104729 + 1);
+  const r = mulberry32(seed * 7919 + i * 104729 + 1);
   return [Math.floor(r() * 256), Math.floor(r() * 256), Math.floor(r() * 256)];
 }
 
@@ -46,7 +35,7 @@ export function classColour(seed: number, i: number): [number, number, number] {
 export function renderSynthetic(o: Omit<SyntheticOptions, 'camera'>, n: number): { data: Uint8Array; label?: string } {
   const { width: w, height: h, channels: c } = o.format;
   const seed = o.seed ?? 1;
-  const rnd = prng((seed ^ Math.imul(n, 0x9e3779b1)) >>> 0);
+  const rnd = mulberry32((seed ^ Math.imul(n, 0x9e3779b1)) >>> 0);
   const data = new Uint8Array(w * h * c);
   let label: string | undefined;
   let rgb: [number, number, number];

@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { DeviceConfigError } from '../errors.ts';
 import { fieldIssues } from '../config-issues.ts';
-import type { LineEnding } from './link.ts';
+import type { LineEnding, SerialLink } from './link.ts';
 import { PlcHandshake, type PlcOptions } from './plc.ts';
 import { SerialPortLink } from './serialport-link.ts';
 
@@ -42,8 +42,8 @@ export const plcConfigSchema = z.strictObject({
   reconnect: z.strictObject({ initialMs: ms.optional(), factor: z.number().min(1).optional(), maxMs: ms.optional() }).optional(),
 });
 
+export type SerialLinkConfig = z.output<typeof serialLinkConfigSchema>;
 export type PlcConfig = z.output<typeof plcConfigSchema>;
-export type PlcConfigInput = z.input<typeof plcConfigSchema>;
 
 const ENDINGS: Record<'crlf' | 'lf' | 'cr', LineEnding> = { crlf: '\r\n', lf: '\n', cr: '\r' };
 
@@ -53,7 +53,7 @@ export function parsePlcConfig(raw: unknown, where = 'serial'): PlcConfig {
   return r.data;
 }
 
-export function plcOptions(cfg: PlcConfig): PlcOptions {
+function plcOptions(cfg: PlcConfig): PlcOptions {
   const o: PlcOptions = {
     readyOn: cfg.readyOn,
     captureTimeoutMs: cfg.captureTimeoutMs,
@@ -70,10 +70,32 @@ export function plcOptions(cfg: PlcConfig): PlcOptions {
   return o;
 }
 
-/** Validates `raw` and builds the handshake on a real serial port (not started). */
-export function createPlc(raw: unknown, where = 'serial'): PlcHandshake {
+/** A configured line, resolved: what a SerialLink implementation is built from. */
+export interface LinkSpec {
+  path: string;
+  baudRate: number;
+  lineEnding: LineEnding;
+  maxLineLength: number;
+}
+
+/**
+ * Builds the link for a configured line. The default opens real ports; a program with no port to
+ * open (`npm run demo`'s reject gate, tests) passes one that returns MockSerialLinks instead.
+ */
+export type LinkFactory = (spec: LinkSpec) => SerialLink;
+export const serialPortLinks: LinkFactory = (spec) => new SerialPortLink(spec);
+
+function linkSpec(l: SerialLinkConfig): LinkSpec {
+  return { path: l.path, baudRate: l.baudRate, lineEnding: ENDINGS[l.lineEnding], maxLineLength: l.maxLineLength };
+}
+
+/** The serial link a validated config names (not opened): the one place a link is built from config. */
+export function createLink(cfg: SerialLinkConfig, links: LinkFactory = serialPortLinks): SerialLink {
+  return links(linkSpec(cfg));
+}
+
+/** Validates `raw` and builds the handshake on a serial port (real unless `links` says otherwise; not started). */
+export function createPlc(raw: unknown, where = 'serial', links: LinkFactory = serialPortLinks): PlcHandshake {
   const cfg = parsePlcConfig(raw, where);
-  const l = cfg.link;
-  const link = new SerialPortLink({ path: l.path, baudRate: l.baudRate, lineEnding: ENDINGS[l.lineEnding], maxLineLength: l.maxLineLength });
-  return new PlcHandshake(link, plcOptions(cfg));
+  return new PlcHandshake(createLink(cfg.link, links), plcOptions(cfg));
 }

@@ -6,7 +6,7 @@ import { backoffDelay, type BackoffOptions } from '../backoff.ts';
 import { SerialError } from '../errors.ts';
 import type { SerialLink } from './link.ts';
 
-export const DEFAULT_RECONNECT: BackoffOptions = { initialMs: 250, factor: 2, maxMs: 5000, jitter: 0 };
+const DEFAULT_RECONNECT: BackoffOptions = { initialMs: 250, factor: 2, maxMs: 5000, jitter: 0 };
 
 export interface KeepOpenEvents {
   up: [];

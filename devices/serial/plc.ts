@@ -8,7 +8,8 @@
 // to reject, busy, shutdown) is an NG with an error code, never a silent OK. The reject output
 // fires `reject.delayMs` after the frame's capture time (conveyor distance); a trigger still
 // without a decision at that moment counts as a missed deadline and, by default, is rejected
-// anyway. The inference pipeline reports through frameCaptured() and complete().
+// anyway (the schedule is reject.ts, shared with the free-running reject line). The inference
+// pipeline reports through frameCaptured() and complete().
 
 import { EventEmitter } from 'node:events';
 import type { BackoffOptions } from '../backoff.ts';
@@ -16,19 +17,17 @@ import { errorInfo, type ErrorInfo } from '../errors.ts';
 import { KeepOpen } from './keep-open.ts';
 import type { SerialLink } from './link.ts';
 import { formatErr, formatReady, formatReject, formatResult, parsePlcLine, PLC_ERRORS, type GarbageReason, type PlcErrorName, type Verdict } from './protocol.ts';
+import { RejectScheduler, type RejectPolicy } from './reject.ts';
 
 /** What the pipeline decided for a trigger. */
 export type Decision =
   | { kind: 'ok' | 'ng'; label: string; score: number; captureTs?: number }
   | { kind: 'error'; code: 'INFERENCE_FAILED' | 'CAMERA_DOWN' | 'INTERNAL'; label?: string; score?: number; captureTs?: number };
 
-export interface RejectOptions {
-  /** Capture → reject actuator travel time. */
-  delayMs: number;
+/** The reject output: timing and fail-safe as every reject output has them (reject.ts), and the line. */
+export interface RejectOptions extends Pick<RejectPolicy, 'delayMs'>, Partial<Pick<RejectPolicy, 'onMissedDeadline'>> {
   /** The output line; `{id}` is replaced by the trigger id. Default 'REJECT {id}'. */
   line?: string;
-  /** No decision at the deadline: reject anyway (default, fail-safe) or let the part pass. */
-  onMissedDeadline?: 'fire' | 'skip';
 }
 
 export interface PlcOptions {
@@ -75,16 +74,13 @@ export interface PlcEvents {
 
 interface Job {
   id: string;
-  triggerTs: number;
   captureTs: number | null;
   readySent: boolean;
   verdict: Verdict | null;
   resultLine: string | null;
   sends: number;
   missedDeadline: boolean;
-  rejectDone: boolean;
-  rejectDue: number;
-  timers: { capture?: NodeJS.Timeout; result?: NodeJS.Timeout; ack?: NodeJS.Timeout; reject?: NodeJS.Timeout };
+  timers: { capture?: NodeJS.Timeout; result?: NodeJS.Timeout; ack?: NodeJS.Timeout };
 }
 
 const zeroErrors = (): Record<PlcErrorName, number> => Object.fromEntries(Object.keys(PLC_ERRORS).map((k) => [k, 0])) as Record<PlcErrorName, number>;
@@ -93,9 +89,10 @@ export class PlcHandshake extends EventEmitter<PlcEvents> {
   private readonly o: Required<Omit<PlcOptions, 'reject' | 'reconnect'>> & { reject: Required<RejectOptions> | null };
   private readonly keep: KeepOpen;
   private readonly jobs = new Map<string, Job>();
-  private readonly rejectPending = new Set<Job>();
-  private readonly c: PlcCounters = {
-    triggers: 0, ok: 0, ng: 0, errors: zeroErrors(), garbage: 0, rejectsFired: 0, deadlineMissed: 0,
+  /** The reject schedule (null without a reject output); a job stays in it after its ACK. */
+  private readonly rejects: RejectScheduler<Job> | null;
+  private readonly c: Omit<PlcCounters, 'rejectsFired' | 'deadlineMissed'> = {
+    triggers: 0, ok: 0, ng: 0, errors: zeroErrors(), garbage: 0,
     resends: 0, ackMissed: 0, lateDecisions: 0, droppedOnDisconnect: 0, writeFailures: 0,
   };
 
@@ -113,6 +110,20 @@ export class PlcHandshake extends EventEmitter<PlcEvents> {
       maxPending: options.maxPending ?? 16,
       reject: options.reject ? { line: 'REJECT {id}', onMissedDeadline: 'fire', ...options.reject } : null,
     };
+    const r = this.o.reject;
+    this.rejects =
+      r === null
+        ? null
+        : new RejectScheduler<Job>(r, {
+            fire: (job, e) => {
+              void this.send(formatReject(r.line, job.id));
+              this.emit('reject', { id: job.id, ts: Date.now(), dueTs: e.dueTs, failSafe: e.failSafe });
+            },
+            missed: (job, e) => {
+              job.missedDeadline = true;
+              this.emit('deadline_missed', { id: job.id, dueTs: e.dueTs });
+            },
+          });
     this.keep = new KeepOpen(link, options.reconnect);
     this.keep.on('up', () => this.emit('link', { up: true }));
     this.keep.on('down', (err) => this.linkLost(err));
@@ -142,7 +153,8 @@ export class PlcHandshake extends EventEmitter<PlcEvents> {
     return this.jobs.size;
   }
   counters(): PlcCounters {
-    return { ...this.c, errors: { ...this.c.errors } };
+    const r = this.rejects?.counters ?? { rejectsFired: 0, deadlineMissed: 0 };
+    return { ...this.c, ...r, errors: { ...this.c.errors } };
   }
 
   /** The trigger's frame was captured at `captureTs` (ms epoch). Returns false when the trigger is unknown or settled. */
@@ -152,7 +164,7 @@ export class PlcHandshake extends EventEmitter<PlcEvents> {
     job.captureTs = captureTs;
     clearTimeout(job.timers.capture);
     if (!job.readySent) this.sendReady(job);
-    if (this.o.reject !== null && !job.rejectDone) this.scheduleReject(job);
+    this.rejects?.arm(job, captureTs);
     return true;
   }
 
@@ -165,6 +177,7 @@ export class PlcHandshake extends EventEmitter<PlcEvents> {
     }
     if (d.captureTs !== undefined && job.captureTs === null) this.frameCaptured(id, d.captureTs);
     if (!job.readySent) this.sendReady(job);
+    this.rejects?.decide(job, d.kind !== 'ok'); // past the due time this marks the deadline missed
     let v: Verdict =
       d.kind === 'error'
         ? { verdict: 'NG', label: d.label ?? '-', score: d.score ?? 0, error: d.code }
@@ -187,7 +200,7 @@ export class PlcHandshake extends EventEmitter<PlcEvents> {
     if (job === undefined) return this.garbage(line, 'unknown_id', c.id);
     if (job.resultLine === null) return this.garbage(line, 'unexpected_ack', c.id);
     clearTimeout(job.timers.ack);
-    this.jobs.delete(job.id); // a pending reject timer keeps its own reference
+    this.jobs.delete(job.id); // a pending reject keeps its own reference
     this.emit('ack', { id: job.id, ts: Date.now() });
   }
 
@@ -200,9 +213,9 @@ export class PlcHandshake extends EventEmitter<PlcEvents> {
   private trigger(id: string): void {
     const now = Date.now();
     this.c.triggers++;
-    const job: Job = { id, triggerTs: now, captureTs: null, readySent: false, verdict: null, resultLine: null, sends: 0, missedDeadline: false, rejectDone: false, rejectDue: 0, timers: {} };
+    const job: Job = { id, captureTs: null, readySent: false, verdict: null, resultLine: null, sends: 0, missedDeadline: false, timers: {} };
     this.jobs.set(id, job);
-    if (this.o.reject !== null) this.scheduleReject(job);
+    this.rejects?.arm(job, now); // until a frame is captured, the trigger time stands in for it
     if (this.undecided() > this.o.maxPending) {
       void this.finalize(job, { verdict: 'NG', label: '-', score: 0, error: 'BUSY' });
       return;
@@ -236,8 +249,8 @@ export class PlcHandshake extends EventEmitter<PlcEvents> {
     if (v.verdict === 'OK') this.c.ok++;
     else this.c.ng++;
     if (job.captureTs === null) this.emit('cancel', { id: job.id, reason: v.error ?? 'answered' });
-    // An OK needs no reject: drop the timer now rather than at the deadline.
-    if (v.verdict === 'OK' && !job.rejectDone) this.cancelReject(job);
+    // An OK cancels the reject now; an NG fires at its due time (a decision past it was missed).
+    this.rejects?.decide(job, v.verdict === 'NG');
     job.resultLine = formatResult(job.id, v);
     this.emit('result', { id: job.id, line: job.resultLine, verdict: v, ts: Date.now() });
     return this.sendResult(job);
@@ -259,39 +272,6 @@ export class PlcHandshake extends EventEmitter<PlcEvents> {
     return this.send(job.resultLine!);
   }
 
-  private scheduleReject(job: Job): void {
-    const r = this.o.reject!;
-    clearTimeout(job.timers.reject);
-    job.rejectDue = (job.captureTs ?? job.triggerTs) + r.delayMs;
-    this.rejectPending.add(job);
-    job.timers.reject = setTimeout(() => this.rejectDue(job), Math.max(0, job.rejectDue - Date.now()));
-  }
-
-  private cancelReject(job: Job): void {
-    clearTimeout(job.timers.reject);
-    this.rejectPending.delete(job);
-    job.rejectDone = true;
-  }
-
-  private rejectDue(job: Job): void {
-    this.rejectPending.delete(job);
-    job.rejectDone = true;
-    if (job.verdict !== null) {
-      if (job.verdict.verdict === 'NG') this.fireReject(job, false);
-      return;
-    }
-    job.missedDeadline = true;
-    this.c.deadlineMissed++;
-    this.emit('deadline_missed', { id: job.id, dueTs: job.rejectDue });
-    if (this.o.reject!.onMissedDeadline === 'fire') this.fireReject(job, true);
-  }
-
-  private fireReject(job: Job, failSafe: boolean): void {
-    this.c.rejectsFired++;
-    void this.send(formatReject(this.o.reject!.line, job.id));
-    this.emit('reject', { id: job.id, ts: Date.now(), dueTs: job.rejectDue, failSafe });
-  }
-
   private async send(line: string): Promise<void> {
     if (!this.link.isOpen) {
       this.c.writeFailures++;
@@ -306,9 +286,8 @@ export class PlcHandshake extends EventEmitter<PlcEvents> {
 
   private clearAll(): void {
     for (const job of this.jobs.values()) for (const t of Object.values(job.timers)) clearTimeout(t);
-    for (const job of this.rejectPending) clearTimeout(job.timers.reject);
+    this.rejects?.clear();
     this.jobs.clear();
-    this.rejectPending.clear();
   }
 
   private linkLost(err: Error): void {

@@ -29,7 +29,7 @@ export type PlcCommand = { cmd: 'TRIG'; id: string } | { cmd: 'ACK'; id: string 
 
 export type ParsedLine = { ok: true; command: PlcCommand } | { ok: false; reason: GarbageReason };
 
-export const ID_PATTERN = /^[A-Za-z0-9_.-]{1,32}$/;
+const ID_PATTERN = /^[A-Za-z0-9_.-]{1,32}$/;
 
 export function parsePlcLine(line: string): ParsedLine {
   if (/[^\x20-\x7e]/.test(line)) return { ok: false, reason: 'bad_chars' };
@@ -59,7 +59,7 @@ export interface Verdict {
 }
 
 /** A class name as one protocol token: spaces and other characters become '_'. */
-export function labelToken(label: string): string {
+function labelToken(label: string): string {
   const t = label.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 32);
   return t === '' ? '-' : t;
 }

@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { DeviceConfigError } from '../errors.ts';
 import { fieldIssues } from '../config-issues.ts';
-import { createPlc, plcConfigSchema } from '../serial/config.ts';
+import { createPlc, plcConfigSchema, type LinkFactory } from '../serial/config.ts';
 import type { PlcHandshake } from '../serial/plc.ts';
 import { CommandTrigger } from './armed.ts';
 import { FreeRunTrigger } from './free-run.ts';
@@ -19,9 +19,8 @@ export const triggerConfigSchema = z.discriminatedUnion('kind', [
 ]);
 
 export type TriggerConfig = z.output<typeof triggerConfigSchema>;
-export type TriggerConfigInput = z.input<typeof triggerConfigSchema>;
 
-export function parseTriggerConfig(raw: unknown, where = 'trigger'): TriggerConfig {
+function parseTriggerConfig(raw: unknown, where = 'trigger'): TriggerConfig {
   const r = triggerConfigSchema.safeParse(raw, { reportInput: true });
   if (!r.success) throw new DeviceConfigError('E_TRIGGER_CONFIG', fieldIssues(r.error, where));
   return r.data;
@@ -31,7 +30,7 @@ export function parseTriggerConfig(raw: unknown, where = 'trigger'): TriggerConf
  * Builds the trigger. A serial trigger comes with its PlcHandshake, which the caller starts and
  * stops (and feeds decisions through complete()).
  */
-export function createTrigger(raw: unknown, where = 'trigger'): { trigger: Trigger; plc?: PlcHandshake } {
+export function createTrigger(raw: unknown, where = 'trigger', links?: LinkFactory): { trigger: Trigger; plc?: PlcHandshake } {
   const cfg = parseTriggerConfig(raw, where);
   switch (cfg.kind) {
     case 'free-run':
@@ -39,7 +38,7 @@ export function createTrigger(raw: unknown, where = 'trigger'): { trigger: Trigg
     case 'mqtt':
       return { trigger: new CommandTrigger({ settleMs: cfg.settleMs, expireMs: cfg.expireMs }) };
     case 'serial': {
-      const plc = createPlc(cfg.serial, `${where}.serial`);
+      const plc = createPlc(cfg.serial, `${where}.serial`, links);
       return { trigger: new SerialTrigger(plc, { settleMs: cfg.settleMs }), plc };
     }
   }

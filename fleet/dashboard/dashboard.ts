@@ -2,10 +2,10 @@
 // live. Assembles the parts: database schema, recorder, live model (polled from the database
 // too, for other recorders' rows), command client, WebSocket hub, Fastify server, page bundle.
 
-import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { connectCommandClient, type CommandClient } from '../../runtime/mqtt/command-client.ts';
 import type { Log } from '../../runtime/log.ts';
+import { VERSION } from '../../runtime/version.ts';
 import type { Db } from '../record/db.ts';
 import { migrate } from '../record/migrations.ts';
 import { Recorder, type RecorderOptionsInput } from '../record/recorder.ts';
@@ -39,7 +39,6 @@ export interface Dashboard {
   close(): Promise<void>;
 }
 
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** A command client connected on first use (and again after a failure), so a broker that is down at start does not stop the dashboard. */
 function lazyCommands(o: RecorderOptionsInput['mqtt'], log: Log): CommandClient & { closeAll(): Promise<void> } {

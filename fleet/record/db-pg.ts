@@ -3,8 +3,7 @@
 // below 2^53 (ResultPayload caps seq at Number.MAX_SAFE_INTEGER).
 
 import pg from 'pg';
-import type { Db, Params, Queryable } from './db.ts';
-import { redactUrl } from './db.ts';
+import { redactUrl, type Db, type Params, type Queryable } from './db-interface.ts';
 import { RecorderError } from './errors.ts';
 
 const INT8_OID = 20;

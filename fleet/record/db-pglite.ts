@@ -10,7 +10,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { Db, Params, Queryable } from './db.ts';
+import type { Db, Params, Queryable } from './db-interface.ts';
 import { RecorderError } from './errors.ts';
 import type { WorkerReply, WorkerRequest } from './pglite-worker.ts';
 

@@ -1,4 +1,4 @@
-// Errors of the recorder and its database. Callers branch on `code` (STYLE.md rule 7); messages
+// Errors of the recorder and its database. Callers branch on `code` (docs/style.md, rule 7); messages
 // name the option, directory or URL and say what to do.
 
 export type RecorderErrorCode =

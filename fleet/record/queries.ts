@@ -159,11 +159,3 @@ export async function recentActions(q: Queryable, limit = 50): Promise<ActionLog
     [limit],
   );
 }
-
-/** Messages of one kind for one device since a time (health history for charts). */
-export async function messagesSince(q: Queryable, device: string, kind: string, sinceMs: number, limit = 2000): Promise<{ ts: number; payload: unknown }[]> {
-  return q.query(
-    `SELECT ${ms('ts')} AS ts, payload FROM edgeprompt.messages WHERE device = $1 AND kind = $2 AND ts >= to_timestamp($3::float8 / 1000) ORDER BY ts DESC LIMIT $4`,
-    [device, kind, sinceMs, limit],
-  );
-}

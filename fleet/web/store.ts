@@ -39,7 +39,6 @@ const set = (patch: Partial<State>) => {
   state = { ...state, ...patch };
   for (const l of listeners) l();
 };
-export const getState = () => state;
 
 export function useStore(): State {
   const [, force] = useState(0);

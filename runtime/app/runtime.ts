@@ -7,7 +7,7 @@
 import { DeviceConfigError } from '../../devices/errors.ts';
 import { createSource } from '../../devices/cameras/factory.ts';
 import type { CameraConfig } from '../../devices/cameras/config.ts';
-import { SerialPortLink } from '../../devices/serial/serialport-link.ts';
+import { createLink, type LinkFactory } from '../../devices/serial/config.ts';
 import type { PlcHandshake } from '../../devices/serial/plc.ts';
 import { CommandTrigger } from '../../devices/triggers/armed.ts';
 import { createTrigger } from '../../devices/triggers/config.ts';
@@ -16,7 +16,8 @@ import type { DeviceConfig } from '../config/device-config.ts';
 import { ConfigError } from '../config/errors.ts';
 import { collectHealth } from '../health/monitor.ts';
 import { defaultLog, type Log } from '../log.ts';
-import { openOutbox, type Outbox } from '../mqtt/outbox.ts';
+import type { Outbox } from '../mqtt/outbox.ts';
+import { openOutbox } from '../mqtt/outbox-config.ts';
 import { startReporter, type Reporter } from '../mqtt/reporter.ts';
 import { Pipeline, type CameraInput } from '../pipeline/pipeline.ts';
 import { MqttResultSink, PlcSink, RejectSink } from '../pipeline/sinks.ts';
@@ -26,12 +27,12 @@ import { ModelHost, type Classifier, type LoadedInfo } from '../session/host.ts'
 import { commandHandlers } from './commands.ts';
 import { EventRelay } from './events.ts';
 
-const ENDINGS = { crlf: '\r\n', lf: '\n', cr: '\r' } as const;
-
 export interface RuntimeOptions {
   log?: Log;
   /** Wraps the model host, e.g. to slow inference down in a test. */
   classifier?: (host: ModelHost) => Classifier;
+  /** Builds the serial links (PLC triggers, reject gates); default real ports. The demo's reject gate is a MockSerialLink. */
+  serialLinks?: LinkFactory;
 }
 
 /** `pack`/`packs` and the artifact must agree: packs need a shared backbone, which needs a pack for every camera. */
@@ -102,7 +103,7 @@ export class Runtime {
           else log.warn({ camera: cam.id, camera_resize: cam.resize, model_resize: manifest.input.resize }, 'camera: resize differs from the model\'s contract');
         }
         const source = createSource(camCfg, { input: { width: manifest.input.width, height: manifest.input.height, channels: 3 }, where: `cameras[${i}]` });
-        const { trigger, plc } = createTrigger(cfg.triggers[cam.id], `triggers.${cam.id}`);
+        const { trigger, plc } = createTrigger(cfg.triggers[cam.id], `triggers.${cam.id}`, opts.serialLinks);
         if (plc) plcs.set(cam.id, plc);
         if (trigger instanceof CommandTrigger) commandTriggers.set(cam.id, trigger);
         cameras.push({ id: cam.id, source, trigger, ...(plc && { plc }) });
@@ -162,8 +163,7 @@ export class Runtime {
 
     const rejects: RejectSink[] = [];
     for (const [id, r] of Object.entries(cfg.rejects)) {
-      const link = new SerialPortLink({ path: r.link.path, baudRate: r.link.baudRate, lineEnding: ENDINGS[r.link.lineEnding], maxLineLength: r.link.maxLineLength });
-      rejects.push(new RejectSink(id, link, { delayMs: r.delayMs, line: r.line, onLate: r.onLate }));
+      rejects.push(new RejectSink(id, createLink(r.link, opts.serialLinks), { delayMs: r.delayMs, line: r.line, onMissedDeadline: r.onMissedDeadline }));
     }
     pipeline.addSink(new MqttResultSink(reporter));
     pipeline.addSink(new PlcSink(plcs));

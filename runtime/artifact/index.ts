@@ -9,7 +9,6 @@ export {
   PrecisionMetrics,
   InputSpec,
   OutputSpec,
-  Thresholds as ManifestThresholdsSchema,
   validateManifest,
   parseManifest,
   encodeManifest,
@@ -34,24 +33,25 @@ export {
   type TrustedKey,
 } from './keys.ts';
 export { SignatureFile, SIGNATURE_MESSAGE, PACK_SIGNATURE_MESSAGE, signingMessage } from './signature.ts';
-export { packArtifact, packBackboneArtifact, signArtifact, writeArtifactFile, type PackInput, type PackOptions, type Packed } from './pack.ts';
+export { packArtifact, packBackboneArtifact, packPromptPack, signArtifact, writeArtifactFile, writePromptPackFile, type PackInput, type PackOptions, type Packed } from './pack.ts';
 export {
   readArtifact,
   readArtifactFile,
   readModelArtifact,
   readModelArtifactFile,
   isBackbone,
-  readFileBytes,
+  readSignedFile,
   verifyArtifact,
   loadVerifiedArtifact,
-  ENTRY,
   type Artifact,
   type BackboneArtifact,
   type ModelArtifact,
   type Signed,
+  type SignedFile,
   type Verification,
   type VerifyOptions,
 } from './read.ts';
+export { ENTRY, PACK_ENTRY, readFileBytes } from './container.ts';
 export {
   BackboneManifestV1,
   PromptPackManifestV1,
@@ -63,6 +63,6 @@ export {
   type BackboneManifestDraft,
   type PromptPackManifest,
   type PromptPackDraft,
-} from './shared.ts';
-export { packPromptPack, readPromptPack, readPromptPackFile, writePromptPackFile, readSignedFile, parsePackTensors, PACK_ENTRY, type PromptPack, type PackTensor, type SignedFile } from './prompt-pack.ts';
+} from './backbone-pack.ts';
+export { readPromptPack, readPromptPackFile, parsePackTensors, type PromptPack, type PackTensor } from './prompt-pack.ts';
 export { readTar, writeTar, type TarEntry, type TarFile } from './tar.ts';

@@ -73,7 +73,7 @@ export const ManifestV1 = z
     /**
      * fused: prompts folded in as constants (every .epk with this schema). 'shared-backbone' only
      * appears in the task manifest the runtime assembles for a prompt pack on a shared backbone
-     * (runtime/artifact/shared.ts); a shared-backbone .epk has its own schema, BackboneManifestV1.
+     * (runtime/artifact/backbone-pack.ts); a shared-backbone .epk has its own schema, BackboneManifestV1.
      */
     shape: z.enum(['fused', 'shared-backbone']).default('fused'),
     precision: Precision,

@@ -1,15 +1,18 @@
-// Writing an artifact (the compiler's side): manifest draft + model bytes (+ signing keys) -> .epk.
+// Writing an artifact (the compiler's side): manifest draft + model bytes (+ signing keys) -> .epk,
+// and a prompt pack: manifest draft + tensors -> .epp.
 // Packing is deterministic: the same inputs give the same bytes (tar mtimes come from createdAt and
 // ed25519 signatures are deterministic), so a rebuilt artifact can be compared byte for byte.
 
 import { rename, writeFile } from 'node:fs/promises';
+import { ENTRY, PACK_ENTRY } from './container.ts';
 import { ArtifactError } from './errors.ts';
 import { type KeyLike } from './keys.ts';
 import { encodeManifest, MANIFEST_SCHEMA_VERSION, validateManifest, type Manifest, type ManifestDraft } from './manifest.ts';
-import { validateBackboneManifest, type BackboneManifest, type BackboneManifestDraft } from './shared.ts';
-import { encodeSignatureFile, makeSignatureFile, sha256, SIGNATURE_MESSAGE, type SignatureFile } from './signature.ts';
+import { parsePackTensors, readPromptPack } from './prompt-pack.ts';
+import { readModelArtifact, type ModelArtifact } from './read.ts';
+import { validateBackboneManifest, validatePackManifest, type BackboneManifest, type BackboneManifestDraft, type PromptPackDraft, type PromptPackManifest } from './backbone-pack.ts';
+import { encodeSignatureFile, makeSignatureFile, PACK_SIGNATURE_MESSAGE, sha256, SIGNATURE_MESSAGE, type SignatureFile } from './signature.ts';
 import { writeTar } from './tar.ts';
-import { readModelArtifact, ENTRY, type ModelArtifact } from './read.ts';
 
 export interface PackInput {
   manifest: ManifestDraft;
@@ -33,7 +36,7 @@ export interface Packed<M = Manifest> {
 }
 
 /** The signed container: manifest.json, the payload entry (model.onnx or tensors.safetensors), signature.json. */
-export function packContainer<M extends { createdAt: string }>(manifest: M, manifestBytes: Uint8Array, payload: { name: string; data: Uint8Array }, keys: readonly KeyLike[], message: SignatureFile['message'] = SIGNATURE_MESSAGE): Packed<M> {
+function packContainer<M extends { createdAt: string }>(manifest: M, manifestBytes: Uint8Array, payload: { name: string; data: Uint8Array }, keys: readonly KeyLike[], message: SignatureFile['message'] = SIGNATURE_MESSAGE): Packed<M> {
   const sig = makeSignatureFile(manifestBytes, payload.data, keys, message);
   const mtime = Math.floor(Date.parse(manifest.createdAt) / 1000);
   const bytes = writeTar([
@@ -48,7 +51,7 @@ function pack<M extends { createdAt: string }>(manifest: M, model: Uint8Array, k
   return packContainer(manifest, encodeManifest(manifest), { name: ENTRY.model, data: model }, keys);
 }
 
-export const keyList = (k: PackOptions['privateKey']): readonly KeyLike[] => (k === undefined ? [] : Array.isArray(k) ? k : [k as KeyLike]);
+const keyList = (k: PackOptions['privateKey']): readonly KeyLike[] => (k === undefined ? [] : Array.isArray(k) ? k : [k as KeyLike]);
 
 function checkModel(model: Uint8Array): void {
   if (!(model instanceof Uint8Array) || model.length === 0) {
@@ -101,6 +104,35 @@ export async function writeArtifactFile(path: string, input: PackInput, opts: Pa
   const tmp = `${path}.tmp-${process.pid}`;
   await writeFile(tmp, packed.bytes);
   readModelArtifact(packed.bytes, path); // never leave a file the runtime would refuse
+  await rename(tmp, path);
+  return packed;
+}
+
+/**
+ * Validates the manifest (MANIFEST_INVALID naming each field) and the tensors (PACK_TENSORS_INVALID),
+ * fills in schemaVersion, kind, tensors {sha256, bytes} and createdAt, then packs and signs.
+ */
+export function packPromptPack(input: { manifest: PromptPackDraft; tensors: Uint8Array }, opts: PackOptions = {}): Packed<PromptPackManifest> {
+  parsePackTensors(input.tensors, '(new pack)');
+  const manifest = validatePackManifest(
+    {
+      createdAt: new Date().toISOString(),
+      ...input.manifest,
+      schemaVersion: MANIFEST_SCHEMA_VERSION,
+      kind: 'prompt-pack',
+      tensors: { sha256: sha256(input.tensors).toString('hex'), bytes: input.tensors.length },
+    },
+    '(new pack)',
+  );
+  return packContainer(manifest, encodeManifest(manifest), { name: PACK_ENTRY.tensors, data: input.tensors }, keyList(opts.privateKey), PACK_SIGNATURE_MESSAGE);
+}
+
+/** packPromptPack, then an atomic write and a read-back check. */
+export async function writePromptPackFile(path: string, input: { manifest: PromptPackDraft; tensors: Uint8Array }, opts: PackOptions = {}): Promise<Packed<PromptPackManifest>> {
+  const packed = packPromptPack(input, opts);
+  readPromptPack(packed.bytes, path);
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, packed.bytes);
   await rename(tmp, path);
   return packed;
 }

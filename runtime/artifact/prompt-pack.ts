@@ -1,24 +1,19 @@
 // Prompt packs (.epp): what a task adds to a shared backbone. The same signed ustar container as an
-// .epk (tar.ts, signature.ts, read.ts), with the tensors in place of the model:
+// .epk (container.ts), with the tensors in place of the model:
 //
-//   manifest.json         PromptPackManifestV1 (shared.ts)
+//   manifest.json         PromptPackManifestV1 (backbone-pack.ts)
 //   tensors.safetensors   float32 tensors named like the backbone's pack inputs, little-endian
 //   signature.json        ed25519 over sha256(manifest.json) ‖ sha256(tensors.safetensors)
 //
 // The safetensors reader here is deliberately strict (F32 only, bounds-checked, no overlaps):
-// the compiler writes these files, and anything else is damage.
+// the compiler writes these files (pack.ts: packPromptPack), and anything else is damage.
 
-import { writeFile, rename } from 'node:fs/promises';
+import { checkContainer, checkDigest, PACK_ENTRY, PACK_ORDER, readFileBytes } from './container.ts';
 import { ArtifactError } from './errors.ts';
-import { encodeManifest, MANIFEST_SCHEMA_VERSION, parseManifestJson } from './manifest.ts';
-import { keyList, packContainer, type PackOptions, type Packed } from './pack.ts';
-import { checkDigest, ENTRY, isBackbone, readContainer, readFileBytes, readModelArtifact, type Artifact, type BackboneArtifact } from './read.ts';
-import { readTar } from './tar.ts';
-import { validatePackManifest, type PromptPackDraft, type PromptPackManifest } from './shared.ts';
+import { parseManifestJson } from './manifest.ts';
+import { validatePackManifest, type PromptPackManifest } from './backbone-pack.ts';
 import { PACK_SIGNATURE_MESSAGE, sha256, type SignatureFile } from './signature.ts';
-
-export const PACK_ENTRY = { manifest: ENTRY.manifest, tensors: 'tensors.safetensors', signature: ENTRY.signature } as const;
-const ORDER = [PACK_ENTRY.manifest, PACK_ENTRY.tensors, PACK_ENTRY.signature] as const;
+import { readTar, type TarEntry } from './tar.ts';
 
 export interface PackTensor {
   shape: number[];
@@ -79,28 +74,14 @@ export function parsePackTensors(bytes: Uint8Array, file: string): Map<string, P
   return out;
 }
 
-/**
- * Validates the manifest (MANIFEST_INVALID naming each field) and the tensors (PACK_TENSORS_INVALID),
- * fills in schemaVersion, kind, tensors {sha256, bytes} and createdAt, then packs and signs.
- */
-export function packPromptPack(input: { manifest: PromptPackDraft; tensors: Uint8Array }, opts: PackOptions = {}): Packed<PromptPackManifest> {
-  parsePackTensors(input.tensors, '(new pack)');
-  const manifest = validatePackManifest(
-    {
-      createdAt: new Date().toISOString(),
-      ...input.manifest,
-      schemaVersion: MANIFEST_SCHEMA_VERSION,
-      kind: 'prompt-pack',
-      tensors: { sha256: sha256(input.tensors).toString('hex'), bytes: input.tensors.length },
-    },
-    '(new pack)',
-  );
-  return packContainer(manifest, encodeManifest(manifest), { name: PACK_ENTRY.tensors, data: input.tensors }, keyList(opts.privateKey), PACK_SIGNATURE_MESSAGE);
-}
-
 /** Structure and integrity of an .epp (trust is verifyArtifact's, fit to a backbone checkPackFits'). */
 export function readPromptPack(bytes: Uint8Array, file = '(buffer)'): PromptPack {
-  const c = readContainer(bytes, file, ORDER, 'a prompt pack', PACK_SIGNATURE_MESSAGE);
+  return packFromEntries(readTar(bytes, file), bytes, file);
+}
+
+/** readPromptPack over an archive already parsed (readSignedFile). */
+export function packFromEntries(entries: readonly TarEntry[], bytes: Uint8Array, file: string): PromptPack {
+  const c = checkContainer(entries, file, PACK_ORDER, 'a prompt pack', PACK_SIGNATURE_MESSAGE);
   const json = parseManifestJson(c.manifestBytes, file);
   if (typeof json === 'object' && json !== null && (json as { kind?: unknown }).kind !== 'prompt-pack') {
     throw new ArtifactError('ARTIFACT_KIND', file, `manifest.json has kind ${JSON.stringify((json as { kind?: unknown }).kind)}; a prompt pack says kind: "prompt-pack"`, { field: 'kind' });
@@ -113,24 +94,4 @@ export function readPromptPack(bytes: Uint8Array, file = '(buffer)'): PromptPack
 
 export async function readPromptPackFile(path: string): Promise<PromptPack> {
   return readPromptPack(await readFileBytes(path, 'prompt pack'), path);
-}
-
-/** packPromptPack, then an atomic write and a read-back check. */
-export async function writePromptPackFile(path: string, input: { manifest: PromptPackDraft; tensors: Uint8Array }, opts: PackOptions = {}): Promise<Packed<PromptPackManifest>> {
-  const packed = packPromptPack(input, opts);
-  readPromptPack(packed.bytes, path);
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, packed.bytes);
-  await rename(tmp, path);
-  return packed;
-}
-
-/** Any signed EdgePrompt file, by what it holds. */
-export type SignedFile = { kind: 'fused'; artifact: Artifact } | { kind: 'backbone'; artifact: BackboneArtifact } | { kind: 'pack'; pack: PromptPack };
-
-/** Reads an .epk (fused or shared backbone) or an .epp, told apart by the entry after manifest.json. */
-export function readSignedFile(bytes: Uint8Array, file = '(buffer)'): SignedFile {
-  if (readTar(bytes, file).some((e) => e.name === PACK_ENTRY.tensors)) return { kind: 'pack', pack: readPromptPack(bytes, file) };
-  const a = readModelArtifact(bytes, file);
-  return isBackbone(a) ? { kind: 'backbone', artifact: a } : { kind: 'fused', artifact: a };
 }

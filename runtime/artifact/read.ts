@@ -4,20 +4,18 @@
 // code naming the problem; the model stays a view into the file's bytes (no copy).
 // An .epk is fused (ManifestV1) or a shared backbone (BackboneManifestV1, `shape: shared-backbone`);
 // readModelArtifact reads either, readArtifact only the fused one. Prompt packs (.epp) use the same
-// container with tensors.safetensors in place of model.onnx (prompt-pack.ts).
+// container with tensors.safetensors in place of model.onnx (prompt-pack.ts); readSignedFile reads
+// whichever a file is. Writing is pack.ts's.
 
-import { readFile } from 'node:fs/promises';
-import { ArtifactError } from './errors.ts';
 import type { KeyObject } from 'node:crypto';
+import { checkContainer, checkDigest, ENTRY, MODEL_ORDER, PACK_ENTRY, readFileBytes } from './container.ts';
+import { ArtifactError } from './errors.ts';
 import { keyIdOf, loadTrustedKeys, toPublicKey, type TrustedKey } from './keys.ts';
 import { parseManifestJson, validateManifest, type Manifest } from './manifest.ts';
-import { validateBackboneManifest, type BackboneManifest } from './shared.ts';
-import { checkSignatures, parseSignatureFile, sha256, SIGNATURE_MESSAGE, type SignatureFile } from './signature.ts';
-import { readTar } from './tar.ts';
-
-/** Entry names, in the order they must appear. */
-export const ENTRY = { manifest: 'manifest.json', model: 'model.onnx', signature: 'signature.json' } as const;
-const ORDER = [ENTRY.manifest, ENTRY.model, ENTRY.signature] as const;
+import { validateBackboneManifest, type BackboneManifest } from './backbone-pack.ts';
+import { packFromEntries, type PromptPack } from './prompt-pack.ts';
+import { checkSignatures, sha256, SIGNATURE_MESSAGE, type SignatureFile } from './signature.ts';
+import { readTar, type TarEntry } from './tar.ts';
 
 export interface Artifact {
   /** The path it was read from, or the name given for bytes; used in every message. */
@@ -41,39 +39,13 @@ export type ModelArtifact = Artifact | BackboneArtifact;
 
 export const isBackbone = (a: ModelArtifact): a is BackboneArtifact => a.manifest.shape === 'shared-backbone';
 
-/** The three entries of a signed container (an .epk or an .epp), in order, and its parsed signature file. */
-export function readContainer(bytes: Uint8Array, file: string, order: readonly [string, string, string], kind: 'an artifact' | 'a prompt pack', message: string) {
-  const entries = readTar(bytes, file);
-  const names = entries.map((e) => e.name);
-  for (const want of order) {
-    if (!names.includes(want)) {
-      const other = kind === 'an artifact' && names.includes('tensors.safetensors') ? ' (this is a prompt pack, .epp: load it as a pack)' : kind === 'a prompt pack' && names.includes(ENTRY.model) ? ' (this is a model artifact, .epk, not a prompt pack)' : '';
-      throw new ArtifactError(other ? 'ARTIFACT_KIND' : 'ARTIFACT_MISSING_ENTRY', file, `has no ${want} entry (found: ${names.join(', ') || 'none'}); ${kind} holds ${order.join(', ')}${other}`, { field: want });
-    }
-  }
-  if (names.length !== order.length || names.some((n, i) => n !== order[i])) {
-    throw new ArtifactError('ARTIFACT_UNEXPECTED_ENTRY', file, `entries are ${names.join(', ')}; ${kind} holds exactly ${order.join(', ')}, in that order`);
-  }
-  const signature = parseSignatureFile(entries[2]!.data, file);
-  if (signature.message !== message) throw new ArtifactError('SIGNATURE_MALFORMED', file, `signature.json signs "${signature.message}", but ${kind} is signed over "${message}"`, { field: 'message' });
-  return { manifestBytes: entries[0]!.data, payload: entries[1]!.data, signature };
-}
-
-/** MODEL_DIGEST_MISMATCH unless `payload` has the size and sha256 the manifest records under `field`. */
-export function checkDigest(payload: Uint8Array, want: { sha256: string; bytes: number }, file: string, entry: string, field: string): void {
-  const what = entry === ENTRY.model ? 'the artifact' : 'the pack';
-  if (payload.length !== want.bytes) {
-    throw new ArtifactError('MODEL_DIGEST_MISMATCH', file, `${entry} is ${payload.length} bytes but manifest.${field}.bytes says ${want.bytes}; ${what} is damaged or was tampered with`, { field: `${field}.bytes` });
-  }
-  const digest = sha256(payload).toString('hex');
-  if (digest !== want.sha256) {
-    throw new ArtifactError('MODEL_DIGEST_MISMATCH', file, `${entry} has sha256 ${digest} but manifest.${field}.sha256 says ${want.sha256}; ${what} is damaged or was tampered with`, { field: `${field}.sha256` });
-  }
-}
-
 /** A fused or a shared-backbone .epk, by its manifest's `shape`. */
 export function readModelArtifact(bytes: Uint8Array, file = '(buffer)'): ModelArtifact {
-  const c = readContainer(bytes, file, ORDER, 'an artifact', SIGNATURE_MESSAGE);
+  return modelFromEntries(readTar(bytes, file), bytes, file);
+}
+
+function modelFromEntries(entries: readonly TarEntry[], bytes: Uint8Array, file: string): ModelArtifact {
+  const c = checkContainer(entries, file, MODEL_ORDER, 'an artifact', SIGNATURE_MESSAGE);
   const json = parseManifestJson(c.manifestBytes, file);
   const shared = typeof json === 'object' && json !== null && (json as { shape?: unknown }).shape === 'shared-backbone';
   const manifest = shared ? validateBackboneManifest(json, file) : validateManifest(json, file);
@@ -88,13 +60,18 @@ export function readArtifact(bytes: Uint8Array, file = '(buffer)'): Artifact {
   return a;
 }
 
-/** The bytes of a file, or ARTIFACT_UNREADABLE naming it. */
-export async function readFileBytes(path: string, what = 'artifact'): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (e) {
-    throw new ArtifactError('ARTIFACT_UNREADABLE', path, `cannot read the ${what} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); check the path`, { cause: e });
-  }
+/** Any signed EdgePrompt file, by what it holds. */
+export type SignedFile = { kind: 'fused'; artifact: Artifact } | { kind: 'backbone'; artifact: BackboneArtifact } | { kind: 'pack'; pack: PromptPack };
+
+/**
+ * Reads an .epk (fused or shared backbone) or an .epp, told apart by the entry after
+ * manifest.json. The archive is parsed once: the entries that tell the kind are the ones read.
+ */
+export function readSignedFile(bytes: Uint8Array, file = '(buffer)'): SignedFile {
+  const entries = readTar(bytes, file);
+  if (entries.some((e) => e.name === PACK_ENTRY.tensors)) return { kind: 'pack', pack: packFromEntries(entries, bytes, file) };
+  const a = modelFromEntries(entries, bytes, file);
+  return isBackbone(a) ? { kind: 'backbone', artifact: a } : { kind: 'fused', artifact: a };
 }
 
 export async function readArtifactFile(path: string): Promise<Artifact> {

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { cameraConfigSchema, type CameraConfig } from '../../devices/cameras/config.ts';
 import { serialLinkConfigSchema } from '../../devices/serial/config.ts';
 import { triggerConfigSchema, type TriggerConfig } from '../../devices/triggers/config.ts';
-import { OutboxConfig } from '../mqtt/outbox.ts';
+import { OutboxConfig } from '../mqtt/outbox-config.ts';
 import { ReporterOptions } from '../mqtt/reporter-options.ts';
 import { idProblem } from '../mqtt/topics.ts';
 import { DeviceId } from '../schema/payloads.ts';
@@ -18,16 +18,17 @@ import { parseWith, readYamlFile } from './yaml.ts';
 const int = z.number().int();
 
 /** Broker connection for the reporter: everything but `device` and the health interval (see `health`). */
-export const MqttConfig = ReporterOptions.omit({ device: true, healthIntervalMs: true });
+const MqttConfig = ReporterOptions.omit({ device: true, healthIntervalMs: true });
 
-export const RejectOutputConfig = z.strictObject({
+const RejectOutputConfig = z.strictObject({
   link: serialLinkConfigSchema,
   delayMs: int.min(0),
   line: z.string().min(1).max(64).regex(/^[\x20-\x7e]+$/, 'must be printable ASCII').default('REJECT {camera} {frameId}'),
-  onLate: z.enum(['fire', 'skip']).default('fire'),
+  /** A decision after the due time: reject anyway (default, fail-safe) or let it pass (devices/serial/reject.ts). */
+  onMissedDeadline: z.enum(['fire', 'skip']).default('fire'),
 });
 
-export const DeviceConfigSchema = z
+const DeviceConfigSchema = z
   .strictObject({
     device: DeviceId,
     /** The .epk to run (and to reload when `reload` names none). */

@@ -31,7 +31,6 @@ export const ExecutionProvider = z.discriminatedUnion('name', [
   z.strictObject({ name: z.literal('cpu') }),
 ]);
 export type ExecutionProvider = z.output<typeof ExecutionProvider>;
-export type EpName = ExecutionProvider['name'];
 
 export const DeviceProfile = z
   .strictObject({
@@ -79,13 +78,13 @@ export const preferredPrecision = (p: DeviceProfile) => p.precisions[0]!;
  * Where profiles are looked for: $EDGEPROMPT_PROFILES, `profiles/` beside the running module (the
  * bundle ships them in dist/profiles), and the source tree's devices/profiles.
  */
-export function defaultProfileDirs(): string[] {
+function defaultProfileDirs(): string[] {
   const here = dirname(fileURLToPath(import.meta.url));
   const dirs = [process.env.EDGEPROMPT_PROFILES, join(here, 'profiles'), resolve(here, '../../devices/profiles'), resolve(here, '../devices/profiles')];
   return [...new Set(dirs.filter((d): d is string => typeof d === 'string' && d !== ''))];
 }
 
-export function parseProfile(value: unknown, file: string): DeviceProfile {
+function parseProfile(value: unknown, file: string): DeviceProfile {
   return parseWith(DeviceProfile, value, file, 'device profile', 'PROFILE_INVALID');
 }
 

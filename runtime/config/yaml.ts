@@ -17,7 +17,7 @@ export function readYamlFile(file: string): unknown {
   return parseYamlText(text, file);
 }
 
-export function parseYamlText(text: string, file: string): unknown {
+function parseYamlText(text: string, file: string): unknown {
   try {
     return YAML.parse(text, { prettyErrors: true });
   } catch (e) {

@@ -1,4 +1,5 @@
-// Commands in, replies out: one table from command name to handler (Frigate's Dispatcher, STYLE.md §5).
+// Commands in, replies out: one table from command name to handler (Frigate's Dispatcher,
+// docs/style.md "Device supervision").
 // dispatchCommand is a pure function of (name, bytes, handlers) -> reply, so it is tested without a
 // broker; reporter.ts only moves bytes between MQTT and here.
 //

@@ -1,5 +1,5 @@
 // Error classes for the MQTT layer. Callers branch on `code`, never on message text
-// (STYLE.md house rule 7); messages name the field and value and say what to do.
+// (docs/style.md rule 7); messages name the field and value and say what to do.
 
 /** A device, camera or command id that cannot be a topic level, or a topic that is not ours. */
 export type TopicErrorCode = 'INVALID_ID' | 'NOT_OUR_TOPIC';

@@ -14,7 +14,7 @@ export function checkLimits(limits: OutboxLimits): Required<OutboxLimits> {
   return { maxEntries, maxBytes };
 }
 
-export const entryBytes = (r: OutboxRecord) => Buffer.byteLength(r.topic) + r.payload.length;
+const entryBytes = (r: OutboxRecord) => Buffer.byteLength(r.topic) + r.payload.length;
 
 /**
  * The in-memory index both implementations keep: entries by id in id order, byte accounting and

@@ -1,18 +1,13 @@
 // The outbox: where every result waits between "produced" and "PUBACK received".
-// Like MQTT.js's IStore (STYLE.md §4) it is a small interface with two implementations, memory and
-// file (outbox-file.ts), that pass one contract suite (test/mqtt-outbox.test.ts).
+// Like MQTT.js's IStore (docs/style.md "Durable messaging") it is a small interface with two
+// implementations, memory (outbox-memory.ts) and file (outbox-file.ts), that pass one contract
+// suite (test/mqtt-outbox.test.ts).
 //
 // Ids are the result sequence numbers: monotonic, never reused within an epoch, and (for the file
 // outbox) persisted across restarts even when every entry has been acked. An entry dropped by the
 // bound therefore shows up at the subscriber as a gap, which is the truth.
 
-import { randomUUID } from 'node:crypto';
-import { OutboxError } from './errors.ts';
-import { checkLimits, OutboxIndex } from './outbox-index.ts';
-import { z } from 'zod';
-import { parseOptions } from './connection.ts';
-import type { Log } from '../log.ts';
-import { openFileOutbox, type FileOutbox, type FileOutboxOptions } from './outbox-file.ts';
+// This file holds the interface only; outbox-config.ts opens the one a device config names.
 
 export interface OutboxRecord {
   topic: string;
@@ -55,94 +50,3 @@ export interface Outbox {
   ack(id: number): Promise<boolean>;
   close(): Promise<void>;
 }
-
-/** A process-lifetime outbox: survives broker outages, not restarts. */
-export class MemoryOutbox implements Outbox {
-  readonly epoch: string = randomUUID();
-  private id = 0;
-  private droppedCount = 0;
-  private closed = false;
-  private readonly index: OutboxIndex;
-
-  constructor(limits: OutboxLimits = {}) {
-    this.index = new OutboxIndex(checkLimits(limits));
-  }
-
-  get nextId() {
-    return this.id;
-  }
-  get size() {
-    return this.index.size;
-  }
-  get bytes() {
-    return this.index.bytes;
-  }
-  get dropped() {
-    return this.droppedCount;
-  }
-
-  async put(record: OutboxRecord): Promise<OutboxEntry> {
-    if (this.closed) throw new OutboxError('OUTBOX_CLOSED', 'outbox put after close()');
-    this.index.assertFits(record);
-    const entry: OutboxEntry = { id: this.id++, topic: record.topic, payload: record.payload };
-    this.droppedCount += this.index.add(entry).length;
-    return entry;
-  }
-
-  peek(limit: number, afterId?: number) {
-    return this.index.peek(limit, afterId);
-  }
-  entries() {
-    return this.index.entries();
-  }
-  has(id: number) {
-    return this.index.has(id);
-  }
-
-  async ack(id: number): Promise<boolean> {
-    if (this.closed) throw new OutboxError('OUTBOX_CLOSED', `outbox ack(${id}) after close()`);
-    return this.index.delete(id);
-  }
-
-  async close() {
-    this.closed = true;
-  }
-}
-
-export function createMemoryOutbox(limits: OutboxLimits = {}): Outbox {
-  return new MemoryOutbox(limits);
-}
-
-/**
- * The outbox as device configuration. The defaults hold about an hour of 30 fps results from one
- * camera (~1 KB each) within 64 MiB; beyond that the oldest are dropped and counted.
- */
-export const OutboxConfig = z.discriminatedUnion('kind', [
-  z.strictObject({
-    kind: z.literal('file'),
-    dir: z.string().min(1),
-    maxEntries: z.number().int().min(1).default(100_000),
-    maxBytes: z.number().int().min(1).default(64 * 1024 * 1024),
-    /** Group commit (docs/mqtt.md): a group holding a put is written once that put has waited this long (ms)... */
-    commitDelayMs: z.number().int().min(0).max(1000).default(5),
-    /** ...or as soon as this many records wait. */
-    commitMaxRecords: z.number().int().min(1).default(256),
-    /** Acks and drops with no put to ride along with are written after this long (ms). */
-    lazyFlushMs: z.number().int().min(0).max(60_000).default(1000),
-  }),
-  // Survives broker outages, not restarts: for tests and benches.
-  z.strictObject({
-    kind: z.literal('memory'),
-    maxEntries: z.number().int().min(1).default(100_000),
-    maxBytes: z.number().int().min(1).default(64 * 1024 * 1024),
-  }),
-]);
-export type OutboxConfig = z.input<typeof OutboxConfig>;
-
-export async function openOutbox(config: OutboxConfig, log?: Pick<Log, 'warn' | 'info'>): Promise<Outbox> {
-  const c = parseOptions(OutboxConfig, config, 'outbox');
-  if (c.kind === 'memory') return createMemoryOutbox(c);
-  return openFileOutbox({ ...c, ...(log && { log }) });
-}
-
-export { openFileOutbox, type FileOutbox, type FileOutboxOptions };

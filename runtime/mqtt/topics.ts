@@ -14,7 +14,7 @@
 
 import { TopicError } from './errors.ts';
 
-export const TOPIC_ROOT = 'edgeprompt/v1';
+const TOPIC_ROOT = 'edgeprompt/v1';
 const ROOT_LEVELS = TOPIC_ROOT.split('/');
 
 /** Camera ids that would make a result topic look like another topic. */

@@ -205,7 +205,7 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
       const task = pred.task ?? res.session; // each camera's prompt pack on a shared backbone
       const manifest = task.manifest;
       const cam = p.unit.id;
-      const decision = decide(pred.label, pred.score, manifest, this.thresholds.minConfidence(cam, manifest));
+      const { decision, okScore } = decide(pred, manifest, this.thresholds.minConfidence(cam, manifest));
       const latency: Latency = {
         captureToInferMs: Math.max(0, res.startedAt - p.frame.captureTs),
         inferMs: res.inferMs,
@@ -224,6 +224,7 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
         score: pred.score,
         topK: pred.topK,
         decision,
+        ...(okScore !== undefined && { okScore }),
         latency,
       };
       latency.postMs = performance.now() - t0;

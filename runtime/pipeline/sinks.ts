@@ -4,6 +4,7 @@
 import type { PlcHandshake } from '../../devices/serial/plc.ts';
 import { KeepOpen } from '../../devices/serial/keep-open.ts';
 import type { SerialLink } from '../../devices/serial/link.ts';
+import { RejectScheduler, type RejectCounters, type RejectPolicy } from '../../devices/serial/reject.ts';
 import type { Reporter } from '../mqtt/reporter.ts';
 import type { PipelineFailure, PipelineResult, Sink } from './pipeline.ts';
 
@@ -36,31 +37,24 @@ export class PlcSink implements Sink {
   }
 }
 
-export interface RejectOutputOptions {
-  /** Capture → actuator travel time (conveyor distance / speed). */
-  delayMs: number;
+/** Timing and fail-safe as every reject output has them (devices/serial/reject.ts), and the line. */
+export interface RejectOutputOptions extends RejectPolicy {
   /** The line written; `{frameId}` and `{camera}` are replaced. */
   line: string;
-  /** A result that arrives after its deadline: fire at once (fail-safe, default) or skip. */
-  onLate: 'fire' | 'skip';
-}
-
-export interface RejectCounters {
-  fired: number;
-  deadlineMissed: number;
-  writeFailures: number;
 }
 
 /**
- * A reject actuator on a serial line for free-running cameras: an NG result schedules `line`
- * `delayMs` after the frame's capture. (PLC-triggered cameras get their reject from the PLC
- * handshake instead.) A result later than its deadline is counted as deadline-missed.
+ * A reject actuator on a serial line for free-running cameras: an NG result is scheduled `delayMs`
+ * after the frame's capture by the same RejectScheduler as the PLC handshake's (PLC-triggered
+ * cameras reject through it instead). A free-running frame is known only once decided, so an NG
+ * later than its due time is a missed deadline: counted, and fired at once unless
+ * onMissedDeadline is 'skip'.
  */
 export class RejectSink implements Sink {
   readonly name = 'reject';
-  readonly counters: RejectCounters = { fired: 0, deadlineMissed: 0, writeFailures: 0 };
   private readonly keep: KeepOpen;
-  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly schedule: RejectScheduler<PipelineResult>;
+  private writeFailures = 0;
 
   constructor(
     readonly camera: string,
@@ -68,6 +62,13 @@ export class RejectSink implements Sink {
     private readonly o: RejectOutputOptions,
   ) {
     this.keep = new KeepOpen(link);
+    this.schedule = new RejectScheduler<PipelineResult>(o, {
+      fire: (r) => void this.fire(this.o.line.replaceAll('{frameId}', r.input.frameId).replaceAll('{camera}', this.camera)),
+    });
+  }
+
+  get counters(): RejectCounters & { writeFailures: number } {
+    return { ...this.schedule.counters, writeFailures: this.writeFailures };
   }
 
   start(): Promise<void> {
@@ -75,34 +76,21 @@ export class RejectSink implements Sink {
   }
 
   async stop(): Promise<void> {
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.clear();
+    this.schedule.clear();
     await this.keep.stop();
   }
 
   result(r: PipelineResult): void {
     if (r.input.camera !== this.camera || r.input.decision !== 'NG') return;
-    const due = r.frame.captureTs + this.o.delayMs;
-    const wait = due - Date.now();
-    const line = this.o.line.replaceAll('{frameId}', r.input.frameId).replaceAll('{camera}', this.camera);
-    if (wait < 0) {
-      this.counters.deadlineMissed++;
-      if (this.o.onLate === 'skip') return;
-      return void this.fire(line);
-    }
-    const t = setTimeout(() => {
-      this.timers.delete(t);
-      void this.fire(line);
-    }, wait);
-    this.timers.add(t);
+    this.schedule.arm(r, r.frame.captureTs);
+    this.schedule.decide(r, true);
   }
 
   private async fire(line: string): Promise<void> {
-    this.counters.fired++;
     try {
       await this.link.writeLine(line);
     } catch {
-      this.counters.writeFailures++;
+      this.writeFailures++;
     }
   }
 }

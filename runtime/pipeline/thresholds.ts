@@ -4,6 +4,7 @@
 
 import type { Manifest } from '../artifact/manifest.ts';
 import type { Thresholds } from '../schema/payloads.ts';
+import { okScoreOf } from './inspection.ts';
 
 export class ThresholdState {
   private defaultOverride: number | null = null;
@@ -28,9 +29,27 @@ export class ThresholdState {
   }
 }
 
-/** NG when the label is not an OK label, or the score is below the minimum confidence. */
-export function decide(label: string, score: number, manifest: Manifest, minConfidence: number): 'OK' | 'NG' {
+/** What the rule reads of a prediction: the top label, its probability, and every class's probability (label order). */
+export interface Scored {
+  label: string;
+  score: number;
+  probs: ArrayLike<number>;
+}
+
+export interface Decided {
+  decision: 'OK' | 'NG';
+  /** Σ p over okLabels (the probability that the part is good); absent when the manifest declares no okLabels. */
+  okScore?: number;
+}
+
+/**
+ * The manifest's rule. With okLabels (an inspection model, runtime/pipeline/inspection.ts): OK when
+ * the top label is an OK label and okScore ≥ minConfidence, so it is pass/fail on the probability
+ * that the part is good. Without okLabels (a sorting model): OK when the top score ≥ minConfidence.
+ */
+export function decide(p: Scored, manifest: Manifest, minConfidence: number): Decided {
   const ok = manifest.thresholds.okLabels;
-  if (ok !== undefined && !ok.includes(label)) return 'NG';
-  return score >= minConfidence ? 'OK' : 'NG';
+  if (ok === undefined) return { decision: p.score >= minConfidence ? 'OK' : 'NG' };
+  const okScore = okScoreOf(p.probs, ok.map((l) => manifest.labels.indexOf(l)));
+  return { decision: ok.includes(p.label) && okScore >= minConfidence ? 'OK' : 'NG', okScore };
 }

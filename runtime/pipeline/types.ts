@@ -7,7 +7,7 @@ import type { Trigger, TriggerHit } from '../../devices/triggers/trigger.ts';
 import type { Log } from '../log.ts';
 import type { ResultInput } from '../schema/payloads.ts';
 import type { Classifier } from '../session/host.ts';
-import type { Prediction } from '../session/session.ts';
+import type { Prediction } from '../session/task.ts';
 import type { ThresholdState } from './thresholds.ts';
 
 export interface CameraInput {

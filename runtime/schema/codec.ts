@@ -50,7 +50,7 @@ export function decodePayload<S extends z.ZodType>(
 }
 
 /** Validates an already-parsed value; never throws. */
-export function validatePayload<S extends z.ZodType>(schema: S, topic: string, value: unknown): Decoded<z.output<S>> {
+function validatePayload<S extends z.ZodType>(schema: S, topic: string, value: unknown): Decoded<z.output<S>> {
   const r = schema.safeParse(value);
   if (r.success) return { ok: true, value: r.data };
   return {

@@ -73,6 +73,8 @@ export const ResultPayload = z.object({
   score: Probability,
   topK: z.array(LabelScore).min(1).max(100),
   decision: z.enum(['OK', 'NG']),
+  /** Inspection models (manifest okLabels): Σ p over okLabels, the probability that the part is good (runtime/pipeline/inspection.ts). */
+  okScore: Probability.optional(),
   latency: Latency,
 });
 export type ResultPayload = z.infer<typeof ResultPayload>;
@@ -201,7 +203,6 @@ export const commandSchemas = {
 } as const;
 
 export type CommandName = keyof typeof commandSchemas;
-export const COMMAND_NAMES = Object.keys(commandSchemas) as CommandName[];
 export const isCommandName = (s: string): s is CommandName => Object.hasOwn(commandSchemas, s);
 export type CommandArgs<N extends CommandName> = z.infer<(typeof commandSchemas)[N]['args']>;
 /** Args as a requester writes them (defaults not yet applied). */
@@ -210,7 +211,7 @@ export type CommandReplyData<N extends CommandName> = z.infer<(typeof commandSch
 
 // ---------------------------------------------------------------- replies: <device>/cmd/<name>/reply
 const replyBase = { v: V, device: DeviceId, id: Text(128).nullable(), ts: EpochMs };
-export const ReplyError = z.object({ code: Text(64), message: Text(2000) });
+const ReplyError = z.object({ code: Text(64), message: Text(2000) });
 const okReply = <N extends CommandName, D extends (typeof commandSchemas)[N]['reply']>(name: N, data: D) =>
   z.object({ ...replyBase, command: z.literal(name), ok: z.literal(true), data });
 

@@ -1,18 +1,21 @@
 // A shared-backbone session: ONE onnxruntime session whose graph takes a prompt pack's tensors as
 // inputs beside the image, so it serves any number of packs (tasks) without reopening. Binding a
 // pack checks that it fits (checkPackFits: backbone digest, names, shapes, class count) and turns
-// its tensors into ORT tensors once; every run feeds the bound task's tensors with the frames.
+// its tensors into ORT tensors once (a PackTask, below); every run feeds the bound task's tensors
+// with the frames.
 
 import * as ort from 'onnxruntime-node';
 import type { BackboneArtifact } from '../artifact/read.ts';
 import type { PromptPack } from '../artifact/prompt-pack.ts';
 import { ArtifactError } from '../artifact/errors.ts';
-import { checkPackFits } from '../artifact/shared.ts';
-import { engineFor, type EngineSession } from './engine.ts';
-import { SessionError } from './errors.ts';
+import type { Manifest } from '../artifact/manifest.ts';
+import { checkPackFits, taskManifest } from '../artifact/backbone-pack.ts';
+import type { ArtifactRef } from '../schema/payloads.ts';
+import type { EngineSession } from './engine.ts';
+import { SessionError, type EpAttempt } from './errors.ts';
 import { openWithFallback, type SessionOptions } from './providers.ts';
-import { checkIo, OrtSession, type BatchResult } from './session.ts';
-import { PackTask } from './task.ts';
+import { checkIo, OrtSession } from './session.ts';
+import type { BatchResult, ModelTask } from './task.ts';
 
 export class BackboneSession extends OrtSession {
   declare readonly artifact: BackboneArtifact;
@@ -22,9 +25,9 @@ export class BackboneSession extends OrtSession {
   /** Opens the backbone and warms it up with `pack` (which must fit), so the first real frame is fast. */
   static async create(artifact: BackboneArtifact, pack: PromptPack, opts: SessionOptions): Promise<BackboneSession> {
     checkPackFits(pack, artifact); // before any session work: a pack that does not fit is the model's fault
-    return openWithFallback(artifact, opts, async (session, ep, attempts) => {
+    return openWithFallback(artifact, opts, async (session, ep, attempts, engine) => {
       const { fixedBatch, classes } = checkBackboneIo(session, artifact);
-      const s = new BackboneSession(session, artifact, ep, attempts, fixedBatch, fixedBatch ?? opts.maxBatch ?? opts.profile.maxBatch, engineFor(opts.profile));
+      const s = new BackboneSession(session, artifact, ep, attempts, fixedBatch, fixedBatch ?? opts.maxBatch ?? opts.profile.maxBatch, engine);
       s.classes = classes;
       const task = s.bind(pack);
       const w0 = performance.now();
@@ -73,4 +76,42 @@ function checkBackboneIo(s: EngineSession, a: BackboneArtifact): { fixedBatch: n
   const out = s.outputMetadata.find((x) => x.name === a.manifest.outputs.logits);
   const c = out?.isTensor ? out.shape.at(-1) : undefined;
   return { fixedBatch, classes: typeof c === 'number' && c > 0 ? c : null };
+}
+
+/** A prompt pack bound to a backbone session: checked to fit, its tensors made ORT feeds once. */
+export class PackTask implements ModelTask {
+  readonly manifest: Manifest;
+  readonly prompt: ArtifactRef;
+  /** The pack's tensors as graph inputs, fed with every batch (never copied per frame). */
+  readonly feeds: Record<string, ort.Tensor>;
+
+  constructor(
+    readonly session: BackboneSession,
+    readonly pack: PromptPack,
+    feeds: Record<string, ort.Tensor>,
+  ) {
+    this.manifest = taskManifest(pack.manifest, session.artifact.manifest);
+    this.prompt = { name: pack.manifest.name, version: pack.manifest.version, sha256: pack.sha256 };
+    this.feeds = feeds;
+  }
+
+  get ref(): ArtifactRef {
+    return this.session.ref;
+  }
+  get ep(): string {
+    return this.session.ep;
+  }
+  get attempts(): readonly EpAttempt[] {
+    return this.session.attempts;
+  }
+  get warmupMs(): number {
+    return this.session.warmupMs;
+  }
+  get maxBatch(): number {
+    return this.session.maxBatch;
+  }
+
+  run(frames: readonly Uint8Array[], k = 5): Promise<BatchResult> {
+    return this.session.run(frames, k, this);
+  }
 }

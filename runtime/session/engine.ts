@@ -4,10 +4,11 @@
 // for it. The worker engine (worker-engine.ts) runs the sessions in a worker thread behind the same
 // interface, so the rest of the runtime overlaps with inference; the main engine runs them in-thread
 // (profile `threads.inference: main`), for debugging and as the reference the worker must equal.
+//
+// This file holds the interfaces; main-engine.ts and worker-engine.ts implement them and
+// providers.ts picks one for a profile (engineFor).
 
-import * as ort from 'onnxruntime-node';
-import type { DeviceProfile } from '../config/profile.ts';
-import { workerEngine } from './worker-engine.ts';
+import type * as ort from 'onnxruntime-node';
 
 /** What OrtSession needs from one opened model: its graph's inputs/outputs, run and release. */
 export interface EngineSession {
@@ -31,27 +32,4 @@ export interface Engine {
   frameBuffer(bytes: number): Uint8Array;
   /** True when a frame the caller owns can be fed as is (no copy at all). */
   readonly zeroCopyFrames: boolean;
-}
-
-/** In the calling thread: ORT's own session. */
-export const mainEngine: Engine = {
-  kind: 'main',
-  zeroCopyFrames: true,
-  async open(model, options) {
-    const s = await ort.InferenceSession.create(model, options);
-    return {
-      inputNames: s.inputNames,
-      outputNames: s.outputNames,
-      inputMetadata: s.inputMetadata,
-      outputMetadata: s.outputMetadata,
-      run: (feeds, fetches) => s.run(feeds, [...fetches]),
-      release: () => s.release(),
-    };
-  },
-  frameBuffer: (bytes) => new Uint8Array(bytes),
-};
-
-/** The engine a profile asks for (`threads.inference`, default worker). */
-export function engineFor(profile: DeviceProfile): Engine {
-  return profile.threads.inference === 'main' ? mainEngine : workerEngine();
 }

@@ -11,16 +11,17 @@
 // binds them to the new session before the swap.
 
 import { EventEmitter } from 'node:events';
-import { readFileBytes, verifyArtifact, type ModelArtifact, type Verification } from '../artifact/read.ts';
-import { readSignedFile, type PromptPack, type SignedFile } from '../artifact/prompt-pack.ts';
+import { readFileBytes } from '../artifact/container.ts';
+import type { PromptPack } from '../artifact/prompt-pack.ts';
+import { readSignedFile, verifyArtifact, type ModelArtifact, type SignedFile, type Verification } from '../artifact/read.ts';
 import { ArtifactError } from '../artifact/errors.ts';
 import type { TrustedKey } from '../artifact/keys.ts';
 import type { DeviceProfile } from '../config/profile.ts';
 import type { Log } from '../log.ts';
-import { BackboneSession } from './backbone.ts';
+import { BackboneSession, type PackTask } from './backbone.ts';
 import { SessionError } from './errors.ts';
-import { ModelSession, type BatchResult, type OrtSession, type Prediction } from './session.ts';
-import type { ModelTask, PackTask } from './task.ts';
+import { ModelSession, type OrtSession } from './session.ts';
+import type { BatchResult, ModelTask, Prediction } from './task.ts';
 import { inferenceWorker, type InferenceWorker, type WorkerCrash } from './worker-engine.ts';
 
 /** Where the packs of a shared backbone come from (paths or http(s) URLs): a default and per camera id. */

@@ -1,15 +1,18 @@
 // Opening an onnxruntime session with the device profile's execution providers in order.
 // onnxruntime-node throws when an EP's libraries are missing (it does not fall back by itself,
-// STACK.md §1), so each provider is tried in turn — with the ones after it as ORT's per-node
-// fallbacks — and warmed up; every failure is kept and reported, and the first provider that
-// works is the one in use. If none works, EP_ALL_FAILED lists them all (STYLE.md §6).
+// docs/platform.md "Execution providers"), so each provider is tried in turn — with the ones
+// after it as ORT's per-node fallbacks — and warmed up; every failure is kept and reported, and
+// the first provider that works is the one in use. If none works, EP_ALL_FAILED lists them all
+// (docs/style.md "Fallbacks").
 
 import * as ort from 'onnxruntime-node';
 import { ArtifactError } from '../artifact/errors.ts';
 import type { DeviceProfile, ExecutionProvider } from '../config/profile.ts';
 import type { Log } from '../log.ts';
-import { engineFor, type EngineSession } from './engine.ts';
+import type { Engine, EngineSession } from './engine.ts';
 import { SessionError, type EpAttempt } from './errors.ts';
+import { mainEngine } from './main-engine.ts';
+import { workerEngine } from './worker-engine.ts';
 
 export interface SessionOptions {
   profile: DeviceProfile;
@@ -44,7 +47,7 @@ function sessionOptions(profile: DeviceProfile, eps: readonly ExecutionProvider[
   const o: ort.InferenceSession.SessionOptions = {
     executionProviders: eps.map(providerOption),
     graphOptimizationLevel: profile.graphOptimizationLevel,
-    executionMode: 'sequential', // 'parallel' was 2x slower for ViTs (STACK.md §1)
+    executionMode: 'sequential', // 'parallel' is slower for ViTs (docs/platform.md "Session options")
     interOpNumThreads: profile.threads.interOp,
     logSeverityLevel: 3, // ORT's own warnings (unused initializers) are noise; failures reach us as errors
     // The binding flattens `extra` into session config entries: idle threads stop spinning.
@@ -54,15 +57,20 @@ function sessionOptions(profile: DeviceProfile, eps: readonly ExecutionProvider[
   return o;
 }
 
+/** The engine a profile asks for (`threads.inference`, default worker). */
+function engineFor(profile: DeviceProfile): Engine {
+  return profile.threads.inference === 'main' ? mainEngine : workerEngine();
+}
+
 export const errText = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0]!.slice(0, 500);
 
 /**
  * Tries each provider of the profile: creates the ORT session (in the profile's engine: the
- * inference worker or this thread) and hands it to `make` (which checks
+ * inference worker or this thread) and hands it, with the engine, to `make` (which checks
  * the graph against the manifest, wraps and warms it up). The model's own faults (graph vs
  * manifest, a pack that does not fit) are thrown at once: another provider would not fix them.
  */
-export async function openWithFallback<S>(artifact: { file: string; model: Uint8Array }, opts: SessionOptions, make: (session: EngineSession, ep: string, attempts: EpAttempt[]) => Promise<S>): Promise<S> {
+export async function openWithFallback<S>(artifact: { file: string; model: Uint8Array }, opts: SessionOptions, make: (session: EngineSession, ep: string, attempts: EpAttempt[], engine: Engine) => Promise<S>): Promise<S> {
   const eps = opts.profile.executionProviders;
   const engine = engineFor(opts.profile);
   const attempts: EpAttempt[] = [];
@@ -73,7 +81,7 @@ export async function openWithFallback<S>(artifact: { file: string; model: Uint8
     try {
       tensorrtEnv(ep);
       session = await engine.open(artifact.model, sessionOptions(opts.profile, eps.slice(i)), artifact.file);
-      const s = await make(session, ep.name, attempts);
+      const s = await make(session, ep.name, attempts, engine);
       attempts.push({ ep: ep.name, ok: true, ms: performance.now() - t0 });
       for (const a of attempts.filter((x) => !x.ok)) opts.log?.warn({ ep: a.ep, err: a.error }, 'session: execution provider unavailable, fell back');
       return s;

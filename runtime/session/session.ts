@@ -7,34 +7,14 @@
 import * as ort from 'onnxruntime-node';
 import { isBackbone, type Artifact, type ModelArtifact } from '../artifact/read.ts';
 import type { Manifest } from '../artifact/manifest.ts';
-import type { ArtifactRef, LabelScore } from '../schema/payloads.ts';
-import { engineFor, type Engine, type EngineSession } from './engine.ts';
+import type { ArtifactRef } from '../schema/payloads.ts';
+import type { Engine, EngineSession } from './engine.ts';
 import { SessionError, type EpAttempt } from './errors.ts';
 import { errText, openWithFallback, type SessionOptions } from './providers.ts';
-import type { ModelTask } from './task.ts';
+import type { BatchResult, ModelTask, Prediction } from './task.ts';
 import { topK } from './topk.ts';
 
 export type { SessionOptions } from './providers.ts';
-
-export interface Prediction {
-  index: number;
-  label: string;
-  score: number;
-  topK: LabelScore[];
-  /** Views into the run's output tensors ([C] each). */
-  probs: Float32Array;
-  logits: Float32Array;
-  /** The task this frame was decided with, when a host runs several (prompt packs on one shared backbone). */
-  task?: ModelTask;
-}
-
-export interface BatchResult {
-  predictions: Prediction[];
-  /** Wall time of session.run (all chunks). */
-  inferMs: number;
-  /** Epoch ms when the run started. */
-  startedAt: number;
-}
 
 /** The identity reported with every result and in state/health. */
 export const artifactRef = (a: { manifest: { name: string; version: string }; sha256: string }): ArtifactRef => ({ name: a.manifest.name, version: a.manifest.version, sha256: a.sha256 });
@@ -159,9 +139,9 @@ export class ModelSession extends OrtSession implements ModelTask {
     if (isBackbone(artifact)) {
       throw new SessionError('SESSION_UNSUPPORTED', `${artifact.file}: a shared-backbone artifact runs only with a prompt pack (BackboneSession); name the pack in the device config (pack:)`);
     }
-    return openWithFallback(artifact, opts, async (session, ep, attempts) => {
+    return openWithFallback(artifact, opts, async (session, ep, attempts, engine) => {
       const fixedBatch = checkIo(session, artifact, artifact.manifest.labels.length);
-      const s = new ModelSession(session, artifact, ep, attempts, fixedBatch, fixedBatch ?? opts.maxBatch ?? opts.profile.maxBatch, engineFor(opts.profile));
+      const s = new ModelSession(session, artifact, ep, attempts, fixedBatch, fixedBatch ?? opts.maxBatch ?? opts.profile.maxBatch, engine);
       const w0 = performance.now();
       await s.warmUp(opts.warmupRuns ?? opts.profile.warmupRuns, artifact.manifest.labels, {});
       s.warmupMs = performance.now() - w0;

@@ -2,15 +2,11 @@
 // ModelSession). On a shared backbone every prompt pack is a task (PackTask): its labels and
 // thresholds decide, `ref` names the backbone (results' `model`) and `prompt` the pack (results'
 // `prompt`). The pipeline, health and commands see tasks only; the ORT session underneath is shared.
+// This file holds the types; ModelSession (session.ts) and PackTask (backbone.ts) implement ModelTask.
 
-import type * as ort from 'onnxruntime-node';
 import type { Manifest } from '../artifact/manifest.ts';
-import type { PromptPack } from '../artifact/prompt-pack.ts';
-import { taskManifest } from '../artifact/shared.ts';
-import type { ArtifactRef } from '../schema/payloads.ts';
-import type { BackboneSession } from './backbone.ts';
+import type { ArtifactRef, LabelScore } from '../schema/payloads.ts';
 import type { EpAttempt } from './errors.ts';
-import type { BatchResult } from './session.ts';
 
 export interface ModelTask {
   /** The task manifest: labels, thresholds (OK/NG), input, outputs. */
@@ -27,40 +23,22 @@ export interface ModelTask {
   run(frames: readonly Uint8Array[], k?: number): Promise<BatchResult>;
 }
 
-/** A prompt pack bound to a backbone session: checked to fit, its tensors made ORT feeds once. */
-export class PackTask implements ModelTask {
-  readonly manifest: Manifest;
-  readonly prompt: ArtifactRef;
-  /** The pack's tensors as graph inputs, fed with every batch (never copied per frame). */
-  readonly feeds: Record<string, ort.Tensor>;
+export interface Prediction {
+  index: number;
+  label: string;
+  score: number;
+  topK: LabelScore[];
+  /** Views into the run's output tensors ([C] each). */
+  probs: Float32Array;
+  logits: Float32Array;
+  /** The task this frame was decided with, when a host runs several (prompt packs on one shared backbone). */
+  task?: ModelTask;
+}
 
-  constructor(
-    readonly session: BackboneSession,
-    readonly pack: PromptPack,
-    feeds: Record<string, ort.Tensor>,
-  ) {
-    this.manifest = taskManifest(pack.manifest, session.artifact.manifest);
-    this.prompt = { name: pack.manifest.name, version: pack.manifest.version, sha256: pack.sha256 };
-    this.feeds = feeds;
-  }
-
-  get ref(): ArtifactRef {
-    return this.session.ref;
-  }
-  get ep(): string {
-    return this.session.ep;
-  }
-  get attempts(): readonly EpAttempt[] {
-    return this.session.attempts;
-  }
-  get warmupMs(): number {
-    return this.session.warmupMs;
-  }
-  get maxBatch(): number {
-    return this.session.maxBatch;
-  }
-
-  run(frames: readonly Uint8Array[], k = 5): Promise<BatchResult> {
-    return this.session.run(frames, k, this);
-  }
+export interface BatchResult {
+  predictions: Prediction[];
+  /** Wall time of session.run (all chunks). */
+  inferMs: number;
+  /** Epoch ms when the run started. */
+  startedAt: number;
 }

@@ -192,7 +192,7 @@ export class InferenceWorker extends EventEmitter<WorkerEvents> {
 }
 
 /** A session in the worker, seen from the main thread. */
-export class WorkerSession implements EngineSession {
+class WorkerSession implements EngineSession {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[];

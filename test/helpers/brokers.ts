@@ -108,7 +108,7 @@ export async function startMosquitto(opts: MosquittoOptions): Promise<Mosquitto>
     conf,
     [
       // Started as root, mosquitto drops to user 'mosquitto' and silently cannot write a root-owned
-      // persistence dir, losing durable sessions on restart (STACK.md §4): stay root.
+      // persistence dir, losing durable sessions on restart (docs/platform.md, MQTT): stay root.
       'user root',
       `persistence ${opts.persistence === false ? 'false' : 'true'}`,
       `persistence_location ${data}`,

@@ -56,7 +56,7 @@ function objective<T>(ops: Ops<T>, y: T, r: T | null): T {
   return ops.reduceSum(ops.mul(y, r), Array.from({ length: rank }, (_, i) => i), false);
 }
 
-export function caseData(c: GradCase, seed = 1): Float32Array[] {
+function caseData(c: GradCase, seed = 1): Float32Array[] {
   return c.inputs.map((i, k) => i.data ?? randn(i.shape, i.std ?? 1, seed * 100 + k, i.mean ?? 0));
 }
 
@@ -78,7 +78,7 @@ function tfSide(c: GradCase, data: Float32Array[]): { grads: Float32Array[]; out
 }
 
 /** Record the case with OnnxOps (objective output 'loss'). */
-export function recordCase(c: GradCase, data: Float32Array[]): { forward: GraphSpec; wrt: string[] } {
+function recordCase(c: GradCase, data: Float32Array[]): { forward: GraphSpec; wrt: string[] } {
   const folder = new TfOps();
   const ops = new OnnxOps({ folder, params: 'input' });
   const xs: OnnxValue[] = c.inputs.map((i, k) => {

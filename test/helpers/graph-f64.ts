@@ -50,7 +50,7 @@ function bcast(xs: T64[], out: number[], f: (vals: number[]) => number): T64 {
   return y;
 }
 
-export function erf64(x: number): number {
+function erf64(x: number): number {
   const s = Math.sign(x);
   const a = Math.abs(x);
   if (a < 3) {

@@ -3,7 +3,7 @@ import { vitTensorShapes } from '../../compiler/backbones/vit-weights.ts';
 import type { VitConfig } from '../../compiler/backbones/vit-variants.ts';
 import type { StateDict } from '../../compiler/backbones/safetensors.ts';
 import { numel } from '../../compiler/ops/host-tensor.ts';
-import { gaussian, mulberry32 } from '../../compiler/data/rng.ts';
+import { gaussian, mulberry32 } from '../../devices/rng.ts';
 
 export function randn(shape: number[], std: number, seed: number, mean = 0): Float32Array {
   const g = gaussian(mulberry32(seed));

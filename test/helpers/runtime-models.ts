@@ -10,6 +10,7 @@ import { exportVitBackbone } from '../../compiler/export/backbone.ts';
 import { fixtureVit } from './fixtures.ts';
 import { packArtifact, type ManifestDraft, type PackOptions, type Packed } from '../../runtime/artifact/index.ts';
 import { DeviceProfile, type DeviceProfileInput } from '../../runtime/config/profile.ts';
+import { VERSION } from '../../runtime/version.ts';
 
 export const SIZE = 32;
 export const LABELS = Array.from({ length: 10 }, (_, i) => `class${i}`);
@@ -38,7 +39,7 @@ export function draft(over: Partial<ManifestDraft> = {}): ManifestDraft {
     precision: 'fp32',
     metrics: { fp32: { top1: 0.9, maxLogitDiff: 1e-5 } },
     thresholds: { minConfidence: 0.1 },
-    compiler: { version: '0.1.0', ortVersion: '1.30.0' },
+    compiler: { version: VERSION, ortVersion: '1.30.0' },
     createdAt: '2026-01-02T03:04:05.000Z',
     target: 'x86-cpu',
     ...over,

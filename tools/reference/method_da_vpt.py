@@ -3,18 +3,18 @@
 
 Usage:  /usr/bin/python3 tools/reference/method_da_vpt.py [OUT]   (default: test/fixtures/method_da_vpt.safetensors)
 
-Written from /work/shared/METHODS.md §4, not from the TypeScript code:
-  * forward (§4(b)): patch_embed -> cat CLS -> + pos_embed; before every block the previous prompt outputs are
+Written from docs/spec/da-vpt.md, not from the TypeScript code:
+  * forward (spec "Forward"): patch_embed -> cat CLS -> + pos_embed; before every block the previous prompt outputs are
     dropped and the block's prompts inserted after CLS (no pos): proxy_prompt_tokens[k] (l2-normalised when
     vpt_norm = l2) at the proxy blocks start..end, other_prompt_tokens[j] elsewhere (in order); counts differ.
     norm -> x[:, 0] -> head. No dropout.
-  * loss (§4(c)): CE + (1/p_depth) sum over proxy blocks of w_vpt * PA(s) + w_cls * PA(t), with _x the block's
+  * loss (spec "Loss"): CE + (1/p_depth) sum over proxy blocks of w_vpt * PA(s) + w_cls * PA(t), with _x the block's
     input, z = normalize(mean of its 196-style image tokens), c = normalize(W_q LN1(_x_cls) + b_q),
     p_j = 5 normalize(P_l[j]) from the raw prompts, s = z p^T, t = c p^T;
     PA(S) = 1/P sum_j log(1 + sum_{b: yhat_b = j} exp(-32 (S_bj - 0.1)))
           + 1/P sum_j log(1 + sum_{b: yhat_b != j} exp( 32 (S_bj + 0.1)))
     written with torch.logsumexp over [0, masked entries] (masked = -inf), yhat = mapping[y].
-  * '+bias' variant (§4(a)): cls_token, norm1 weight/bias, and the qkv/proj/fc2/norm2 biases are trained
+  * '+bias' variant (spec "Tensors"): cls_token, norm1 weight/bias, and the qkv/proj/fc2/norm2 biases are trained
     tensors too; here they are the backbone's values plus noise, and their gradients are recorded.
 
 Fixture contents (float32; math in float64). Backbone: test/fixtures/vit_fixture.safetensors (depth 3).

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""SA2VP reference on the fixture ViT, written from METHODS.md §5 (not from the TypeScript code).
+"""SA2VP reference on the fixture ViT, written from docs/spec/sa2vp.md (not from the TypeScript code).
 
 Usage:  /usr/bin/python3 tools/reference/method_sa2vp.py [OUT]   (default: test/fixtures/method_sa2vp.safetensors)
 
-Semantics (METHODS.md §5(a)-(c)), on the `fixture` arch (32 px, patch 8 -> 4x4 grid + CLS = 17 tokens, D 96,
+Semantics (spec "Tensors", "Forward", "Loss"), on the `fixture` arch (32 px, patch 8 -> 4x4 grid + CLS = 17 tokens, D 96,
 depth 3, 3 heads), with inter-dim r = 4, b2p layers {0, 2} (deep prompt map at layer 2), add_scale 0.5:
 - E = cat(CLS, patches) + pos;  P = ppt_proj(ppt) + pos  (dropout off: eval semantics).
 - For each layer i:  b2p: F = X_i(kv=H, q=P); P = Block_i(P) [+ Block_i(deep_proj_j(deep_ppt_j)) * cross_conv_j];

@@ -3,15 +3,15 @@
 
 Usage:  /usr/bin/python3 tools/reference/method_spt.py [OUT]      (default: test/fixtures/method_spt.safetensors)
 
-Written from /work/shared/METHODS.md §3, not from the TypeScript code:
-  * tokens (§3(d), the official RepCatcher): forward hooks on the frozen, prompt-free backbone record
+Written from docs/spec/spt.md, not from the TypeScript code:
+  * tokens (spec "Init", the official RepCatcher): forward hooks on the frozen, prompt-free backbone record
     layer 0 = output of patch_embed ([B, T, D], before CLS and pos_embed) and layer i >= 1 = output of
     blocks[i-1] (the input of block i) with the CLS row removed.
   * mean / max pooling: each image's raster-ordered T tokens in N-1 contiguous windows of w = T // (N-1)
     tokens plus one final window of the remaining T mod w tokens (none when that is 0); every window is
     averaged (element-wise max), giving [B * windows, D] in (image, window) order. The random "keep N"
     step draws from our RNG, so the fixture stores every pooled vector and the TS test checks them all.
-  * SPT-deep forward (§3(b), identical to VPT-deep): patch_embed -> cat CLS -> + pos_embed -> prompts
+  * SPT-deep forward (spec "Forward and loss", identical to VPT-deep): patch_embed -> cat CLS -> + pos_embed -> prompts
     after CLS (no pos) -> blocks; before block i >= 1, x = cat(x[:, :1], P_i, x[:, 1+N:]) -> norm ->
     x[:, 0] -> head; no prompt dropout. Loss: CE, mean over the batch.
     Prompts for the parity check: layer i's mean-pooled vectors at rows `pick` (N = 4), so the logits
@@ -66,7 +66,7 @@ def pool(X: torch.Tensor, n: int, kind: str) -> torch.Tensor:
     w = T // (n - 1)
     wins = [X[:, k * w:(k + 1) * w] for k in range(n - 1)]
     rest = T % w
-    assert T - (n - 1) * w == rest, "METHODS.md's 'last T mod w tokens' reading needs T - (N-1)w < w"
+    assert T - (n - 1) * w == rest, "the spec's 'last window holds the remaining T - (N-1)w tokens' reading needs T - (N-1)w < w"
     if rest:
         wins.append(X[:, T - rest:])
     red = (lambda t: t.mean(dim=1)) if kind == "mean" else (lambda t: t.amax(dim=1))

@@ -3,11 +3,11 @@
 
 Usage:  /usr/bin/python3 tools/reference/method_vp.py [OUT]      (default: test/fixtures/method_vp.safetensors)
 
-Written from /work/shared/METHODS.md §1, not from the TypeScript code:
+Written from docs/spec/vp.md, not from the TypeScript code:
   * inner (official VP, `PadPrompter`): four strips pad_up/pad_down [1,3,p,S], pad_left/pad_right [1,3,S-2p,p];
     prompt = cat([pad_up, cat([pad_left, zeros(S-2p), pad_right], W), pad_down], H), added to the image AFTER
     normalisation: x' = normalize(x) + prompt.
-  * outer (EVP, `UCSC-VLAA/EVP/main.py`, METHODS.md "Outer variant" (A)): the [0,1] image is shrunk to S-2p,
+  * outer (EVP, `UCSC-VLAA/EVP/main.py`, spec "Forward", parameterisation A): the [0,1] image is shrunk to S-2p,
     zero-padded by p to S, a frame-masked delta is added, then normalised: x' = normalize(pad0(shrink(x)) + delta).
     The TypeScript side keeps the frame in normalised units (P = (delta - mean)/std on the frame) and shrinks
     the normalised image; both are the same function, which this fixture checks: the reference below is the
@@ -102,7 +102,7 @@ def resize_weights(n_in: int, n_out: int, antialias: bool) -> torch.Tensor:
 
 
 def main(out: str) -> None:
-    assert 3 * (224 ** 2 - 164 ** 2) == 69840 and pad_size(224) == 30  # METHODS.md §1(a)
+    assert 3 * (224 ** 2 - 164 ** 2) == 69840 and pad_size(224) == 30  # docs/spec/vp.md "Tensors"
     arch = get_arch("fixture")
     S, D = arch.img_size, arch.embed_dim
     p = pad_size(S)

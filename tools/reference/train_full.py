@@ -3,7 +3,7 @@
 
 Usage: /usr/bin/python3 tools/reference/train_full.py DIR
 
-Written from /work/shared/METHODS.md (§1 VP, §2 VPT, §3 SPT, §4 DA-VPT, §5 SA2VP) and the reference modules
+Written from docs/spec/ (vp.md, vpt.md, spt.md, da-vpt.md, sa2vp.md, linear-full.md) and the reference modules
 (vit_ref.py, method_vp.py, method_sa2vp.py, method_da_vpt.py), not from the TypeScript trainer. DIR holds (see tools/reference/README.md):
   job.json          method, options, arch, backbone weights, recipe, per-step lr and weight decay (ours)
   init.safetensors  the trainable tensors before step 0
@@ -12,7 +12,7 @@ The same init is trained on the same batches in the same order with the recipe b
   * frozen backbone in eval mode; VPT's prompt dropout uses the masks our engine fed (mask.<k>), none at eval;
   * loss: softmax cross-entropy (label smoothing from the recipe), mean over the batch;
   * SGD (torch.optim.SGD, momentum, dampening 0) or AdamW (torch.optim.AdamW, eps 1e-8), one param group
-    per tensor with the method's weight decay (recomputed here from METHODS.md and checked against the dump);
+    per tensor with the method's weight decay (recomputed here from docs/spec/ and checked against the dump);
   * lr: base = lr·batch/256 when the recipe scales it (VPT), warmup linear from 0 then cosine to 0, stepped
     per epoch (VPT's WarmupCosineSchedule) or per optimiser step (AdamW recipes); recomputed and checked;
   * after every epoch: validation top-1 over val_x.
@@ -40,7 +40,7 @@ HEAD = ("head.weight", "head.bias")
 
 # ---- forward per method -----------------------------------------------------------------------------
 def vpt_logits(model, P, x, n_prompts: int, deep: bool, masks=None):
-    """METHODS.md §2(b): [CLS, dropout(P0), patches], no pos embed on prompts; deep: before block i>=1 the
+    """docs/spec/vpt.md "Forward": [CLS, dropout(P0), patches], no pos embed on prompts; deep: before block i>=1 the
     prompt slots are replaced by dropout(P_i). `masks` (training only): the dropout masks, already scaled by
     1/(1-rate), for P0, P1, ... in that order, each [1|B, N, D] (broadcast over the batch when 1)."""
     drop = (lambda t, k: t * masks[k]) if masks else (lambda t, k: t)  # noqa: E731
@@ -56,13 +56,13 @@ def vpt_logits(model, P, x, n_prompts: int, deep: bool, masks=None):
 
 
 def frame(P, S: int, p: int):
-    """VP's PadPrompter frame [1,3,S,S]: the four strips around a zero (S-2p)² centre (METHODS.md §1(a))."""
+    """VP's PadPrompter frame [1,3,S,S]: the four strips around a zero (S-2p)² centre (docs/spec/vp.md "Tensors")."""
     mid = torch.cat([P["pad_left"], torch.zeros(1, 3, S - 2 * p, S - 2 * p), P["pad_right"]], dim=3)
     return torch.cat([P["pad_up"], mid, P["pad_down"]], dim=2)
 
 
 def vp_logits(model, P, x, outer: bool, p: int, antialias: bool):
-    """Inner: x' = x_norm + frame. Outer (§1 "Outer" (A)): the image shrunk to (S-2p)², zero-padded, + frame.
+    """Inner: x' = x_norm + frame. Outer (docs/spec/vp.md "Forward"): the image shrunk to (S-2p)², zero-padded, + frame.
     x is already normalised; the bilinear shrink's taps sum to 1, so shrinking the normalised image equals
     normalising the shrunk one, and the zero pad + δ of method_vp.outer_input is exactly P on the frame."""
     S = x.shape[-1]
@@ -83,7 +83,7 @@ def make_forward(job, model):
         p = o.get("padSize") or max(1, round(30 * job["imgSize"] / 224))
         return lambda P, x: vp_logits(model, P, x, m == "vp-outer", p, o.get("antialias", True))
     if m == "sa2vp":
-        # METHODS.md §5 via method_sa2vp.sa2vp_forward (its b2p layers and add scale are module settings);
+        # docs/spec/sa2vp.md via method_sa2vp.sa2vp_forward (its b2p layers and add scale are module settings);
         # b2p default {0, L/3, 2L/3}, the official {0, 4, 8} of 12 scaled to depth L. Dropout: run with 0.
         if o.get("dropout", 0) != 0:
             raise SystemExit(f"sa2vp: dropout {o['dropout']} in the dump; run the variant with dropout=0")
@@ -92,7 +92,7 @@ def make_forward(job, model):
         sa2vp_ref.ADD_SCALE = o["addScale"]
         return lambda P, x: sa2vp_ref.sa2vp_forward(model, P, x)  # (logits, logits_p)
     if m in ("da-vpt", "da-vpt-bias"):
-        # METHODS.md §4 via method_da_vpt.da_vpt (its proxy blocks, p_len and loss weights are module
+        # docs/spec/da-vpt.md via method_da_vpt.da_vpt (its proxy blocks, p_len and loss weights are module
         # settings); proxy blocks default to the last one; p_len = min(proxyPrompts, C).
         if o.get("dropout", 0) != 0:
             raise SystemExit(f"{m}: dropout {o['dropout']} in the dump; run the variant with dropout=0")
@@ -118,10 +118,10 @@ def make_forward(job, model):
 
 
 def loss_fn(job, out, y):
-    """Softmax CE (label smoothing from the recipe); SA2VP (§5(c)): (1-w)·CE(logits) + w·CE(logits_p)."""
+    """Softmax CE (label smoothing from the recipe); SA2VP (sa2vp.md "Loss"): (1-w)·CE(logits) + w·CE(logits_p)."""
     ce = lambda z: F.cross_entropy(z, y, label_smoothing=job["labelSmoothing"])  # noqa: E731
     if job["method"].startswith("da-vpt"):
-        return out[1]  # CE + L_DA, computed by da_vpt (§4(c))
+        return out[1]  # CE + L_DA, computed by da_vpt (da-vpt.md "Loss")
     if isinstance(out, tuple):
         w = job["options"]["promptLossWeight"]
         return (1 - w) * ce(out[0]) + w * ce(out[1])
@@ -129,7 +129,7 @@ def loss_fn(job, out, y):
 
 
 def weight_decay(job, name: str, shape) -> float:
-    """Per-tensor weight decay from METHODS.md: VPT/VP (§2(e)): all but the head bias; SPT (§3(e)): prompts
+    """Per-tensor weight decay from docs/spec/: VPT/VP (vpt.md "Recipe"): all but the head bias; SPT (spt.md "Recipe"): prompts
     the recipe's, head.weight wd_head, biases none; linear/full (timm convention): no decay on biases, norms,
     pos_embed, cls_token."""
     m, wd = job["method"], job["optimizer"]["weightDecay"]
@@ -137,7 +137,7 @@ def weight_decay(job, name: str, shape) -> float:
         no = name.endswith(".bias") or name.endswith("norm.weight") or name.endswith("norm1.weight") \
             or name.endswith("norm2.weight") or name in ("pos_embed", "cls_token")
         return 0.0 if no else wd
-    if m.startswith("da-vpt"):  # §4(e): no decay on biases and 1-D tensors; head.weight wd_head; the rest wd
+    if m.startswith("da-vpt"):  # da-vpt.md "Recipe": no decay on biases and 1-D tensors; head.weight wd_head; the rest wd
         if name.endswith(".bias") or len(shape) == 1:
             return 0.0
         return job["options"]["headWeightDecay"] if name == "head.weight" else wd

@@ -5,7 +5,7 @@ Usage:
   /usr/bin/python3 tools/reference/train_ref.py --method vpt-deep|vpt-shallow|linear \
       --out test/fixtures/train_ref_<method>.safetensors [--steps 6] [--lr 0.5]
 
-Written from /work/shared/METHODS.md §2 (official VPT semantics), not from the TypeScript trainer.
+Written from docs/spec/vpt.md (official VPT semantics), not from the TypeScript trainer.
 
 What it does (all deterministic, CPU):
   * backbone: test/fixtures/vit_fixture.safetensors (`fixture` arch: img 32, patch 8, D 96, depth 3, heads 3),

@@ -1,6 +1,6 @@
 """Plain-torch Vision Transformer with timm VisionTransformer semantics and state-dict names.
 
-Written from the spec (docs: /work/shared/METHODS.md §0.1, §2(b)); no timm code.
+Written from the spec (docs/spec/vit.md, docs/spec/vpt.md "Forward"); no timm code.
 
 State dict (D = embed_dim, G = img_size // patch_size, C = num_classes):
   patch_embed.proj.weight [D,3,p,p], patch_embed.proj.bias [D]

@@ -3,8 +3,8 @@
  * (half the file); they differ in where the arithmetic happens:
  *
  * - `storage`: each fp16 initializer gets a Cast to float that ORT constant-folds at session
- *   load, so the device computes exactly the fp32 graph on fp16-rounded weights. STACK.md §1
- *   measured it as fast as fp32 on CPU: the default for CPU targets.
+ *   load, so the device computes exactly the fp32 graph on fp16-rounded weights. As fast as
+ *   fp32 on CPU (docs/bench/precision.md): the default for CPU targets.
  * - `compute`: ops in `fp16Ops` run in fp16; everything else stays fp32 with Casts at the
  *   boundaries. The default for GPU targets, where every op has fp16 kernels.
  *

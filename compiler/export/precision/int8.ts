@@ -13,7 +13,8 @@
  *
  * Weight range: x86 without VNNI multiplies u8×s8 with vpmaddubsw, which adds two products into
  * a saturating int16; 255·127·2 overflows it, 255·63·2 does not. So 7-bit weights (±63) there
- * (STACK.md §1: error 1–2e-1 at 8 bits, 2–3e-2 at 7), 8-bit on VNNI and ARM.
+ * (docs/platform.md "int8 on x86 without VNNI": full-range weights gave an order of magnitude
+ * more error), 8-bit on VNNI and ARM.
  */
 import { readFileSync } from 'node:fs';
 import type { GraphSpec, NodeSpec, TensorSpec } from '../../ops/onnx-proto.ts';
