@@ -7,12 +7,12 @@ import { Command, InvalidArgumentError } from 'commander';
 import { destination, pino } from 'pino';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { addUser } from '../fleet/dashboard/auth.ts';
+import { addUser, readUsers, requireUsersOffLoopback } from '../fleet/dashboard/auth.ts';
 import { startDashboard, type Dashboard } from '../fleet/dashboard/dashboard.ts';
 import { DEFAULT_SHIFTS, parseShifts } from '../fleet/dashboard/shifts.ts';
 import { openDb, type Db } from '../fleet/record/db.ts';
 import { defaultLog, type Log } from '../runtime/log.ts';
-import { openFlagDb, recorderFlags, recorderOptions, untilSignal, type RecorderFlags } from './record.ts';
+import { checkRecorderFlags, openFlagDb, recorderFlags, recorderOptions, untilSignal, type RecorderFlags } from './record.ts';
 
 interface DashboardFlags extends RecorderFlags {
   listen: { host: string; port: number };
@@ -40,7 +40,11 @@ export function dashboardCommand(): Command {
     .option('--no-record', 'do not record: show what other recorders store in this database')
     .action(async (f: DashboardFlags) => {
       const log = defaultLog('edgeprompt.dashboard');
+      // Everything that can be refused is checked before the database is opened (or created).
       const shifts = parseShifts(f.shifts);
+      requireUsersOffLoopback(f.listen.host, f.users);
+      checkRecorderFlags(f);
+      if (f.users) readUsers(f.users);
       const db = await openFlagDb(f, log);
       let d: Dashboard;
       try {

@@ -3,10 +3,12 @@
  * shared with `edgeprompt dashboard`, which runs a recorder inside (recorderFlags below).
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { openDb, parseDbSpec, type Db } from '../fleet/record/db.ts';
-import { Recorder, type RecorderOptionsInput } from '../fleet/record/recorder.ts';
+import { Recorder, RecorderOptions, type RecorderOptionsInput } from '../fleet/record/recorder.ts';
+import { parseOptions } from '../runtime/mqtt/connection.ts';
 import { defaultLog, type Log } from '../runtime/log.ts';
 
 export interface RecorderFlags {
@@ -81,8 +83,15 @@ export function recorderOptions(f: RecorderFlags): RecorderOptionsInput {
   };
 }
 
+/** Checks the recorder's options (URL, group, sizes) before anything is opened; throws INVALID_OPTIONS naming every bad field. */
+export function checkRecorderFlags(f: RecorderFlags): void {
+  parseOptions(RecorderOptions, recorderOptions(f), 'recorder');
+}
+
 export async function openFlagDb(f: { db?: string }, log: Log): Promise<Db> {
-  const db = await openDb(parseDbSpec(f.db ?? defaultDbDir()));
+  const spec = parseDbSpec(f.db ?? defaultDbDir());
+  if (spec.kind === 'pglite' && !existsSync(join(spec.dir, 'pgdata'))) log.info({ dir: spec.dir }, 'creating the embedded database (a few seconds, once)');
+  const db = await openDb(spec);
   log.info({ db: db.where, kind: db.kind }, 'database open');
   return db;
 }
@@ -104,6 +113,7 @@ export function recordCommand(): Command {
     .action(
     async (f: RecorderFlags & { leave?: boolean }) => {
       const log = defaultLog('edgeprompt.record');
+      checkRecorderFlags(f);
       const db = await openFlagDb(f, log);
       let rec: Recorder;
       try {

@@ -68,7 +68,7 @@ test('users file: scrypt hashes only, errors name the file and field; sessions e
   const file = join(dir, 'users.yaml');
   await writeFile(file, 'users:\n  - { name: lead, role: operator, password: hunter2 }\n');
   const e = t.throws(() => readUsers(file), { instanceOf: AuthError });
-  t.regex(e.message, /users\.yaml: users\[0\]\.password: must be a hash made by `edgeprompt dashboard add-user`/);
+  t.regex(e.message, /users\.yaml: users\[0\]\.password: must be a hash made by `edgeprompt dashboard-user`/);
   await writeFile(file, 'users:\n  - { name: lead, role: boss, password: x }\n');
   t.throws(() => readUsers(file), { message: /users\[0\]\.role/ });
   await rm(file);

@@ -68,7 +68,7 @@ for (const backend of BACKENDS) {
       throw new Error(`${e.message}\n${rec.lines.map((l) => JSON.stringify(l)).join('\n')}`);
     });
 
-    const N = 3000; // over ~10 s, so the kill lands mid-stream even on a slow machine
+    const N = 2000; // over ~5 s, so the kill lands mid-stream even on a slow machine
     const pub = await resultPublisher(broker.url);
     t.teardown(() => pub.close());
     let sent = 0;
@@ -77,7 +77,7 @@ for (const backend of BACKENDS) {
         const batch = Array.from({ length: Math.min(25, N - sent) }, (_, i) => resultPayload('press-k', `cam-${(sent + i) % 3}`, sent + i));
         sent += batch.length;
         await Promise.all(batch.map((r) => pub.publish(r)));
-        await new Promise((r) => setTimeout(r, 80));
+        await new Promise((r) => setTimeout(r, 60));
       }
     })();
 

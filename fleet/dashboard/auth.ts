@@ -8,7 +8,7 @@
 //   users:
 //     - name: lead
 //       role: operator
-//       password: scrypt$16384$8$1$<salt, base64>$<key, base64>   # edgeprompt dashboard add-user
+//       password: scrypt$16384$8$1$<salt, base64>$<key, base64>   # edgeprompt dashboard-user
 
 import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -55,7 +55,7 @@ export async function verifyPassword(password: string, hash: string): Promise<bo
 const User = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.@-]{1,64}$/, 'must be 1-64 letters, digits, _ . @ -'),
   role: z.enum(['operator', 'viewer']),
-  password: z.string().regex(HASH, 'must be a hash made by `edgeprompt dashboard add-user` (scrypt$N$r$p$salt$key), never a plain password'),
+  password: z.string().regex(HASH, 'must be a hash made by `edgeprompt dashboard-user` (scrypt$N$r$p$salt$key), never a plain password'),
 });
 const UsersFile = z.strictObject({ users: z.array(User) });
 export type User = z.infer<typeof User>;
@@ -83,6 +83,15 @@ export async function addUser(file: string, name: string, role: Role, password: 
   const entry = User.parse({ name, role, password: await hashPassword(password) });
   const next = [...users.filter((u) => u.name !== name), entry];
   writeFileSync(file, YAML.stringify({ users: next }), { mode: 0o600 });
+}
+
+/** A listener other machines can reach needs a users file: throws DASHBOARD_AUTH_REQUIRED otherwise. */
+export function requireUsersOffLoopback(host: string, usersFile: string | undefined): void {
+  if (isLoopback(host) || usersFile) return;
+  throw new AuthError(
+    'DASHBOARD_AUTH_REQUIRED',
+    `--listen ${host} is reachable from other machines: give a users file (--users users.yaml; make one with edgeprompt dashboard-user), or listen on 127.0.0.1`,
+  );
 }
 
 /** 127.0.0.0/8, ::1, localhost: only this machine can connect. */

@@ -9,7 +9,7 @@ import { VERSION } from '../../runtime/version.ts';
 import type { Db } from '../record/db.ts';
 import { migrate } from '../record/migrations.ts';
 import { Recorder, type RecorderOptionsInput } from '../record/recorder.ts';
-import { AuthError, isLoopback, readUsers, Sessions } from './auth.ts';
+import { readUsers, requireUsersOffLoopback, Sessions } from './auth.ts';
 import { ensureWebBundle } from './bundle.ts';
 import { Hub } from './hub.ts';
 import { LiveModel } from './model.ts';
@@ -61,12 +61,7 @@ function lazyCommands(o: RecorderOptionsInput['mqtt'], log: Log): CommandClient 
 }
 
 export async function startDashboard(db: Db, o: DashboardOptions, log: Log): Promise<Dashboard> {
-  if (!isLoopback(o.host) && !o.usersFile) {
-    throw new AuthError(
-      'DASHBOARD_AUTH_REQUIRED',
-      `--listen ${o.host} is reachable from other machines: give a users file (--users users.yaml; make one with edgeprompt dashboard add-user), or listen on 127.0.0.1`,
-    );
-  }
+  requireUsersOffLoopback(o.host, o.usersFile);
   const sessions = o.usersFile ? new Sessions(readUsers(o.usersFile)) : null;
   const bundle = await ensureWebBundle();
   if (bundle.built) log.info({ dir: bundle.dir, bytes: bundle.bytes, gzipBytes: bundle.gzipBytes }, 'dashboard: page built');
