@@ -5,7 +5,8 @@
  * - the page's OK/NG counters equal what an independent MQTT subscriber received;
  * - the latest frame comes from the device (`snapshot`) with a verdict over it;
  * - a threshold set on the Actions page reaches the device, its reply appears, and the new
- *   threshold comes back through the device's retained state to the Fleet page.
+ *   threshold comes back through the device's retained state; pause and resume from the page;
+ *   a command the device refuses shows the device's code; a malformed message is counted.
  * Screenshots go to a temporary directory, or to docs/img/ with EDGEPROMPT_SCREENSHOTS=1
  * (`npm run screenshots`), where docs/dashboard.md and the README show them.
  */
@@ -20,10 +21,12 @@ import { openDb } from '../fleet/record/db.ts';
 import { Runtime } from '../runtime/app/runtime.ts';
 import { parseDeviceConfig } from '../runtime/config/device-config.ts';
 import { subscribeResults } from '../runtime/mqtt/client.ts';
+import mqtt from 'mqtt';
+import { topics } from '../runtime/mqtt/topics.ts';
 import { recordingLog, startMosquitto, until } from './helpers/brokers.ts';
 import { launchChromium } from './helpers/browser.ts';
 import { repoPath } from './helpers/fixtures.ts';
-import { pgliteDir } from './helpers/fleet.ts';
+import { pgliteDir, resultPayload } from './helpers/fleet.ts';
 
 const DEVICE = 'line-7';
 const CAMERAS = ['infeed', 'outfeed'];
@@ -39,9 +42,9 @@ test('runtime → mosquitto → dashboard → chromium: counters match the subsc
 
   // What an independent line-PC subscriber receives, per camera.
   const seen = new Map<string, { ok: number; ng: number; seqs: Set<number> }>(CAMERAS.map((c) => [c, { ok: 0, ng: 0, seqs: new Set() }]));
-  const sub = subscribeResults({ url: broker.url, clientId: 'test-subscriber', device: DEVICE }, ({ result: r }) => {
-    const c = seen.get(r.camera)!;
-    if (c.seqs.has(r.seq)) return; // QoS 1 redelivery
+  const sub = subscribeResults({ url: broker.url, clientId: 'test-subscriber', device: DEVICE, onError: () => {} }, ({ result: r }) => {
+    const c = seen.get(r.camera);
+    if (!c || c.seqs.has(r.seq)) return; // the test's own messages later; QoS 1 redelivery
     c.seqs.add(r.seq);
     if (r.decision === 'OK') c.ok++;
     else c.ng++;
@@ -125,7 +128,27 @@ test('runtime → mosquitto → dashboard → chromium: counters match the subsc
   t.is(rt.pipeline.thresholds.toPayload(rt.host.current!.manifest).cameras[cam], 0.97, 'the device applied it');
   await box.getByTestId(`action-row-${cam}`).getByText('0.97').waitFor({ timeout: 10_000 }); // via the retained state
   await page.getByTestId('action-log').getByText('set-threshold').waitFor({ timeout: 10_000 });
+  // Pause and resume a camera from the page.
+  await box.getByTestId(`action-row-${CAMERAS[1]}`).getByTestId('pause').click();
+  await box.getByTestId(`action-row-${CAMERAS[1]}`).getByTestId('resume').waitFor({ timeout: 10_000 });
+  t.deepEqual(rt.pipeline.pausedCameras, [CAMERAS[1]]);
   await page.screenshot({ path: join(shots, 'dashboard-actions.png') });
+  await box.getByTestId(`action-row-${CAMERAS[1]}`).getByTestId('resume').click();
+  await box.getByTestId(`action-row-${CAMERAS[1]}`).getByTestId('pause').waitFor({ timeout: 10_000 });
+  t.deepEqual(rt.pipeline.pausedCameras, []);
+
+  // A camera the device no longer has (it reported once, then left the config): the device
+  // refuses the command and the page shows its code. And a malformed message is counted, not fatal.
+  const raw = await mqtt.connectAsync(broker.url);
+  t.teardown(() => raw.endAsync());
+  await raw.publishAsync(topics.result(DEVICE, 'retired'), JSON.stringify({ ...resultPayload(DEVICE, 'retired', 9_000_000, { epoch: 'old-outbox' }) }), { qos: 1 });
+  await raw.publishAsync(topics.result(DEVICE, CAMERAS[0]!), '{"v": 1, "truncated', { qos: 1 });
+  await box.getByTestId('action-row-retired').getByTestId('pause').click({ timeout: 15_000 });
+  await box.getByTestId('reply-code').filter({ hasText: 'CAMERA_UNKNOWN' }).waitFor({ timeout: 10_000 });
+  await page.goto(dash.url);
+  await page.getByTestId('malformed').locator('tbody tr').first().waitFor({ timeout: 15_000 }); // read from the database every 5 s
+  t.is(await page.getByTestId('malformed').locator('tbody tr').count(), 1);
+  t.regex((await page.getByTestId('malformed').textContent()) ?? '', /BAD_JSON/);
 
   for (const f of ['dashboard-fleet.png', 'dashboard-camera.png', 'dashboard-actions.png']) t.true((await stat(join(shots, f))).size > 10_000, f);
   t.deepEqual(errors, [], 'no errors in the page');

@@ -41,7 +41,7 @@ function DeviceRows({ d }: { d: DeviceView }) {
     <tr class="device" data-testid=${`device-${d.device}`}>
       <td><b>${d.device}</b></td>
       <td colspan="2"><${Status} d=${d} /></td>
-      <td colspan="3" class="mono">${d.model ?? '–'} on ${d.ep ?? '–'}</td>
+      <td colspan="3"><span class="muted">model</span> <span class="mono">${d.model ?? '–'}</span> <span class="muted">on</span> ${d.ep ?? '–'}</td>
       <td colspan="3"><${Health} d=${d} /></td>
       <td title=${time(d.lastResultTs)}>${ago(d.lastResultTs)}</td>
       <td data-testid="gaps" class=${d.missing > 0 ? 'ng' : ''}>${d.missing > 0 ? `${d.missing} missing` : 'no gaps'}${d.epochs > 1 ? ` · ${d.epochs} sequences` : ''}</td>
