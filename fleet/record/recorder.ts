@@ -94,7 +94,9 @@ export class Recorder extends EventEmitter<Events> {
     const batcher = new Batcher(db, { maxRows, maxDelayMs: o.maxDelayMs }, log);
     const clientId = o.mqtt.clientId ?? defaultClientId(deps.role ?? 'recorder');
     const mo = toMqttOptions(o.mqtt, { clientId, clean: false });
-    if (o.mqtt.protocolVersion === 5) mo.properties = { ...mo.properties, receiveMaximum: o.receiveMaximum ?? Math.min(65_535, 4 * maxRows) };
+    // MQTT 5: the in-flight window (see held-acks.ts), and no packet above 1 MiB (a result is about
+    // 1 KB; the broker drops a larger message for this client instead of sending it).
+    if (o.mqtt.protocolVersion === 5) mo.properties = { ...mo.properties, receiveMaximum: o.receiveMaximum ?? Math.min(65_535, 4 * maxRows), maximumPacketSize: 1 << 20 };
     const client = mqtt.connect(o.mqtt.url, mo);
     const acks = new HeldAcks(client);
 
