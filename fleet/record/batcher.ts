@@ -165,6 +165,11 @@ export class Batcher extends EventEmitter<{ stored: [StoredBatch] }> {
     this.emit('stored', out);
   }
 
+  /** Makes the partitions of these times' days now, off the path of a batch (today's and tomorrow's, ahead). */
+  prepareDays(times: number[]): Promise<void> {
+    return this.ensureDays(times, false);
+  }
+
   /** Makes the results partitions these capture times need (re-reading which exist when asked). */
   private async ensureDays(captureTs: number[], reread: boolean): Promise<void> {
     if (captureTs.length === 0) return;

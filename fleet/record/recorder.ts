@@ -67,6 +67,7 @@ export class Recorder extends EventEmitter<Events> {
   readonly ready: Promise<void>;
   private lastRetention: (RetentionReport & { at: number }) | null = null;
   private retentionTimer: NodeJS.Timeout | null = null;
+  private daysTimer: NodeJS.Timeout | null = null;
   private retentionRun: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
 
@@ -139,7 +140,13 @@ export class Recorder extends EventEmitter<Events> {
       while (waiting.length > 0 && batcher.buffered < maxBuffered) waiting.shift()!();
       rec.emit('stored', b);
     });
-    rec.scheduleRetention(5_000);
+    // Today's and tomorrow's result partitions exist before the first batch and before midnight:
+    // creating a table (and its indexes) on the path of a batch would hold that batch up.
+    const ahead = () => batcher.prepareDays([Date.now(), Date.now() + 86_400_000]);
+    await ahead();
+    rec.daysTimer = setInterval(() => void ahead().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'recorder: making tomorrow\'s partition failed; the first batch of the day will')), 3600_000);
+    rec.daysTimer.unref();
+    rec.scheduleRetention(60_000);
     return rec;
   }
 
@@ -202,6 +209,7 @@ export class Recorder extends EventEmitter<Events> {
       await new Promise((r) => setTimeout(r, quietMs));
     }
     if (this.retentionTimer) clearTimeout(this.retentionTimer);
+    if (this.daysTimer) clearInterval(this.daysTimer);
     this.closing ??= (async () => {
       await this.batcher.close();
       await this.retentionRun;
@@ -221,6 +229,7 @@ export class Recorder extends EventEmitter<Events> {
   close(timeoutMs = 10_000): Promise<void> {
     this.closing ??= (async () => {
       if (this.retentionTimer) clearTimeout(this.retentionTimer);
+      if (this.daysTimer) clearInterval(this.daysTimer);
       await this.batcher.close(timeoutMs);
       await this.retentionRun;
       await endClient(this.client, 2000);

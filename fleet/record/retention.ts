@@ -110,10 +110,12 @@ export async function applyRetention(db: Db, opts: RetentionOptions, now = Date.
     await deleteInChunks(db, 'actions', 'ts', messagesBefore);
   }
   if (opts.maxAgeDays !== null) await deleteInChunks(db, 'camera_counts', 'last_ts', now - opts.maxAgeDays * DAY_MS);
-  // Deleted rows' space becomes reusable; statistics stay fresh for the planner (PGlite runs no
-  // autovacuum worker, so the recorder analyses there). The embedded database also checkpoints so its WAL files are recycled.
+  // Deleted rows' space becomes reusable. The embedded database also checkpoints here: PGlite
+  // has no checkpointer process, so between these its WAL grows until max_wal_size (1 GB).
+  // (No ANALYZE: it would hold PGlite's one connection for seconds on a big table, and the
+  // dashboard's queries are index scans that need no statistics.)
   if (deletedMessages > 0) await db.exec('VACUUM edgeprompt.messages');
-  if (db.kind === 'pglite') await db.exec('ANALYZE edgeprompt.results; ANALYZE edgeprompt.messages; CHECKPOINT');
+  if (db.kind === 'pglite') await db.exec('CHECKPOINT');
   if (dropped.length > 0 || deletedMessages > 0) size = await tablesSize(db);
   return { droppedDays: dropped, deletedMessages, sizeBytes: size };
 }
