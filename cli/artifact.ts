@@ -48,6 +48,7 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
     .option('--precision <list>', `comma-separated, from ${PRECISIONS.join(', ')}`, parsePrecisions, ['fp32'] as Precision[])
     .option('--max-drop <pt>', 'refuse a precision losing more validation top-1 than this (points)', (v) => parseNumber('--max-drop', v), 0.5)
     .option('--sign <key>', 'ed25519 private key (PEM) from `edgeprompt keys new`')
+    .option('--release <n>', 'release number (overrides the config\'s `release`): monotonic per model, per task for packs; devices refuse lower ones', (v) => parseNumber('--release', v))
     .option('--set <key=value>', 'override a config field (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--strict', 'stop with an error (exit 2) when training diverges, collapses onto one class or does not learn')
     .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
@@ -71,12 +72,12 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
       if (!f.config) throw new CompilerError('BAD_ARGUMENT', '-c, --config: required (the compile config), unless --zero-shot');
       const shared = checkCompileFlags(f);
       const progress = makeProgress(f.progress);
-      const o = { configFile: f.config!, sets: f.set, precisions: f.precision, maxDropPt: f.maxDrop, progress, ...(f.target ? { target: f.target } : {}), ...(f.sign ? { signKey: f.sign } : {}), ...(f.strict && { strict: true }) };
+      const o = { configFile: f.config!, sets: f.release === undefined ? f.set : [...f.set, `release=${f.release}`], precisions: f.precision, maxDropPt: f.maxDrop, progress, ...(f.target ? { target: f.target } : {}), ...(f.sign ? { signKey: f.sign } : {}), ...(f.strict && { strict: true }) };
       if (shared) return compileBackbonePackCommand(f, { ...o, ...(f.backbone ? { backbone: f.backbone } : {}) });
       const r = await compileTask(o);
       writeFileSync(f.out!, r.artifact);
       const m = r.manifest;
-      console.log(`\n${m.name} ${m.version}: ${m.method.name} on ${m.backbone.arch}, ${m.labels.length} labels, target ${m.target ?? 'any'}${r.profile ? ` (EPs ${r.profile.executionProviders.map((e) => e.name).join(' → ')})` : ''}`);
+      console.log(`\n${m.name} ${m.version} (release ${m.release}): ${m.method.name} on ${m.backbone.arch}, ${m.labels.length} labels, target ${m.target ?? 'any'}${r.profile ? ` (EPs ${r.profile.executionProviders.map((e) => e.name).join(' → ')})` : ''}`);
       printResults(r.results, m.precision);
       const inspection = inspectionText(m.metrics[m.precision] as Metrics);
       if (inspection) console.log(`inspection on the validation set (${m.precision}, okLabels ${m.thresholds.okLabels!.join(', ')}, minConfidence ${m.thresholds.minConfidence})${inspection}`);
@@ -131,11 +132,11 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
       console.log(`${file}: ${(a.bytes / 1e6).toFixed(2)} MB, sha256 ${a.sha256}`);
       if (x.kind === 'backbone') {
         const m = x.artifact.manifest;
-        console.log(`${m.name} ${m.version} — SHARED BACKBONE for ${m.method.name} ${JSON.stringify(m.method.options)} tasks on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…); runs only with a prompt pack`);
+        console.log(`${m.name} ${m.version} (release ${m.release}) — SHARED BACKBONE for ${m.method.name} ${JSON.stringify(m.method.options)} tasks on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…); runs only with a prompt pack`);
         console.log(`pack inputs: ${m.pack.inputs.map((i) => `${i.name} [${i.shape.join(', ')}]`).join(', ')}`);
       } else {
         const m = x.artifact.manifest;
-        console.log(`${m.name} ${m.version} — ${m.method.name} ${JSON.stringify(m.method.options)} on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…, prompts ${m.prompts.sha256.slice(0, 12)}…)`);
+        console.log(`${m.name} ${m.version} (release ${m.release}) — ${m.method.name} ${JSON.stringify(m.method.options)} on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…, prompts ${m.prompts.sha256.slice(0, 12)}…)`);
         console.log(`labels: ${m.labels.join(', ')}`);
       }
       const m = a.manifest;
@@ -156,6 +157,7 @@ export function addArtifactCommands(program: Command, parseNumber: (flag: string
 interface CompileFlags extends ZeroShotFlags {
   config?: string;
   zeroShot?: boolean;
+  release?: number;
   out?: string;
   form: string;
   pack?: string;
@@ -223,7 +225,7 @@ const signedBy = (keyIds: readonly string[]) => (keyIds.length ? `signed by key 
 function inspectPack(pack: PromptPack): void {
   const m = pack.manifest;
   console.log(`${pack.file}: ${(pack.bytes / 1e3).toFixed(1)} kB, sha256 ${pack.sha256}`);
-  console.log(`${m.name} ${m.version} — PROMPT PACK, ${m.method.name} ${JSON.stringify(m.method.options)} on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…, prompts ${m.prompts.sha256.slice(0, 12)}…)`);
+  console.log(`${m.name} ${m.version} (release ${m.release}) — PROMPT PACK, ${m.method.name} ${JSON.stringify(m.method.options)} on ${m.backbone.arch} (backbone ${m.backbone.sha256.slice(0, 12)}…, prompts ${m.prompts.sha256.slice(0, 12)}…)`);
   console.log(`fits the shared backbone whose model.onnx has sha256 ${m.backbone.model}`);
   console.log(`labels: ${m.labels.join(', ')}`);
   console.log(`thresholds ${JSON.stringify(m.thresholds)}`);

@@ -13,6 +13,7 @@ import { addDataCommands } from './data.ts';
 import { addArtifactCommands } from './artifact.ts';
 import { ArtifactError } from '../runtime/artifact/index.ts';
 import { runtimeCommands } from '../runtime/cli.ts';
+import { deployCommand } from './deploy.ts';
 import { VERSION } from '../runtime/version.ts';
 import { recordCommand } from './record.ts';
 import { dashboardCommand, dashboardUserCommand } from './dashboard.ts';
@@ -21,7 +22,9 @@ const program = new Command('edgeprompt')
   .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')
   .version(VERSION)
   .showHelpAfterError()
-  .exitOverride();
+  .exitOverride()
+  // A command's options stay its own: `deploy status --url …` must reach `status`, not `deploy`.
+  .enablePositionalOptions();
 
 program
   .command('export-backbone')
@@ -70,7 +73,8 @@ program
 addDataCommands(program);
 addArtifactCommands(program, parseNumberArg);
 for (const c of runtimeCommands()) program.addCommand(c); // run, watch: the device side, also bundled alone
-program.addCommand(recordCommand()); // the line PC: fleet/
+program.addCommand(deployCommand()); // deploy, deploy status: the line PC's rollout
+program.addCommand(recordCommand()); // the recorder and the line dashboard
 program.addCommand(dashboardCommand());
 program.addCommand(dashboardUserCommand());
 

@@ -103,7 +103,7 @@ export const untilSignal = () =>
   });
 
 export function recordCommand(): Command {
-  return recorderFlags(new Command('record').description('store every result, status, state, health message and event from the broker in PostgreSQL (embedded PGlite or a server)'))
+  return recorderFlags(new Command('record').description('store every result, status, state, health message, event and deployment state from the broker in PostgreSQL (embedded PGlite or a server)'))
     .option('--stats-every <s>', 'log the recorder\'s counters every s seconds', (v) => {
       const n = Number(v);
       if (!(n > 0)) throw new InvalidArgumentError(`--stats-every takes a positive number of seconds, got "${v}"`);

@@ -14,7 +14,7 @@ import { LiveModel } from '../fleet/dashboard/model.ts';
 import { currentShift, DEFAULT_SHIFTS, hourly, parseShifts, ShiftError, shiftWindows } from '../fleet/dashboard/shifts.ts';
 import { openDb } from '../fleet/record/db.ts';
 import { dayOf, ensureDays, insertResults } from '../fleet/record/store.ts';
-import { pgliteDir, resultPayload } from './helpers/fleet.ts';
+import { deployState, pgliteDir, resultPayload } from './helpers/fleet.ts';
 
 const local = (y: number, mo: number, d: number, h = 0, mi = 0) => new Date(y, mo - 1, d, h, mi).getTime();
 
@@ -123,4 +123,7 @@ test('the live model: its own batches and the database\'s rows merge without cou
   await model.poll(db, now);
   model.apply({ results: [], messages: [], malformed: [], duplicates: 0, ms: 1 });
   t.deepEqual(today(), { ok: 4, ng: 3 }, 'polling again adds nothing');
+  // A deployment state from the device shows on its row.
+  model.apply({ results: [], messages: [{ kind: 'deploy', value: deployState('d1', now), receivedTs: now }], malformed: [], duplicates: 0, ms: 1 });
+  t.deepEqual(model.devices(now)[0]!.deploy, { installed: 'parts-vpt@1.0.6 r6', rollout: 'r-7', artifact: 'model parts-vpt@1.0.7 r7', state: 'shadow', since: now - 1000, reason: null });
 });

@@ -12,7 +12,7 @@ import { createMemoryOutbox } from '../runtime/mqtt/outbox-memory.ts';
 import { startReporter } from '../runtime/mqtt/reporter.ts';
 import { topics } from '../runtime/mqtt/topics.ts';
 import { recordingLog, sampleHealth, sampleState, startMosquitto, until } from './helpers/brokers.ts';
-import { BACKENDS, countRows, freshDb, lazyPostgres, resultPayload, resultPublisher, type Backend } from './helpers/fleet.ts';
+import { BACKENDS, countRows, deployState, freshDb, lazyPostgres, resultPayload, resultPublisher, type Backend } from './helpers/fleet.ts';
 
 const pg = lazyPostgres();
 test.after.always(() => pg.stop());
@@ -100,23 +100,29 @@ for (const backend of BACKENDS) {
     t.like((await sequences(db))[0], { stored: N, missing: 0, minSeq: 0, maxSeq: N - 1 });
   });
 
-  test(`${backend}: status, state, health and events are stored; the latest per device follows broker order`, async (t) => {
+  test(`${backend}: status, state, health, events and deployment states are stored; the latest per device follows broker order`, async (t) => {
     t.timeout(60_000);
     const { broker, db, start } = await setup(t, backend);
     const rec = await start();
     const reporter = startReporter({ url: broker.url, device: 'press-4', healthIntervalMs: 100 }, { outbox: createMemoryOutbox(), state: sampleState(), health: sampleHealth, log: recordingLog().log });
-    await until(() => rec.stats().stored === 0 && rec.stats().received >= 4, 'status, state and health');
+    // A deployment state (docs/deploy.md) as a device publishes it, retained; its block traffic is not stored.
+    const pub = await resultPublisher(broker.url);
+    t.teardown(() => pub.close());
+    await pub.raw(topics.deploy('press-4'), JSON.stringify(deployState('press-4')), true);
+    await pub.raw(topics.deployGet('press-4'), JSON.stringify({ any: 'block request' }));
+    await until(() => rec.stats().received >= 6, 'status, state, health, deploy');
     await reporter.close(); // retained offline (reason closed)
-    await until(() => true, '');
     let latest: Awaited<ReturnType<typeof latestMessages>> = [];
     await until(() => {
       void latestMessages(db).then((l) => (latest = l));
       return latest.some((m) => m.kind === 'status' && (m.payload as { state: string }).state === 'offline');
     }, 'the offline status as the latest', 10_000);
     const kinds = new Set(latest.filter((m) => m.device === 'press-4').map((m) => m.kind));
-    t.deepEqual([...kinds].sort(), ['health', 'state', 'status']);
+    t.deepEqual([...kinds].sort(), ['deploy', 'health', 'state', 'status']);
+    t.like(latest.find((m) => m.kind === 'deploy')!.payload, { deployment: { rollout: 'r-7', state: 'shadow' } });
     t.true((await countRows(db, 'messages', "kind = 'health'")) >= 1);
     t.is(await countRows(db, 'messages', "kind = 'status'"), 2, 'online, then offline');
+    t.is(rec.stats().malformed, 0, 'the block request is ignored, not malformed');
   });
 }
 

@@ -85,6 +85,7 @@ export const compileConfig = z.strictObject({
    */
   thresholds: z.strictObject({ okLabels: z.array(z.string()).min(1).optional(), minConfidence: z.number().min(0).max(1).default(0.5) }).default({ minConfidence: 0.5 }),
   version: z.string().default('1.0.0').describe('artifact version written into the manifest'),
+  release: int.min(0).default(0).describe('release number written into the manifest: monotonic per model (per task for prompt packs); devices refuse a deployment of a lower release (docs/deploy.md)'),
   engine: z.enum(['tfjs', 'ort', 'auto']).default('auto').describe("training engine: 'ort' runs whole steps in onnxruntime (compiler/train/engine-ort.ts), 'tfjs' through TfOps; 'auto' picks ort when its training graph builds and says why otherwise"),
   backend: z.enum(['auto', 'gpu', 'node', 'wasm', 'cpu']).default('auto'),
   output: z.strictObject({ dir: z.string() }),

@@ -65,6 +65,7 @@ export async function compileBackbonePack(o: BackbonePackCompileOptions): Promis
   const draft = (model: string, metrics: PromptPackManifest['metrics']) => ({
     name: x.config.name,
     version: x.config.version,
+    release: x.config.release,
     labels: x.p.split.train.classes,
     thresholds: thresholdsOf(x.config),
     method: { name: x.p.job.method.name, options: x.p.job.options },
@@ -92,6 +93,7 @@ export async function compileBackbonePack(o: BackbonePackCompileOptions): Promis
       manifest: {
         name: `${x.p.cfg.name}-${x.p.job.method.name}-shared`,
         version: x.config.version,
+        release: x.config.release,
         input: { name: 'image', height: x.p.cfg.imgSize, width: x.p.cfg.imgSize, channels: 3, layout: 'NHWC', dtype: 'uint8', resize: 'stretch' },
         outputs: { logits: 'logits', probs: 'probs' },
         backbone: { arch: x.p.cfg.name, sha256: x.p.job.backboneSha256 },

@@ -186,6 +186,7 @@ export async function compileTask(o: CompileOptions): Promise<CompileResult> {
       manifest: {
         name: config.name,
         version: config.version,
+        release: config.release,
         labels: p.split.train.classes,
         input: { name: 'image', height: p.cfg.imgSize, width: p.cfg.imgSize, channels: 3, layout: 'NHWC', dtype: 'uint8', resize: 'stretch' },
         outputs: { logits: 'logits', probs: 'probs' },

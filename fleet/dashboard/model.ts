@@ -11,6 +11,7 @@
 import type { StoredBatch } from '../record/batcher.ts';
 import type { Queryable } from '../record/db.ts';
 import { cameraLatest, countBuckets, latestMessages, malformed, sequences, type MalformedSummary, type SequenceSummary } from '../record/queries.ts';
+import type { DeployStatePayload } from '../../runtime/schema/deploy.ts';
 import type { EventPayload, HealthPayload, ResultPayload, StatePayload, StatusPayload } from '../../runtime/schema/payloads.ts';
 import type { CameraView, Counts, DeviceView, MalformedView, ResultView, ShiftDef } from './protocol.ts';
 import { BUCKET_MS, bucketOf, currentShift, hourly, localMidnight, shiftWindows, sumBuckets } from './shifts.ts';
@@ -136,6 +137,7 @@ export class LiveModel {
       const state = this.get<StatePayload>(device, 'state');
       const health = this.get<HealthPayload>(device, 'health');
       const event = this.get<EventPayload>(device, 'event');
+      const dep = this.get<DeployStatePayload>(device, 'deploy');
       const seqs = this.seqs.filter((s) => s.device === device);
       const camIds = new Set<string>([...(state?.cameras ?? []), ...Object.keys(health?.cameras ?? {})]);
       for (const k of this.cameras.keys()) if (k.startsWith(`${device}/`)) camIds.add(k.slice(device.length + 1));
@@ -177,6 +179,7 @@ export class LiveModel {
         missing: seqs.reduce((s, q) => s + q.missing, 0),
         epochs: seqs.length,
         lastEvent: event ? { type: event.type, ts: event.ts, text: eventText(event) } : null,
+        deploy: dep ? deployView(dep) : null,
         cameras,
       };
     });
@@ -203,6 +206,19 @@ export class LiveModel {
       shifts,
     };
   }
+}
+
+function deployView(d: DeployStatePayload): DeviceView['deploy'] {
+  const m = d.installed.model;
+  const x = d.deployment;
+  return {
+    installed: m ? `${m.name}@${m.version} r${m.release}` : null,
+    rollout: x?.rollout ?? null,
+    artifact: x ? `${x.artifact.kind} ${x.artifact.name}@${x.artifact.version} r${x.artifact.release}` : null,
+    state: x?.state ?? null,
+    since: x?.since ?? null,
+    reason: x?.reason ? `${x.reason.code}: ${x.reason.message}` : null,
+  };
 }
 
 function eventText(e: EventPayload): string {

@@ -78,6 +78,18 @@ export interface DeviceView {
   missing: number;
   epochs: number;
   lastEvent: { type: string; ts: number; text: string } | null;
+  /** From the device's retained deployment state (docs/deploy.md); null when it never sent one. */
+  deploy: {
+    /** The model installed now: name@version and its release number. */
+    installed: string | null;
+    /** The deployment in progress, or the last one. */
+    rollout: string | null;
+    artifact: string | null;
+    /** downloading | verifying | shadow | promoted | committed | rejected | rolled-back */
+    state: string | null;
+    since: number | null;
+    reason: string | null;
+  } | null;
   cameras: CameraView[];
 }
 

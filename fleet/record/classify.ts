@@ -6,6 +6,7 @@
 
 import { createHash } from 'node:crypto';
 import { decodePayload } from '../../runtime/schema/codec.ts';
+import { DeployStatePayload } from '../../runtime/schema/deploy.ts';
 import { EventPayload, HealthPayload, ResultPayload, StatePayload, StatusPayload } from '../../runtime/schema/payloads.ts';
 import { parseTopic } from '../../runtime/mqtt/topics.ts';
 import type { MessageKind, MessageRow, ResultRow } from './store.ts';
@@ -25,16 +26,17 @@ export type Classified =
   /** A topic we do not store (a command or reply that matched a wildcard). */
   | { kind: 'ignored' };
 
-export type MessagePayload = StatusPayload | StatePayload | HealthPayload | EventPayload;
+export type MessagePayload = StatusPayload | StatePayload | HealthPayload | EventPayload | DeployStatePayload;
 
-const SCHEMAS = { status: StatusPayload, state: StatePayload, health: HealthPayload, event: EventPayload } as const;
+const SCHEMAS = { status: StatusPayload, state: StatePayload, health: HealthPayload, event: EventPayload, deploy: DeployStatePayload } as const;
 
 export function classify(topic: string, payload: Buffer, receivedTs: number): Classified {
   const where = parseTopic(topic);
   if (!where) {
     return { kind: 'malformed', malformed: { device: '', kind: 'topic', code: 'BAD_TOPIC', topic, message: `topic ${JSON.stringify(topic.slice(0, 300))} is outside the edgeprompt/v1 layout (docs/mqtt.md)` } };
   }
-  if (where.kind === 'command' || where.kind === 'reply') return { kind: 'ignored' };
+  // Commands and replies, and a deployment's block traffic, are not the line's record.
+  if (where.kind === 'command' || where.kind === 'reply' || where.kind === 'deploy-get' || where.kind === 'deploy-block') return { kind: 'ignored' };
   const text = payload.toString('utf8');
   if (where.kind === 'result') {
     const d = decodePayload(ResultPayload, topic, text);

@@ -1,10 +1,10 @@
-// `edgeprompt record`: every result, status, state, health message and event on the broker into
+// `edgeprompt record`: every result, status, state, health message, event and deployment state on the broker into
 // PostgreSQL (PGlite or a server).
 //
 // - A persistent session (fixed client id, clean:false, session expiry on MQTT 5) with QoS 1
 //   subscriptions: while the recorder is away the broker keeps what it missed.
 // - Results, health and events through an MQTT 5 shared subscription ($share/<group>/…), so
-//   several recorders with one group split the load; status and state (retained, one per device)
+//   several recorders with one group split the load; status, state and deploy (retained, one per device)
 //   through plain subscriptions, so every recorder, and the dashboard built on one, sees all.
 // - PUBACK after the batch is stored (held-acks.ts): killed mid-stream, the recorder loses nothing,
 //   and the redelivered copies are no-ops (idempotent on device, seqEpoch, seq).
@@ -102,7 +102,7 @@ export class Recorder extends EventEmitter<Events> {
     const acks = new HeldAcks(client);
 
     const shared = (f: string) => (o.group === null ? f : `$share/${o.group}/${f}`);
-    const subscriptions = [shared(filters.results()), shared(filters.health()), shared(filters.event()), filters.status(), filters.state()];
+    const subscriptions = [shared(filters.results()), shared(filters.health()), shared(filters.event()), filters.status(), filters.state(), filters.deploy()];
     let resolveReady!: () => void;
     const ready = new Promise<void>((r) => (resolveReady = r));
     const rec = new Recorder(db, o.group === null ? [] : subscriptions.slice(0, 3), o, clientId, client, acks, batcher, log, ready);

@@ -19,6 +19,12 @@ export type Precision = z.infer<typeof Precision>;
 
 export const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256: 64 lowercase hex characters');
 export const Text = (max: number) => z.string().min(1).max(max);
+/**
+ * The release number: monotonic per model name (per task name for prompt packs), set at compile
+ * time (compile config `release`, or `--release`). Devices refuse a deployment of a lower release
+ * than the highest they accepted (docs/deploy.md). Absent in artifacts built before it existed: 0.
+ */
+export const Release = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).default(0);
 const Probability = z.number().min(0).max(1);
 
 /** What the model takes: uint8 RGB NHWC at the model's size (normalisation is inside the graph). */
@@ -63,6 +69,7 @@ export const ManifestV1 = z
     schemaVersion: z.literal(MANIFEST_SCHEMA_VERSION),
     name: Text(128),
     version: Text(64),
+    release: Release,
     /** Class names in output order; labels[i] is the name of logits[:, i]. */
     labels: z.array(Text(256)).min(1).max(100_000),
     input: InputSpec,

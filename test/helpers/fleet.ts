@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { openDb, type Db } from '../../fleet/record/db.ts';
 import { MIGRATIONS, migrate } from '../../fleet/record/migrations.ts';
 import { topics } from '../../runtime/mqtt/topics.ts';
+import type { DeployStatePayload } from '../../runtime/schema/deploy.ts';
 import type { ResultPayload } from '../../runtime/schema/payloads.ts';
 import { sampleResult } from './brokers.ts';
 import { startPostgres, type TestPostgres } from './postgres.ts';
@@ -106,6 +107,19 @@ export async function resultPublisher(url: string, opts: { protocolVersion?: 4 |
       await client.publishAsync(topic, payload, { qos: 1, retain });
     },
     close: () => client.endAsync(),
+  };
+}
+
+/** A device's retained deployment state in the middle of a rollout (runtime/schema/deploy.ts). */
+export function deployState(device: string, now = Date.now()): DeployStatePayload {
+  const ref = { kind: 'model' as const, name: 'parts-vpt', version: '1.0.7', release: 7, sha256: 'cd'.repeat(32) };
+  return {
+    v: 1,
+    device,
+    ts: now,
+    bootId: 'boot-1',
+    installed: { model: { ...ref, version: '1.0.6', release: 6, sha256: 'ab'.repeat(32) }, packs: [] },
+    deployment: { rollout: 'r-7', artifact: { ...ref, bytes: 123_456 }, releaseBefore: 6, state: 'shadow', startedAt: now - 60_000, since: now - 1000, transfer: null, shadow: null, watch: null, reason: null },
   };
 }
 

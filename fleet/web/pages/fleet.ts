@@ -47,6 +47,9 @@ function DeviceRows({ d }: { d: DeviceView }) {
       <td data-testid="gaps" class=${d.missing > 0 ? 'ng' : ''}>${d.missing > 0 ? `${d.missing} missing` : 'no gaps'}${d.epochs > 1 ? ` · ${d.epochs} sequences` : ''}</td>
     </tr>
     ${d.lastEvent ? html`<tr class="event"><td></td><td colspan="10" class="muted">last event ${time(d.lastEvent.ts)}: ${d.lastEvent.text}</td></tr>` : ''}
+    ${d.deploy ? html`<tr class="event" data-testid="deploy"><td></td><td colspan="10" class="muted">installed ${d.deploy.installed ?? '–'}${d.deploy.rollout
+      ? html` · deployment ${d.deploy.rollout}: ${d.deploy.artifact} <b class=${d.deploy.state === 'rejected' || d.deploy.state === 'rolled-back' ? 'ng' : ''}>${d.deploy.state}</b> since ${time(d.deploy.since)}${d.deploy.reason ? ` (${d.deploy.reason})` : ''}`
+      : ''}</td></tr>` : ''}
     ${d.cameras.map((c) => html`<${CameraRow} d=${d} c=${c} />`)}
   `;
 }
