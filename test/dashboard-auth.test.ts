@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AuthError, hashPassword } from '../fleet/dashboard/auth.ts';
 import { startDashboard } from '../fleet/dashboard/dashboard.ts';
-import { openDb } from '../fleet/record/db.ts';
+import { openDb, type Db } from '../fleet/record/db.ts';
 import { CommandError } from '../runtime/mqtt/errors.ts';
 import { createMemoryOutbox } from '../runtime/mqtt/outbox-memory.ts';
 import { startReporter } from '../runtime/mqtt/reporter.ts';
@@ -20,11 +20,8 @@ import { recordingLog, sampleState, startMosquitto } from './helpers/brokers.ts'
 import { launchChromium } from './helpers/browser.ts';
 import { pgliteDir } from './helpers/fleet.ts';
 
-test('a non-local listener without a users file refuses to start', async (t) => {
-  const pg = await pgliteDir();
-  t.teardown(pg.cleanup);
-  const db = await openDb({ kind: 'pglite', dir: pg.dir });
-  t.teardown(() => db.close());
+test('a non-local listener without a users file refuses to start, before it touches the database', async (t) => {
+  const db = new Proxy({} as Db, { get: () => t.fail('the database was touched') });
   const e = await t.throwsAsync(startDashboard(db, { recorder: { mqtt: { url: 'mqtt://127.0.0.1:1' } }, host: '0.0.0.0', port: 0, shifts: [] }, recordingLog().log), { instanceOf: AuthError });
   t.is(e.code, 'DASHBOARD_AUTH_REQUIRED');
   t.regex(e.message, /--users/);
