@@ -1,7 +1,7 @@
 /** `edgeprompt record | dashboard | dashboard-user` as a user runs them: bad input is one line and exit 2, before any database is created. */
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readUsers, verifyPassword } from '../fleet/dashboard/auth.ts';
@@ -9,6 +9,7 @@ import { repoPath } from './helpers/fixtures.ts';
 
 const home = mkdtempSync(join(tmpdir(), 'ep-cli-fleet-'));
 const env = { ...process.env, XDG_DATA_HOME: join(home, 'data') };
+test.after.always(() => rmSync(home, { recursive: true, force: true }));
 
 function edgeprompt(args: string[], stdin?: string): Promise<{ code: number; stderr: string }> {
   return new Promise((resolve) => {

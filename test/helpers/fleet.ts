@@ -3,6 +3,7 @@
 // publisher of result payloads with exact sequence numbers (holes and repeats on purpose).
 
 import mqtt from 'mqtt';
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { cp, mkdtemp, rename, rm } from 'node:fs/promises';
@@ -49,7 +50,7 @@ const PGLITE_VERSION = (JSON.parse(readFileSync(join(dirname(createRequire(impor
 /**
  * A migrated PGlite directory, made once per machine and copied for each test: a new PGlite
  * cluster costs seconds of WebAssembly initdb (tens of seconds on a busy CI core), a copy ~1 s.
- * Keyed by the PGlite version and the schema version; built aside and renamed into place.
+ * Keyed by the PGlite version and a hash of the migrations; built aside and renamed into place.
  */
 let template: Promise<string> | null = null;
 export function pgliteTemplate(): Promise<string> {
@@ -58,7 +59,8 @@ export function pgliteTemplate(): Promise<string> {
 }
 
 async function makeTemplate(): Promise<string> {
-  const dir = join(tmpdir(), `edgeprompt-test-pglite-${PGLITE_VERSION}-v${MIGRATIONS.at(-1)!.version}`);
+  const schema = createHash('sha256').update(JSON.stringify(MIGRATIONS)).digest('hex').slice(0, 12);
+  const dir = join(tmpdir(), `edgeprompt-test-pglite-${PGLITE_VERSION}-${schema}`);
   if (existsSync(dir)) return dir;
   const build = await mkdtemp(`${dir}.build-`);
   const db = await openDb({ kind: 'pglite', dir: build });
