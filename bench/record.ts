@@ -197,8 +197,9 @@ try {
     }
   }
 } finally {
-  await pgServer?.stop();
-  await broker.stop();
+  // Each part is stopped even when another fails, so a failed run leaves no server behind.
+  await pgServer?.stop().catch((e: unknown) => say(`stopping PostgreSQL: ${(e as Error).message}`));
+  await broker.stop().catch((e: unknown) => say(`stopping mosquitto: ${(e as Error).message}`));
   await rm(dir, { recursive: true, force: true });
 }
 const bundle = await ensureWebBundle();
