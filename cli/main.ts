@@ -1,9 +1,11 @@
 /**
- * `edgeprompt` command line. Each command lives in its own module; this file wires them to
- * commander and turns known errors into one clear line and exit code 2 (no stack trace).
+ * `edgeprompt` command line. Each command group lives in its own module; this file wires them to
+ * commander and reports errors through errors.ts: a coded error is one message without a stack
+ * trace, exit 2 when the input was at fault, 1 when EdgePrompt failed, 130 after Ctrl-C.
  */
 import { Command, CommanderError } from 'commander';
 import { CompilerError } from '../compiler/ops/errors.ts';
+import { errorReport } from './errors.ts';
 import { exportBackboneCommand } from './export-backbone.ts';
 import { infoCommand } from './info.ts';
 import { demoCommand } from './demo.ts';
@@ -11,7 +13,8 @@ import { trainCommand } from './train.ts';
 import { explainCommand } from './explain.ts';
 import { addDataCommands } from './data.ts';
 import { addArtifactCommands } from './artifact.ts';
-import { ArtifactError } from '../runtime/artifact/index.ts';
+import { addCompileCommand } from './compile.ts';
+import { addKeysCommands } from './keys.ts';
 import { runtimeCommands } from '../runtime/cli.ts';
 import { deployCommand } from './deploy.ts';
 import { VERSION } from '../runtime/version.ts';
@@ -71,7 +74,9 @@ program
   .action((f) => explainCommand(f));
 
 addDataCommands(program);
-addArtifactCommands(program, parseNumberArg);
+addCompileCommand(program, parseNumberArg);
+addKeysCommands(program);
+addArtifactCommands(program);
 for (const c of runtimeCommands()) program.addCommand(c); // run, watch: the device side, also bundled alone
 program.addCommand(deployCommand()); // deploy, deploy status: the line PC's rollout
 program.addCommand(recordCommand()); // the recorder and the line dashboard
@@ -88,21 +93,15 @@ program
   .option('--dashboard', 'also serve the line dashboard (http://127.0.0.1:8080) and keep the line running until Ctrl-C')
   .action((f) => demoCommand(f));
 
-/** Runtime and device errors carry a string `code` (their own classes); report them like ours. */
-function hasCode(e: unknown): e is Error & { code: string } {
-  const code = (e as { code?: unknown } | null)?.code;
-  return e instanceof Error && typeof code === 'string' && /^[A-Z][A-Z0-9_]+$/.test(code);
-}
-
 function parseNumberArg(flag: string, v: string): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new CompilerError('BAD_ARGUMENT', `${flag}: expected a non-negative number, got "${v}"`);
+  if (!Number.isFinite(n) || n < 0) throw new CompilerError('FLAG_INVALID', `${flag}: expected a non-negative number, got "${v}"`);
   return n;
 }
 
 function parseIntArg(flag: string, v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new CompilerError('BAD_ARGUMENT', `${flag}: expected a non-negative integer, got "${v}"`);
+  if (!Number.isInteger(n) || n < 0) throw new CompilerError('FLAG_INVALID', `${flag}: expected a non-negative integer, got "${v}"`);
   return n;
 }
 
@@ -110,11 +109,8 @@ try {
   await program.parseAsync(process.argv);
 } catch (e) {
   if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
-  if (e instanceof CompilerError || e instanceof ArtifactError || hasCode(e)) {
-    console.error(`edgeprompt: error [${e.code}]: ${e.message}`);
-    process.exit(2);
-  }
   // Not rethrown: tfjs-wasm's uncaughtException hook would print its whole minified source.
-  console.error(e);
-  process.exit(1);
+  const r = errorReport(e);
+  console.error(r.text);
+  process.exit(r.exitCode);
 }

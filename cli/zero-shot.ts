@@ -26,20 +26,20 @@ export interface ZeroShotFlags {
   precision: Precision[];
   maxDrop: number;
   sign?: string;
-  progress: 'auto';
+  progress: 'auto' | 'bar' | 'lines' | 'none';
 }
 
 const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
 
 export async function zeroShotCommand(f: ZeroShotFlags, print: (results: readonly PrecisionResult[], shipped: Precision) => void, signedBy: (ids: readonly string[]) => string): Promise<void> {
-  if (!f.out) throw new CompilerError('BAD_ARGUMENT', '--out: required (the artifact to write, .epk)');
-  if (f.classes === undefined) throw new CompilerError('BAD_ARGUMENT', '--classes: required with --zero-shot, e.g. --classes "ok,scratch,dent"');
+  if (!f.out) throw new CompilerError('FLAG_INVALID', '--out: required (the artifact to write, .epk)');
+  if (f.classes === undefined) throw new CompilerError('FLAG_INVALID', '--classes: required with --zero-shot, e.g. --classes "ok,scratch,dent"');
   const classes = list(f.classes);
-  if (classes.length < 2) throw new CompilerError('BAD_ARGUMENT', `--classes: ${classes.length ? `one class ("${classes[0]}") cannot be classified` : 'the class list is empty'}; give at least two, comma-separated`);
+  if (classes.length < 2) throw new CompilerError('FLAG_INVALID', `--classes: ${classes.length ? `one class ("${classes[0]}") cannot be classified` : 'the class list is empty'}; give at least two, comma-separated`);
   const okLabels = f.ok === undefined ? undefined : list(f.ok);
-  for (const l of okLabels ?? []) if (!classes.includes(l)) throw new CompilerError('BAD_ARGUMENT', `--ok: "${l}" is not one of --classes (${classes.join(', ')})`);
+  for (const l of okLabels ?? []) if (!classes.includes(l)) throw new CompilerError('FLAG_INVALID', `--ok: "${l}" is not one of --classes (${classes.join(', ')})`);
   const missing = (['weights', 'arch', 'tokenizer'] as const).filter((k) => !f[k]);
-  if (missing.length) throw new CompilerError('BAD_ARGUMENT', `${missing.map((k) => `--${k}`).join(', ')}: required with --zero-shot (the CLIP weights, their arch and their tokenizer.json)`);
+  if (missing.length) throw new CompilerError('FLAG_INVALID', `${missing.map((k) => `--${k}`).join(', ')}: required with --zero-shot (the CLIP weights, their arch and their tokenizer.json)`);
   const progress = makeProgress(f.progress);
   const r = await compileZeroShot({
     classes, arch: f.arch!, weights: f.weights!, tokenizer: f.tokenizer!, name: f.name ?? 'zero-shot', version: f.taskVersion, minConfidence: f.minConfidence,

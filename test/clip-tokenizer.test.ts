@@ -83,7 +83,7 @@ test('padding to the context with 0 (OpenAI) or EOT (Hugging Face); the first EO
 test('a class prompt that does not fit the context is one error naming the class and the template', (t) => {
   const tok = fixtureTokenizer();
   const e = t.throws(() => templatePrompts(tok, ['a dog', 'a very very long cat name'], ['a photo of {}.'], 16));
-  t.is((e as { code?: string }).code, 'BAD_ARGUMENT');
+  t.is((e as { code?: string }).code, 'CONFIG_INVALID');
   t.regex(e.message, /^class "a very very long cat name" with template "a photo of \{\}\.": ".*" is \d+ tokens with SOT and EOT, but the text tower's context holds 16/);
   const ctx = t.throws(() => contextPrompts(tok, ['dog'], 16, 16));
   t.regex(ctx.message, /class "dog" after 16 context tokens/);

@@ -75,7 +75,7 @@ test('every missing and mis-shaped tensor is named in one error', (t) => {
   sd.delete('vision_model.post_layernorm.bias');
   sd.set('visual_projection.weight', { shape: [3, 4], data: new Float32Array(12) });
   const e = t.throws(() => convertClipStateDict(sd, clipConfig('clip_fixture', 'quick_gelu'), 'x.safetensors'));
-  t.is((e as { code?: string }).code, 'MISSING_TENSOR');
+  t.is((e as { code?: string }).code, 'WEIGHTS_MISMATCH');
   t.regex(e.message, /^x\.safetensors: 3 tensor\(s\) do not fit clip_fixture \(Hugging Face names\)/);
   t.regex(e.message, /missing "text_model\.encoder\.layers\.1\.self_attn\.k_proj\.weight" \[16, 16\]/);
   t.regex(e.message, /missing "vision_model\.post_layernorm\.bias" \[32\]/);
@@ -87,7 +87,7 @@ test('the activation comes from the weight source: explicit, our metadata, or a 
   const file = join(dir, 'model.safetensors');
   copyFileSync(fixturePath('clip_fixture_hf.safetensors'), file);
   const e = t.throws(() => loadClipWeights(file, 'clip_fixture'));
-  t.is((e as { code?: string }).code, 'BAD_ARGUMENT');
+  t.is((e as { code?: string }).code, 'CONFIG_INVALID');
   t.regex(e.message, /cannot tell which activation.*backbone\.source.*"openai" \(quick_gelu.*"laion" \(gelu/);
   t.is(loadClipWeights(file, 'clip_fixture', 'laion').cfg.act, 'gelu');
   t.is(loadClipWeights(file, 'clip_fixture', 'openai').cfg.vision.act, 'quick_gelu');

@@ -82,6 +82,7 @@ data: { kind: parts, perClass: 6, size: 32, seed: 1, valFraction: 0.25 }
 method: { name: dapt, options: { visualPrompts: 4, textContext: 4, prototypeShots: 2 } }
 recipe: { epochs: 2, batchSize: 8 }
 thresholds: { okLabels: [ok], minConfidence: 0.5 }
+gates: { minTop1: 0 }   # two epochs on 30 images: the pipeline is checked here, not the accuracy
 output: { dir: out-dapt }
 `,
   );
@@ -110,7 +111,7 @@ test.serial('bad CLIP input through the CLI: one line naming the field or file, 
   writeFileSync(noTok, `name: x\nbackbone: { arch: clip_fixture, weights: ${fixturePath('clip_fixture_openai.safetensors')}, source: openai }\ndata: { kind: parts, perClass: 4 }\nmethod: { name: coop }\noutput: { dir: out-x }\n`);
   const r = await edgeprompt('compile', '-c', noTok, '--out', join(dir, 'x.epk'));
   t.is(r.code, 2);
-  t.regex(r.out, /notok\.yaml: backbone\.tokenizer: a CLIP backbone \(clip_fixture\) needs the tokenizer\.json its weights were trained with/);
+  t.regex(r.out, /notok\.yaml: invalid compile config: backbone\.tokenizer: a CLIP backbone \(clip_fixture\) needs the tokenizer\.json its weights were trained with/);
 });
 
 test('bad --zero-shot flags are refused before any work, each naming the flag', async (t) => {
@@ -136,5 +137,5 @@ test('a CLIP method in a config with a ViT backbone is refused, naming method.na
   const vitCfg = join(dir, 'vitcoop.yaml');
   writeFileSync(vitCfg, `name: x\nbackbone: { arch: vit_fixture_patch8_32, weights: ${fixturePath('vit_fixture.safetensors')} }\ndata: { kind: parts, perClass: 4 }\nmethod: { name: coop }\noutput: { dir: out-y }\n`);
   const e = await t.throwsAsync(prepareJob(loadCompileConfig(vitCfg), vitCfg, { resume: false, progress: makeProgress('none') }));
-  t.regex(e!.message, /vitcoop\.yaml: method\.name: coop needs a CLIP backbone \(backbone\.arch clip_\*, with backbone\.tokenizer\); vit_fixture_patch8_32 is a ViT/);
+  t.regex(e!.message, /vitcoop\.yaml: invalid compile config: method\.name: coop needs a CLIP backbone \(backbone\.arch clip_\*, with backbone\.tokenizer\); vit_fixture_patch8_32 is a ViT/);
 });

@@ -31,6 +31,7 @@ data: { kind: parts, perClass: 8, size: 32, seed: 1, valFraction: 0.25 }
 method: { name: vpt-deep, options: { prompts: 2 } }
 recipe: { epochs: 1, batchSize: 8, warmupEpochs: 0 }
 thresholds: { okLabels: [ok], minConfidence: 0.6 }
+gates: { minTop1: 0 }   # one epoch on 40 images: what is checked here is the pipeline, not the accuracy
 output: { dir: out }
 `,
 );
@@ -92,9 +93,10 @@ test.serial('a second compile reuses the finished checkpoint; an unknown precisi
   t.regex(bad.out, /--precision: unknown precision "fp8"; choose from fp32, fp16, int8/);
   const typo = await edgeprompt('compile', '-c', config, '--out', join(dir, 'x.epk'), '--set', 'thresholds.okLabels=[good]');
   t.is(typo.code, 2);
-  t.regex(typo.out, /tiny\.yaml: thresholds\.okLabels\[0\]: "good" is not a class of the data \(classes: dent, missing_hole, ok, scratch, stain\)/);
+  t.regex(typo.out, /tiny\.yaml: invalid compile config: thresholds\.okLabels\[0\]: "good" is not a class of the data \(classes: dent, missing_hole, ok, scratch, stain\)/);
   const c = await edgeprompt('compile', '-c', config, '--out', join(dir, 'again.epk'), '--progress', 'lines');
   t.is(c.code, 0, c.out);
+  t.regex(c.out, /using the finished run in .*out \(its 1 epoch, best validation top-1 [\d.]+ % at epoch 1\)/);
   t.notRegex(c.out, /epoch 1: train loss/); // nothing retrained
   t.regex(c.out, /UNSIGNED: devices with trusted keys will refuse it/);
 });

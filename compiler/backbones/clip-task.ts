@@ -49,7 +49,7 @@ export function makeClipTask(o: { cfg: ClipConfig; stateDict: StateDict; tokeniz
   const classNames = checkClassNames(o.classes, field);
   checkTemplates(o.templates, 'text.templates');
   if (o.tokenizer.vocabSize > o.cfg.text.vocabSize) {
-    throw new CompilerError('BAD_ARGUMENT', `${o.tokenizer.source}: the tokenizer has ${o.tokenizer.vocabSize} tokens but ${o.cfg.name}'s text tower embeds ${o.cfg.text.vocabSize}; use the tokenizer.json these weights were trained with`);
+    throw new CompilerError('CONFIG_INVALID', `${o.tokenizer.source}: the tokenizer has ${o.tokenizer.vocabSize} tokens but ${o.cfg.name}'s text tower embeds ${o.cfg.text.vocabSize}; use the tokenizer.json these weights were trained with`);
   }
   const prompts = templatePrompts(o.tokenizer, classNames, o.templates, o.cfg.text.contextLength);
   const ops = new TfOps();

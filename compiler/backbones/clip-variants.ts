@@ -69,7 +69,7 @@ export function clipConfig(arch: string, act: 'gelu' | 'quick_gelu'): ClipConfig
     eps: 1e-5, act, preNorm: true, patchBias: false, mean: CLIP_MEAN, std: CLIP_STD,
   };
   for (const [what, w, h] of [['image', width, heads], ['text', v.text.width, v.text.heads]] as const) {
-    if (w % h) throw new CompilerError('BAD_ARGUMENT', `${arch}: ${what} width ${w} is not divisible by ${h} heads`);
+    if (w % h) throw new CompilerError('CONFIG_INVALID', `${arch}: ${what} width ${w} is not divisible by ${h} heads`);
   }
   return { name: arch, vision, text: { ...v.text }, embedDim: v.embedDim, act };
 }

@@ -182,7 +182,7 @@ export function convertClipStateDict(raw: StateDict, c: ClipConfig, source: stri
     sd.set(r.ours, { shape: r.shape, data });
   }
   if (problems.length) {
-    throw new CompilerError(problems.some((p) => p.startsWith('missing')) ? 'MISSING_TENSOR' : 'SHAPE_MISMATCH', `${source}: ${problems.length} tensor(s) do not fit ${c.name} (${scheme === 'hf' ? 'Hugging Face' : scheme === 'openai' ? 'OpenAI/open_clip' : 'EdgePrompt'} names): ${problems.join('; ')}`);
+    throw new CompilerError('WEIGHTS_MISMATCH', `${source}: ${problems.length} tensor(s) do not fit ${c.name} (${scheme === 'hf' ? 'Hugging Face' : scheme === 'openai' ? 'OpenAI/open_clip' : 'EdgePrompt'} names): ${problems.join('; ')}`);
   }
   const ignored = [...raw.keys()].filter((k) => !used.has(k) && !NON_WEIGHT.some((re) => re.test(k)));
   const notes = ignored.length ? [`ignored ${ignored.length} unexpected tensor(s): ${ignored.slice(0, 5).join(', ')}${ignored.length > 5 ? ', …' : ''}`] : [];
@@ -197,7 +197,7 @@ export function convertClipStateDict(raw: StateDict, c: ClipConfig, source: stri
 export function resolveClipAct(file: string, metadata: Record<string, string>, source: string | undefined): { act: ClipAct; why: string } {
   if (source !== undefined) {
     const s = CLIP_WEIGHT_SOURCES[source];
-    if (!s) throw new CompilerError('BAD_ARGUMENT', `backbone.source: unknown CLIP weight source "${source}"; known: ${Object.keys(CLIP_WEIGHT_SOURCES).join(', ')}`);
+    if (!s) throw new CompilerError('CONFIG_INVALID', `backbone.source: unknown CLIP weight source "${source}"; known: ${Object.keys(CLIP_WEIGHT_SOURCES).join(', ')}`);
     return { act: s.act, why: `backbone.source ${source}` };
   }
   const meta = metadata['clip.act'];
@@ -212,7 +212,7 @@ export function resolveClipAct(file: string, metadata: Record<string, string>, s
       // not a CLIP config.json: fall through to the error below
     }
   }
-  throw new CompilerError('BAD_ARGUMENT', `${file}: cannot tell which activation these CLIP weights use; set backbone.source to ${Object.entries(CLIP_WEIGHT_SOURCES).map(([k, v]) => `"${k}" (${v.act}: ${v.what})`).join(' or ')}`);
+  throw new CompilerError('CONFIG_INVALID', `${file}: cannot tell which activation these CLIP weights use; set backbone.source to ${Object.entries(CLIP_WEIGHT_SOURCES).map(([k, v]) => `"${k}" (${v.act}: ${v.what})`).join(' or ')}`);
 }
 
 export interface LoadedClip {

@@ -78,7 +78,7 @@ export function embedTokens(table: HostTensor, ids: readonly ArrayLike<number>[]
   ids.forEach((seq, c) => {
     for (let t = 0; t < L; t++) {
       const id = seq[t]!;
-      if (!(id >= 0 && id < V)) throw new CompilerError('BAD_ARGUMENT', `token id ${id} is outside the text tower's vocabulary of ${V} (is the tokenizer.json the one these weights were trained with?)`);
+      if (!(id >= 0 && id < V)) throw new CompilerError('CONFIG_INVALID', `token id ${id} is outside the text tower's vocabulary of ${V} (is the tokenizer.json the one these weights were trained with?)`);
       data.set(table.data.subarray(id * W, (id + 1) * W), (c * L + t) * W);
     }
   });
@@ -92,7 +92,7 @@ export function embedTokens(table: HostTensor, ids: readonly ArrayLike<number>[]
 export function encodeText<T>(ops: Ops<T>, cfg: ClipConfig, tw: ClipTextWeights<T>, x: T, eot: readonly number[]): T {
   const [C, L] = ops.shape(x) as [number, number];
   if (eot.length !== C) throw new Error(`internal: ${eot.length} EOT positions for ${C} sequences`);
-  if (L > cfg.text.contextLength) throw new CompilerError('BAD_ARGUMENT', `text of ${L} tokens exceeds the context of ${cfg.text.contextLength}`);
+  if (L > cfg.text.contextLength) throw new CompilerError('INTERNAL', `text of ${L} tokens exceeds the context of ${cfg.text.contextLength}`);
   const bc = textBlockConfig(cfg);
   const mask = ops.constant(causalMask(L));
   let h = ops.add(x, ops.slice(tw.pos, 0, 0, L)); // [C, L, W]

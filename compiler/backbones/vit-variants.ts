@@ -54,8 +54,8 @@ export function vitConfig(arch: string, overrides: Partial<VitConfig> = {}): Vit
   const v = VIT_VARIANTS[arch];
   if (!v) throw new CompilerError('UNKNOWN_ARCH', `unknown arch "${arch}"; known: ${Object.keys(VIT_VARIANTS).join(', ')}`);
   const cfg: VitConfig = { name: arch, inChans: 3, mlpRatio: 4, numClasses: 1000, eps: 1e-6, mean: IMAGENET_MEAN, std: IMAGENET_STD, ...v, ...overrides };
-  if (cfg.imgSize % cfg.patchSize) throw new CompilerError('BAD_ARGUMENT', `${arch}: image size ${cfg.imgSize} is not a multiple of patch ${cfg.patchSize}`);
-  if (cfg.embedDim % cfg.numHeads) throw new CompilerError('BAD_ARGUMENT', `${arch}: width ${cfg.embedDim} is not divisible by ${cfg.numHeads} heads`);
+  if (cfg.imgSize % cfg.patchSize) throw new CompilerError('CONFIG_INVALID', `${arch}: image size ${cfg.imgSize} is not a multiple of patch ${cfg.patchSize}`);
+  if (cfg.embedDim % cfg.numHeads) throw new CompilerError('CONFIG_INVALID', `${arch}: width ${cfg.embedDim} is not divisible by ${cfg.numHeads} heads`);
   return cfg;
 }
 

@@ -1,6 +1,7 @@
 /**
  * Loading a timm ViT checkpoint: the expected keys and shapes come from the config, every
- * mismatch is reported by key with both shapes, and the two adaptations timm's
+ * missing or mis-shaped tensor is reported by key with both shapes (all of them in one
+ * WEIGHTS_MISMATCH error, not the first only), and the two adaptations timm's
  * `checkpoint_filter_fn` makes are applied: resample `pos_embed` to the model's grid, drop a
  * head whose class count differs (the caller re-initialises it).
  */
@@ -59,6 +60,8 @@ export function adaptVitStateDict(raw: StateDict, cfg: VitConfig, source: string
   const expected = vitTensorShapes(cfg);
   const sd: StateDict = new Map();
   const notes: string[] = [];
+  const missing: string[] = [];
+  const misShaped: string[] = [];
   let headDropped = false;
   for (const [key, shape] of expected) {
     const t = raw.get(key);
@@ -67,7 +70,8 @@ export function adaptVitStateDict(raw: StateDict, cfg: VitConfig, source: string
         headDropped = true;
         continue;
       }
-      throw new CompilerError('MISSING_TENSOR', `${source}: tensor "${key}" ${fmtShape(shape)} is missing (is this a timm ViT checkpoint for ${cfg.name}?)`);
+      missing.push(`"${key}" ${fmtShape(shape)}`);
+      continue;
     }
     if (key === 'pos_embed' && !sameShape(t.shape, shape) && t.shape.length === 3 && t.shape[2] === shape[2]) {
       const r = resamplePosEmbed(t, gridOf(cfg));
@@ -81,9 +85,17 @@ export function adaptVitStateDict(raw: StateDict, cfg: VitConfig, source: string
       continue;
     }
     if (!sameShape(t.shape, shape)) {
-      throw new CompilerError('SHAPE_MISMATCH', `${source}: tensor "${key}" has shape ${fmtShape(t.shape)}, ${cfg.name} expects ${fmtShape(shape)}`);
+      misShaped.push(`"${key}" has shape ${fmtShape(t.shape)}, ${cfg.name} expects ${fmtShape(shape)}`);
+      continue;
     }
     sd.set(key, t);
+  }
+  if (missing.length || misShaped.length) {
+    const parts = [
+      missing.length ? `${missing.length} tensor(s) missing: ${missing.join(', ')}` : '',
+      misShaped.length ? `${misShaped.length} tensor(s) of another shape: ${misShaped.join('; ')}` : '',
+    ].filter(Boolean);
+    throw new CompilerError('WEIGHTS_MISMATCH', `${source}: does not fit ${cfg.name}: ${parts.join('; ')} (is this a timm ViT checkpoint for ${cfg.name}? \`edgeprompt info ${source}\` guesses its arch)`);
   }
   if (headDropped) {
     sd.delete('head.weight');

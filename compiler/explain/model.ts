@@ -46,10 +46,10 @@ export function loadExplainModel(config: CompileConfig, configFile: string, chec
   const { tensors: params, metadata } = readSafetensors(file);
   const method = methodByName(config.method.name);
   if (metadata.method !== undefined && metadata.method !== method.name) {
-    throw new CompilerError('BAD_ARGUMENT', `${file}: trained with method "${metadata.method}" but ${configFile} has method.name "${method.name}"; pass the matching --checkpoint or config`);
+    throw new CompilerError('CHECKPOINT_MISMATCH', `${file}: trained with method "${metadata.method}" but ${configFile} has method.name "${method.name}"; pass the matching --checkpoint or config`);
   }
   if (metadata.arch !== undefined && metadata.arch !== config.backbone.arch) {
-    throw new CompilerError('BAD_ARGUMENT', `${file}: trained on arch "${metadata.arch}" but ${configFile} has backbone.arch "${config.backbone.arch}"`);
+    throw new CompilerError('CHECKPOINT_MISMATCH', `${file}: trained on arch "${metadata.arch}" but ${configFile} has backbone.arch "${config.backbone.arch}"`);
   }
   const head = params.get('head.weight');
   if (!head || head.shape.length !== 2) throw new CompilerError('MISSING_TENSOR', `${file}: no "head.weight" [classes, dim]; is this a best.safetensors written by edgeprompt train?`);

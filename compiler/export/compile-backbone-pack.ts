@@ -55,7 +55,7 @@ export interface BackbonePackCompileResult {
 export async function compileBackbonePack(o: BackbonePackCompileOptions): Promise<BackbonePackCompileResult> {
   const existing = o.backbone === undefined ? null : await readModelArtifactFile(o.backbone);
   if (existing && !isBackbone(existing)) {
-    throw new CompilerError('BAD_ARGUMENT', `--backbone ${o.backbone}: is a fused artifact; a prompt pack needs a shared-backbone artifact (edgeprompt compile --form shared --out backbone.epk)`);
+    throw new CompilerError('FLAG_INVALID', `--backbone ${o.backbone}: is a fused artifact; a prompt pack needs a shared-backbone artifact (edgeprompt compile --form shared --out backbone.epk)`);
   }
   const x = await prepareCompile(o, (p) => existing && checkSameTask(p, existing as BackboneArtifact));
   const plan = planBackbonePack(exportTask(x.task, { form: 'shared' }));
@@ -120,7 +120,7 @@ function checkSameTask(p: PreparedJob, bb: BackboneArtifact): void {
   if (m.input.height !== p.cfg.imgSize) diffs.push(`the input size is ${p.cfg.imgSize}, the backbone's ${m.input.height}`);
   if (m.method.name !== p.job.method.name) diffs.push(`method.name is ${p.job.method.name}, the backbone's ${m.method.name}`);
   else if (!isDeepStrictEqual(m.method.options, p.job.options)) diffs.push(`method.options are ${JSON.stringify(p.job.options)}, the backbone's ${JSON.stringify(m.method.options)}`);
-  if (diffs.length > 0) throw new CompilerError('BAD_ARGUMENT', `--backbone ${bb.file}: this config is not a task of that backbone: ${diffs.join('; ')}`);
+  if (diffs.length > 0) throw new CompilerError('CONFIG_INVALID', `--backbone ${bb.file}: this config is not a task of that backbone: ${diffs.join('; ')}`);
 }
 
 /** Metrics of the pack on the existing backbone's model: parity when it is fp32, the accuracy gate always. */
@@ -130,10 +130,10 @@ async function measureOnExisting(x: Prepared, o: CompileOptions, bb: BackboneArt
   o.progress.log(`measuring the pack on ${bb.file} (${precision}) with ${x.val.samples.length} validation images`);
   const v = compareLogits(x.reference, await exportedLogits(bb.model, x.val, feeds), x.labels, x.numClasses);
   if (precision === 'fp32' && (v.maxAbsDiff > PARITY.maxAbsDiff || v.top1Agreement < PARITY.minTop1Agreement)) {
-    throw new CompilerError('BAD_ARGUMENT', `the pack on ${bb.file} does not match the training graph: max |Δlogit| ${v.maxAbsDiff.toExponential(2)} (limit ${PARITY.maxAbsDiff}), top-1 agreement ${(100 * v.top1Agreement).toFixed(2)} %; refusing to ship`);
+    throw new CompilerError('PARITY_FAILED', `the pack on ${bb.file} does not match the training graph: max |Δlogit| ${v.maxAbsDiff.toExponential(2)} (limit ${PARITY.maxAbsDiff}), top-1 agreement ${(100 * v.top1Agreement).toFixed(2)} %; refusing to ship`);
   }
   const gate = gatePrecisions({ top1: v.top1Reference, maxLogitDiff: 0, images: v.images }, { [precision]: { top1: v.top1Exported, maxLogitDiff: v.maxAbsDiff, images: v.images } }, [precision], { maxDropPt: o.maxDropPt });
-  if (gate.refused.length > 0) throw new CompilerError('BAD_ARGUMENT', `the pack on ${bb.file}: ${gate.refused.map((r) => r.message).join('; ')}`);
+  if (gate.refused.length > 0) throw new CompilerError('PRECISION_REFUSED', `the pack on ${bb.file}: ${gate.refused.map((r) => r.message).join('; ')}`);
   const result: PrecisionResult = { precision, verification: v, bytes: bb.model.byteLength, accepted: true, reason: `top-1 ${(100 * v.top1Exported).toFixed(2)} %` };
   return { results: [result], metrics: { [precision]: { top1: v.top1Exported, maxLogitDiff: v.maxAbsDiff, samples: v.images } } };
 }

@@ -58,7 +58,7 @@ async function checkImages(o: ZeroShotOptions, size: number): Promise<{ set: Lab
   if (!o.val) return { set: await makePartsSet({ perClass: 8, size, seed: 1 }), labelled: false };
   const set = await loadImageFolder(resolve(o.val), { size, resize: 'stretch' });
   const unknown = set.classes.filter((c) => !o.classes.includes(c));
-  if (unknown.length) throw new CompilerError('BAD_ARGUMENT', `--val ${o.val}: folder(s) ${unknown.map((c) => `"${c}"`).join(', ')} name no class of --classes (${o.classes.join(', ')}); name each sub-folder after its class`);
+  if (unknown.length) throw new CompilerError('FLAG_INVALID', `--val ${o.val}: folder(s) ${unknown.map((c) => `"${c}"`).join(', ')} name no class of --classes (${o.classes.join(', ')}); name each sub-folder after its class`);
   const index = new Map(o.classes.map((c, i) => [c, i]));
   return { set: { ...set, classes: [...o.classes], samples: set.samples.map((s) => ({ ...s, label: index.get(set.classes[s.label]!)! })) }, labelled: true };
 }

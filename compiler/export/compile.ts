@@ -1,9 +1,11 @@
 /**
- * The compile stage end to end: train (or reuse the finished checkpoint), export the fused
- * task, prove it equals the training graph, let ORT optimise it offline (kept only if it still
- * verifies), build the requested precisions and gate them on validation accuracy, then pack
- * and sign one artifact. The shared-backbone shape (compile-backbone-pack.ts) runs the same steps on
- * the backbone graph with a pack's tensors fed beside the image.
+ * The compile stage end to end: train (or continue the interrupted run, or use the finished one,
+ * after checking it was trained for this very job: train/resume.ts), refuse a model below the
+ * top-1 floor (gates.ts), export the fused task, prove it equals the training graph, let ORT
+ * optimise it offline (kept only if it still verifies), build the requested precisions and gate
+ * them on validation accuracy, then pack and sign one artifact. The shared-backbone shape
+ * (compile-backbone-pack.ts) runs the same steps on the backbone graph with a pack's tensors fed beside
+ * the image.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -20,6 +22,8 @@ import { compareLogits, exportedLogits, referenceLogits, type TaskVerification }
 import { optimizeOffline, ortVersion } from './optimize.ts';
 import { buildPrecision } from './precisions.ts';
 import { gatePrecisions, type PrecisionMetrics } from './precision/index.ts';
+import { checkTop1 } from './gates.ts';
+import { displayDir } from '../train/resume.ts';
 import { packArtifact, readPrivateKey, type Manifest, type Precision } from '../../runtime/artifact/index.ts';
 import { loadProfile, type DeviceProfile } from '../../runtime/config/profile.ts';
 import { VERSION } from '../../runtime/version.ts';
@@ -38,7 +42,12 @@ export interface CompileOptions {
   /** Refuse a precision whose validation top-1 drops more than this (percentage points). */
   maxDropPt: number;
   signKey?: string;
+  /** Replace the run in output.dir and train from scratch (default: continue or use it, when it was trained for this job). */
+  fresh?: boolean;
+  /** Ship a model whose validation top-1 is below the floor (gates.minTop1), with a warning. */
+  allowWeak?: boolean;
   progress: Progress;
+  /** Ctrl-C: training saves a checkpoint and compile stops with TRAINING_INTERRUPTED. */
   signal?: AbortSignal;
   /** Training warnings (divergence, collapse, no learning) stop the compile (compiler/train/diagnose.ts). */
   strict?: boolean;
@@ -88,16 +97,20 @@ export interface Prepared extends Checked {
 export async function prepareCompile(o: CompileOptions, check?: (p: PreparedJob) => void): Promise<Prepared> {
   const config = loadCompileConfig(o.configFile, o.sets ?? []);
   const profile = o.target ? loadProfile(o.target) : null;
-  const p = await prepareJob(config, o.configFile, { resume: true, progress: o.progress, ...(o.signal ? { signal: o.signal } : {}), ...(o.strict && { strict: true }) });
+  const p = await prepareJob(config, o.configFile, { resume: o.fresh !== true, progress: o.progress, ...(o.signal ? { signal: o.signal } : {}), ...(o.strict && { strict: true }) });
   check?.(p);
   const bestFile = join(p.job.outDir, 'best.safetensors');
-  const trained = await train(p.job); // continues or finishes a checkpointed run; no-op when complete
-  if (trained.interrupted) throw new CompilerError('BAD_ARGUMENT', 'training was interrupted; run compile again to continue');
+  const trained = await train(p.job); // says in one line whether it trains from scratch, continues, or uses the finished run
+  if (trained.interrupted || o.signal?.aborted) throw new CompilerError('TRAINING_INTERRUPTED', `interrupted: the run in ${displayDir(p.job.outDir)} is saved; run the same compile again to continue it`);
   if (!existsSync(bestFile)) throw new CompilerError('FILE_NOT_FOUND', `${bestFile}: no trained tensors (did training run an epoch?)`);
   const paramsSha256 = createHash('sha256').update(readFileSync(bestFile)).digest('hex');
   const task: TaskExport = { cfg: p.cfg, backbone: p.backbone, method: p.job.method, options: p.job.options, params: readSafetensors(bestFile).tensors, ...(p.clip ? { clip: p.clip } : {}) };
   const val = p.split.val;
-  return { config, profile, p, task, paramsSha256, val, labels: val.samples.map((s) => s.label), reference: referenceLogits(task, val), numClasses: p.cfg.numClasses, calibration: p.split.train, ...(p.job.inspection && { inspection: p.job.inspection }) };
+  const labels = val.samples.map((s) => s.label);
+  const reference = referenceLogits(task, val);
+  const top1 = compareLogits(reference, reference, labels, p.cfg.numClasses).top1Reference;
+  o.progress.log(checkTop1(top1, labels.length, p.cfg.numClasses, config.gates.minTop1, o.allowWeak === true));
+  return { config, profile, p, task, paramsSha256, val, labels, reference, numClasses: p.cfg.numClasses, calibration: p.split.train, ...(p.job.inspection && { inspection: p.job.inspection }) };
 }
 
 const meetsParity = (v: TaskVerification) => v.maxAbsDiff <= PARITY.maxAbsDiff && v.top1Agreement >= PARITY.minTop1Agreement;
@@ -108,7 +121,7 @@ export async function verifiedFp32(x: Checked, model: Uint8Array, feeds: Record<
   progress.log(`verifying the ${what} on ${x.val.samples.length} validation images`);
   const v = compareLogits(x.reference, await exportedLogits(model, x.val, feeds), x.labels, C);
   if (!meetsParity(v)) {
-    throw new CompilerError('BAD_ARGUMENT', `the ${what} does not match the training graph: max |Δlogit| ${v.maxAbsDiff.toExponential(2)} (limit ${PARITY.maxAbsDiff}), top-1 agreement ${(100 * v.top1Agreement).toFixed(2)} % (limit ${100 * PARITY.minTop1Agreement} %); refusing to ship`);
+    throw new CompilerError('PARITY_FAILED', `the ${what} does not match the training graph: max |Δlogit| ${v.maxAbsDiff.toExponential(2)} (limit ${PARITY.maxAbsDiff}), top-1 agreement ${(100 * v.top1Agreement).toFixed(2)} % (limit ${100 * PARITY.minTop1Agreement} %); refusing to ship`);
   }
   try {
     const opt = await optimizeOffline(model);
@@ -129,7 +142,7 @@ export async function gatedPrecisions(x: Checked, o: Pick<CompileOptions, 'preci
   const measured: Partial<Record<Precision, PrecisionMetrics>> = {};
   const inspected: Partial<Record<Precision, Record<string, number>>> = {};
   for (const precision of o.precisions) {
-    if (precision === 'int8' && !x.calibration) throw new CompilerError('BAD_ARGUMENT', '--precision int8 calibrates on labelled images, and this compile has none; give --val <image folder> or leave int8 out');
+    if (precision === 'int8' && !x.calibration) throw new CompilerError('FLAG_INVALID', '--precision int8 calibrates on labelled images, and this compile has none; give --val <image folder> or leave int8 out');
     const model = await buildPrecision(precision, fp32, x.calibration ?? x.val, x.profile, 128, feeds);
     const logits = await exportedLogits(model, x.val, feeds);
     const v = compareLogits(x.reference, logits, x.labels, C);
@@ -149,7 +162,7 @@ export async function gatedPrecisions(x: Checked, o: Pick<CompileOptions, 'preci
   }
   const order = x.profile ? [...x.profile.precisions.filter((y) => o.precisions.includes(y)), ...o.precisions] : o.precisions;
   const chosen = order.map((y) => results.find((r) => r.precision === y && r.accepted)).find(Boolean);
-  if (!chosen) throw new CompilerError('BAD_ARGUMENT', `no requested precision passed the accuracy gate: ${gate.refused.map((r) => r.message).join('; ')}`);
+  if (!chosen) throw new CompilerError('PRECISION_REFUSED', `no requested precision passed the accuracy gate: ${gate.refused.map((r) => r.message).join('; ')}`);
   const metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples: number }>> = {};
   for (const r of results) metrics[r.precision] = { top1: r.verification.top1Exported, maxLogitDiff: r.verification.maxAbsDiff, samples: r.verification.images, ...inspected[r.precision] };
   return { results, chosen, metrics };

@@ -19,12 +19,12 @@ import { CompilerError } from '../ops/errors.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 
 export function requireClip<T>(ctx: ForwardContext<T>, method: string): ClipContext<T> {
-  if (!ctx.clip) throw new CompilerError('BAD_ARGUMENT', `${method} needs a CLIP backbone (backbone.arch clip_*, with backbone.tokenizer); this task's backbone is ${ctx.cfg.name}`);
+  if (!ctx.clip) throw new CompilerError('CONFIG_INVALID', `${method} needs a CLIP backbone (backbone.arch clip_*, with backbone.tokenizer); this task's backbone is ${ctx.cfg.name}`);
   return ctx.clip;
 }
 
 export function requireClipTask(ctx: InitContext, method: string): ClipTask {
-  if (!ctx.clip) throw new CompilerError('BAD_ARGUMENT', `${method} needs a CLIP backbone (backbone.arch clip_*, with backbone.tokenizer); this task's backbone is ${ctx.cfg.name}`);
+  if (!ctx.clip) throw new CompilerError('CONFIG_INVALID', `${method} needs a CLIP backbone (backbone.arch clip_*, with backbone.tokenizer); this task's backbone is ${ctx.cfg.name}`);
   return ctx.clip;
 }
 

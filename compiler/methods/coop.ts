@@ -30,7 +30,7 @@ export function textContextInit(ctx: InitContext, method: string, n: number, wor
   const W = task.cfg.text.width;
   if (words !== undefined) {
     const ids = task.tokenizer.encode(words).slice(1, -1);
-    if (ids.length === 0) throw new CompilerError('BAD_ARGUMENT', `method.options.initWords: "${words}" has no tokens`);
+    if (ids.length === 0) throw new CompilerError('CONFIG_INVALID', `method.options.initWords: "${words}" has no tokens`);
     const data = new Float32Array(ids.length * W);
     ids.forEach((id, i) => data.set(table.data.subarray(id * W, (id + 1) * W), i * W));
     return { shape: [ids.length, W], data };
@@ -45,7 +45,7 @@ export const coop: PromptMethod<CoopOptions> = {
   requiresClip: true,
   resolveOptions: (raw) => coopOptions.parse({ contextTokens: 16, ...raw }),
   init(ctx, o) {
-    if (ctx.numClasses < 2) throw new CompilerError('BAD_ARGUMENT', `coop needs at least two classes, got ${ctx.numClasses}`);
+    if (ctx.numClasses < 2) throw new CompilerError('DATA_INVALID', `coop needs at least two classes, got ${ctx.numClasses}`);
     return new Map([['text_ctx', textContextInit(ctx, 'coop', o.contextTokens, o.initWords)]]);
   },
   trainsBackbone: () => false,

@@ -56,7 +56,7 @@ export function intraDispersion<T>(ops: Ops<T>, img: T, protos: T): T {
 /** L_inter = mean over pairs i < j of exp(−τ‖t_i − t_j‖²) for text features t [C, E], C ≥ 2. */
 export function interDispersion<T>(ops: Ops<T>, t: T, tau: number): T {
   const C = ops.shape(t)[0] as number;
-  if (C < 2) throw new CompilerError('BAD_ARGUMENT', `DAPT's inter-dispersion needs at least two classes, got ${C}`);
+  if (C < 2) throw new CompilerError('INTERNAL', `DAPT's inter-dispersion needs at least two classes, got ${C}`);
   const sq = ops.reduceSum(ops.mul(t, t), [1], true); // [C, 1]
   const gram = ops.matMul(t, ops.transpose(t, [1, 0])); // [C, C]
   const d2 = ops.sub(ops.add(sq, ops.transpose(sq, [1, 0])), ops.scale(gram, 2)); // ‖t_i − t_j‖²
@@ -78,7 +78,7 @@ export const dapt: PromptMethod<DaptOptions> = {
   resolveOptions: (raw) => daptOptions.parse({ visualPrompts: 16, textContext: 16, betaIntra: 0.1, betaInter: 0.1, tau: 2, prototypeShots: 16, ...raw }),
   init(ctx, o) {
     requireClipTask(ctx, 'dapt');
-    if (ctx.numClasses < 2) throw new CompilerError('BAD_ARGUMENT', `dapt needs at least two classes (its inter-dispersion loss is over class pairs), got ${ctx.numClasses}`);
+    if (ctx.numClasses < 2) throw new CompilerError('DATA_INVALID', `dapt needs at least two classes (its inter-dispersion loss is over class pairs), got ${ctx.numClasses}`);
     const D = ctx.cfg.embedDim;
     return new Map<string, HostTensor>([
       ['prompt_embeddings', uniform([1, o.visualPrompts, D], vptBound(ctx.cfg.patchSize, D), ctx.rng)],
@@ -100,7 +100,7 @@ export const dapt: PromptMethod<DaptOptions> = {
     return { loss: ops.add(ops.add(ce, intra), inter), logits };
   },
   batchInputShapes: (_o, _C, ctx) => {
-    if (!ctx.clip) throw new CompilerError('BAD_ARGUMENT', `dapt needs a CLIP backbone; this task's backbone is ${ctx.cfg.name}`);
+    if (!ctx.clip) throw new CompilerError('CONFIG_INVALID', `dapt needs a CLIP backbone; this task's backbone is ${ctx.cfg.name}`);
     return { prototypes: ['N', ctx.clip.cfg.embedDim] };
   },
   batchInputs(y, state) {
@@ -113,7 +113,7 @@ export const dapt: PromptMethod<DaptOptions> = {
   /** The zero-shot prototypes, drawn once from the training images with the training augmentation. */
   async initState(ctx: StateContext, o: DaptOptions): Promise<MethodState> {
     const task = requireClipTask(ctx, 'dapt');
-    if (!ctx.sample) throw new CompilerError('BAD_ARGUMENT', 'dapt computes its prototypes from training images, which this context does not provide');
+    if (!ctx.sample) throw new CompilerError('INTERNAL', 'dapt computes its prototypes from training images, which this context does not provide');
     const s = await ctx.sample({ perClass: o.prototypeShots, stream: PROTOTYPE_STREAM });
     const feats = frozenImageEmbeddings(task, ctx.backbone, s.x);
     return { prototypes: classMeans(feats, s.y, ctx.numClasses, task.cfg.embedDim) };
@@ -131,7 +131,7 @@ export function classMeans(feats: Float32Array, y: Int32Array, C: number, E: num
     for (let e = 0; e < E; e++) sum[c]![e]! += feats[i * E + e]!;
   });
   return sum.map((s, c) => {
-    if (!count[c]) throw new CompilerError('BAD_ARGUMENT', `dapt: class ${c} has no training image for its prototype`);
+    if (!count[c]) throw new CompilerError('DATA_INVALID', `dapt: class ${c} has no training image for its prototype`);
     return Array.from(s, (v) => v / count[c]!);
   });
 }

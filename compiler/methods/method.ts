@@ -8,6 +8,7 @@ import type { HostTensor } from '../ops/host-tensor.ts';
 import type { VitConfig } from '../backbones/vit-variants.ts';
 import type { VitWeights } from '../backbones/vit.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
+import type { z } from 'zod';
 import type { ClipContext, ClipTask } from '../backbones/clip-task.ts';
 import { normal, type Rng } from '../../devices/rng.ts';
 
@@ -104,8 +105,10 @@ export interface Recipe {
 
 export interface PromptMethod<O> {
   readonly name: string;
-  /** Defaults filled in for options the config leaves out. */
+  /** Defaults filled in for options the config leaves out; throws a ZodError naming each bad option. */
   resolveOptions(raw: Partial<O>): O;
+  /** The options' schema, so a mistyped option name gets a spelling hint when the config loads. */
+  readonly optionsSchema?: z.ZodType;
   /** Trainable tensors and their initial values, keyed by state-dict name (async when drawn from data). */
   init(ctx: InitContext, opts: O): Map<string, HostTensor> | Promise<Map<string, HostTensor>>;
   /** Backbone keys that train too (all of them for `full`, none for prompt methods). */

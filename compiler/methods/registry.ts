@@ -12,6 +12,7 @@ import { clipVpInner, clipVpOuter } from './clip-vp.ts';
 import { clipVptShallow } from './clip-vpt.ts';
 import { dapt } from './dapt.ts';
 import { CompilerError } from '../ops/errors.ts';
+import { hintOrKnown } from '../../devices/config-issues.ts';
 
 export const METHODS: Record<string, PromptMethod<never>> = {
   linear: linear as PromptMethod<never>,
@@ -36,6 +37,6 @@ export const METHODS: Record<string, PromptMethod<never>> = {
 
 export function methodByName(name: string): PromptMethod<Record<string, unknown>> {
   const m = METHODS[name];
-  if (!m) throw new CompilerError('BAD_ARGUMENT', `unknown method "${name}"; known: ${Object.keys(METHODS).join(', ')}`);
+  if (!m) throw new CompilerError('CONFIG_INVALID', `unknown method "${name}"${hintOrKnown(name, Object.keys(METHODS))}`);
   return m as unknown as PromptMethod<Record<string, unknown>>;
 }

@@ -51,7 +51,7 @@ export const PAD_NAMES = ['pad_up', 'pad_down', 'pad_left', 'pad_right'] as cons
 export function padOf(method: string, cfg: Pick<VitConfig, 'imgSize'>, o: VpOptions): number {
   const S = cfg.imgSize;
   const p = o.padSize ?? Math.max(1, Math.round((30 * S) / 224));
-  if (2 * p >= S) throw new CompilerError('BAD_ARGUMENT', `${method}: method.options.padSize ${p} leaves no image inside a ${S}×${S} input; use at most ${Math.ceil(S / 2) - 1}`);
+  if (2 * p >= S) throw new CompilerError('CONFIG_INVALID', `${method}: method.options.padSize ${p} leaves no image inside a ${S}×${S} input; use at most ${Math.ceil(S / 2) - 1}`);
   return p;
 }
 
@@ -246,6 +246,7 @@ function make(name: 'vp-inner' | 'vp-outer'): PromptMethod<VpOptions> {
     name,
     // Outer's black start: at step 0 the model sees the shrunk image on black, not noise around it (+6 pt here).
     resolveOptions: (raw) => vpResolveOptions(outer, raw),
+    optionsSchema: outer ? vpOuterOptions : vpInnerOptions,
     init(ctx, o) {
       const m = vpInit(ctx, o, name);
       for (const [k, t] of headInit(ctx, Math.sqrt(2 / ctx.numClasses))) m.set(k, t);

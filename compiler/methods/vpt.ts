@@ -80,6 +80,7 @@ function make(name: 'vpt-shallow' | 'vpt-deep'): PromptMethod<VptOptions> {
   return {
     name,
     resolveOptions: (raw) => vptOptions.parse({ prompts: 10, deep, dropout: deep ? 0.1 : 0, ...raw }),
+    optionsSchema: vptOptions,
     init(ctx, o) {
       const D = ctx.cfg.embedDim;
       const v = vptBound(ctx.cfg.patchSize, D);

@@ -17,20 +17,20 @@ export function cleanClassName(name: string): string {
 }
 
 export function checkClassNames(names: readonly string[], field: string): string[] {
-  if (names.length === 0) throw new CompilerError('BAD_ARGUMENT', `${field}: the class list is empty; give at least two class names`);
-  if (names.length < 2) throw new CompilerError('BAD_ARGUMENT', `${field}: one class ("${names[0]}") cannot be classified; give at least two class names`);
+  if (names.length === 0) throw new CompilerError('CONFIG_INVALID', `${field}: the class list is empty; give at least two class names`);
+  if (names.length < 2) throw new CompilerError('CONFIG_INVALID', `${field}: one class ("${names[0]}") cannot be classified; give at least two class names`);
   const cleaned = names.map(cleanClassName);
   cleaned.forEach((c, i) => {
-    if (!c) throw new CompilerError('BAD_ARGUMENT', `${field}: class ${i + 1} is empty`);
+    if (!c) throw new CompilerError('CONFIG_INVALID', `${field}: class ${i + 1} is empty`);
     const j = cleaned.findIndex((d) => d.toLowerCase() === c.toLowerCase()); // the tokenizer lower-cases
-    if (j !== i) throw new CompilerError('BAD_ARGUMENT', `${field}: classes "${names[j]}" and "${names[i]}" are the same text after cleaning ("${c}"); rename one`);
+    if (j !== i) throw new CompilerError('CONFIG_INVALID', `${field}: classes "${names[j]}" and "${names[i]}" are the same text after cleaning ("${c}"); rename one`);
   });
   return cleaned;
 }
 
 export function checkTemplates(templates: readonly string[], field: string): void {
-  if (templates.length === 0) throw new CompilerError('BAD_ARGUMENT', `${field}: no templates; give at least one, e.g. "a photo of a {}."`);
-  for (const t of templates) if (!t.includes('{}')) throw new CompilerError('BAD_ARGUMENT', `${field}: template "${t}" has no "{}" where the class name goes`);
+  if (templates.length === 0) throw new CompilerError('CONFIG_INVALID', `${field}: no templates; give at least one, e.g. "a photo of a {}."`);
+  for (const t of templates) if (!t.includes('{}')) throw new CompilerError('CONFIG_INVALID', `${field}: template "${t}" has no "{}" where the class name goes`);
 }
 
 export interface TokenizedPrompts {

@@ -80,7 +80,7 @@ export class ClipTokenizer {
   encodePadded(text: string, contextLength: number, what: string, padWith: 'zero' | 'eot' = 'zero'): Int32Array {
     const ids = this.encode(text);
     if (ids.length > contextLength) {
-      throw new CompilerError('BAD_ARGUMENT', `${what}: "${text}" is ${ids.length} tokens with SOT and EOT, but the text tower's context holds ${contextLength}; shorten the class name or template`);
+      throw new CompilerError('CONFIG_INVALID', `${what}: "${text}" is ${ids.length} tokens with SOT and EOT, but the text tower's context holds ${contextLength}; shorten the class name or template`);
     }
     const out = new Int32Array(contextLength).fill(padWith === 'eot' ? this.eot : 0);
     out.set(ids);
@@ -90,6 +90,6 @@ export class ClipTokenizer {
   /** Position of the first EOT (where the text tower pools). */
   eotIndex(ids: ArrayLike<number>): number {
     for (let i = 0; i < ids.length; i++) if (ids[i] === this.eot) return i;
-    throw new CompilerError('BAD_ARGUMENT', `${this.source}: token sequence has no EOT (${this.eot})`);
+    throw new CompilerError('BAD_FILE', `${this.source}: token sequence has no EOT (${this.eot})`);
   }
 }

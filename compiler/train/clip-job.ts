@@ -6,7 +6,7 @@
  */
 import { resolve } from 'node:path';
 import type { CompileConfig } from '../config/compile-config.ts';
-import { ConfigError } from '../config/load.ts';
+import { fieldError } from '../config/load.ts';
 import { loadClipWeights } from '../backbones/clip-weights.ts';
 import { makeClipTask, type ClipTask } from '../backbones/clip-task.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
@@ -25,17 +25,17 @@ export interface PreparedClip {
 
 export async function prepareClip(config: CompileConfig, configFile: string, base: string): Promise<PreparedClip> {
   const b = config.backbone;
-  if (!b.tokenizer) throw new ConfigError(configFile, 'backbone.tokenizer', `a CLIP backbone (${b.arch}) needs the tokenizer.json its weights were trained with`);
+  if (!b.tokenizer) throw fieldError(configFile, 'backbone.tokenizer', `a CLIP backbone (${b.arch}) needs the tokenizer.json its weights were trained with`);
   const loaded = loadClipWeights(resolve(base, b.weights), b.arch, b.source);
   if (b.imgSize !== undefined && b.imgSize !== loaded.cfg.vision.imgSize) {
-    throw new ConfigError(configFile, 'backbone.imgSize', `${b.imgSize} differs from ${b.arch}'s ${loaded.cfg.vision.imgSize}; CLIP towers run at their own size (leave imgSize out)`);
+    throw fieldError(configFile, 'backbone.imgSize', `${b.imgSize} differs from ${b.arch}'s ${loaded.cfg.vision.imgSize}; CLIP towers run at their own size (leave imgSize out)`);
   }
   const tokenizer = ClipTokenizer.fromFile(resolve(base, b.tokenizer));
   const split = await loadSplit(config.data, loaded.cfg.vision, base);
   const dataClasses = split.train.classes;
   const words = config.text.classNames;
   if (words && words.length !== dataClasses.length) {
-    throw new ConfigError(configFile, 'text.classNames', `${words.length} names for ${dataClasses.length} classes in the data (${dataClasses.join(', ')}); give one per class, in that order`);
+    throw fieldError(configFile, 'text.classNames', `${words.length} names for ${dataClasses.length} classes in the data (${dataClasses.join(', ')}); give one per class, in that order`);
   }
   const clip = makeClipTask({ cfg: loaded.cfg, stateDict: loaded.stateDict, tokenizer, classes: words ?? dataClasses, templates: config.text.templates, field: words ? 'text.classNames' : 'data classes' });
   return { cfg: { ...loaded.cfg.vision, numClasses: dataClasses.length }, backbone: loaded.stateDict, split, clip, notes: loaded.notes };

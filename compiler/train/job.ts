@@ -1,13 +1,13 @@
 /**
  * A compile config becomes a training job: backbone loaded and identified, data split and
  * sampled, method options resolved, recipe = method defaults < config, initial tensors drawn
- * from the seed, engine chosen (engine-choice.ts: ort, tfjs, or auto with the reason logged).
+ * from the seed, engine chosen (engine-choice.ts: ort, tfjs, or auto with the reason logged),
+ * and the fingerprint of all that (fingerprint.ts) for the checkpoint.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { thresholdsOf, type CompileConfig } from '../config/compile-config.ts';
-import { CompilerError } from '../ops/errors.ts';
 import type { InspectionRule } from '../../runtime/pipeline/inspection.ts';
 import { vitConfig, type VitConfig } from '../backbones/vit-variants.ts';
 import { loadVitWeights } from '../backbones/vit-weights.ts';
@@ -24,10 +24,12 @@ import { loadSplit, trainData } from './data-source.ts';
 import { prepareClip } from './clip-job.ts';
 import { isClipArch } from '../backbones/clip-variants.ts';
 import type { ClipTask } from '../backbones/clip-task.ts';
-import { ConfigError } from '../config/load.ts';
+import { fieldError } from '../config/load.ts';
+import { hint } from '../../devices/config-issues.ts';
 import type { TrainJob } from './loop.ts';
 import type { Progress } from './progress.ts';
 import type { Split } from '../data/types.ts';
+import { splitDigest, type RunFingerprint } from './fingerprint.ts';
 
 export interface PreparedJob {
   job: TrainJob;
@@ -76,7 +78,7 @@ export function inspectionRule(config: CompileConfig, configFile: string, classe
     const k = classes.indexOf(l);
     if (k < 0) {
       const field = config.thresholds.okLabels ? `thresholds.okLabels[${i}]` : `thresholds.okLabels (default [${l}] for parts data)`;
-      throw new CompilerError('BAD_ARGUMENT', `${configFile}: ${field}: "${l}" is not a class of the data (classes: ${classes.join(', ')}); name the good-part classes`);
+      throw fieldError(configFile, field, `"${l}" is not a class of the data${hint(l, classes)} (classes: ${classes.join(', ')}); name the good-part classes`);
     }
     return k;
   });
@@ -104,7 +106,7 @@ export async function prepareJob(config: CompileConfig, configFile: string, opts
   }
   const inspection = inspectionRule(config, configFile, split.train.classes);
   const method = methodByName(config.method.name) as PromptMethod<Record<string, unknown>>;
-  if (method.requiresClip && !clip) throw new ConfigError(configFile, 'method.name', `${method.name} needs a CLIP backbone (backbone.arch clip_*, with backbone.tokenizer); ${config.backbone.arch} is a ViT`);
+  if (method.requiresClip && !clip) throw fieldError(configFile, 'method.name', `${method.name} needs a CLIP backbone (backbone.arch clip_*, with backbone.tokenizer); ${config.backbone.arch} is a ViT`);
   const options = method.resolveOptions(config.method.options);
   const recipe = mergeRecipe(method.recipe(options), config.recipe);
   const initial = new Map<string, HostTensor>();
@@ -114,6 +116,16 @@ export async function prepareJob(config: CompileConfig, configFile: string, opts
   const initCtx = { cfg, numClasses: cfg.numClasses, backbone, rng: mulberry32(config.seed), sample: data.sample!, ...withClip };
   for (const [k, t] of await method.init(initCtx, options)) initial.set(k, t);
   const backendName = `tfjs ${backend.backend}${backend.package.includes('gpu') ? ' (GPU)' : ''}`;
+  const backboneSha256 = sha256File(weightsFile);
+  const fingerprint: RunFingerprint = {
+    version: 1,
+    method: { name: method.name, options },
+    backbone: { arch: cfg.name, imgSize: cfg.imgSize, sha256: backboneSha256, weights: config.backbone.weights, ...(config.backbone.source && { source: config.backbone.source }) },
+    ...(clip && config.backbone.tokenizer && { text: { config: config.text, tokenizerSha256: sha256File(resolve(base, config.backbone.tokenizer)) } }),
+    data: { config: config.data, kShot: config.kShot ?? null, sha256: splitDigest(split), classes: split.train.classes, trainImages: split.train.samples.length, valImages: split.val.samples.length },
+    seed: config.seed,
+    recipe,
+  };
   const job: TrainJob = {
     name: config.name,
     outDir: resolve(base, config.output.dir),
@@ -121,8 +133,9 @@ export async function prepareJob(config: CompileConfig, configFile: string, opts
     options,
     recipe,
     arch: cfg.name,
-    backboneSha256: sha256File(weightsFile),
+    backboneSha256,
     seed: config.seed,
+    fingerprint,
     patience: config.recipe.patience,
     resume: opts.resume,
     config,

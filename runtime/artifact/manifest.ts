@@ -9,7 +9,7 @@
 // override minConfidence per camera at run time (MQTT `set-threshold`), never okLabels.
 
 import { z } from 'zod';
-import { formatIssues } from '../schema/codec.ts';
+import { fieldIssues, issueReport } from '../../devices/config-issues.ts';
 import { ArtifactError } from './errors.ts';
 
 export const MANIFEST_SCHEMA_VERSION = 1 as const;
@@ -138,10 +138,10 @@ export function validateWith<S extends z.ZodType>(schema: S, value: unknown, fil
       { field: 'schemaVersion' },
     );
   }
-  const r = schema.safeParse(value);
+  const r = schema.safeParse(value, { reportInput: true });
   if (!r.success) {
-    const first = r.error.issues[0]?.path.map(String).join('.');
-    throw new ArtifactError('MANIFEST_INVALID', file, `manifest.json is invalid: ${formatIssues(r.error.issues)}`, first ? { field: first } : {});
+    const issues = fieldIssues(r.error, '', schema);
+    throw new ArtifactError('MANIFEST_INVALID', file, issueReport('manifest.json is invalid', issues), { field: issues[0]!.field, issues });
   }
   return r.data as z.output<S>;
 }
