@@ -115,15 +115,15 @@ test('the live model: its own batches and the database\'s rows merge without cou
   await insertResults(db, all.map((r) => ({ device: r.device, seqEpoch: r.seqEpoch, seq: r.seq, captureTs: r.captureTs, json: JSON.stringify(r), receivedTs: now })));
   const model = new LiveModel(parseShifts('none'));
   // This process stored `mine` (seq 4 is NG by the fixture's rule); another recorder stored `others`.
-  model.apply({ results: mine, messages: [], malformed: [], duplicates: 0, ms: 1 });
+  model.apply({ results: mine, messages: [], malformed: [], frames: [], labels: [], duplicates: 0, ms: 1 });
   const today = () => model.devices(now)[0]!.cameras[0]!.today;
   t.deepEqual(today(), { ok: 4, ng: 0 });
   await model.poll(db, now);
   t.deepEqual(today(), { ok: 4, ng: 3 }, 'the database adds the other recorder\'s rows');
   await model.poll(db, now);
-  model.apply({ results: [], messages: [], malformed: [], duplicates: 0, ms: 1 });
+  model.apply({ results: [], messages: [], malformed: [], frames: [], labels: [], duplicates: 0, ms: 1 });
   t.deepEqual(today(), { ok: 4, ng: 3 }, 'polling again adds nothing');
   // A deployment state from the device shows on its row.
-  model.apply({ results: [], messages: [{ kind: 'deploy', value: deployState('d1', now), receivedTs: now }], malformed: [], duplicates: 0, ms: 1 });
+  model.apply({ results: [], messages: [{ kind: 'deploy', value: deployState('d1', now), receivedTs: now }], malformed: [], frames: [], labels: [], duplicates: 0, ms: 1 });
   t.deepEqual(model.devices(now)[0]!.deploy, { installed: 'parts-vpt@1.0.6 r6', rollout: 'r-7', artifact: 'model parts-vpt@1.0.7 r7', state: 'shadow', since: now - 1000, reason: null });
 });

@@ -31,7 +31,7 @@ interface Client {
 }
 
 const ClientMessageSchema = z.discriminatedUnion('view', [
-  z.strictObject({ type: z.literal('view'), view: z.enum(['fleet', 'actions']) }),
+  z.strictObject({ type: z.literal('view'), view: z.enum(['fleet', 'actions', 'review']) }),
   z.strictObject({ type: z.literal('view'), view: z.literal('camera'), device: DeviceId, camera: CameraId }),
 ]);
 

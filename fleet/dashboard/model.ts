@@ -159,6 +159,7 @@ export class LiveModel {
           lastCaptureTs: info?.lastCaptureTs ?? null,
           model: info?.model ?? null,
           prompt: info?.prompt ?? null,
+          drift: h?.drift ?? null,
         };
       });
       const lastResult = Math.max(...cameras.map((c) => c.lastCaptureTs ?? -Infinity));
@@ -233,5 +234,7 @@ function eventText(e: EventPayload): string {
       return `camera ${e.camera} back after ${Math.round(e.downMs)} ms`;
     case 'error':
       return `${e.code}${e.camera ? ` (${e.camera})` : ''}: ${e.message}`;
+    case 'drift':
+      return `camera ${e.camera} ${e.state === 'drifting' ? 'drifting' : 'back to normal'}: score PSI ${e.scorePsi.toFixed(2)} (bound ${e.threshold.scorePsi}), class PSI ${e.classPsi.toFixed(2)} over ${e.frames} results`;
   }
 }

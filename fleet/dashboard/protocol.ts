@@ -51,6 +51,8 @@ export interface CameraView {
   /** name@version of the model and prompt pack of the newest result. */
   model: string | null;
   prompt: string | null;
+  /** The device's drift monitor (health): its latest figures; null before any, or for a model without a drift reference. */
+  drift: { scorePsi: number; classPsi: number; frames: number; drifting: boolean } | null;
 }
 
 export interface DeviceView {
@@ -139,7 +141,7 @@ export type ServerMessage =
   /** On opening a camera page: its newest stored results, newest first. */
   | { type: 'camera-history'; device: string; camera: string; results: ResultView[] };
 
-export type ClientMessage = { type: 'view'; view: 'fleet' | 'actions' } | { type: 'view'; view: 'camera'; device: string; camera: string };
+export type ClientMessage = { type: 'view'; view: 'fleet' | 'actions' | 'review' } | { type: 'view'; view: 'camera'; device: string; camera: string };
 
 /** POST /api/command */
 export interface CommandRequestBody {
@@ -157,4 +159,76 @@ export interface ActionView {
   args: unknown;
   ok: boolean;
   reply: unknown;
+}
+
+// ---------------------------------------------------------------- review (docs/data-loop.md)
+
+/** A kept frame's key: its result's. */
+export interface FrameKey {
+  device: string;
+  seqEpoch: string;
+  seq: number;
+}
+
+export interface LabelView {
+  labelId: string;
+  decision: 'OK' | 'NG';
+  class: string | null;
+  /** plc | mqtt | review */
+  source: string;
+  by: string | null;
+  ts: number;
+}
+
+/** GET /api/review/frames */
+export interface FrameSummary extends FrameKey {
+  camera: string;
+  triggerId: string | null;
+  captureTs: number;
+  keptTs: number;
+  reasons: string[];
+  release: number;
+  model: string;
+  label: string;
+  score: number;
+  okScore: number | null;
+  threshold: number;
+  decision: 'OK' | 'NG';
+  contentType: string;
+  width: number;
+  height: number;
+  /** The newest label for its result, or null (unreviewed). */
+  truth: LabelView | null;
+  labels: number;
+}
+
+/** GET /api/review/frame, and the answer to POST /api/review/label */
+export interface FrameDetail extends FrameSummary {
+  /** The task the frame was decided by: classes, good-part classes (null: every one). */
+  classes: string[];
+  okLabels: string[] | null;
+  /** Every label naming its result, oldest first. */
+  history: LabelView[];
+}
+
+/** GET /api/review/rates: per camera and model, from the line's own ground truth. */
+export interface LineRates {
+  device: string;
+  camera: string;
+  model: string;
+  /** From the device's kept frames or deployment state; null when neither says. */
+  release: number | null;
+  /** Results with a label (the newest label of each counts). */
+  labelled: number;
+  good: number;
+  defective: number;
+  escapes: number;
+  falseRejects: number;
+  escapeRate: number | null;
+  falseRejectRate: number | null;
+}
+
+/** POST /api/review/label */
+export interface LabelRequestBody extends FrameKey {
+  class: string;
 }

@@ -21,6 +21,7 @@ import { insertAction } from '../record/store.ts';
 import type { Sessions } from './auth.ts';
 import type { Hub } from './hub.ts';
 import type { Role } from './protocol.ts';
+import { registerReview } from './review-api.ts';
 
 const COOKIE = 'ep_session';
 
@@ -169,6 +170,8 @@ export async function buildServer(d: ServerDeps): Promise<FastifyInstance> {
   });
 
   app.get('/api/fleet', async () => d.hub.fleet());
+
+  registerReview(app, { db: d.db, log: d.log });
 
   app.get('/ws', { websocket: true }, (socket, req) => {
     const c = d.hub.attach(socket, req.user!);

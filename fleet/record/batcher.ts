@@ -13,6 +13,8 @@
 import { EventEmitter } from 'node:events';
 import type { Log } from '../../runtime/log.ts';
 import type { ResultPayload } from '../../runtime/schema/payloads.ts';
+import type { FrameHeader, LabelPayload } from '../../runtime/schema/keep.ts';
+import { frameKey, insertFrames, insertLabels, resolveLabels, type FrameRow, type LabelRow } from './loop-store.ts';
 import type { Classified, Malformed, MessagePayload } from './classify.ts';
 import type { Db } from './db.ts';
 import type { AckToken } from './held-acks.ts';
@@ -32,6 +34,9 @@ export interface StoredBatch {
   /** Messages stored now for the first time. */
   messages: { kind: MessageRow['kind']; value: MessagePayload; receivedTs: number }[];
   malformed: MalformedRow[];
+  /** Kept frames and labels stored now for the first time (docs/data-loop.md). */
+  frames: FrameHeader[];
+  labels: LabelPayload[];
   /** Results in the batch that were already stored. */
   duplicates: number;
   ms: number;
@@ -45,6 +50,9 @@ interface Item {
 export interface BatcherStats {
   received: number;
   stored: number;
+  /** Kept frames and labels stored (each once). */
+  frames: number;
+  labels: number;
   duplicates: number;
   malformed: number;
   batches: number;
@@ -66,7 +74,7 @@ export class Batcher extends EventEmitter<{ stored: [StoredBatch] }> {
   private closed = false;
   /** UTC days (YYYYMMDD) known to have a results partition; null until read. */
   private days: Set<string> | null = null;
-  readonly stats: BatcherStats = { received: 0, stored: 0, duplicates: 0, malformed: 0, batches: 0, buffered: 0, retries: 0, lastError: null };
+  readonly stats: BatcherStats = { received: 0, stored: 0, frames: 0, labels: 0, duplicates: 0, malformed: 0, batches: 0, buffered: 0, retries: 0, lastError: null };
 
   constructor(
     private readonly db: Db,
@@ -137,7 +145,7 @@ export class Batcher extends EventEmitter<{ stored: [StoredBatch] }> {
     this.resultsBuffered -= results;
     this.stats.buffered = this.buffer.length;
     const t0 = performance.now();
-    const out: StoredBatch = { results: [], messages: [], malformed: [], duplicates: 0, ms: 0 };
+    const out: StoredBatch = { results: [], messages: [], malformed: [], frames: [], labels: [], duplicates: 0, ms: 0 };
     let delay = this.opts.retryMinMs ?? 100;
     for (;;) {
       try {
@@ -152,13 +160,15 @@ export class Batcher extends EventEmitter<{ stored: [StoredBatch] }> {
         }
         await new Promise((r) => setTimeout(r, delay).unref()); // unref: a closing recorder does not wait for it
         delay = Math.min(delay * 2, this.opts.retryMaxMs ?? 5000);
-        out.results.length = out.messages.length = out.malformed.length = out.duplicates = 0;
+        out.results.length = out.messages.length = out.malformed.length = out.frames.length = out.labels.length = out.duplicates = 0;
       }
     }
     for (const it of items) it.token.done();
     out.ms = performance.now() - t0;
     this.stats.batches++;
     this.stats.stored += out.results.length;
+    this.stats.frames += out.frames.length;
+    this.stats.labels += out.labels.length;
     this.stats.duplicates += out.duplicates;
     this.stats.malformed += out.malformed.reduce((s, m) => s + m.count, 0);
     this.stats.lastError = null;
@@ -189,6 +199,33 @@ export class Batcher extends EventEmitter<{ stored: [StoredBatch] }> {
     this.days = null;
   }
 
+  /** Frames one by one (each its own statement), labels in one; a row the database refuses as data is counted malformed. */
+  private async storeLoop(frames: FrameRow[], labels: LabelRow[], out: StoredBatch, addBad: (m: Malformed, ts: number) => void): Promise<void> {
+    for (const f of frames) {
+      const h = f.header;
+      try {
+        if ((await insertFrames(this.db, [f])).has(frameKey(h.device, h.result.seqEpoch, h.result.seq))) out.frames.push(h);
+        else out.duplicates++;
+      } catch (e) {
+        if (!isDataError(e)) throw e;
+        addBad({ device: h.device, kind: 'frame', code: 'UNSTORABLE', topic: '', message: `the database refused the frame: ${(e as Error).message}` }, Date.now());
+      }
+    }
+    const store = async (rows: LabelRow[]): Promise<void> => {
+      try {
+        const fresh = await insertLabels(this.db, rows);
+        for (const r of rows) if (fresh.delete(r.label.labelId)) out.labels.push(r.label);
+      } catch (e) {
+        if (!isDataError(e)) throw e;
+        if (rows.length === 1) return addBad({ device: rows[0]!.label.device, kind: 'label', code: 'UNSTORABLE', topic: '', message: `the database refused the label: ${(e as Error).message}` }, Date.now());
+        const h = Math.ceil(rows.length / 2);
+        await store(rows.slice(0, h));
+        await store(rows.slice(h));
+      }
+    };
+    if (labels.length > 0) await store(labels);
+  }
+
   /** Stores items; on a data error, halves until the offending row is isolated. */
   private async store(items: Item[], out: StoredBatch): Promise<void> {
     const results: { row: ResultRow; value: ResultPayload }[] = [];
@@ -200,9 +237,13 @@ export class Batcher extends EventEmitter<{ stored: [StoredBatch] }> {
       if (prev) Object.assign(prev, { count: prev.count + 1, lastTs: ts, topic: m.topic, message: m.message });
       else malformed.set(key, { ...m, count: 1, firstTs: ts, lastTs: ts });
     };
+    const frames: FrameRow[] = [];
+    const labels: LabelRow[] = [];
     for (const { c } of items) {
       if (c.kind === 'result') results.push(c);
       else if (c.kind === 'message') messages.push(c);
+      else if (c.kind === 'frame') frames.push(c.row);
+      else if (c.kind === 'label') labels.push(c.row);
       else addBad(c.malformed, Date.now());
     }
     await this.ensureDays(results.map((r) => r.row.captureTs), false);
@@ -241,6 +282,8 @@ export class Batcher extends EventEmitter<{ stored: [StoredBatch] }> {
       }
     };
     await storeRows(results, messages);
+    await this.storeLoop(frames, labels, out, addBad);
+    if (out.results.length > 0 || out.labels.length > 0) await resolveLabels(this.db);
     out.malformed = [...malformed.values()];
     await addMalformed(this.db, out.malformed);
   }

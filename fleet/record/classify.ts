@@ -9,18 +9,22 @@ import { decodePayload } from '../../runtime/schema/codec.ts';
 import { DeployStatePayload } from '../../runtime/schema/deploy.ts';
 import { EventPayload, HealthPayload, ResultPayload, StatePayload, StatusPayload } from '../../runtime/schema/payloads.ts';
 import { parseTopic } from '../../runtime/mqtt/topics.ts';
+import { decodeFrameMessage, LabelPayload } from '../../runtime/schema/keep.ts';
+import type { FrameRow, LabelRow } from './loop-store.ts';
 import type { MessageKind, MessageRow, ResultRow } from './store.ts';
 
 export interface Malformed {
   device: string;
   kind: string;
-  code: 'BAD_TOPIC' | 'BAD_JSON' | 'INVALID_PAYLOAD' | 'WRONG_DEVICE' | 'UNSTORABLE';
+  code: 'BAD_TOPIC' | 'BAD_JSON' | 'BAD_FRAME' | 'INVALID_PAYLOAD' | 'WRONG_DEVICE' | 'UNSTORABLE';
   topic: string;
   message: string;
 }
 
 export type Classified =
   | { kind: 'result'; row: ResultRow; value: ResultPayload }
+  | { kind: 'frame'; row: FrameRow }
+  | { kind: 'label'; row: LabelRow }
   | { kind: 'message'; row: MessageRow; value: MessagePayload }
   | { kind: 'malformed'; malformed: Malformed }
   /** A topic we do not store (a command or reply that matched a wildcard). */
@@ -46,6 +50,20 @@ export function classify(topic: string, payload: Buffer, receivedTs: number): Cl
       return bad(where.device, 'result', 'WRONG_DEVICE', topic, `result on ${topic} says device ${JSON.stringify(r.device)} camera ${JSON.stringify(r.camera)}`);
     }
     return { kind: 'result', value: r, row: { device: r.device, captureTs: r.captureTs, seqEpoch: r.seqEpoch, seq: r.seq, json: text, receivedTs } };
+  }
+  if (where.kind === 'frame') {
+    const d = decodeFrameMessage(payload);
+    if (!d.ok) return bad(where.device, 'frame', d.code, topic, d.message);
+    if (d.header.device !== where.device || d.header.camera !== where.camera) {
+      return bad(where.device, 'frame', 'WRONG_DEVICE', topic, `frame on ${topic} says device ${JSON.stringify(d.header.device)} camera ${JSON.stringify(d.header.camera)}`);
+    }
+    return { kind: 'frame', row: { header: d.header, image: d.image, receivedTs } };
+  }
+  if (where.kind === 'label') {
+    const d = decodePayload(LabelPayload, topic, text);
+    if (!d.ok) return bad(where.device, 'label', d.error.code, topic, d.error.message);
+    if (d.value.device !== where.device) return bad(where.device, 'label', 'WRONG_DEVICE', topic, `label on ${topic} says device ${JSON.stringify(d.value.device)}`);
+    return { kind: 'label', row: { label: d.value, receivedTs } };
   }
   const kind: MessageKind = where.kind;
   const d = decodePayload(SCHEMAS[where.kind], topic, text);

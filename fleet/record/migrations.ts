@@ -79,6 +79,37 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX actions_by_time ON edgeprompt.actions (ts)`,
     ],
   },
+  {
+    version: 2,
+    name: 'the data loop: kept frames and labels (docs/data-loop.md)',
+    statements: [
+      // One row per kept frame, keyed by its result (a result has one frame): a redelivery is a
+      // no-op. The image as the device encoded it; the header (with the whole result) as jsonb.
+      `CREATE TABLE edgeprompt.frames (
+        device text NOT NULL, seq_epoch text NOT NULL, seq bigint NOT NULL,
+        camera text NOT NULL, trigger_id text, capture_ts timestamptz NOT NULL, kept_ts timestamptz NOT NULL, received_ts timestamptz NOT NULL,
+        reasons text[] NOT NULL, release integer NOT NULL,
+        model_name text NOT NULL, model_version text NOT NULL, model_sha256 text NOT NULL,
+        label text NOT NULL, score real NOT NULL, ok_score real, threshold real NOT NULL, decision text NOT NULL CHECK (decision IN ('OK', 'NG')),
+        content_type text NOT NULL, width integer NOT NULL, height integer NOT NULL, image bytea NOT NULL,
+        header jsonb NOT NULL,
+        PRIMARY KEY (device, seq_epoch, seq))`,
+      `CREATE INDEX frames_by_kept ON edgeprompt.frames (kept_ts)`,
+      `CREATE INDEX frames_by_camera ON edgeprompt.frames (device, camera, kept_ts)`,
+      // Ground truth: one row per label (the device's UUID, or the dashboard's for a review), so a
+      // redelivery is a no-op and a result's history is every row naming it. seq is null until the
+      // label is resolved to a result (a PLC label for a trigger id the device no longer held).
+      `CREATE TABLE edgeprompt.labels (
+        label_id uuid PRIMARY KEY,
+        device text NOT NULL, camera text, seq_epoch text, seq bigint, trigger_id text,
+        ts timestamptz NOT NULL, received_ts timestamptz NOT NULL,
+        decision text NOT NULL CHECK (decision IN ('OK', 'NG')), class text,
+        source text NOT NULL, by_name text, frame_kept boolean NOT NULL)`,
+      `CREATE INDEX labels_by_result ON edgeprompt.labels (device, seq_epoch, seq, ts)`,
+      `CREATE INDEX labels_unresolved ON edgeprompt.labels (device, camera, trigger_id) WHERE seq IS NULL`,
+      `CREATE INDEX results_by_trigger ON edgeprompt.results (device, camera, trigger_id, capture_ts) WHERE trigger_id IS NOT NULL`,
+    ],
+  },
 ];
 
 /** An arbitrary constant: the advisory lock that serialises migrations across recorders. */

@@ -3,7 +3,7 @@
 //
 // - A persistent session (fixed client id, clean:false, session expiry on MQTT 5) with QoS 1
 //   subscriptions: while the recorder is away the broker keeps what it missed.
-// - Results, health and events through an MQTT 5 shared subscription ($share/<group>/…), so
+// - Results, health, events, kept frames and labels through an MQTT 5 shared subscription ($share/<group>/…), so
 //   several recorders with one group split the load; status, state and deploy (retained, one per device)
 //   through plain subscriptions, so every recorder, and the dashboard built on one, sees all.
 // - PUBACK after the batch is stored (held-acks.ts): killed mid-stream, the recorder loses nothing,
@@ -95,17 +95,18 @@ export class Recorder extends EventEmitter<Events> {
     const batcher = new Batcher(db, { maxRows, maxDelayMs: o.maxDelayMs }, log);
     const clientId = o.mqtt.clientId ?? defaultClientId(deps.role ?? 'recorder');
     const mo = toMqttOptions(o.mqtt, { clientId, clean: false });
-    // MQTT 5: the in-flight window (see held-acks.ts), and no packet above 1 MiB (a result is about
-    // 1 KB; the broker drops a larger message for this client instead of sending it).
-    if (o.mqtt.protocolVersion === 5) mo.properties = { ...mo.properties, receiveMaximum: o.receiveMaximum ?? Math.min(65_535, 4 * maxRows), maximumPacketSize: 1 << 20 };
+    // MQTT 5: the in-flight window (see held-acks.ts), and no packet above 16 MiB (a result is about
+    // 1 KB, a kept frame an image at the model's size, tens of KB; the broker drops a larger message
+    // for this client instead of sending it).
+    if (o.mqtt.protocolVersion === 5) mo.properties = { ...mo.properties, receiveMaximum: o.receiveMaximum ?? Math.min(65_535, 4 * maxRows), maximumPacketSize: 16 << 20 };
     const client = mqtt.connect(o.mqtt.url, mo);
     const acks = new HeldAcks(client);
 
     const shared = (f: string) => (o.group === null ? f : `$share/${o.group}/${f}`);
-    const subscriptions = [shared(filters.results()), shared(filters.health()), shared(filters.event()), filters.status(), filters.state(), filters.deploy()];
+    const subscriptions = [shared(filters.results()), shared(filters.health()), shared(filters.event()), shared(filters.frames()), shared(filters.labels()), filters.status(), filters.state(), filters.deploy()];
     let resolveReady!: () => void;
     const ready = new Promise<void>((r) => (resolveReady = r));
-    const rec = new Recorder(db, o.group === null ? [] : subscriptions.slice(0, 3), o, clientId, client, acks, batcher, log, ready);
+    const rec = new Recorder(db, o.group === null ? [] : subscriptions.slice(0, 5), o, clientId, client, acks, batcher, log, ready);
 
     client.on('connect', () => {
       rec.emit('connect');

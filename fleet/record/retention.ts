@@ -4,7 +4,7 @@
 //   a device with an unset clock does not lose what it sends today);
 // - size: while the recorder's tables (indexes included) exceed `maxBytes`, the day that received
 //   its last result longest ago. Today's partition (UTC) is never dropped.
-// Device messages (status, state, health, events), malformed counts and the action log are deleted
+// Device messages (status, state, health, events), kept frames and labels, malformed counts and the action log are deleted
 // row by row past the age limit, and past the newest dropped day when trimming for size; the
 // per-camera OK/NG counts follow the age limit only (they are small, and yields outlive results).
 // Several recorders on one server may all run this: each step is idempotent.
@@ -108,6 +108,8 @@ export async function applyRetention(db: Db, opts: RetentionOptions, now = Date.
     deletedMessages = await deleteInChunks(db, 'messages', 'received_ts', messagesBefore);
     await deleteInChunks(db, 'malformed', 'last_ts', messagesBefore);
     await deleteInChunks(db, 'actions', 'ts', messagesBefore);
+    await deleteInChunks(db, 'frames', 'received_ts', messagesBefore);
+    await deleteInChunks(db, 'labels', 'received_ts', messagesBefore);
   }
   if (opts.maxAgeDays !== null) await deleteInChunks(db, 'camera_counts', 'last_ts', now - opts.maxAgeDays * DAY_MS);
   // Deleted rows' space becomes reusable. The embedded database also checkpoints here: PGlite

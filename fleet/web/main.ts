@@ -1,4 +1,4 @@
-// The line dashboard's page: Fleet, Camera and Actions over one WebSocket (store.ts).
+// The line dashboard's page: Fleet, Camera, Review and Actions over one WebSocket (store.ts).
 
 import { html, render } from 'htm/preact';
 import { useEffect } from 'preact/hooks';
@@ -7,6 +7,7 @@ import { ActionsPage } from './pages/actions.ts';
 import { CameraPage } from './pages/camera.ts';
 import { FleetPage } from './pages/fleet.ts';
 import { LoginPage } from './pages/login.ts';
+import { ReviewPage } from './pages/review.ts';
 import { api, connect, disconnect, markPainted, navigate, useStore } from './store.ts';
 
 function Header() {
@@ -21,6 +22,7 @@ function Header() {
     <b>EdgePrompt</b> line dashboard
     <nav>
       <a href="#/" class=${s.route.page === 'fleet' ? 'active' : ''}>Fleet</a>
+      <a href="#/review" class=${s.route.page === 'review' ? 'active' : ''}>Review</a>
       <a href="#/actions" class=${s.route.page === 'actions' ? 'active' : ''}>Actions</a>
     </nav>
     ${bad ? html`<a href="#/" class="badge ng" title="malformed messages on the broker">${bad} malformed</a>` : ''}
@@ -35,7 +37,7 @@ function App() {
   const s = useStore();
   // Effects run after the browser painted: the results shown in this render are now visible.
   useEffect(() => markPainted());
-  const page = s.route.page === 'login' ? html`<${LoginPage} />` : s.route.page === 'camera' ? html`<${CameraPage} />` : s.route.page === 'actions' ? html`<${ActionsPage} />` : html`<${FleetPage} />`;
+  const page = s.route.page === 'login' ? html`<${LoginPage} />` : s.route.page === 'camera' ? html`<${CameraPage} />` : s.route.page === 'actions' ? html`<${ActionsPage} />` : s.route.page === 'review' ? html`<${ReviewPage} />` : html`<${FleetPage} />`;
   return html`<${Header} /><main>${page}</main>`;
 }
 

@@ -7,7 +7,7 @@ import type { ClientMessage, ResultView, ServerMessage } from '../dashboard/prot
 
 type Msg<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
 
-export type Route = { page: 'fleet' } | { page: 'actions' } | { page: 'camera'; device: string; camera: string } | { page: 'login' };
+export type Route = { page: 'fleet' } | { page: 'actions' } | { page: 'review' } | { page: 'camera'; device: string; camera: string } | { page: 'login' };
 
 export interface State {
   route: Route;
@@ -28,6 +28,7 @@ export function parseRoute(hash: string): Route {
   const parts = hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
   if (parts[0] === 'camera' && parts[1] && parts[2]) return { page: 'camera', device: parts[1], camera: parts[2] };
   if (parts[0] === 'actions') return { page: 'actions' };
+  if (parts[0] === 'review') return { page: 'review' };
   return { page: 'fleet' };
 }
 
@@ -72,7 +73,7 @@ let retry: ReturnType<typeof setTimeout> | null = null;
 
 function viewMessage(r: Route): ClientMessage | null {
   if (r.page === 'camera') return { type: 'view', view: 'camera', device: r.device, camera: r.camera };
-  if (r.page === 'fleet' || r.page === 'actions') return { type: 'view', view: r.page };
+  if (r.page === 'fleet' || r.page === 'actions' || r.page === 'review') return { type: 'view', view: r.page };
   return null;
 }
 

@@ -226,6 +226,7 @@ export class Keeper {
       camera: e.camera,
       result: e.result!,
       release: e.manifest.release,
+      task: { labels: e.manifest.labels, okLabels: e.manifest.thresholds.okLabels ?? null, threshold: e.threshold },
       reasons,
       keptTs: Date.now(),
       ...(e.shadow && { shadow: e.shadow }),

@@ -44,6 +44,8 @@ export const FrameHeader = z.object({
   result: ResultPayload,
   /** The model's release number (manifest `release`), so an export can say which release saw the frame. */
   release: z.number().int().nonnegative(),
+  /** The rule it was decided by: the model's classes, which of them are good parts (null: every one), the camera's threshold. */
+  task: z.object({ labels: z.array(Text(256)).min(1).max(100_000), okLabels: z.array(Text(256)).nullable(), threshold: z.number().min(0).max(1) }),
   reasons: z.array(KeepReason).min(1),
   /** When the device kept it. */
   keptTs: EpochMs,

@@ -23,7 +23,9 @@ function CameraRow({ d, c }: { d: DeviceView; c: CameraView }) {
   const shiftTotal = c.shift.ok + c.shift.ng;
   return html`<tr class="camera" data-testid=${`camera-${d.device}-${c.camera}`}>
     <td class="indent"><a href=${cameraHref(d.device, c.camera)}>${c.camera}</a></td>
-    <td><span class=${`state ${c.state ?? 'unknown'}`}>${c.paused ? 'paused' : (c.state ?? '–')}</span></td>
+    <td><span class=${`state ${c.state ?? 'unknown'}`}>${c.paused ? 'paused' : (c.state ?? '–')}</span>${c.drift?.drifting
+      ? html` <a href="#/review" class="badge ng" data-testid="drifting" title=${`score PSI ${c.drift.scorePsi.toFixed(2)}, class PSI ${c.drift.classPsi.toFixed(2)} over ${c.drift.frames} results`}>drift</a>`
+      : ''}</td>
     <td>${num(c.fpsIn, 1)} / ${num(c.fpsProcessed, 1)}</td>
     <td>${c.droppedFrames ?? '–'}</td>
     <td>${num(c.threshold, 2)}</td>
