@@ -41,7 +41,7 @@ function Thumb({ f, selected, onClick }: { f: FrameSummary; selected: boolean; o
   const truth = f.truth;
   return html`<div class=${`thumb ${selected ? 'selected' : ''} ${f.decision === 'OK' ? 'ok-border' : 'ng-border'}`} onClick=${onClick} data-testid="thumb" data-seq=${f.seq}>
     <img src=${`/api/review/image?${keyOf(f)}`} alt=${`${f.device}/${f.camera} seq ${f.seq}`} loading="lazy" />
-    <div class="small"><span class=${f.decision === 'OK' ? 'ok' : 'ng'}>${f.decision}</span> ${f.label} ${(100 * (f.okScore ?? f.score)).toFixed(0)} %</div>
+    <div class="small"><span class=${f.decision === 'OK' ? 'ok' : 'ng'}>${f.decision}</span> ${f.label} ${(100 * f.score).toFixed(0)} %</div>
     <div class="small muted">${f.camera} · ${time(f.keptTs)}</div>
     ${truth ? html`<div class="small" data-testid="truth"><b class=${truth.decision === 'OK' ? 'ok' : 'ng'}>${truth.class ?? truth.decision}</b> <span class="muted">(${truth.source})</span></div>` : ''}
   </div>`;
