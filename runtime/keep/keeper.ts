@@ -11,7 +11,7 @@ import type { Log } from '../log.ts';
 import type { Outbox } from '../mqtt/outbox.ts';
 import { topics } from '../mqtt/topics.ts';
 import type { PipelineResult } from '../pipeline/types.ts';
-import { encodeFrameMessage, LabelPayload, type FrameHeader, type KeepReason } from '../schema/keep.ts';
+import { classOf, encodeFrameMessage, LabelPayload, type FrameHeader, type KeepReason } from '../schema/keep.ts';
 import { PAYLOAD_VERSION, type ArtifactRef, type ResultPayload } from '../schema/payloads.ts';
 import { rulesFor, type KeepConfig, type KeepRules } from './config.ts';
 import { encodeImage } from './image.ts';
@@ -73,6 +73,8 @@ export class Keeper {
   private readonly recent: RecentResults;
   private readonly rules = new Map<string, KeepRules>();
   private readonly limiters = new Map<string, KeepLimiter>();
+  /** The manifest of each camera's newest result: a label for a result no longer held still gets its class mapped. */
+  private readonly lastManifest = new Map<string, PipelineResult['manifest']>();
   private readonly jobs = new Set<Promise<void>>();
   private encoding = 0;
   private readonly now: () => number;
@@ -101,6 +103,7 @@ export class Keeper {
 
   /** A result as the pipeline produced it: its frame is held until the result is durable. */
   observe(r: PipelineResult): void {
+    this.lastManifest.set(r.input.camera, r.manifest);
     this.recent.observe({ camera: r.input.camera, frame: r.frame, input: r.input, manifest: r.manifest, threshold: r.threshold, result: null, kept: false, pending: new Set() });
   }
 
@@ -141,10 +144,14 @@ export class Keeper {
       }
     } else if (q.triggerId !== undefined && q.camera !== undefined) {
       e = this.recent.findByTrigger(q.camera, q.triggerId);
+      // A PLC may confirm a part as soon as it has its RESULT line, a few ms before the result is
+      // durable in the outbox (and has its seq): wait for that, briefly.
+      if (e && e.result === null) await Promise.race([e.durable, new Promise((r) => setTimeout(r, 2000).unref())]);
       if (e?.result) target = { seqEpoch: e.result.seqEpoch, seq: e.result.seq };
     }
     const camera = e?.camera ?? q.camera ?? null;
     const keepFrame = e !== undefined && e.result !== null && (this.rules.get(e.camera)?.label ?? false);
+    if (e && e.result === null) e = undefined; // never became durable: the recorder resolves the trigger id
     const frameKept = e !== undefined && (e.kept || keepFrame);
     const label: LabelPayload = LabelPayload.parse({
       v: PAYLOAD_VERSION,
@@ -155,7 +162,7 @@ export class Keeper {
       target,
       triggerId: q.triggerId ?? e?.result?.triggerId ?? null,
       decision: q.decision,
-      class: q.class === undefined ? null : classOf(q.class, e?.manifest.labels ?? []),
+      class: q.class === undefined ? null : classOf(q.class, (e?.manifest ?? (camera === null ? undefined : this.lastManifest.get(camera)))?.labels ?? []),
       source: q.source,
       by: q.by ?? null,
       frameKept,
@@ -234,11 +241,4 @@ export class Keeper {
     };
     await this.d.spool.put({ topic: topics.frame(this.d.device, e.camera), payload: encodeFrameMessage(header, img.data) });
   }
-}
-
-/** The line's class as the model names it: a PLC sends a label as a token (spaces and the like as `_`). */
-export function classOf(given: string, labels: readonly string[]): string {
-  if (labels.includes(given)) return given;
-  const token = (l: string) => l.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 32);
-  return labels.find((l) => token(l) === given) ?? given;
 }

@@ -11,6 +11,8 @@ import type { ArtifactRef, ResultInput, ResultPayload } from '../schema/payloads
 
 export interface Recent {
   camera: string;
+  /** Resolves when the result is durable (set by observe()). */
+  durable?: Promise<void>;
   frame: Frame;
   input: ResultInput;
   manifest: Manifest;
@@ -33,20 +35,24 @@ export class RecentResults {
 
   constructor(private readonly perCamera: number) {}
 
-  /** Registers a result as the pipeline produced it (before it is durable). */
+  private readonly settle = new WeakMap<Recent, () => void>();
+
+  /** Registers a result as the pipeline produced it (before it is durable); findable by frame and trigger id at once. */
   observe(e: Recent): void {
+    e.durable = new Promise((r) => this.settle.set(e, r));
     this.byData.set(e.frame.data, e);
+    if (e.input.triggerId !== null && this.perCamera > 0) this.byTrigger.set(triggerKey(e.camera, e.input.triggerId), e);
   }
 
   /** The result is durable: it joins its camera's ring (and becomes findable by seq and trigger id). */
   accepted(e: Recent, result: ResultPayload): void {
     e.result = result;
+    this.settle.get(e)?.();
     if (this.perCamera === 0) return;
     let ring = this.rings.get(e.camera);
     if (!ring) this.rings.set(e.camera, (ring = []));
     ring.push(e);
     this.bySeq.set(seqKey(result.seqEpoch, result.seq), e);
-    if (result.triggerId !== null) this.byTrigger.set(triggerKey(e.camera, result.triggerId), e);
     while (ring.length > this.perCamera) this.evict(ring.shift()!);
   }
 

@@ -29,6 +29,17 @@ export const TriggerIdText = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be
 /** A class as the line names it: a model label, or a new class the model does not know yet. */
 export const LabelClass = z.string().min(1).max(256).regex(/^[^\u0000-\u001f\u007f]+$/, 'must not hold control characters');
 
+/**
+ * The line's class as the model names it: a PLC sends a class as one token (spaces and other
+ * characters as `_`, docs/serial-protocol.md), so `missing_hole` is the label `missing hole`. A
+ * class the model does not know stays as given (a new defect for the next re-tune).
+ */
+export function classOf(given: string, labels: readonly string[]): string {
+  if (labels.includes(given)) return given;
+  const token = (l: string) => l.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 32);
+  return labels.find((l) => token(l) === given) ?? given;
+}
+
 /** Which result a label or frame is about: the result's sequence identity on its device. */
 export const ResultKey = z.object({ seqEpoch: Text(64), seq: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER) });
 export type ResultKey = z.infer<typeof ResultKey>;
