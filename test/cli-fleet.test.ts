@@ -1,4 +1,4 @@
-/** `edgeprompt record | dashboard | dashboard-user` as a user runs them: bad input is one line and exit 2, before any database is created. */
+/** `edgeprompt record | dashboard | dashboard-user | data export` as a user runs them: bad input is one line and exit 2, before any database is created. */
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -30,6 +30,8 @@ test('refused input: one line naming the option, exit 2, no stack, no database c
     [['record', '--url', 'mqtt://127.0.0.1:1', '--db', 'ftp://somewhere/db'], /error \[DB_BAD_SPEC\]: --db "ftp:\/\/somewhere\/db": only postgres:\/\/ URLs or a directory/],
     [['record', '--url', 'broker:1883'], /error \[INVALID_OPTIONS\]: .*recorder options: mqtt\.url: must look like mqtt:\/\/host:1883/],
     [['record', '--url', 'mqtt://127.0.0.1:1', '--group', 'a/b'], /error \[INVALID_OPTIONS\]: .*recorder options: group: must not hold \/ \+ #/],
+    [['data', 'export', '--out', join(home, 'x')], /error \[EXPORT_NO_DB\]: no recorder database at .*edgeprompt\/db; give --db/],
+    [['data', 'export', '--out', join(home, 'x'), '--since', 'last week'], /error \[FLAG_INVALID\]: --since: expected an ISO date\/time .* got "last week"/],
   ];
   // Two at a time: each is a Node process starting the whole CLI.
   const results: { code: number; stderr: string }[] = [];
