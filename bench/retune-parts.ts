@@ -113,14 +113,17 @@ export async function encodings(sizes: readonly number[], perClass: number): Pro
   for (const px of sizes) {
     const images: Uint8Array[] = [];
     for (const cls of PART_CLASSES) for (let i = 0; i < perClass; i++) images.push(await renderPart(11, cls, i, px));
-    for (const [, fn] of enc) for (const img of images) fn(img, px); // warm-up: the first calls run cold code
+    for (let w = 0; w < 3; w++) for (const [, fn] of enc) for (const img of images) fn(img, px); // warm-up: the first calls run cold code
     for (const [format, fn] of enc) {
       const bytes: number[] = [];
       const ms: number[] = [];
       for (const img of images) {
-        const t0 = performance.now();
         bytes.push(fn(img, px).length);
-        ms.push(performance.now() - t0);
+        for (let k = 0; k < 3; k++) {
+          const t0 = performance.now();
+          fn(img, px);
+          ms.push(performance.now() - t0);
+        }
       }
       out.push({ px, format, bytes: median(bytes), ms: median(ms) });
     }

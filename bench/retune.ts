@@ -219,7 +219,7 @@ ${modes.map((m) => `| ${{ off: 'off (no keep section)', on: 'on: the default rul
 const encText = enc.length
   ? `## Kept-frame encodings
 
-Parts images (4 per class) rendered at each size, median bytes and median encode time per image on this machine (main thread; the runtime deflates PNG on the thread pool). Both encoders are plain TypeScript in the device bundle.
+Parts images (4 per class) rendered at each size, median bytes and median encode time per image (3 timed encodes each, after 3 untimed passes) on this machine (main thread; the runtime deflates PNG on the thread pool). Both encoders are plain TypeScript in the device bundle.
 
 | side px | encoding | bytes | ÷ PNG adaptive | encode ms |
 |---|---|---|---|---|
