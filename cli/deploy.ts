@@ -5,9 +5,8 @@
  * policy, 2 bad input (one line naming the file, field or value). Also runnable on its own
  * (`node --import tsx cli/deploy.ts deploy …`), which starts faster than the whole CLI.
  */
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { exitSoon, invokedDirectly, runProgram } from '../runtime/cli-entry.ts';
 import { readPrivateKey } from '../runtime/artifact/keys.ts';
 import { runRollout } from '../fleet/deploy/controller.ts';
 import { loadPolicy } from '../fleet/deploy/policy.ts';
@@ -96,36 +95,10 @@ export function deployCommand(): Command {
 }
 
 /** Coded errors become one line and exit code 2; anything else a stack and 1. */
-export async function main(argv: readonly string[] = process.argv): Promise<number> {
-  const program = new Command('edgeprompt').exitOverride().showHelpAfterError().enablePositionalOptions();
+export function main(argv: readonly string[] = process.argv): Promise<number> {
+  const program = new Command('edgeprompt').showHelpAfterError().enablePositionalOptions();
   program.addCommand(deployCommand());
-  try {
-    await program.parseAsync([...argv]);
-    return typeof process.exitCode === 'number' ? process.exitCode : 0;
-  } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
-    const code = (e as { code?: unknown })?.code;
-    if (e instanceof Error && typeof code === 'string' && /^[A-Z][A-Z0-9_]+$/.test(code)) {
-      process.stderr.write(`edgeprompt: error [${code}]: ${e.message}\n`);
-      return 2;
-    }
-    process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-    return 1;
-  }
+  return runProgram(program, argv);
 }
 
-function invokedDirectly(): boolean {
-  const arg = process.argv[1];
-  if (arg === undefined) return false;
-  try {
-    return realpathSync(arg) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (invokedDirectly()) {
-  const code = await main();
-  process.exitCode = code;
-  setTimeout(() => process.exit(code), 2000).unref();
-}
+if (invokedDirectly(import.meta.url)) exitSoon(await main());

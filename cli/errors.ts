@@ -6,15 +6,10 @@
  * stack (exit 1).
  */
 import { isOurFailure } from '../compiler/ops/errors.ts';
-import { inspect } from 'node:util';
-
-export function hasCode(e: unknown): e is Error & { code: string } {
-  const code = (e as { code?: unknown } | null)?.code;
-  return e instanceof Error && typeof code === 'string' && /^[A-Z][A-Z0-9_]+$/.test(code);
-}
+import { hasCode, reportError } from '../runtime/cli-entry.ts';
 
 export function errorReport(e: unknown): { exitCode: number; text: string } {
-  if (!hasCode(e)) return { exitCode: 1, text: e instanceof Error ? (e.stack ?? e.message) : inspect(e) };
+  if (!hasCode(e)) return reportError(e);
   if (e.code === 'TRAINING_INTERRUPTED') return { exitCode: 130, text: `edgeprompt: ${e.message}` };
   const ours = isOurFailure(e.code);
   const tail = ours ? '\n(a failure of EdgePrompt, not of your input: please report it with the command that caused it)' : '';

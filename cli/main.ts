@@ -3,9 +3,10 @@
  * commander and reports errors through errors.ts: a coded error is one message without a stack
  * trace, exit 2 when the input was at fault, 1 when EdgePrompt failed, 130 after Ctrl-C.
  */
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
 import { CompilerError } from '../compiler/ops/errors.ts';
 import { errorReport } from './errors.ts';
+import { runProgram } from '../runtime/cli-entry.ts';
 import { exportBackboneCommand } from './export-backbone.ts';
 import { infoCommand } from './info.ts';
 import { demoCommand } from './demo.ts';
@@ -105,12 +106,6 @@ function parseIntArg(flag: string, v: string): number {
   return n;
 }
 
-try {
-  await program.parseAsync(process.argv);
-} catch (e) {
-  if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
-  // Not rethrown: tfjs-wasm's uncaughtException hook would print its whole minified source.
-  const r = errorReport(e);
-  console.error(r.text);
-  process.exit(r.exitCode);
-}
+// Not rethrown: tfjs-wasm's uncaughtException hook would print its whole minified source.
+const code = await runProgram(program, process.argv, errorReport);
+if (code !== 0) process.exit(code);

@@ -86,7 +86,7 @@ test.serial('compile --form shared: backbone + pack, signed, with the fused arti
 
   const ip = await edgeprompt('inspect', p('a.epp'));
   t.is(ip.code, 0, ip.out);
-  t.regex(ip.out, /task-a 1\.0\.0 — PROMPT PACK, vpt-deep/);
+  t.regex(ip.out, /task-a 1\.0\.0 \(release 0\) — PROMPT PACK, vpt-deep/);
   t.regex(ip.out, new RegExp(`fits the shared backbone whose model\\.onnx has sha256 ${bb.manifest.model.sha256}`));
   t.regex(ip.out, /tensors: 8 \(\d+ float32 values\): blocks\.0\.attn\.prompt_k \[3, 2, 32\]/);
   const ib = await edgeprompt('inspect', p('backbone.epk'));
