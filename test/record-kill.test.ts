@@ -52,7 +52,7 @@ function startRecorder(url: string, db: string) {
 
 for (const backend of BACKENDS) {
   test(`${backend}: SIGKILL mid-stream and restart: every seq stored exactly once`, async (t) => {
-    t.timeout(150_000);
+    t.timeout(240_000);
     const dir = await mkdtemp(join(tmpdir(), 'ep-kill-'));
     t.teardown(() => rm(dir, { recursive: true, force: true }));
     // The session must hold everything sent while the recorder is down.

@@ -35,7 +35,7 @@ async function setup(t: ExecutionContext, backend: Backend) {
 
 for (const backend of BACKENDS) {
   test(`${backend}: every result once; a repeat is a no-op; a hole is a counted gap`, async (t) => {
-    t.timeout(60_000);
+    t.timeout(150_000); // a first PGlite template (WebAssembly initdb) on a busy machine takes a while
     const { broker, db, start } = await setup(t, backend);
     const rec = await start();
     const pub = await resultPublisher(broker.url);
@@ -63,7 +63,7 @@ for (const backend of BACKENDS) {
   });
 
   test(`${backend}: malformed payloads are counted per device and code, stored nowhere, and the recorder goes on`, async (t) => {
-    t.timeout(60_000);
+    t.timeout(150_000); // a first PGlite template (WebAssembly initdb) on a busy machine takes a while
     const { broker, db, start } = await setup(t, backend);
     const rec = await start();
     const pub = await resultPublisher(broker.url);
@@ -85,7 +85,7 @@ for (const backend of BACKENDS) {
   });
 
   test(`${backend}: two recorders on one shared subscription store each result exactly once`, async (t) => {
-    t.timeout(60_000);
+    t.timeout(150_000); // a first PGlite template (WebAssembly initdb) on a busy machine takes a while
     const { broker, db, start } = await setup(t, backend);
     const a = await start({}, 'rec-a');
     const b = await start({}, 'rec-b');
@@ -101,7 +101,7 @@ for (const backend of BACKENDS) {
   });
 
   test(`${backend}: status, state, health, events and deployment states are stored; the latest per device follows broker order`, async (t) => {
-    t.timeout(60_000);
+    t.timeout(150_000); // a first PGlite template (WebAssembly initdb) on a busy machine takes a while
     const { broker, db, start } = await setup(t, backend);
     const rec = await start();
     const reporter = startReporter({ url: broker.url, device: 'press-4', healthIntervalMs: 100 }, { outbox: createMemoryOutbox(), state: sampleState(), health: sampleHealth, log: recordingLog().log });
@@ -128,7 +128,7 @@ for (const backend of BACKENDS) {
 
 for (const backend of BACKENDS) {
   test(`${backend}: retention drops whole days by arrival age, then oldest first by size; never today`, async (t) => {
-    t.timeout(60_000);
+    t.timeout(150_000); // a first PGlite template (WebAssembly initdb) on a busy machine takes a while
     const tdb = await freshDb(backend, pg);
     t.teardown(() => tdb.cleanup());
     const { db } = tdb;

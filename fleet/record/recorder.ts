@@ -31,7 +31,7 @@ export const RecorderOptions = z.strictObject({
   mqtt: ConnectionOptions,
   /** Shared-subscription group; null subscribes plainly (brokers without $share, e.g. aedes). */
   group: GroupName.nullable().default('edgeprompt-recorders'),
-  /** Results per batch; default 500 on PGlite, 1000 on a server (where each measured fastest). */
+  /** Results per batch; default 500 on PGlite, 1000 on a server. */
   maxRows: z.number().int().min(1).max(10_000).optional(),
   /** The longest a message waits for its batch. */
   maxDelayMs: z.number().int().min(0).max(10_000).default(20),

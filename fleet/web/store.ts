@@ -1,8 +1,8 @@
 // The page's state: what the server last sent, the route, the connection. One WebSocket to /ws;
-// components re-render on change through useStore(). The page records, for the benchmark and
-// anyone curious, how long after publishing each result became visible (window.edgeprompt).
+// components re-render when the part they show changes (useStore). The page records, for the
+// benchmark and anyone curious, how long after publishing each result became visible (window.edgeprompt).
 
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import type { ClientMessage, ResultView, ServerMessage } from '../dashboard/protocol.ts';
 
 type Msg<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
@@ -41,14 +41,26 @@ const set = (patch: Partial<State>) => {
   for (const l of listeners) l();
 };
 
-export function useStore(): State {
+/**
+ * The part of the state a component shows; it re-renders only when that part changes (by
+ * reference), so a burst of results re-renders the ticker, not the whole page.
+ */
+export function useStore<T>(select: (s: State) => T): T {
   const [, force] = useState(0);
+  const value = select(state);
+  // What this component last rendered; the listener compares against it, so a change that lands
+  // between a render and the effect below still re-renders.
+  const shown = useRef(value);
+  shown.current = value;
   useEffect(() => {
-    const l = () => force((n) => n + 1);
+    const l = () => {
+      if (!Object.is(select(state), shown.current)) force((n) => n + 1);
+    };
     listeners.add(l);
+    l();
     return () => void listeners.delete(l);
   }, []);
-  return state;
+  return value;
 }
 
 // ---------------------------------------------------------------- visibility latency (ms)
@@ -84,7 +96,9 @@ function onMessage(m: ServerMessage): void {
     case 'fleet':
       return set({ fleet: m });
     case 'results': {
-      const patch: Partial<State> = { unpainted: [...state.unpainted, ...m.results] };
+      // Only pages that show results paint them (and note when); elsewhere nothing waits for a paint.
+      const shows = state.route.page === 'fleet' || state.route.page === 'camera';
+      const patch: Partial<State> = { unpainted: shows ? [...state.unpainted, ...m.results].slice(-5000) : [] };
       const c = state.camera;
       if (state.route.page === 'camera' && c) patch.camera = { ...c, results: [...m.results, ...c.results].slice(0, CAMERA_RESULTS) };
       else patch.ticker = [...m.results, ...state.ticker].slice(0, TICKER);

@@ -63,14 +63,15 @@ function DeviceActions({ d, canAct, onDone }: { d: DeviceView; canAct: boolean; 
 }
 
 export function ActionsPage() {
-  const s = useStore();
+  const devices = useStore((s) => s.fleet?.devices);
+  const hello = useStore((s) => s.hello);
   const [log, setLog] = useState<ActionView[]>([]);
   const refresh = () => void api<ActionView[]>('/api/actions').then((r) => r.status === 200 && setLog(r.data));
   useEffect(refresh, []);
-  const canAct = s.hello?.user.role === 'operator';
+  const canAct = hello?.user.role === 'operator';
   return html`
     ${canAct ? '' : html`<p class="notice" data-testid="read-only">Signed in as a viewer: commands need the operator role.</p>`}
-    ${(s.fleet?.devices ?? []).map((d) => html`<${DeviceActions} d=${d} canAct=${canAct} onDone=${refresh} />`)}
+    ${(devices ?? []).map((d) => html`<${DeviceActions} d=${d} canAct=${canAct} onDone=${refresh} />`)}
     <section><h2>Action log</h2>
       <table data-testid="action-log"><thead><tr><th>time</th><th>user</th><th>device</th><th>command</th><th>args</th><th>result</th></tr></thead>
         <tbody>${log.map((a) => html`<tr><td>${time(a.ts)}</td><td>${a.user}</td><td>${a.device}</td><td>${a.command}</td><td class="mono small">${JSON.stringify(a.args)}</td>

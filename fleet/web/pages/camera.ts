@@ -6,7 +6,7 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import type { Counts, ResultView } from '../../dashboard/protocol.ts';
 import { Chart, histogramOptions, hourlyOptions, latencyOptions } from '../charts.ts';
 import { dateTime, num, pct, time } from '../fmt.ts';
-import { useStore, type State } from '../store.ts';
+import { markPainted, useStore, type State } from '../store.ts';
 import { Ticker } from './fleet.ts';
 
 function Counter({ label, c, testid }: { label: string; c: Counts; testid: string }) {
@@ -62,14 +62,15 @@ function Snapshot({ device, camera, results }: { device: string; camera: string;
 }
 
 export function CameraPage() {
-  const s = useStore();
-  return s.camera ? html`<${CameraBody} key=${`${s.camera.device}/${s.camera.camera}`} s=${s} />` : null;
+  const camera = useStore((s) => s.camera);
+  const fleet = useStore((s) => s.fleet);
+  return camera ? html`<${CameraBody} key=${`${camera.device}/${camera.camera}`} c=${camera} fleet=${fleet} />` : null;
 }
 
-function CameraBody({ s }: { s: State }) {
-  const c = s.camera!;
+function CameraBody({ c, fleet }: { c: NonNullable<State['camera']>; fleet: State['fleet'] }) {
+  useEffect(() => markPainted(), [c.results]);
   const sum = c.summary;
-  const dev = s.fleet?.devices.find((d) => d.device === c.device);
+  const dev = fleet?.devices.find((d) => d.device === c.device);
   const cam = dev?.cameras.find((x) => x.camera === c.camera);
   const hours = useMemo(() => (sum ? [sum.hours.map((h) => h.start), sum.hours.map((h) => h.ok), sum.hours.map((h) => h.ng)] : [[], [], []]) as [number[], number[], number[]], [sum]);
   const hist = useMemo(() => {

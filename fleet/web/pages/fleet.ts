@@ -2,9 +2,10 @@
 // health, OK/NG and yield this shift, last result, sequence gaps — and the newest results.
 
 import { html } from 'htm/preact';
+import { useEffect } from 'preact/hooks';
 import type { CameraView, DeviceView, MalformedView, ResultView } from '../../dashboard/protocol.ts';
 import { ago, duration, mb, num, pct, time } from '../fmt.ts';
-import { cameraHref, useStore } from '../store.ts';
+import { cameraHref, markPainted, useStore } from '../store.ts';
 
 function Status({ d }: { d: DeviceView }) {
   const [cls, text] = d.online === null ? ['unknown', 'never seen'] : d.online ? ['online', 'online'] : ['offline', d.statusReason === 'closed' ? 'offline (stopped)' : 'offline (lost)'];
@@ -82,9 +83,15 @@ function Malformed({ rows }: { rows: MalformedView[] }) {
   </section>`;
 }
 
+/** The fleet's newest results; its effect runs after the paint that showed them. */
+function LiveTicker() {
+  const ticker = useStore((s) => s.ticker);
+  useEffect(() => markPainted(), [ticker]);
+  return html`<${Ticker} results=${ticker} testid="ticker" />`;
+}
+
 export function FleetPage() {
-  const s = useStore();
-  const f = s.fleet;
+  const f = useStore((s) => s.fleet);
   if (!f) return html`<p class="muted">waiting for the server…</p>`;
   const online = f.devices.filter((d) => d.online).length;
   const totals = f.devices.flatMap((d) => d.cameras).reduce((a, c) => ({ ok: a.ok + c.today.ok, ng: a.ng + c.today.ng }), { ok: 0, ng: 0 });
@@ -107,7 +114,7 @@ export function FleetPage() {
     </section>
     <section>
       <h2>Latest results</h2>
-      <${Ticker} results=${s.ticker} testid="ticker" />
+      <${LiveTicker} />
     </section>
     <${Malformed} rows=${f.malformed} />
   `;

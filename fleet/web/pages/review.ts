@@ -29,8 +29,8 @@ function Rates({ rows }: { rows: LineRates[] }) {
 }
 
 function Drift() {
-  const s = useStore();
-  const cams = (s.fleet?.devices ?? []).flatMap((d) => d.cameras.filter((c) => c.drift).map((c) => ({ device: d.device, ...c })));
+  const fleet = useStore((s) => s.fleet);
+  const cams = (fleet?.devices ?? []).flatMap((d) => d.cameras.filter((c) => c.drift).map((c) => ({ device: d.device, ...c })));
   if (cams.length === 0) return null;
   return html`<p data-testid="drift">Drift (score PSI, class PSI over the last results): ${cams.map(
     (c) => html`<span class=${c.drift!.drifting ? 'badge ng' : 'muted'}>${c.device}/${c.camera} ${num(c.drift!.scorePsi, 2)} · ${num(c.drift!.classPsi, 2)}${c.drift!.drifting ? ' drifting' : ''}</span> `,
@@ -65,8 +65,7 @@ function Detail({ d, canAct }: { d: FrameDetail; canAct: boolean }) {
 }
 
 export function ReviewPage() {
-  const s = useStore();
-  const canAct = s.hello?.user.role === 'operator';
+  const canAct = useStore((s) => s.hello?.user.role === 'operator');
   const [view, setView] = useState<View>('queue');
   const [order, setOrder] = useState<Order>('newest');
   const [frames, setFrames] = useState<FrameSummary[]>([]);
