@@ -4,7 +4,8 @@
  * relabels with the keyboard (a digit picks the class, Enter confirms the model), each label is
  * stored with who and when, leaves the queue and shows in the frame's history; the NG gallery and
  * "most uncertain first" order the frames; the line-implied escape rate follows; the export has
- * the operator's classes. Screenshot: docs/img/dashboard-review.png with EDGEPROMPT_SCREENSHOTS=1.
+ * the operator's classes. A device's drift figures (health) and its `drift` event show on the Review
+ * page and the Fleet page (the camera marked, the event in its row). Screenshot: docs/img/dashboard-review.png with EDGEPROMPT_SCREENSHOTS=1.
  */
 import test from 'ava';
 import { createHash, randomUUID } from 'node:crypto';
@@ -19,6 +20,7 @@ import { openDb } from '../fleet/record/db.ts';
 import { topics } from '../runtime/mqtt/topics.ts';
 import { encodePng } from '../runtime/pipeline/png.ts';
 import { encodeFrameMessage, type FrameHeader, type LabelPayload } from '../runtime/schema/keep.ts';
+import type { EventPayload, HealthPayload } from '../runtime/schema/payloads.ts';
 import { recordingLog, startMosquitto, until } from './helpers/brokers.ts';
 import { launchChromium } from './helpers/browser.ts';
 import { repoPath } from './helpers/fixtures.ts';
@@ -26,7 +28,7 @@ import { pgliteDir, resultPayload, resultPublisher } from './helpers/fleet.ts';
 
 const CLASSES = ['dent', 'missing_hole', 'ok', 'scratch', 'stain'];
 
-test('review in chromium: keyboard relabels are stored with who and when, leave the queue, and reach the export', async (t) => {
+test('review in chromium: keyboard relabels are stored with who and when, leave the queue, and reach the export; drift shows', async (t) => {
   t.timeout(180_000);
   const dir = await mkdtemp(join(tmpdir(), 'ep-review-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
@@ -61,6 +63,16 @@ test('review in chromium: keyboard relabels are stored with who and when, leave 
   const plc: LabelPayload = { v: 1, device: 'line-3', labelId: randomUUID(), ts: now, camera: 'cam', target: null, triggerId: 'p0', decision: 'NG', class: 'dent', source: 'plc', by: null, frameKept: true };
   await pub.raw(topics.label('line-3'), JSON.stringify(plc));
   await until(() => dash.recorder!.stats().frames === 6 && dash.recorder!.stats().labels === 1, 'the frames and the PLC label stored', 20_000);
+  // The device's drift monitor says line-3/cam drifts: its health figures and its event.
+  const model = resultPayload('line-3', 'cam', 0).model;
+  const health: HealthPayload = {
+    v: 1, device: 'line-3', ts: Date.now(), uptimeS: 60, rssBytes: 1e8, cpuTempC: null, model, ep: 'cpu', inferMs: { p50: 5, p99: 9 },
+    cameras: { cam: { state: 'running', fpsIn: 10, fpsProcessed: 10, droppedFrames: 0, drift: { scorePsi: 0.41, classPsi: 0.12, frames: 500, drifting: true } } },
+    mqtt: { connected: true, published: 6, acked: 6, outboxDepth: 0, dropped: 0, reconnects: 0 },
+  };
+  await pub.raw(topics.health('line-3'), JSON.stringify(health));
+  const drift: EventPayload = { v: 1, device: 'line-3', ts: Date.now(), type: 'drift', camera: 'cam', state: 'drifting', model, scorePsi: 0.41, classPsi: 0.12, frames: 500, threshold: { scorePsi: 0.25, classPsi: null } };
+  await pub.raw(topics.event('line-3'), JSON.stringify(drift));
 
   const browser = await launchChromium();
   t.teardown(() => browser.close());
@@ -72,6 +84,7 @@ test('review in chromium: keyboard relabels are stored with who and when, leave 
   await page.getByTestId('count').filter({ hasText: '5 frame(s)' }).waitFor({ timeout: 20_000 });
   t.is(await page.getByTestId('gallery').getByTestId('thumb').count(), 5);
   await page.getByTestId('detail').locator('img').waitFor();
+  await page.getByTestId('drift').getByText('line-3/cam 0.41 · 0.12 drifting').waitFor({ timeout: 10_000 });
   await page.screenshot({ path: join(shots, 'dashboard-review.png'), fullPage: true });
   // The line's own label already makes seq 0 an escape: a dent the model passed.
   await page.getByTestId('line-rates').getByTestId('escape-rate').filter({ hasText: '100.0 %' }).waitFor({ timeout: 10_000 });
@@ -109,6 +122,10 @@ test('review in chromium: keyboard relabels are stored with who and when, leave 
   t.regex((await history.locator('tbody tr').nth(1).textContent()) ?? '', /local.*review.*dent/);
   // One escape (seq 0) among the defective parts the line named; one false reject (seq 3) among the good.
   await page.getByTestId('line-rates').getByTestId('false-reject-rate').filter({ hasText: '50.0 %' }).waitFor({ timeout: 10_000 });
+  // The Fleet page marks the drifting camera and shows the drift event in the device's row.
+  await page.goto(`${dash.url}#/`);
+  await page.getByTestId('camera-line-3-cam').getByTestId('drifting').waitFor({ timeout: 10_000 });
+  await page.getByText('camera cam drifting: score PSI 0.41 (bound 0.25), class PSI 0.12 over 500 results').waitFor({ timeout: 10_000 });
   t.deepEqual(errors, []);
 
   const m = await exportData(db, { out: join(dir, 'export'), reviewedOnly: true });
