@@ -99,6 +99,7 @@ async function keepCost(): Promise<Record<KeepMode, number>> {
 if (isInvocationChild()) await acrossInvocations(Number(f.invocations), keepCost); // measures, then exits
 
 const only = new Set(f.only!.split(','));
+const seeds = f.seeds!.split(',').map(Number);
 const drift = f.drift as MaterialName;
 if (!MATERIAL_NAMES.includes(drift)) throw new Error(`--drift: one of ${MATERIAL_NAMES.join(', ')}`);
 const configFile = resolve(f.config!);
@@ -131,7 +132,7 @@ const alarms: { seed: number; delay: number | null; falseAlarm: boolean }[] = []
 let keepModel: Buffer | null = null;
 
 if (only.has('retune') || only.has('keep')) {
-  for (const seed of f.seeds!.split(',').map(Number)) {
+  for (const seed of seeds) {
     const r1 = await compile(`r1-s${seed}`, [`seed=${seed}`, 'release=1']);
     keepModel ??= r1.epk;
     if (!only.has('retune')) break;
@@ -197,7 +198,7 @@ function pct(x: number | null): string {
 const meanStd = (xs: number[]) => {
   const m = xs.reduce((a, b) => a + b, 0) / xs.length;
   const sd = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1)) : 0;
-  return `${(100 * m).toFixed(1)} ± ${(100 * sd).toFixed(1)}`;
+  return xs.length > 1 ? `${(100 * m).toFixed(1)} ± ${(100 * sd).toFixed(1)}` : (100 * m).toFixed(1);
 };
 const groups = [null, ...f.shots!.split(',').map(Number)];
 const summary = groups
@@ -227,7 +228,7 @@ const retuneText = rows.length
 
 ${backboneText}
 
-Compile config \`${f.config}\` (${config.method.name} on ${config.backbone.arch}, ${config.data.kind === 'parts' ? config.data.perClass : '?'} training images per class of ${baseMaterial} ${config.data.kind === 'parts' ? config.data.part : ''} at ${size} px${f.epochs ? `, **${f.epochs} epochs** (--epochs)` : ''}), seeds ${f.seeds}. Test sets: ${T} parts per class (generated set version ${PARTS_VERSION}) of the original finish (${baseMaterial}) and of the drifted one (${drift}), drawn apart from training. Release 2 = the same config with \`site: { dirs: [export], share: 0.5, valFraction: 0.25 }\`: N reviewed frames per class of the drifted line (PNG, as a device keeps them), exported by the data export writer. Figures by each release's own pass rule (okLabels [ok], minConfidence ${config.thresholds.minConfidence}); mean ± std over seeds. The time covers writing the export and the whole compile (training, export, verification, signing) on this machine.
+Compile config \`${f.config}\` (${config.method.name} on ${config.backbone.arch}, ${config.data.kind === 'parts' ? config.data.perClass : '?'} training images per class of ${baseMaterial} ${config.data.kind === 'parts' ? config.data.part : ''} at ${size} px${f.epochs ? `, **${f.epochs} epochs** (--epochs)` : ''}), seeds ${f.seeds}. Test sets: ${T} parts per class (generated set version ${PARTS_VERSION}) of the original finish (${baseMaterial}) and of the drifted one (${drift}), drawn apart from training. Release 2 = the same config with \`site: { dirs: [export], share: 0.5, valFraction: 0.25 }\`: N reviewed frames per class of the drifted line (PNG, as a device keeps them), exported by the data export writer. Figures in % by each release's own pass rule (okLabels [ok], minConfidence ${config.thresholds.minConfidence}); ${seeds.length > 1 ? `mean ± std over ${seeds.length} seeds` : '**one seed** (--seeds)'}. The time covers writing the export and the whole compile (training, export, verification, signing) on this machine.
 
 ${header}
 ${summary.join('\n')}
