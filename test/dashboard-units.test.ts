@@ -123,6 +123,13 @@ test('the live model: its own batches and the database\'s rows merge without cou
   await model.poll(db, now);
   model.apply({ results: [], messages: [], malformed: [], frames: [], labels: [], duplicates: 0, ms: 1 });
   t.deepEqual(today(), { ok: 4, ng: 3 }, 'polling again adds nothing');
+  // Bug (seen in the browser test as one OK and one NG too many): a batch committed but not yet
+  // applied when the poll read the database was counted by the poll and then again by its apply.
+  const late = [7, 9].map((s) => resultPayload('d1', 'cam', s, { captureTs: now }));
+  await insertResults(db, late.map((r) => ({ device: r.device, seqEpoch: r.seqEpoch, seq: r.seq, captureTs: r.captureTs, json: JSON.stringify(r), receivedTs: now })));
+  await model.poll(db, now);
+  model.apply({ results: late, messages: [], malformed: [], duplicates: 0, ms: 1 });
+  t.deepEqual(today(), { ok: 5, ng: 4 }, 'a batch the poll saw before its apply counts once');
   // A deployment state from the device shows on its row.
   model.apply({ results: [], messages: [{ kind: 'deploy', value: deployState('d1', now), receivedTs: now }], malformed: [], frames: [], labels: [], duplicates: 0, ms: 1 });
   t.deepEqual(model.devices(now)[0]!.deploy, { installed: 'parts-vpt@1.0.6 r6', rollout: 'r-7', artifact: 'model parts-vpt@1.0.7 r7', state: 'shadow', since: now - 1000, reason: null });

@@ -5,8 +5,12 @@
 //   page within one tick), and
 // - a poll of the database every few seconds, for what other recorders on the same database
 //   stored (their share of a shared subscription) and for derived figures (sequence gaps).
-// Counts only grow between retention runs, so merging takes the larger of the two per 15-minute
-// bucket: never counting a result twice, and correct once the poll has seen everything.
+// The two are kept apart and shown as the larger of the two per 15-minute bucket. Each is a lower
+// bound of the truth (what this process stored; what the database held when the poll read it),
+// so their maximum never counts a result twice and is exact once the poll has seen everything.
+// Merging a poll INTO the applied counts would not be: a batch committed but not yet applied
+// when the poll read it would be counted by the poll and then again by its apply (seen in the
+// browser test as one more OK and NG than the database held).
 
 import type { StoredBatch } from '../record/batcher.ts';
 import type { Queryable } from '../record/db.ts';
@@ -52,7 +56,8 @@ export const resultView = (r: ResultPayload): ResultView => ({
 
 export class LiveModel {
   private latest = new Map<string, Map<string, Latest>>(); // device → kind → newest
-  private buckets = new Map<string, Map<number, Counts>>(); // camera key → bucket start → counts
+  private applied = new Map<string, Map<number, Counts>>(); // camera key → bucket start → counts this process stored
+  private polled = new Map<string, Map<number, Counts>>(); // the same, as the last poll read the database
   private cameras = new Map<string, CameraInfo>();
   private seqs: SequenceSummary[] = [];
   private bad: MalformedSummary[] = [];
@@ -67,7 +72,7 @@ export class LiveModel {
   apply(b: StoredBatch): void {
     for (const r of b.results) {
       const key = camKey(r.device, r.camera);
-      const map = this.buckets.get(key) ?? this.buckets.set(key, new Map()).get(key)!;
+      const map = this.applied.get(key) ?? this.applied.set(key, new Map()).get(key)!;
       const bucket = bucketOf(r.captureTs);
       const c = map.get(bucket) ?? map.set(bucket, { ok: 0, ng: 0 }).get(bucket)!;
       if (r.decision === 'OK') c.ok++;
@@ -94,24 +99,37 @@ export class LiveModel {
   async poll(q: Queryable, now = Date.now()): Promise<void> {
     const [latest, counts, seqs, bad, cams] = await Promise.all([latestMessages(q), countBuckets(q, now - KEEP_MS), sequences(q), malformed(q), cameraLatest(q)]);
     for (const l of latest) this.setLatest(l.device, l.kind, { receivedTs: l.receivedTs, payload: l.payload });
+    const polled = new Map<string, Map<number, Counts>>();
     for (const c of counts) {
       const key = camKey(c.device, c.camera);
-      const map = this.buckets.get(key) ?? this.buckets.set(key, new Map()).get(key)!;
-      const mine = map.get(c.bucket);
-      if (!mine || c.ok > mine.ok || c.ng > mine.ng) {
-        map.set(c.bucket, { ok: Math.max(c.ok, mine?.ok ?? 0), ng: Math.max(c.ng, mine?.ng ?? 0) });
-        this.changedCameras.add(key);
-      }
+      const map = polled.get(key) ?? polled.set(key, new Map()).get(key)!;
+      map.set(c.bucket, { ok: c.ok, ng: c.ng });
+      const before = this.polled.get(key)?.get(c.bucket);
+      if (!before || before.ok !== c.ok || before.ng !== c.ng) this.changedCameras.add(key);
     }
+    this.polled = polled;
     for (const c of cams) {
       const key = camKey(c.device, c.camera);
       const info = this.cameras.get(key);
       if (!info || c.captureTs > info.lastCaptureTs) this.cameras.set(key, { lastCaptureTs: c.captureTs, model: c.model, prompt: c.prompt });
     }
-    for (const map of this.buckets.values()) for (const b of map.keys()) if (b < now - KEEP_MS) map.delete(b);
+    for (const map of this.applied.values()) for (const b of map.keys()) if (b < now - KEEP_MS) map.delete(b);
     this.seqs = seqs;
     this.bad = bad;
     this.version++;
+  }
+
+  /** One camera's counts per bucket: the larger of what this process stored and what the poll read. */
+  private counts(key: string): Map<number, Counts> | undefined {
+    const a = this.applied.get(key);
+    const p = this.polled.get(key);
+    if (!a || !p) return a ?? p;
+    const out = new Map(p);
+    for (const [b, c] of a) {
+      const q = out.get(b);
+      out.set(b, q ? { ok: Math.max(c.ok, q.ok), ng: Math.max(c.ng, q.ng) } : c);
+    }
+    return out;
   }
 
   markCameraChanged(key: string): void {
@@ -145,7 +163,7 @@ export class LiveModel {
         const key = camKey(device, camera);
         const h = health?.cameras[camera];
         const info = this.cameras.get(key);
-        const b = this.buckets.get(key);
+        const b = this.counts(key);
         return {
           camera,
           state: h?.state ?? null,
@@ -191,7 +209,7 @@ export class LiveModel {
   }
 
   camera(device: string, camera: string, now = Date.now()) {
-    const b = this.buckets.get(camKey(device, camera));
+    const b = this.counts(camKey(device, camera));
     const shift = currentShift(this.shifts, now);
     const shifts = shiftWindows(this.shifts, localMidnight(now, -6), now)
       .filter((w) => w.start <= now)
