@@ -128,7 +128,7 @@ test('the live model: its own batches and the database\'s rows merge without cou
   const late = [7, 9].map((s) => resultPayload('d1', 'cam', s, { captureTs: now }));
   await insertResults(db, late.map((r) => ({ device: r.device, seqEpoch: r.seqEpoch, seq: r.seq, captureTs: r.captureTs, json: JSON.stringify(r), receivedTs: now })));
   await model.poll(db, now);
-  model.apply({ results: late, messages: [], malformed: [], duplicates: 0, ms: 1 });
+  model.apply({ results: late, messages: [], malformed: [], frames: [], labels: [], duplicates: 0, ms: 1 });
   t.deepEqual(today(), { ok: 5, ng: 4 }, 'a batch the poll saw before its apply counts once');
   // A deployment state from the device shows on its row.
   model.apply({ results: [], messages: [{ kind: 'deploy', value: deployState('d1', now), receivedTs: now }], malformed: [], frames: [], labels: [], duplicates: 0, ms: 1 });
