@@ -291,6 +291,31 @@ function suite(name: string, makeRig: (o: PlcOptions) => Promise<Rig>): void {
     t.is(await rig.lines.next(), 'RESULT 2 OK good 1.000');
   });
 
+  it('LABEL: refused as labels_off without a handler; LABELED once the handler stored it; label_failed when it could not', {}, async (t, rig) => {
+    await rig.send('LABEL 7 NG dent');
+    t.is(await rig.lines.next(), 'ERR labels_off 7');
+    const got: unknown[] = [];
+    let fail = false;
+    rig.plc.setLabelHandler(async (l) => {
+      if (fail) throw new Error('disk full');
+      got.push({ id: l.id, verdict: l.verdict, label: l.label });
+    });
+    await rig.send('LABEL 7 NG dent');
+    t.is(await rig.lines.next(), 'LABELED 7');
+    await rig.send('LABEL 8 OK');
+    t.is(await rig.lines.next(), 'LABELED 8');
+    t.deepEqual(got, [{ id: '7', verdict: 'NG', label: 'dent' }, { id: '8', verdict: 'OK', label: null }]);
+    for (const [line, reply] of [['LABEL 9 ok', 'ERR bad_verdict'], ['LABEL 9', 'ERR bad_verdict'], ['LABEL 9 NG a/b', 'ERR bad_class'], ['LABEL 9 NG dent now', 'ERR extra_tokens'], ['LABEL', 'ERR missing_id']]) {
+      await rig.send(line!);
+      t.is(await rig.lines.next(), reply, line);
+    }
+    fail = true;
+    await rig.send('LABEL 10 OK');
+    t.is(await rig.lines.next(), 'ERR label_failed 10');
+    t.is(rig.plc.counters().labels, 2);
+    t.is(rig.plc.inFlight, 0, 'labels never touch triggers');
+  });
+
   it('with a SerialTrigger, TRIG picks the next frame captured after it and READY follows that frame', {}, async (t, rig) => {
     const trigger = new SerialTrigger(rig.plc);
     try {

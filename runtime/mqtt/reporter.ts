@@ -204,21 +204,15 @@ export class Reporter extends EventEmitter<ReporterEvents> {
   }
 
   /**
-   * Stores a result in the outbox (resolves once durable, with its seq) and sends it when connected.
+   * Stores a result in the outbox (resolves once durable, with its seq and the result as published) and sends it when connected.
    * Throws PayloadError for an invalid result (nothing stored), OutboxError when the store fails.
    */
-  async publishResult(input: ResultInput): Promise<{ seq: number }> {
+  async publishResult(input: ResultInput): Promise<{ seq: number; result: ResultPayload }> {
     if (this.closing) throw new ReporterError('REPORTER_CLOSED', 'publishResult after close()');
     const topic = topics.result(this.device, input.camera);
     const seq = this.outbox.nextId;
-    const payload = encodePayload(ResultPayload, topic, {
-      ...input,
-      v: PAYLOAD_VERSION,
-      device: this.device,
-      seq,
-      seqEpoch: this.outbox.epoch,
-      publishTs: Date.now(),
-    });
+    const result: ResultPayload = { ...input, v: PAYLOAD_VERSION, device: this.device, seq, seqEpoch: this.outbox.epoch, publishTs: Date.now() };
+    const payload = encodePayload(ResultPayload, topic, result);
     const stored = this.outbox.put({ topic, payload }); // takes nextId synchronously
     const entry = await stored;
     if (entry.id !== seq) {
@@ -226,7 +220,20 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     }
     this.warnIfDropping();
     this.sender.pump();
-    return { seq };
+    return { seq, result };
+  }
+
+  /** The sequence epoch of the results (the outbox's). */
+  get seqEpoch(): string {
+    return this.outbox.epoch;
+  }
+
+  /**
+   * QoS 1 on this session with the PUBACK (or the connection's end before it) reported to `cb`:
+   * for the keep spool's sender (runtime/keep/uploader.ts); results have their own.
+   */
+  publishQos1(topic: string, payload: Buffer, cb: (err?: Error) => void): void {
+    this.client.publish(topic, payload, { qos: 1 }, (err) => cb(err));
   }
 
   /** QoS 1, not retained. While disconnected the newest maxQueuedEvents wait for the next connect. */
