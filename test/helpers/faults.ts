@@ -217,7 +217,9 @@ export async function runFaultScenario(scenario: FaultScenario, o: FaultOptions)
     }
 
     await until(() => r.connected, 'the reporter reconnected', 30_000);
-    await Promise.race([r.drained(), sleep(120_000)]);
+    // Bug (the test file's worker lived on ~2 min after its last test, near ava's 3-minute
+    // inactivity timeout): a plain 120 s sleep as the bound kept the process alive; unref'd, it only bounds.
+    await Promise.race([r.drained(), new Promise((res) => setTimeout(res, 120_000).unref())]);
     if (outbox.size > 0) stats.violations.push(`${outbox.size} results still in the outbox after 120 s`);
     // The subscriber has everything once nothing new came for 2 s (or it has every expected seq).
     const fresh = () => new Set(sub.seqs);
