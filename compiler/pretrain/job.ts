@@ -110,7 +110,8 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
   const fresh = await method.init({ cfg, numClasses: cfg.numClasses, backbone, rng }, {});
   for (const hd of heads) {
     const kept = givenHead(given, hd.source, hd.classes, cfg.embedDim);
-    for (const [k, t] of kept ?? fresh) if (k.startsWith(`heads.${hd.source}.`)) initial.set(k, t);
+    // A given head replaces the fresh classifier; tensors it lacks (the patch-level head) start fresh.
+    for (const [k, t] of new Map([...fresh, ...(kept ?? [])])) if (k.startsWith(`heads.${hd.source}.`)) initial.set(k, t);
   }
 
   const job: TrainJob = {
