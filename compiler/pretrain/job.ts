@@ -18,6 +18,8 @@ import { chooseEngine } from '../train/engine-choice.ts';
 import { OrtEngine } from '../train/engine-ort.ts';
 import { TfEngine } from '../train/engine-tfjs.ts';
 import { sha256File } from '../train/job.ts';
+import { splitDigest, type RunFingerprint } from '../train/fingerprint.ts';
+import { createHash } from 'node:crypto';
 import type { TrainJob } from '../train/loop.ts';
 import type { Progress } from '../train/progress.ts';
 import type { PretrainConfig } from './config.ts';
@@ -114,6 +116,26 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
     for (const [k, t] of new Map([...fresh, ...(kept ?? [])])) if (k.startsWith(`heads.${hd.source}.`)) initial.set(k, t);
   }
 
+  // What the tensors are trained for (a checkpoint for anything else is refused on --resume): the
+  // heads and objectives, the start, every source's images and labels, the mixture and the recipe.
+  const digest = createHash('sha256');
+  for (const s of sources) digest.update(`${s.name}|${splitDigest({ train: s.train, val: s.val })}|`);
+  const fingerprint: RunFingerprint = {
+    version: 1,
+    method: { name: 'pretrain', options: { heads: heads.map((h) => ({ source: h.source, classes: h.classes, objective: h.objective, patches: h.patches })) } },
+    backbone: { arch: cfg.name, imgSize: cfg.imgSize, sha256: start, weights: config.init.weights ?? start },
+    data: {
+      config: { sources: config.sources, samplesPerEpoch: config.samplesPerEpoch, heads: config.init.heads ?? null },
+      kShot: null,
+      sha256: digest.digest('hex'),
+      classes: data.classes,
+      trainImages: sources.reduce((a, s) => a + s.train.samples.length, 0),
+      valImages: sources.reduce((a, s) => a + s.val.samples.length, 0),
+    },
+    seed: config.seed,
+    recipe,
+  };
+
   const job: TrainJob = {
     name: config.name,
     outDir: resolve(base, config.output.dir),
@@ -123,6 +145,7 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
     arch: cfg.name,
     backboneSha256: start,
     seed: config.seed,
+    fingerprint,
     patience: 0,
     resume: opts.resume,
     config,
