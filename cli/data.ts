@@ -1,7 +1,7 @@
 /**
  * `edgeprompt data …`: dataset chores. Wire it with `addDataCommands(program)` in main.ts; built
  * with program.command() so the subcommands inherit exitOverride and help settings.
- *   data make-parts --out DIR [--per-class N] [--size PX] [--seed S] [--part plate] [--material steel] [--classes a,b] [--force]
+ *   data make-parts --out DIR [--per-class N] [--size PX] [--seed S] [--part plate] [--material steel] [--pose fixtured|free] [--lighting line|varied] [--classes a,b] [--force]
  *   data line-video --out FILE [--items fmnist|parts] [--per-class N] [--fps N]
  */
 import { existsSync, mkdirSync } from 'node:fs';
@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { CompilerError } from '../compiler/ops/errors.ts';
-import { MATERIAL_NAMES, PART_CLASSES, PART_KINDS, writePartsSet, type MaterialName, type PartKind } from '../compiler/data/parts.ts';
+import { LINE_LIGHTINGS, LINE_POSES, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, writePartsSet, type LineLighting, type LinePose, type MaterialName, type PartKind } from '../compiler/data/parts.ts';
 import { checkChoice } from '../compiler/data/errors.ts';
 import { exportData } from '../fleet/data/export.ts';
 import { ExportError } from '../fleet/data/export-folder.ts';
@@ -27,6 +27,8 @@ export interface MakePartsFlags {
   seed: number;
   part: PartKind;
   material: MaterialName;
+  pose: LinePose;
+  lighting: LineLighting;
   classes?: string[];
   force?: boolean;
 }
@@ -40,8 +42,10 @@ export function addDataCommands(program: Command): Command {
     .option('--per-class <n>', 'images per class', (v) => intFlag('--per-class', v, 1), 200)
     .option('--size <px>', 'image side in pixels (load at the model size, e.g. 32, with the dataset config)', (v) => intFlag('--size', v, 8), 64)
     .option('--seed <n>', 'seed: the same seed gives the same bytes', (v) => intFlag('--seed', v, 0), 0)
-    .option('--part <design>', `the part design on the line: ${PART_KINDS.join(', ')}`, (v) => checkChoice(v, '--part', PART_KINDS, 'FLAG_INVALID'), 'plate')
-    .option('--material <finish>', `its finish: ${MATERIAL_NAMES.join(', ')} (mixed: any per item)`, (v) => checkChoice(v, '--material', MATERIAL_NAMES, 'FLAG_INVALID'), 'steel')
+    .option('--part <design>', `the part design on the line: ${PART_KINDS.join(', ')} (random: a new design per item)`, (v) => checkChoice(v, '--part', PART_KINDS, 'FLAG_INVALID'), 'plate')
+    .option('--material <finish>', `its finish: ${MATERIAL_NAMES.join(', ')} (mixed: one of the first five per item; random: a new non-blue colour per item)`, (v) => checkChoice(v, '--material', MATERIAL_NAMES, 'FLAG_INVALID'), 'steel')
+    .option('--pose <pose>', 'fixtured (a real line: ±15°, small offsets) or free (any angle, wider offset and scale)', (v) => checkChoice(v, '--pose', LINE_POSES, 'FLAG_INVALID'), 'fixtured')
+    .option('--lighting <kind>', 'line (light from the upper left) or varied (from anywhere, wider exposure)', (v) => checkChoice(v, '--lighting', LINE_LIGHTINGS, 'FLAG_INVALID'), 'line')
     .option('--classes <list>', `comma-separated subset of ${PART_CLASSES.join(',')}`, (v) => v.split(',').map((s) => s.trim()).filter(Boolean))
     .option('--force', 'replace a previous make-parts output in --out')
     .action(makePartsCommand);
@@ -100,7 +104,7 @@ export async function lineVideoCommand(f: { out: string; items: 'fmnist' | 'part
 
 export async function makePartsCommand(flags: MakePartsFlags): Promise<void> {
   const t0 = performance.now();
-  const m = await writePartsSet(flags.out, { perClass: flags.perClass, size: flags.size, seed: flags.seed, part: flags.part, material: flags.material, ...(flags.classes && { classes: flags.classes }), force: flags.force ?? false });
+  const m = await writePartsSet(flags.out, { perClass: flags.perClass, size: flags.size, seed: flags.seed, part: flags.part, material: flags.material, pose: flags.pose, lighting: flags.lighting, ...(flags.classes && { classes: flags.classes }), force: flags.force ?? false });
   const classes = Object.keys(m.classes);
   const s = ((performance.now() - t0) / 1000).toFixed(1);
   console.log(`wrote ${classes.length} × ${m.perClass} images (${classes.join(', ')}) of ${m.material} ${m.part} at ${m.size}×${m.size} px, seed ${m.seed}, to ${flags.out} in ${s} s`);

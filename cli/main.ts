@@ -11,6 +11,7 @@ import { exportBackboneCommand } from './export-backbone.ts';
 import { infoCommand } from './info.ts';
 import { demoCommand } from './demo.ts';
 import { trainCommand } from './train.ts';
+import { pretrainCommand } from './pretrain.ts';
 import { explainCommand } from './explain.ts';
 import { addDataCommands } from './data.ts';
 import { addArtifactCommands } from './artifact.ts';
@@ -62,6 +63,18 @@ program
   .option('--strict', 'stop with an error (exit 2) when the run diverges, collapses onto one class or does not learn (default: a warning)')
   .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
   .action((opts) => trainCommand(opts));
+
+program
+  .command('pretrain')
+  .description('pretrain a backbone (every tensor) on a mixture of sources: F16 timm weights, per-source heads and a card')
+  .requiredOption('-c, --config <file>', 'pretraining config (YAML), e.g. configs/pretrain/<name>.yaml')
+  .option('--set <key=value>', 'override a config field, e.g. recipe.epochs=3 (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('--epochs <n>', 'recipe.epochs', (v) => parseIntArg('--epochs', v))
+  .option('--out <dir>', 'output.dir and output.weightsDir (everything the run writes)')
+  .option('--engine <name>', 'ort | tfjs | auto (engine)')
+  .option('--resume', 'continue from the checkpoint in the output folder')
+  .option('--progress <mode>', 'auto | bar | lines | none', 'auto')
+  .action((opts) => pretrainCommand(opts));
 
 program
   .command('explain')

@@ -60,12 +60,18 @@ fm('train split with a per-class limit; other sizes pad evenly or resize bilinea
   t.is(train.classes[train.samples[0]!.label], 'ankle boot');
 
   const s28 = loadFashionMnist({ split: 'test', size: 28, limit: 1, classes: [9] }).samples[0]!;
-  const s40 = loadFashionMnist({ split: 'test', size: 40, limit: 1, classes: [9] }).samples[0]!;
+  const s40 = loadFashionMnist({ split: 'test', size: 40, fit: 'pad', limit: 1, classes: [9] }).samples[0]!;
   const raw = await rawTestImage(0);
   t.deepEqual(pixelAt(s28.image, 28, 14, 20), [raw[20 * 28 + 14]!, raw[20 * 28 + 14]!, raw[20 * 28 + 14]!]);
   t.deepEqual(pixelAt(s40.image, 40, 6 + 14, 6 + 20), pixelAt(s28.image, 28, 14, 20));
   t.deepEqual(pixelAt(s40.image, 40, 5, 20), [0, 0, 0]);
 
+  // Above 32 px the default keeps the 32-px framing (2 px margin), scaled: 4 px of black at 64.
+  const s64 = loadFashionMnist({ split: 'test', size: 64, limit: 1, classes: [9] }).samples[0]!;
+  const s32 = loadFashionMnist({ split: 'test', size: 32, limit: 1, classes: [9] }).samples[0]!;
+  for (const [x, y] of [[1, 30], [30, 2], [62, 40], [3, 3]] as const) t.deepEqual(pixelAt(s64.image, 64, x, y), [0, 0, 0]);
+  const sum = (a: Uint8Array) => a.reduce((p, v) => p + v, 0);
+  t.true(Math.abs(sum(s64.image) / (4 * sum(s32.image)) - 1) < 0.03, 'the same picture at four times the area');
   const bil = loadFashionMnist({ split: 'test', size: 32, fit: 'bilinear', limit: 1, classes: [9] }).samples[0]!;
   const pad = loadFashionMnist({ split: 'test', size: 32, limit: 1, classes: [9] }).samples[0]!;
   t.notDeepEqual(bil.image, pad.image);

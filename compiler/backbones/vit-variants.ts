@@ -46,6 +46,11 @@ export const VIT_VARIANTS: Record<string, Variant> = {
   // The shipped tiny backbone (32 px, patch 4 → 8×8 grid, width 96, 6 blocks; see
   // compiler/backbones/weights/README.md for why this size).
   vit_micro_patch4_32: { imgSize: 32, patchSize: 4, embedDim: 96, depth: 6, numHeads: 3, numClasses: 5, mean: INCEPTION_MEAN, std: INCEPTION_STD },
+  // Line backbones pretrained by `edgeprompt pretrain` on generated parts lines (64 px; the
+  // candidates compared in docs/bench/pretrain.md): patch 8 → 8×8 grid, patch 4 → 16×16.
+  vit_micro_patch8_64: { imgSize: 64, patchSize: 8, embedDim: 96, depth: 6, numHeads: 3, numClasses: 5, mean: INCEPTION_MEAN, std: INCEPTION_STD },
+  vit_micro_patch4_64: { imgSize: 64, patchSize: 4, embedDim: 96, depth: 6, numHeads: 3, numClasses: 5, mean: INCEPTION_MEAN, std: INCEPTION_STD },
+  vit_mini_patch8_64: { imgSize: 64, patchSize: 8, embedDim: 192, depth: 6, numHeads: 3, numClasses: 5, mean: INCEPTION_MEAN, std: INCEPTION_STD },
   // The shape of the PyTorch parity fixture (tools/reference/make_fixtures.py).
   vit_fixture_patch8_32: { imgSize: 32, patchSize: 8, embedDim: 96, depth: 3, numHeads: 3, numClasses: 10 },
 };

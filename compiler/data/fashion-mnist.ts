@@ -3,8 +3,9 @@
  * /usr/share/datasets/fashion-mnist/; plain or .gz). Grey 28×28 images become RGB by copying the
  * grey value into all three channels. To reach the ViT's 32×32 the default is 'pad': 2 black pixels
  * on each side, as many small-ViT/CIFAR-style papers do; it keeps every original pixel exact and the
- * background is already 0. 'bilinear' (this package's JS resampler, half-pixel centres, no
- * antialias) serves other sizes.
+ * background is already 0. Larger inputs default to 'pad-scale': the same 32×32 frame scaled up
+ * (this package's JS bilinear resampler), so a garment fills the frame as it does at 32 px instead
+ * of sitting small in a wide black margin. 'bilinear' stretches 28×28 to any size.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +18,9 @@ import type { LabeledSet, Sample } from './types.ts';
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 export const FASHION_MNIST_CLASSES = ['t-shirt/top', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot'] as const;
 
+/** The frame Fashion-MNIST is padded to (28 + 2 each side), at 32 px and, scaled, above. */
+const PAD_TO = 32;
+
 const IMAGES_MAGIC = 0x00000803; // ubyte, 3 dims
 const LABELS_MAGIC = 0x00000801; // ubyte, 1 dim
 
@@ -27,8 +31,8 @@ export interface FashionMnistOptions {
   dir?: string;
   /** Stored side; default 32 (28 padded). */
   size?: number;
-  /** How 28 becomes `size`; default 'pad' when size − 28 is even and ≥ 0, else 'bilinear'. */
-  fit?: 'pad' | 'bilinear';
+  /** How 28 becomes `size`; default 'pad' up to 32 (when size − 28 is even), 'pad-scale' above 32, else 'bilinear'. */
+  fit?: 'pad' | 'pad-scale' | 'bilinear';
   /** Original class indices (0–9) to keep, relabelled 0..m-1 in this order; names kept. Default all. */
   classes?: readonly number[];
   /** At most this many samples per class (the first ones in file order), for fast tests. */
@@ -57,7 +61,7 @@ export function loadFashionMnist(options: FashionMnistOptions): LabeledSet {
   if (new Set(classes).size !== classes.length) throw new CompilerError('CONFIG_INVALID', `fashion-mnist classes: [${classes.join(', ')}] names a class twice`);
   const limit = options.limit === undefined ? Infinity : checkInt(options.limit, 'fashion-mnist limit', 1);
   const idx = readIdxPair(idxPath(dir, `${prefix}-images-idx3-ubyte`), idxPath(dir, `${prefix}-labels-idx1-ubyte`));
-  const fit = options.fit ?? (size >= idx.rows && (size - idx.rows) % 2 === 0 ? 'pad' : 'bilinear');
+  const fit = options.fit ?? (size > PAD_TO ? 'pad-scale' : size >= idx.rows && (size - idx.rows) % 2 === 0 ? 'pad' : 'bilinear');
   if (fit === 'pad' && (size < idx.rows || (size - idx.rows) % 2 !== 0 || idx.rows !== idx.cols)) {
     throw new CompilerError('CONFIG_INVALID', `fashion-mnist: cannot pad ${idx.rows}×${idx.cols} to ${size}×${size} evenly; use fit 'bilinear' or an even margin`);
   }
@@ -78,6 +82,7 @@ export function loadFashionMnist(options: FashionMnistOptions): LabeledSet {
     const image = all.subarray(n * px, (n + 1) * px);
     const grey = idx.pixels.subarray(i * idx.rows * idx.cols, (i + 1) * idx.rows * idx.cols);
     if (fit === 'pad') padGreyToRgb(grey, idx.rows, size, image);
+    else if (fit === 'pad-scale') greyToRgb(resizeBilinearU8(padGrey(grey, idx.rows, PAD_TO), PAD_TO, PAD_TO, 1, size, size), image);
     else greyToRgb(resizeBilinearU8(grey, idx.rows, idx.cols, 1, size, size), image);
     return { image, label: relabel.get(idx.labels[i]!)!, source: `fashion-mnist:${options.split}:${i}` };
   });
@@ -142,6 +147,14 @@ function padGreyToRgb(grey: Uint8Array, n: number, size: number, out: Uint8Array
       out[o + 2] = v;
     }
   }
+}
+
+/** 28×28 grey → n×n grey with an even black margin. */
+function padGrey(grey: Uint8Array, rows: number, n: number): Uint8Array {
+  const out = new Uint8Array(n * n);
+  const m = (n - rows) / 2;
+  for (let y = 0; y < rows; y++) out.set(grey.subarray(y * rows, (y + 1) * rows), (y + m) * n + m);
+  return out;
 }
 
 function greyToRgb(grey: Uint8Array, out: Uint8Array): void {

@@ -5,21 +5,13 @@
  * streaks, dust specks) so a defect is told by its look on the part, not by any dark blob or line.
  */
 import { randInt, uniform, type Rng } from '../../devices/rng.ts';
+import { DESIGNS, ORIGINAL_DESIGNS, PART_KINDS, inside, missingHole, type Hole, type PartKind, type Pt, type Shape } from './parts-designs.ts';
+import { FINISHES, MATERIAL_NAMES, MIXED_POOL, randomFinish, type MaterialName, type Rgb } from './parts-finishes.ts';
+
+export { PART_KINDS, MATERIAL_NAMES, inside, type Hole, type MaterialName, type PartKind, type Pt, type Rgb, type Shape };
 
 export const PART_CLASSES = ['ok', 'scratch', 'dent', 'missing_hole', 'stain'] as const;
 export type PartClass = (typeof PART_CLASSES)[number];
-
-export type Rgb = [number, number, number];
-export type Pt = [number, number];
-
-export interface Hole {
-  x: number;
-  y: number;
-  r: number;
-}
-
-/** Part outline in part coordinates (centred near 0,0, about ±33 units); holes cut through it. */
-export type Shape = { kind: 'plate'; w: number; h: number; corner: number } | { kind: 'flange'; r: number } | { kind: 'bracket'; arm: number; len: number };
 
 export interface Scene {
   belt: { colour: Rgb; ridge: { spacing: number; phase: number; opacity: number }; specks: { x: number; y: number; r: number; light: boolean; opacity: number }[] };
@@ -76,24 +68,22 @@ export interface Blob {
   opacity: number;
 }
 
-const MATERIAL_KINDS = ['steel', 'aluminium', 'brass', 'blue-anodised', 'red-anodised'] as const;
-const MATERIALS: Record<(typeof MATERIAL_KINDS)[number], { dark: Rgb; light: Rgb }> = {
-  steel: { dark: [112, 120, 130], light: [205, 212, 220] },
-  aluminium: { dark: [150, 154, 158], light: [232, 235, 238] },
-  brass: { dark: [150, 112, 40], light: [232, 205, 120] },
-  'blue-anodised': { dark: [35, 75, 150], light: [110, 160, 225] },
-  'red-anodised': { dark: [135, 35, 40], light: [215, 95, 95] },
-};
-
-/** The part's finish: one per line, or `mixed` (any of them per item: a harder task). */
-export const MATERIAL_NAMES = [...MATERIAL_KINDS, 'mixed'] as const;
-export type MaterialName = (typeof MATERIAL_NAMES)[number];
-
-/** What the line makes: the part design and its finish. */
+/**
+ * What the line makes: the part design and its finish, and how tightly the line holds pose and
+ * lighting. `fixtured` / `line` (the defaults) are a real line's: the part within a few units and
+ * ±15°, light from the upper left. `free` / `varied` widen both (any angle, larger offsets and
+ * scale, light from anywhere, wider exposure and belt colours) for pretraining sources.
+ */
 export interface Line {
   part: PartKind;
   material: MaterialName;
+  pose?: LinePose;
+  lighting?: LineLighting;
 }
+export const LINE_POSES = ['fixtured', 'free'] as const;
+export type LinePose = (typeof LINE_POSES)[number];
+export const LINE_LIGHTINGS = ['line', 'varied'] as const;
+export type LineLighting = (typeof LINE_LIGHTINGS)[number];
 export const DEFAULT_LINE: Line = { part: 'plate', material: 'steel' };
 
 const BELTS: Rgb[] = [
@@ -115,29 +105,24 @@ const RESIDUE: Rgb[] = [
   [240, 236, 226],
 ];
 
-/** The part a line makes: one design per set, as a line camera sees one product (issue 4). */
-export const PART_KINDS = ['plate', 'flange', 'bracket'] as const;
-export type PartKind = (typeof PART_KINDS)[number];
-
-const SHAPES: Record<PartKind, Shape> = {
-  plate: { kind: 'plate', w: 66, h: 48, corner: 6 },
-  flange: { kind: 'flange', r: 33 },
-  bracket: { kind: 'bracket', arm: 21, len: 62 },
-};
-
 /**
  * Version 2 of the drawing (PARTS_VERSION). The part is fixtured as on a real line: one design and
- * one finish (unless `mixed`), placed within a few units and ±15° (any angle for the round
- * flange), filling most of the frame.
+ * one finish (unless `mixed` or `random`), placed within a few units and ±15° (any angle for the
+ * round flange), filling most of the frame.
  * Defects are sized for the 32 px model input, where one view-box unit is a third of a pixel: a
- * scratch 1–1.4 px wide, a dent 6–8 px and a stain 5–7 px across, holes 3–4 px wide. Version 1
- * drew any of three designs at any angle with defects of 1 px or less; at 32 px no method beat
- * chance on it (docs/bench/transfer.md as of 2026-11-23, in git history; full fine-tuning included).
+ * scratch 1–1.4 px wide, a dent 6–8 px and a stain 5–7 px across, holes 3–4 px wide (twice that at
+ * 64 px). Version 1 drew any of three designs at any angle with defects of 1 px or less; at 32 px no
+ * method beat chance on it (docs/bench/transfer.md as of 2026-11-23, in git history).
+ * The designs, finishes and `free`/`varied` lines added since draw from the same stream in the same
+ * order (extra draws only where a new option asks for them), so every version-2 line keeps its bytes.
  */
 export function drawScene(r: Rng, cls: PartClass, line: Line = DEFAULT_LINE): Scene {
   const kind = line.part;
+  const free = line.pose === 'free';
+  const relax = !ORIGINAL_DESIGNS.includes(kind); // defects never fall into a hole (parts-designs.ts inside())
+  const varied = line.lighting === 'varied';
   const belt = {
-    colour: jitter(r, pick(r, BELTS), 10),
+    colour: jitter(r, pick(r, BELTS), varied ? 24 : 10),
     ridge: { spacing: uniform(r, 2.5, 4.5), phase: uniform(r, 0, 5), opacity: uniform(r, 0.08, 0.22) },
     specks: Array.from({ length: randInt(r, 20, 50) }, () => ({ x: uniform(r, 0, 100), y: uniform(r, 0, 100), r: uniform(r, 0.3, 0.9), light: r() < 0.5, opacity: uniform(r, 0.1, 0.3) })),
   };
@@ -151,19 +136,20 @@ export function drawScene(r: Rng, cls: PartClass, line: Line = DEFAULT_LINE): Sc
   if (r() < 0.45) beltMarks.push({ blob: blob(r, edgePoint(), uniform(r, 3, 6), 0.35, 0.7, OIL) });
   if (r() < 0.4) beltMarks.push({ scuff: stroke(r, edgePoint(), uniform(r, 0, Math.PI), uniform(r, 10, 20), uniform(r, 0.8, 1.6), [200, 200, 195], uniform(r, 0.25, 0.5)) });
 
-  const shape = SHAPES[kind];
-  const holes = holesOf(shape, r);
-  const mixed = pick(r, Object.values(MATERIALS)); // drawn either way: the stream stays aligned
-  const material = line.material === 'mixed' ? mixed : MATERIALS[line.material];
+  const design = DESIGNS[kind];
+  const shape = design.shape(r);
+  const holes = design.holes(shape, r);
+  const mixed = FINISHES[pick(r, MIXED_POOL)]; // drawn either way: the stream stays aligned
+  const material = line.material === 'mixed' ? mixed : line.material === 'random' ? randomFinish(r) : FINISHES[line.material];
   const tint = jitter(r, [0, 0, 0], 10);
   const part: Scene['part'] = {
     shape,
     holes,
-    missing: cls === 'missing_hole' ? randInt(r, shape.kind === 'flange' ? 1 : 0, holes.length) : -1,
-    x: 50 + uniform(r, -4, 4),
-    y: 50 + uniform(r, -4, 4),
-    rotation: kind === 'flange' ? uniform(r, 0, 360) : uniform(r, -15, 15),
-    scale: uniform(r, 0.94, 1.06),
+    missing: cls === 'missing_hole' ? missingHole(r, holes) : -1,
+    x: 50 + (free ? uniform(r, -8, 8) : uniform(r, -4, 4)),
+    y: 50 + (free ? uniform(r, -8, 8) : uniform(r, -4, 4)),
+    rotation: kind === 'flange' || free ? uniform(r, 0, 360) : uniform(r, -15, 15),
+    scale: free ? uniform(r, 0.85, 1.08) : uniform(r, 0.94, 1.06),
     dark: add(material.dark, tint),
     light: add(material.light, tint),
     streaks: Array.from({ length: randInt(r, 4, 10) }, () => {
@@ -173,9 +159,12 @@ export function drawScene(r: Rng, cls: PartClass, line: Line = DEFAULT_LINE): Sc
     specks: r() < 0.35 ? Array.from({ length: randInt(r, 1, 3) }, () => ({ ...inside(r, shape, holes, 2), r: uniform(r, 0.4, 0.7) })) : [],
   };
 
-  // Line lighting: from the upper left within ±40°, mild shading and exposure drift.
-  const angle = 225 + uniform(r, -40, 40);
-  const light = { angle, highlight: uniform(r, 0, 0.15), shade: uniform(r, 0.05, 0.2), exposure: uniform(r, -0.12, 0.08) };
+  // Line lighting: from the upper left within ±40°, mild shading and exposure drift ('varied':
+  // from anywhere, stronger highlights, shading and exposure swings).
+  const angle = 225 + (varied ? uniform(r, -180, 180) : uniform(r, -40, 40));
+  const light = varied
+    ? { angle, highlight: uniform(r, 0, 0.3), shade: uniform(r, 0.05, 0.35), exposure: uniform(r, -0.25, 0.15) }
+    : { angle, highlight: uniform(r, 0, 0.15), shade: uniform(r, 0.05, 0.2), exposure: uniform(r, -0.12, 0.08) };
   const away = ((angle + 180) * Math.PI) / 180;
   const sd = uniform(r, 1.5, 3);
   const shadow = { dx: sd * Math.cos(away), dy: sd * Math.sin(away), opacity: uniform(r, 0.35, 0.6), blur: uniform(r, 1, 2) };
@@ -185,51 +174,16 @@ export function drawScene(r: Rng, cls: PartClass, line: Line = DEFAULT_LINE): Sc
   const darkMetal = luma(part.light) < 170;
   const defect: Scene['defect'] = {};
   if (cls === 'scratch') {
-    const p = inside(r, shape, holes, 4);
+    const p = inside(r, shape, holes, 4, relax);
     defect.scratch = stroke(r, [p.x, p.y], uniform(r, 0, Math.PI), uniform(r, 28, 40), uniform(r, 3.2, 4.5), darkMetal ? [245, 247, 250] : [25, 25, 28], uniform(r, 0.85, 1));
   } else if (cls === 'dent') {
-    const p = inside(r, shape, holes, 9);
+    const p = inside(r, shape, holes, 9, relax);
     defect.dent = { x: p.x, y: p.y, rx: uniform(r, 10, 13), ry: uniform(r, 7, 9.5), rotation: uniform(r, 0, 180), depth: uniform(r, 0.9, 1) };
   } else if (cls === 'stain') {
-    const p = inside(r, shape, holes, 6);
+    const p = inside(r, shape, holes, 6, relax);
     defect.stain = blob(r, [p.x, p.y], uniform(r, 8, 10.5), 0.8, 0.95, darkMetal ? RESIDUE : OIL);
   }
   return { belt, beltMarks, part, light, shadow, defect, blur: r() < 0.5 ? 0 : uniform(r, 0.3, 0.8), noise: uniform(r, 1.5, 4) };
-}
-
-function holesOf(shape: Shape, r: Rng): Hole[] {
-  if (shape.kind === 'plate') {
-    const hr = uniform(r, 5, 6);
-    return [[-1, -1], [1, -1], [1, 1], [-1, 1]].map(([sx, sy]) => ({ x: sx! * (shape.w / 2 - 11), y: sy! * (shape.h / 2 - 10), r: hr }));
-  }
-  if (shape.kind === 'flange') {
-    const n = r() < 0.5 ? 4 : 6;
-    const hr = uniform(r, 4.5, 5.5);
-    const bolts = Array.from({ length: n }, (_, i) => ({ x: 22 * Math.cos((2 * Math.PI * i) / n), y: 22 * Math.sin((2 * Math.PI * i) / n), r: hr }));
-    return [{ x: 0, y: 0, r: uniform(r, 9, 11) }, ...bolts];
-  }
-  const hr = uniform(r, 4.5, 5.5);
-  const c = -shape.len / 2 + shape.arm / 2; // centre line of each arm
-  return [{ x: c + 20, y: c }, { x: c + 40, y: c }, { x: c, y: c + 20 }, { x: c, y: c + 40 }].map((h) => ({ ...h, r: hr }));
-}
-
-/** A point on solid metal at least `margin` from every edge and hole (rejection sampling). */
-export function inside(r: Rng, shape: Shape, holes: Hole[], margin: number): { x: number; y: number } {
-  for (let t = 0; t < 500; t++) {
-    const x = uniform(r, -34, 34);
-    const y = uniform(r, -34, 34);
-    if (solid(shape, x, y, margin) && holes.every((h) => Math.hypot(x - h.x, y - h.y) > h.r + margin)) return { x, y };
-  }
-  return { x: 0, y: shape.kind === 'flange' ? 14 : 0 };
-}
-
-function solid(shape: Shape, x: number, y: number, m: number): boolean {
-  if (shape.kind === 'plate') return Math.abs(x) < shape.w / 2 - m && Math.abs(y) < shape.h / 2 - m;
-  if (shape.kind === 'flange') return Math.hypot(x, y) < shape.r - m;
-  const lo = -shape.len / 2 + m;
-  const hi = shape.len / 2 - m;
-  const armHi = -shape.len / 2 + shape.arm - m;
-  return (x > lo && x < hi && y > lo && y < armHi) || (x > lo && x < armHi && y > lo && y < hi);
 }
 
 function stroke(r: Rng, centre: Pt, angle: number, length: number, width: number, colour: Rgb, opacity: number): Stroke {

@@ -59,6 +59,8 @@ function partPath(shape: Shape, holes: Hole[]): string {
     d = `M${f(-w + c)} ${f(-h)}H${f(w - c)}A${c} ${c} 0 0 1 ${f(w)} ${f(-h + c)}V${f(h - c)}A${c} ${c} 0 0 1 ${f(w - c)} ${f(h)}H${f(-w + c)}A${c} ${c} 0 0 1 ${f(-w)} ${f(h - c)}V${f(-h + c)}A${c} ${c} 0 0 1 ${f(-w + c)} ${f(-h)}Z`;
   } else if (shape.kind === 'flange') {
     d = circle(0, 0, shape.r);
+  } else if (shape.kind === 'polygon') {
+    d = roundedPolygon(shape.points, shape.corner);
   } else {
     const lo = -shape.len / 2;
     const hi = shape.len / 2;
@@ -66,6 +68,24 @@ function partPath(shape: Shape, holes: Hole[]): string {
     d = `M${f(lo)} ${f(lo)}H${f(hi)}V${f(arm)}H${f(arm)}V${f(hi)}H${f(lo)}Z`;
   }
   return d + holes.map((h) => circle(h.x, h.y, h.r)).join('');
+}
+
+/** A closed polygon whose corners are cut by quadratic curves `c` units from each vertex. */
+function roundedPolygon(pts: Pt[], c: number): string {
+  const n = pts.length;
+  const toward = (p: Pt, q: Pt): Pt => {
+    const d = Math.hypot(q[0] - p[0], q[1] - p[1]);
+    const t = Math.min(c, d / 2) / d;
+    return [p[0] + (q[0] - p[0]) * t, p[1] + (q[1] - p[1]) * t];
+  };
+  let d = '';
+  for (let i = 0; i < n; i++) {
+    const v = pts[i]!;
+    const a = toward(v, pts[(i + n - 1) % n]!);
+    const b = toward(v, pts[(i + 1) % n]!);
+    d += `${i === 0 ? 'M' : 'L'}${f(a[0])} ${f(a[1])}Q${f(v[0])} ${f(v[1])} ${f(b[0])} ${f(b[1])}`;
+  }
+  return `${d}Z`;
 }
 
 const circle = (x: number, y: number, r: number): string => `M${f(x - r)} ${f(y)}a${f(r)} ${f(r)} 0 1 0 ${f(2 * r)} 0a${f(r)} ${f(r)} 0 1 0 ${f(-2 * r)} 0Z`;

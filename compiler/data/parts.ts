@@ -12,14 +12,15 @@ import { z } from 'zod';
 import { CompilerError } from '../ops/errors.ts';
 import { checkChoice, checkInt } from './errors.ts';
 import { mapLimit, toRgb } from './image-folder.ts';
-import { DEFAULT_LINE, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, drawScene, type Line, type MaterialName, type PartClass, type PartKind, type Scene } from './parts-scene.ts';
+import { DEFAULT_LINE, LINE_LIGHTINGS, LINE_POSES, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, drawScene, type Line, type LineLighting, type LinePose, type MaterialName, type PartClass, type PartKind, type Scene } from './parts-scene.ts';
 import { sceneSvg } from './parts-svg.ts';
+import { defectCells } from './parts-cells.ts';
 import { gaussian, hashString, mixSeed, mulberry32 } from '../../devices/rng.ts';
 import type { LabeledSet, Sample } from './types.ts';
 
-export { DEFAULT_LINE, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, type Line, type MaterialName, type PartClass, type PartKind };
+export { DEFAULT_LINE, LINE_LIGHTINGS, LINE_POSES, MATERIAL_NAMES, PART_CLASSES, PART_KINDS, type Line, type LineLighting, type LinePose, type MaterialName, type PartClass, type PartKind };
 
-const PARTS_GENERATOR = 'edgeprompt-parts';
+export const PARTS_GENERATOR = 'edgeprompt-parts';
 /** Bump when a change to the drawing changes any image for a seed. */
 export const PARTS_VERSION = 2;
 
@@ -30,8 +31,12 @@ export interface PartsOptions {
   seed: number;
   /** The part design on this line; default 'plate'. */
   part?: PartKind;
-  /** Its finish; default 'steel' ('mixed': any finish per item). */
+  /** Its finish; default 'steel' ('mixed': one of the original five per item; 'random': a new colour per item). */
   material?: MaterialName;
+  /** How the line holds the part; default 'fixtured' ('free': any angle, wider offset and scale). */
+  pose?: LinePose;
+  /** Default 'line' ('varied': light from anywhere, wider exposure and belt colours). */
+  lighting?: LineLighting;
   /** Default all of PART_CLASSES. Labels follow the sorted names, as loadImageFolder would give. */
   classes?: readonly string[];
   /**
@@ -41,6 +46,8 @@ export interface PartsOptions {
   renderSize?: number;
   /** Images rendered at once; default 4. */
   concurrency?: number;
+  /** Attach each sample's defect cells (Sample.cells); default false. */
+  cells?: boolean;
 }
 
 export const PartsManifest = z.object({
@@ -49,6 +56,8 @@ export const PartsManifest = z.object({
   seed: z.number().int(),
   part: z.enum(PART_KINDS),
   material: z.enum(MATERIAL_NAMES),
+  pose: z.enum(LINE_POSES).default('fixtured'),
+  lighting: z.enum(LINE_LIGHTINGS).default('line'),
   size: z.number().int().positive(),
   perClass: z.number().int().positive(),
   classes: z.record(z.string(), z.number().int()),
@@ -63,7 +72,17 @@ const NOISE_STREAM = 0x6e6f6973;
 /** One sample: px×px×3 RGB uint8. */
 export async function renderPart(seed: number, cls: PartClass, index: number, px: number, line: Line = DEFAULT_LINE): Promise<Uint8Array> {
   const key = mixSeed(seed, hashString(cls), index);
-  return renderScene(drawScene(mulberry32(key), cls, line), px, mixSeed(key, NOISE_STREAM));
+  return renderScene(sceneOf(seed, cls, index, line), px, mixSeed(key, NOISE_STREAM));
+}
+
+/** The scene of sample i of class cls: what renderPart draws, without drawing it. */
+export function sceneOf(seed: number, cls: PartClass, index: number, line: Line = DEFAULT_LINE): Scene {
+  return drawScene(mulberry32(mixSeed(seed, hashString(cls), index)), cls, line);
+}
+
+/** Where sample i's defect shows (compiler/data/parts-cells.ts): cheap, no rendering. */
+export function partCells(seed: number, cls: PartClass, index: number, line: Line = DEFAULT_LINE): Uint8Array {
+  return defectCells(sceneOf(seed, cls, index, line));
 }
 
 /**
@@ -88,9 +107,9 @@ export async function makePartsSet(options: PartsOptions): Promise<LabeledSet> {
   const samples = await mapLimit(jobs, o.concurrency, async ({ cls, label, i }): Promise<Sample> => {
     let image = await renderPart(o.seed, cls, i, o.renderSize, o);
     if (o.renderSize !== o.size) image = await toRgb(sharp(image, { raw: { width: o.renderSize, height: o.renderSize, channels: 3 } }), o.size, 'center-crop');
-    return { image, label, source: `parts:${o.part}:${o.material}:${o.seed}:${cls}:${i}` };
+    return { image, label, source: `${lineName(o)}:${o.seed}:${cls}:${i}`, ...(o.cells ? { cells: partCells(o.seed, cls, i, o) } : {}) };
   });
-  return { name: `parts:${o.part}:${o.material}:${o.seed}`, classes: [...o.classes], size: o.size, samples };
+  return { name: `${lineName(o)}:${o.seed}`, classes: [...o.classes], size: o.size, samples };
 }
 
 /**
@@ -115,6 +134,8 @@ export async function writePartsSet(dir: string, options: PartsOptions & { force
     seed: o.seed,
     part: o.part,
     material: o.material,
+    pose: o.pose,
+    lighting: o.lighting,
     size: o.size,
     perClass: o.perClass,
     classes: Object.fromEntries(o.classes.map((c) => [c, o.perClass])),
@@ -161,10 +182,18 @@ function resolveOptions(options: PartsOptions): Required<Omit<PartsOptions, 'cla
     seed: checkInt(options.seed, 'seed'),
     part: checkChoice(options.part ?? DEFAULT_LINE.part, 'part', PART_KINDS),
     material: checkChoice(options.material ?? DEFAULT_LINE.material, 'material', MATERIAL_NAMES),
+    pose: checkChoice(options.pose ?? 'fixtured', 'pose', LINE_POSES),
+    lighting: checkChoice(options.lighting ?? 'line', 'lighting', LINE_LIGHTINGS),
     classes: classes as PartClass[],
     renderSize: checkInt(options.renderSize ?? size, 'renderSize', 8),
     concurrency: checkInt(options.concurrency ?? 4, 'concurrency', 1),
+    cells: options.cells ?? false,
   };
+}
+
+/** 'parts:<design>:<finish>', with ':free' / ':varied' when the line is not a fixtured one. */
+export function lineName(l: Line): string {
+  return `parts:${l.part}:${l.material}${l.pose === 'free' ? ':free' : ''}${l.lighting === 'varied' ? ':varied' : ''}`;
 }
 
 async function prepareDir(dir: string, force: boolean): Promise<void> {

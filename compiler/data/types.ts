@@ -8,6 +8,11 @@ export interface Sample {
   label: number;
   /** Where it came from: a file path, or e.g. 'fashion-mnist:train:123' (index in the idx file). */
   source: string;
+  /**
+   * Generated parts only, on request: which cells of a 16×16 grid over the image show the defect
+   * (1) or not (0), row-major (compiler/data/parts-cells.ts). Patch-level pretraining reads it.
+   */
+  cells?: Uint8Array;
 }
 
 export interface LabeledSet {

@@ -52,6 +52,8 @@ export class OrtEngine implements Engine {
     private readonly masks: DropoutMask[],
     private readonly grads: Map<string, string>,
     private readonly trainables: Param[],
+    /** Trainable tensors the forward graph reads (a loss-only head is not among them). */
+    private readonly forwardInputs: Set<string>,
     backend: string,
     notes: string[],
   ) {
@@ -75,7 +77,8 @@ export class OrtEngine implements Engine {
       ...(unreached.length ? [`no gradient reaches ${unreached.join(', ')} (they stay at their initial values)`] : []),
     ];
     const backend = `onnxruntime-node ${ortVersion()} ${train.ep}${train.ep === 'cpu' ? `, ${train.threads} threads` : ''}`;
-    return new OrtEngine(o, train.session, forward.session, tg.masks, tg.gradient.grads, trainables, backend, notes);
+    const forwardInputs = new Set(fwd.inputs.map((v) => v.name));
+    return new OrtEngine(o, train.session, forward.session, tg.masks, tg.gradient.grads, trainables, forwardInputs, backend, notes);
   }
 
   private image(x: Float32Array, batch: number): ort.Tensor {
@@ -84,8 +87,8 @@ export class OrtEngine implements Engine {
     return new ort.Tensor('float32', x, [batch, C, S, S]);
   }
 
-  private paramFeeds(feeds: Record<string, ort.Tensor>): void {
-    for (const p of this.trainables) feeds[p.name] = new ort.Tensor('float32', p.value, p.graphShape);
+  private paramFeeds(feeds: Record<string, ort.Tensor>, only?: Set<string>): void {
+    for (const p of this.trainables) if (!only || only.has(p.name)) feeds[p.name] = new ort.Tensor('float32', p.value, p.graphShape);
   }
 
   /** Masks for (seed, step), in recording order. */
@@ -118,7 +121,7 @@ export class OrtEngine implements Engine {
 
   async predict(x: Float32Array, batch: number): Promise<Float32Array> {
     const feeds: Record<string, ort.Tensor> = { input: this.image(x, batch) };
-    this.paramFeeds(feeds);
+    this.paramFeeds(feeds, this.forwardInputs);
     const out = await this.forward.run(feeds, ['logits']);
     return out.logits!.data as Float32Array;
   }

@@ -18,4 +18,6 @@ export interface EpochRecord {
   inspection?: InspectionMetrics;
   imagesPerSec: number;
   seconds: number;
+  /** EvalMetrics.details of this epoch, when the job's evaluator reports any (pretraining). */
+  details?: Record<string, number>;
 }

@@ -28,6 +28,8 @@ import type { InspectionRule } from '../../runtime/pipeline/inspection.ts';
 export interface Batch {
   x: Float32Array;
   y: Int32Array;
+  /** Per-batch inputs the data itself supplies (pretraining's patch labels), besides the method's. */
+  inputs?: Map<string, HostTensor>;
 }
 
 /** What the loop needs from a dataset: deterministic batches. */
@@ -64,6 +66,11 @@ export interface TrainJob {
   methodContext?: Omit<InitContext, 'rng' | 'sample'>;
   progress: Progress;
   signal?: AbortSignal;
+  /**
+   * Validation other than top-1 over `data.valBatches` (pretraining: per-source heads, a probe of
+   * a held-out line). Called after every epoch (1-based) with the engine's current tensors.
+   */
+  evaluate?(engine: Engine, batchSize: number, epoch: number): Promise<EvalMetrics>;
   /** The task inspects parts (okLabels as class indices + minConfidence): validation also reports escape / false-reject rates. */
   inspection?: InspectionRule;
   /** A divergence / collapse / no-learning warning stops the run with that error (after saving the checkpoint and report). */
@@ -182,7 +189,8 @@ export async function train(job: TrainJob): Promise<TrainResult> {
         if (i++ < state.stepInEpoch) continue; // resume inside an epoch: same order, skip done batches
         if (i > stepsPerEpoch) break;
         const lr = lrAt(schedule, perStep ? state.globalStep : epoch);
-        const r = await engine.step(b.x, b.y, state.globalStep, method.batchInputs?.(b.y, methodState(), options));
+        const own = method.batchInputs?.(b.y, methodState(), options);
+        const r = await engine.step(b.x, b.y, state.globalStep, b.inputs ? new Map([...(own ?? []), ...b.inputs]) : own);
         if (!Number.isFinite(r.loss)) {
           throw new CompilerError('NAN_LOSS', `training diverged: the loss became ${r.loss} at epoch ${epoch + 1}, step ${i} (lr ${lr.toExponential(2)}); lower recipe.optimizer.lr (now ${recipe.optimizer.lr}) and start over without --resume (compile --fresh)`);
         }
@@ -205,11 +213,11 @@ export async function train(job: TrainJob): Promise<TrainResult> {
         break;
       }
       if (method.epochEnd) state.methodState = await method.epochEnd(stateCtx(epoch), methodState(), epoch, options);
-      const m = await evaluate(engine, data, Math.max(batch, 64), job.inspection);
+      const m = await (job.evaluate ? job.evaluate(engine, Math.max(batch, 64), epoch + 1) : evaluate(engine, data, Math.max(batch, 64), job.inspection));
       const seconds = (performance.now() - t0) / 1000;
       state.history.push({
         epoch: epoch + 1, lr: lrAt(schedule, perStep ? state.globalStep : epoch), trainLoss: lossSum / Math.max(1, seen), valLoss: m.loss, valTop1: m.top1, perClass: m.perClass,
-        predicted: m.predicted ?? columnSums(m.confusion), ...(m.inspection && { inspection: m.inspection }), imagesPerSec: seen / seconds, seconds,
+        predicted: m.predicted ?? columnSums(m.confusion), ...(m.inspection && { inspection: m.inspection }), imagesPerSec: seen / seconds, seconds, ...(m.details ? { details: m.details } : {}),
       });
       state.lastConfusion = m.confusion;
       state.epoch = epoch + 1;

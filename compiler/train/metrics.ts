@@ -10,6 +10,11 @@ export interface EvalMetrics {
   predicted?: number[];
   count: number;
   loss: number;
+  /**
+   * Further named figures a job's own evaluator reports (pretraining: top-1 per source, the
+   * held-out line's probe); kept in the epoch's history record.
+   */
+  details?: Record<string, number>;
   /** Escape / false-reject rates, AUROC and the rest, when the task inspects parts (okLabels). */
   inspection?: InspectionMetrics;
 }

@@ -21,7 +21,8 @@ const inspectionText = (r: EpochRecord) => {
 };
 
 const epochLine = (r: EpochRecord) =>
-  `epoch ${r.epoch}: train loss ${r.trainLoss.toFixed(4)}, val loss ${r.valLoss.toFixed(4)}, val top-1 ${(100 * r.valTop1).toFixed(2)} %${inspectionText(r)}, ${r.imagesPerSec.toFixed(1)} img/s, ${r.seconds.toFixed(1)} s`;
+  `epoch ${r.epoch}: train loss ${r.trainLoss.toFixed(4)}, val loss ${r.valLoss.toFixed(4)}, val top-1 ${(100 * r.valTop1).toFixed(2)} %${inspectionText(r)}, ${r.imagesPerSec.toFixed(1)} img/s, ${r.seconds.toFixed(1)} s` +
+  (r.details ? ` | ${Object.entries(r.details).map(([k, v]) => `${k} ${Math.abs(v) <= 1 ? v.toFixed(4) : v.toFixed(2)}`).join(', ')}` : '');
 
 export function makeProgress(mode: 'auto' | 'bar' | 'lines' | 'none' = 'auto', out: NodeJS.WriteStream = process.stderr): Progress {
   const kind = mode === 'auto' ? (out.isTTY ? 'bar' : 'lines') : mode;

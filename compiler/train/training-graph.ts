@@ -74,7 +74,9 @@ function record(s: TaskGraphSpec, mode: 'train' | 'eval'): { graph: GraphSpec; m
     const graph = ops.graph();
     const paramShapes = new Map<string, number[]>();
     for (const v of graph.inputs) if (params.has(v.name)) paramShapes.set(v.name, v.shape as number[]);
-    for (const k of params.keys()) if (!paramShapes.has(k)) throw new CompilerError('UNSUPPORTED', `${method.name}: trainable tensor "${k}" is not used by the forward pass, so it cannot be trained`);
+    // Only the training graph must read every trainable tensor; an eval forward may skip the ones
+    // that enter the loss alone (pretraining's patch-level heads).
+    if (mode === 'train') for (const k of params.keys()) if (!paramShapes.has(k)) throw new CompilerError('UNSUPPORTED', `${method.name}: trainable tensor "${k}" is not used by the forward pass, so it cannot be trained`);
     return { graph, masks: ops.dropoutMasks(), paramShapes };
   } finally {
     ops.dispose();
@@ -89,7 +91,7 @@ export function buildTrainingGraph(s: TaskGraphSpec): TrainingGraph {
   return { graph: gradient.graph, gradient, masks, paramShapes };
 }
 
-/** The eval-mode forward (logits) with the trainable tensors as inputs. */
+/** The eval-mode forward (logits) with the trainable tensors it reads as inputs. */
 export function buildForwardGraph(s: TaskGraphSpec): GraphSpec {
   return record(s, 'eval').graph;
 }
