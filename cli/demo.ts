@@ -51,7 +51,7 @@ async function rebuild(line: DemoLine, perClass: number): Promise<void> {
   const out = join(root, 'out/demo-build');
   mkdirSync(out, { recursive: true });
   const keys = await writeKeyPair(generateKeyPair(), join(out, 'demo'), { force: true });
-  const r = await compileTask({ configFile: line.compile, precisions: ['fp32'], maxDropPt: 0.5, signKey: keys.privatePath, target: 'x86-cpu', progress: makeProgress('auto') });
+  const r = await compileTask({ configFile: line.compile, precisions: ['fp32'], maxDropPt: 0.5, signKey: keys.privatePath, target: 'x86-cpu', fresh: true, progress: makeProgress('auto') });
   writeFileSync(line.artifact, r.artifact);
   copyFileSync(keys.publicPath, line.publicKey);
   const n = Math.max(line.items.stored, perClass);
@@ -136,7 +136,7 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
     await rt.stop();
     await sub.close();
     await broker.close();
-    throw new CompilerError('BAD_ARGUMENT', `${line.file}: the items (${rel(line.items.sheet)}) hold classes the artifact ${basename(line.artifact)} does not know (${missing.join(', ')}; it knows ${m.labels.join(', ')}); run \`npm run demo -- --rebuild\``);
+    throw new CompilerError('CONFIG_INVALID', `${line.file}: the items (${rel(line.items.sheet)}) hold classes the artifact ${basename(line.artifact)} does not know (${missing.join(', ')}; it knows ${m.labels.join(', ')}); run \`npm run demo -- --rebuild\``);
   }
   manifest = m;
   const rule = m.thresholds.okLabels ? `pass when the top label is one of [${m.thresholds.okLabels.join(', ')}] and p(ok) ≥ ${m.thresholds.minConfidence}` : `OK when the top score ≥ ${m.thresholds.minConfidence}`;

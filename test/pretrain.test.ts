@@ -210,7 +210,7 @@ test('bad input is one line and exit 2: unknown source kind, held-out line in a 
     t.is(r.code, 2, `${name}: ${r.stderr}`);
     const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('npm warn'));
     t.is(lines.length, 1, `${name}: one line, got:\n${r.stderr}`);
-    t.regex(lines[0]!, /^edgeprompt: error \[BAD_ARGUMENT\]: /);
+    t.regex(lines[0]!, /^edgeprompt: error \[CONFIG_INVALID\]: /);
     t.regex(lines[0]!, re, name);
   }
   for (const [name, cfg, re] of cases.slice(2)) {

@@ -5,7 +5,7 @@
  * then the file, then `--set` / flags.
  */
 import { z } from 'zod';
-import { ConfigError, applyOverrides, readYaml, validate } from '../config/load.ts';
+import { applyOverrides, fieldError, readYaml, validate } from '../config/load.ts';
 import { LINE_LIGHTINGS, LINE_POSES, MATERIAL_NAMES, PART_CLASSES, PART_KINDS } from '../data/parts-scene.ts';
 import { OBJECTIVES } from './objective.ts';
 
@@ -109,11 +109,11 @@ export function loadPretrainConfig(file: string, sets: readonly string[] = []): 
   if (Array.isArray(list)) {
     list.forEach((s: unknown, i) => {
       const kind = (s as { kind?: unknown } | null)?.kind;
-      if (typeof kind === 'string' && !KINDS.includes(kind as never)) throw new ConfigError(file, `sources.${i}.kind`, `unknown source kind "${kind}"; known: ${KINDS.join(', ')}`);
+      if (typeof kind === 'string' && !KINDS.includes(kind as never)) throw fieldError(file, `sources.${i}.kind`, `unknown source kind "${kind}"; known: ${KINDS.join(', ')}`, 'pretrain config');
     });
     const names = list.map((s: unknown) => (s as { name?: unknown } | null)?.name);
     const dup = names.find((n, i) => typeof n === 'string' && names.indexOf(n) !== i);
-    if (dup) throw new ConfigError(file, 'sources', `two sources are named "${String(dup)}"; each source needs its own name (it names its head)`);
+    if (dup) throw fieldError(file, 'sources', `two sources are named "${String(dup)}"; each source needs its own name (it names its head)`, 'pretrain config');
   }
-  return validate(pretrainConfig, raw, file);
+  return validate(pretrainConfig, raw, file, 'pretrain config', { sets });
 }

@@ -19,6 +19,8 @@ import { OrtEngine } from '../train/engine-ort.ts';
 import { TfEngine } from '../train/engine-tfjs.ts';
 import { sha256File } from '../train/job.ts';
 import type { TrainJob } from '../train/loop.ts';
+import { splitDigest } from '../train/fingerprint.ts';
+import { createHash } from 'node:crypto';
 import type { Progress } from '../train/progress.ts';
 import type { PretrainConfig } from './config.ts';
 import { pretrainEvaluator, type HeldOutProbe } from './evaluate.ts';
@@ -120,6 +122,22 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
     arch: cfg.name,
     backboneSha256: start,
     seed: config.seed,
+    // What resuming checks: the sources' images and labels, where the weights started, the recipe.
+    fingerprint: {
+      version: 1,
+      method: { name: 'pretrain', options: {} },
+      backbone: { arch: cfg.name, imgSize: cfg.imgSize, sha256: start, weights: config.init.weights ?? 'random init' },
+      data: {
+        config: config.sources,
+        kShot: null,
+        sha256: createHash('sha256').update(sources.map((s) => splitDigest({ train: s.train, val: s.val })).join(',')).digest('hex'),
+        classes: data.classes,
+        trainImages: sources.reduce((a, s) => a + s.train.samples.length, 0),
+        valImages: sources.reduce((a, s) => a + s.val.samples.length, 0),
+      },
+      seed: config.seed,
+      recipe,
+    },
     patience: 0,
     resume: opts.resume,
     config,

@@ -44,22 +44,22 @@ export const lineSeed = (seed: number, part: string, material: string): number =
 export function checkHeldOut(cfg: PretrainConfig, file: string): void {
   const h = cfg.heldOut;
   if (!h) return;
-  if (h.material === 'mixed' || h.material === 'random') throw new CompilerError('BAD_ARGUMENT', `${file}: heldOut.material: "${h.material}" is not one finish; hold out a named finish`);
+  if (h.material === 'mixed' || h.material === 'random') throw new CompilerError('CONFIG_INVALID', `${file}: heldOut.material: "${h.material}" is not one finish; hold out a named finish`);
   cfg.sources.forEach((s, i) => {
     if (s.kind !== 'parts') return;
     const where = `${file}: sources.${i} (${s.name})`;
-    if (s.designs.includes(h.part)) throw new CompilerError('BAD_ARGUMENT', `${where}: designs include "${h.part}", the held-out line's design; remove it so the benchmark line stays unseen`);
+    if (s.designs.includes(h.part)) throw new CompilerError('CONFIG_INVALID', `${where}: designs include "${h.part}", the held-out line's design; remove it so the benchmark line stays unseen`);
     if (s.designs.includes('random') && RANDOM_DESIGN_RESEMBLES.includes(h.part)) {
-      throw new CompilerError('BAD_ARGUMENT', `${where}: the "random" design draws shapes like "${h.part}" (the held-out design); hold out "bracket" or drop "random"`);
+      throw new CompilerError('CONFIG_INVALID', `${where}: the "random" design draws shapes like "${h.part}" (the held-out design); hold out "bracket" or drop "random"`);
     }
-    if (s.finishes.includes(h.material)) throw new CompilerError('BAD_ARGUMENT', `${where}: finishes include "${h.material}", the held-out line's finish; remove it`);
+    if (s.finishes.includes(h.material)) throw new CompilerError('CONFIG_INVALID', `${where}: finishes include "${h.material}", the held-out line's finish; remove it`);
     if (s.finishes.includes('mixed') && MIXED_POOL.includes(h.material as NamedFinish)) {
-      throw new CompilerError('BAD_ARGUMENT', `${where}: finish "mixed" draws "${h.material}" (the held-out finish); list the other finishes instead`);
+      throw new CompilerError('CONFIG_INVALID', `${where}: finish "mixed" draws "${h.material}" (the held-out finish); list the other finishes instead`);
     }
     const hue = hueOf(FINISHES[h.material as NamedFinish].light);
     const [lo, hi] = RANDOM_FINISH_EXCLUDED_HUES;
     if (s.finishes.includes('random') && !(hue >= lo && hue <= hi)) {
-      throw new CompilerError('BAD_ARGUMENT', `${where}: finish "random" draws hues near "${h.material}" (hue ${hue.toFixed(0)}°; random avoids only ${lo}–${hi}°); drop "random" or hold out a blue finish`);
+      throw new CompilerError('CONFIG_INVALID', `${where}: finish "random" draws hues near "${h.material}" (hue ${hue.toFixed(0)}°; random avoids only ${lo}–${hi}°); drop "random" or hold out a blue finish`);
     }
   });
 }
@@ -71,7 +71,7 @@ export async function loadSource(s: SourceConfig, imgSize: number, baseDir: stri
   let describe: Record<string, unknown>;
   if (s.kind === 'parts') {
     const classes = [...(s.classes ?? PART_CLASSES)].sort();
-    if (s.patches > 0 && !classes.includes('ok')) throw new CompilerError('BAD_ARGUMENT', `source ${s.name}: a patch-level term labels defect-free patches "ok", so its classes must include "ok"`);
+    if (s.patches > 0 && !classes.includes('ok')) throw new CompilerError('CONFIG_INVALID', `source ${s.name}: a patch-level term labels defect-free patches "ok", so its classes must include "ok"`);
     const lines = s.designs.flatMap((part) => s.finishes.map((material) => ({ part, material })));
     const t0 = performance.now();
     let hits = 0;

@@ -7,7 +7,7 @@
 
 import { z } from 'zod';
 import { ArtifactError } from './errors.ts';
-import { checkLabels, InputSpec, MANIFEST_SCHEMA_VERSION, OutputSpec, Precision, PrecisionMetrics, Sha256, Text, Thresholds, validateWith, type Manifest } from './manifest.ts';
+import { checkLabels, InputSpec, MANIFEST_SCHEMA_VERSION, OutputSpec, Precision, PrecisionMetrics, Release, Sha256, Text, Thresholds, validateWith, type Manifest } from './manifest.ts';
 
 /** The symbolic dimension every pack binds to its number of labels. */
 export const CLASSES_DIM = 'classes';
@@ -27,6 +27,7 @@ export const BackboneManifestV1 = z
     shape: z.literal('shared-backbone'),
     name: Text(128),
     version: Text(64),
+    release: Release,
     input: InputSpec,
     /** logits/probs are [N, classes]: the class count comes from the pack. */
     outputs: OutputSpec,
@@ -58,6 +59,8 @@ export const PromptPackManifestV1 = z
     kind: z.literal('prompt-pack'),
     name: Text(128),
     version: Text(64),
+    /** Per task (pack name): a device refuses a lower release of the task than it accepted. */
+    release: Release,
     labels: z.array(Text(256)).min(1).max(100_000),
     thresholds: Thresholds,
     method: Method,
@@ -142,6 +145,7 @@ export function taskManifest(pack: PromptPackManifest, backbone: BackboneManifes
     schemaVersion: MANIFEST_SCHEMA_VERSION,
     name: pack.name,
     version: pack.version,
+    release: pack.release,
     labels: pack.labels,
     input: backbone.input,
     outputs: backbone.outputs,

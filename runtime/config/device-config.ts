@@ -28,6 +28,21 @@ const RejectOutputConfig = z.strictObject({
   onMissedDeadline: z.enum(['fire', 'skip']).default('fire'),
 });
 
+/** Accepting deployments (docs/deploy.md): off unless `deploy.dir` is set. */
+export const DeployConfig = z.strictObject({
+  /** Where installed files, the rollback copies, transfers in progress and state.json live. */
+  dir: z.string().min(1),
+  /** Keys whose signed deployment documents this device runs; default: trustedKeys. */
+  trustedKeys: z.array(z.string().min(1)).optional(),
+  /** Block requests outstanding at once during an MQTT transfer. */
+  window: int.min(1).max(256).default(16),
+  /** An unanswered block request is sent again after this long. */
+  retryMs: int.min(50).max(600_000).default(3000),
+  /** Free space to leave on the deploy directory's file system (a deployment needing it is DISK_FULL). */
+  reserveBytes: int.min(0).default(64 * 1024 * 1024),
+});
+export type DeployConfig = z.output<typeof DeployConfig>;
+
 const DeviceConfigSchema = z
   .strictObject({
     device: DeviceId,
@@ -60,6 +75,7 @@ const DeviceConfigSchema = z
         topK: int.min(1).max(100).default(5),
       })
       .default({ topK: 5 }),
+    deploy: DeployConfig.optional(),
   })
   .superRefine((c, ctx) => {
     const ids = c.cameras.map((cam) => cam.id);
@@ -129,6 +145,13 @@ export function parseDeviceConfig(raw: unknown, file: string, dir = dirname(reso
     packs: Object.fromEntries(Object.entries(c.packs).map(([cam, p]) => [cam, absOrUrl(dir, p)])),
     trustedKeys: c.trustedKeys.map((k) => (k.trimStart().startsWith('-----BEGIN') ? k : abs(dir, k))),
     outbox: c.outbox.kind === 'file' ? { ...c.outbox, dir: abs(dir, c.outbox.dir) } : c.outbox,
+    ...(c.deploy && {
+      deploy: {
+        ...c.deploy,
+        dir: abs(dir, c.deploy.dir),
+        ...(c.deploy.trustedKeys && { trustedKeys: c.deploy.trustedKeys.map((k) => (k.trimStart().startsWith('-----BEGIN') ? k : abs(dir, k))) }),
+      },
+    }),
     cameras: c.cameras.map((cam) => resolveCameraPaths(cam, dir)),
   };
 }

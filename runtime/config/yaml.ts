@@ -26,9 +26,9 @@ function parseYamlText(text: string, file: string): unknown {
   }
 }
 
-/** schema.safeParse with every issue turned into `field: reason (got value)`. */
+/** schema.safeParse with every issue turned into `field: reason (got value)`, with spelling hints. */
 export function parseWith<S extends z.ZodType>(schema: S, value: unknown, file: string, what: string, code: ConfigErrorCode = 'CONFIG_INVALID', prefix = ''): z.output<S> {
   const r = schema.safeParse(value, { reportInput: true });
   if (r.success) return r.data;
-  throw new ConfigError(code, file, `invalid ${what}`, fieldIssues(r.error, prefix));
+  throw new ConfigError(code, file, `invalid ${what}`, fieldIssues(r.error, prefix, schema));
 }

@@ -35,7 +35,7 @@ import {
   type ReporterEvents,
   type ReporterOptionsInput,
 } from './reporter-options.ts';
-import { filters, topics } from './topics.ts';
+import { filters, topicMatches, topics } from './topics.ts';
 
 export { ReporterOptions, type ReporterCounters, type ReporterDeps, type ReporterOptionsInput };
 
@@ -62,6 +62,8 @@ export class Reporter extends EventEmitter<ReporterEvents> {
   private closing: Promise<void> | null = null;
   private lastDropWarn = 0;
   private droppedSeen = 0;
+  /** Further subscriptions on this session (deployment blocks), made again on every connect. */
+  private readonly extra = new Map<string, (topic: string, payload: Buffer) => void>();
 
   constructor(
     private readonly opts: ReporterOptions,
@@ -169,6 +171,23 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     if (this.client.connected) this.publishState();
   }
 
+  /** Subscribes (QoS 1) on this session, now and after every reconnect; messages on it go to `onMessage`. */
+  subscribe(filter: string, onMessage: (topic: string, payload: Buffer) => void): void {
+    this.extra.set(filter, onMessage);
+    if (this.client.connected) this.client.subscribe(filter, { qos: 1 });
+  }
+
+  /**
+   * Publishes on this session when connected (returns false otherwise: the caller decides what to
+   * resend on the next `connect`). For the deployment's state and block requests; results go
+   * through publishResult.
+   */
+  publish(topic: string, payload: Buffer, opts: { qos: 0 | 1; retain?: boolean }): boolean {
+    if (this.closing || !this.client.connected) return false;
+    this.client.publish(topic, payload, { qos: opts.qos, retain: opts.retain === true });
+    return true;
+  }
+
   /** Resolves when every stored result has been acknowledged. */
   drained(): Promise<void> {
     return this.sender.drained();
@@ -208,6 +227,7 @@ export class Reporter extends EventEmitter<ReporterEvents> {
         this.log.error({ err: err?.message ?? 'refused by the broker (ACL?)' }, 'mqtt: command subscription failed');
       }
     });
+    for (const f of this.extra.keys()) c.subscribe(f, { qos: 1 });
     for (const p of this.queuedEvents.splice(0)) c.publish(topics.event(this.device), p, { qos: 1 });
     this.log.info({ url: this.opts.url, sessionPresent, connects: this.connects }, 'mqtt: connected');
     this.emit('connect', { sessionPresent, reconnect: this.connects > 1 });
@@ -271,6 +291,15 @@ export class Reporter extends EventEmitter<ReporterEvents> {
   }
 
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket) {
+    for (const [f, handle] of this.extra) {
+      if (!topicMatches(f, topic)) continue;
+      try {
+        handle(topic, payload);
+      } catch (e) {
+        this.log.error({ topic, err: (e as Error).message }, 'mqtt: message handler failed');
+      }
+      return;
+    }
     const prefix = filters.commands(this.device).slice(0, -1); // '.../cmd/'
     if (!topic.startsWith(prefix)) return;
     const name = topic.slice(prefix.length) || '(empty)';

@@ -158,6 +158,25 @@ export type EventPayload = z.infer<typeof EventPayload>;
 /** An event as the runtime raises it; the reporter adds v, device and ts. */
 export type EventInput = EventPayload extends infer E ? (E extends unknown ? Omit<E, 'v' | 'device' | 'ts'> : never) : never;
 
+// ---------------------------------------------------------------- deployment phases (runtime/schema/deploy.ts)
+/** Where a device is with a deployment; the last three are final. See docs/deploy.md. */
+export const DEPLOY_PHASES = ['downloading', 'verifying', 'shadow', 'promoted', 'committed', 'rejected', 'rolled-back'] as const;
+export const DeployPhase = z.enum(DEPLOY_PHASES);
+export type DeployPhase = z.infer<typeof DeployPhase>;
+/** A rollout's id: chosen by the deploy controller, carried by its signed document and every deploy state. */
+export const RolloutId = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, _ . -');
+/** An ed25519 signature over a deployment document by the key with this id (runtime/artifact/keys.ts). */
+export const DocumentSignature = z.strictObject({
+  keyId: z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 lowercase hex characters'),
+  value: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a base64 ed25519 signature (88 characters)'),
+});
+/** A signed deployment document as it travels: the document's exact JSON text and its signatures. */
+export const SignedDocument = z.strictObject({
+  document: z.string().min(2).max(8 * 1024 * 1024),
+  signatures: z.array(DocumentSignature).max(16),
+});
+export type SignedDocument = z.infer<typeof SignedDocument>;
+
 // ---------------------------------------------------------------- commands: <device>/cmd/<name>
 // Every request may carry `id`, echoed in the reply: correlation for MQTT 3.1.1 requesters, which
 // have no correlationData. Requests are strict objects: unknown fields are invalid args.
@@ -200,6 +219,15 @@ export const commandSchemas = {
     args: z.strictObject({ ...requestId, camera: CameraId, triggerId: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, _ . -').optional() }),
     reply: z.object({ camera: CameraId, triggerId: Text(128) }),
   },
+  /**
+   * Start a deployment from a signed document (docs/deploy.md). The reply says it was accepted (or
+   * why not); progress follows on the retained `<device>/deploy` topic. Sending the same rollout
+   * again answers with its state and starts nothing.
+   */
+  deploy: {
+    args: SignedDocument.extend(requestId),
+    reply: z.object({ rollout: RolloutId, state: DeployPhase }),
+  },
 } as const;
 
 export type CommandName = keyof typeof commandSchemas;
@@ -224,6 +252,7 @@ const replyUnion = z.union([
   okReply('resume', commandSchemas['resume'].reply),
   okReply('ping', commandSchemas['ping'].reply),
   okReply('trigger', commandSchemas['trigger'].reply),
+  okReply('deploy', commandSchemas['deploy'].reply),
   // An error reply may name a command we do not know (UNKNOWN_COMMAND), so `command` is any string.
   ErrorReply,
 ]);

@@ -35,7 +35,7 @@ export function buildPrecision(g: GraphSpec, precision: Precision, opts: Precisi
     }
     case 'int8': {
       const cal = opts.calibration;
-      if (!cal) throw new CompilerError('BAD_ARGUMENT', 'int8 needs a calibration: run calibrate(fp32 model, sample of training images) first');
+      if (!cal) throw new CompilerError('INTERNAL', 'int8 needs a calibration: run calibrate(fp32 model, sample of training images) first');
       const bits = opts.int8?.weightBits ?? defaultWeightBits();
       return {
         precision,
@@ -48,6 +48,6 @@ export function buildPrecision(g: GraphSpec, precision: Precision, opts: Precisi
       };
     }
     default:
-      throw new CompilerError('BAD_ARGUMENT', `unknown precision "${String(precision)}"; known: fp32, fp16, int8`);
+      throw new CompilerError('INTERNAL', `unknown precision "${String(precision)}"; known: fp32, fp16, int8`);
   }
 }

@@ -97,14 +97,14 @@ export function quantizeWeight(t: TensorSpec, axis: 0 | 1, bits: 7 | 8): { q: In
 export function activationParams(r: TensorRange): { scale: number; zeroPoint: number } {
   const lo = Math.min(0, r.min);
   const hi = Math.max(0, r.max);
-  if (!Number.isFinite(lo) || !Number.isFinite(hi)) throw new CompilerError('BAD_ARGUMENT', `int8: calibration range [${r.min}, ${r.max}] is not finite`);
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) throw new CompilerError('INTERNAL', `int8: calibration range [${r.min}, ${r.max}] is not finite`);
   const scale = hi > lo ? (hi - lo) / 255 : 1;
   return { scale, zeroPoint: Math.max(0, Math.min(255, Math.round(-lo / scale))) };
 }
 
 export function quantizeInt8(g: GraphSpec, calibration: Calibration, opts: Int8Options = {}): GraphSpec {
   const bits = opts.weightBits ?? defaultWeightBits();
-  if (bits !== 7 && bits !== 8) throw new CompilerError('BAD_ARGUMENT', `int8: weightBits must be 7 or 8, got ${String(bits)}`);
+  if (bits !== 7 && bits !== 8) throw new CompilerError('INTERNAL', `int8: weightBits must be 7 or 8, got ${String(bits)}`);
   const sites = quantSites(g).filter((s) => (opts.gemm || s.node.op !== 'Gemm') && !opts.exclude?.(s));
   const init = new Map(g.initializers.map((t) => [t.name, t]));
   const added: TensorSpec[] = [];
