@@ -214,7 +214,8 @@ test('bad input is one line and exit 2: unknown source kind, held-out line in a 
     t.regex(lines[0]!, re, name);
   }
   for (const [name, cfg, re] of cases.slice(2)) {
-    const e = await t.throwsAsync(pretrainCommand({ ...quiet, config: config(name, cfg) }), { instanceOf: CompilerError }, name);
+    const e = await t.throwsAsync(pretrainCommand({ ...quiet, config: config(name, cfg) }), undefined, name);
+    t.regex(String((e as Error & { code?: string }).code), /^[A-Z_]+$/, `${name}: a coded error (CompilerError or ConfigError)`);
     t.regex(e.message, re, name);
   }
 });
