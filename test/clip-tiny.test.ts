@@ -34,7 +34,8 @@ test.after.always(() => cleanup());
 
 async function edgeprompt(...args: string[]) {
   try {
-    const r = await run(process.execPath, [repoPath('tools/edgeprompt.mjs'), ...args], { timeout: 480_000 }  // the shared 2-core machine under load: a compile can take minutes);
+    // Generous: on the shared 2-core machine under load a compile takes minutes.
+    const r = await run(process.execPath, [repoPath('tools/edgeprompt.mjs'), ...args], { timeout: 480_000 });
     return { code: 0, out: r.stdout + r.stderr };
   } catch (e) {
     const x = e as { code: number; stdout: string; stderr: string };
