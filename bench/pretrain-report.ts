@@ -6,24 +6,35 @@
 import { machine, writeReport } from './lib.ts';
 import type { EvalResult } from './pretrain-eval.ts';
 
+export interface Line {
+  part: string;
+  material: string;
+}
+
 export interface Card {
   name: string;
   file: string;
   arch: { name: string; imgSize: number; patchSize: number; embedDim: number; depth: number; numHeads: number; tokens: number; params: number };
   weights: { bytes: number; sha256: string };
-  sources: Record<string, { kind: string; weight: number; trainImages: number; lines?: string[]; pose?: string; lighting?: string; classes?: string[] }>;
-  recipe: { epochs: number; batchSize: number; steps: number; images: number; optimizer: { lr: number } };
+  sources: Record<string, { kind: string; weight: number; trainImages?: number; lines?: string[]; pose?: string; lighting?: string; classes?: string[]; patches?: number }>;
+  heldOut: Line | null;
+  validation?: Line | null;
+  published?: { epoch: number; chosenBy: string };
+  recipe: { epochs: number; batchSize: number; steps: number; images: number; labelSmoothing: number; augment: { randomResizedCrop: boolean; hflip: boolean }; optimizer: { lr: number } };
   history: Record<string, number>[];
-  final: { shippedF16: Record<string, number> };
+  final: { fp32: Record<string, number>; shippedF16: Record<string, number> };
   time: { trainingSeconds: number; cpuSeconds: number; trainImagesPerSec: number };
   command: string;
+  config: { recipe: { augment: { cropScale?: number[] } } };
   createdAt: string;
 }
 
 export interface Candidate {
   cardFile: string;
   card: Card;
-  evals: ({ task: string; method: string; seed: number } & EvalResult)[];
+  evals: ({ task: string; method: string; seed: number; lr: number } & EvalResult)[];
+  /** The lr sweep on the line's validation split (seed 0), when one ran. */
+  sweeps: { method: string; lr: number; top1: number }[];
 }
 
 export interface ReportOptions {
@@ -36,55 +47,94 @@ export interface ReportOptions {
 }
 
 const pct = (v: number | undefined) => (v === undefined ? '–' : (100 * v).toFixed(1));
+const lineName = (l: Line | null | undefined) => (l ? `${l.part} × ${l.material}` : '–');
 
 function mixOf(c: Card): string {
   return Object.entries(c.sources)
     .map(([name, s]) => {
-      const lines = s.lines ? `${s.lines.length} lines${s.pose && s.pose !== 'fixtured' ? `, ${s.pose}` : ''}${s.lighting && s.lighting !== 'line' ? `, ${s.lighting}` : ''}${s.classes && s.classes.length < 5 ? `, classes ${s.classes.join('/')}` : ''}` : s.kind;
+      const lines = s.lines ? `${s.lines.length} lines${s.pose && s.pose !== 'fixtured' ? `, ${s.pose}` : ''}${s.lighting && s.lighting !== 'line' ? `, ${s.lighting}` : ''}${s.classes && s.classes.length < 5 ? `, classes ${s.classes.join('/')}` : ''}${s.patches ? `, patch term ${s.patches}` : ''}` : s.kind;
       return `${name} (${lines}; w ${s.weight})`;
     })
     .join(' + ');
 }
 
-export function pretrainReport(cands: Candidate[], o: ReportOptions): string {
-  const pretrainRows = cands.map(({ card: c }) => {
-    const probes = c.history.map((h) => h['probe.top1']).filter((v): v is number => v !== undefined);
-    const f = c.final.shippedF16;
-    return `| ${c.name} | ${c.arch.imgSize} px / p${c.arch.patchSize} / w${c.arch.embedDim} / d${c.arch.depth} (${c.arch.tokens} tokens) | ${c.arch.params.toLocaleString('en-US')} | ${mixOf(c)} | ${c.recipe.images.toLocaleString('en-US')} (${c.recipe.epochs} ep × batch ${c.recipe.batchSize}, lr ${c.recipe.optimizer.lr}) | ${(c.time.trainingSeconds / 60).toFixed(0)} min / ${(c.time.cpuSeconds / 60).toFixed(0)} CPU-min | ${pct(f['top1.parts'])} | ${probes.map(pct).join(' → ')} | ${f['probe.auroc']?.toFixed(3) ?? '–'} |`;
-  });
+function recipeOf(c: Card): string {
+  const r = c.recipe;
+  const crop = c.config.recipe.augment.cropScale;
+  return `${r.images.toLocaleString('en-US')} (${r.epochs} ep × batch ${r.batchSize}, lr ${r.optimizer.lr}, smoothing ${r.labelSmoothing}${crop ? `, crop ${crop.join('–')}` : ''})`;
+}
+
+/**
+ * One row per pretraining run: the line its per-epoch probe was fitted on (the validation line
+ * when the card has one, else its held-out line), the probe by epoch, and the published epoch.
+ */
+function pretrainRow(c: Card, benchmark: Line): string {
+  const byValidation = !!c.validation;
+  const key = byValidation ? 'validation' : 'probe';
+  const line = byValidation ? c.validation : c.heldOut;
+  const isBenchmark = line?.part === benchmark.part && line?.material === benchmark.material;
+  const probes = c.history.map((h) => h[`${key}.top1`]).filter((v): v is number => v !== undefined);
+  const f = c.final.shippedF16;
+  const bench = byValidation && f['probe.top1'] !== undefined ? `${pct(f['probe.top1'])} / ${f['probe.auroc']!.toFixed(3)}` : '–';
+  return `| ${c.name} | ${c.arch.imgSize} px / p${c.arch.patchSize} / w${c.arch.embedDim} / d${c.arch.depth} | ${c.arch.params.toLocaleString('en-US')} | ${mixOf(c)} | ${recipeOf(c)} | ${(c.time.trainingSeconds / 60).toFixed(0)} min / ${(c.time.cpuSeconds / 60).toFixed(0)} CPU-min | ${pct(f['top1.parts'])} | ${lineName(line)}${isBenchmark ? ' (benchmark!)' : ''}: ${probes.map(pct).join(' → ')} | ${f[`${key}.auroc`]?.toFixed(3) ?? '–'} | ${c.published?.epoch ?? c.recipe.epochs} | ${bench} |`;
+}
+
+const TABLE_HEAD = `| run | input / patch / width / depth | params | sources | images seen (recipe) | time | parts top-1 % | probe line: top-1 % by epoch | probe AUROC (published) | published epoch | benchmark-line probe top-1 % / AUROC (published) |
+|---|---|---|---|---|---|---|---|---|---|---|`;
+
+export function pretrainReport(cands: Candidate[], ablations: Card[], o: ReportOptions): string {
+  const benchmark = { part: o.part, material: o.material };
   const evalRows: string[] = [];
-  for (const { card, evals } of cands) {
+  const sweepRows: string[] = [];
+  for (const { card, evals, sweeps } of cands) {
     const groups = new Map<string, Candidate['evals']>();
     for (const e of evals) groups.set(`${e.task}|${e.method}`, [...(groups.get(`${e.task}|${e.method}`) ?? []), e]);
     for (const [k, es] of groups) {
       const [task, method] = k.split('|');
       const line = task === 'line' ? `${o.part} × ${o.material}` : 'Fashion-MNIST 5–9';
-      evalRows.push(`| ${card.name} | ${line} | ${method} | ${o.stat(es.map((e) => e.top1))} | ${task === 'line' ? o.stat(es.map((e) => e.auroc), false) : '–'} | ${task === 'line' ? o.stat(es.map((e) => e.escapeAtFrr10)) : '–'} | ${es.length} |`);
+      evalRows.push(`| ${card.name} | ${line} | ${method} | ${es[0]!.lr} | ${o.stat(es.map((e) => e.top1))} | ${task === 'line' ? o.stat(es.map((e) => e.auroc), false) : '–'} | ${task === 'line' ? o.stat(es.map((e) => e.escapeAtFrr10)) : '–'} | ${es.length} |`);
     }
+    for (const w of sweeps) sweepRows.push(`| ${card.name} | ${w.method} | ${w.lr} | ${pct(w.top1)} |`);
   }
-  const commands = cands.map(({ card: c }) => `- ${c.name}: \`${c.command}\` (${c.createdAt.slice(0, 10)})`).join('\n');
+  const all = [...ablations, ...cands.map((c) => c.card)];
+  const hist = all.flatMap((c) => c.history);
+  const range = (k: string, d: number) => {
+    const xs = hist.map((h) => h[k]).filter((v): v is number => typeof v === 'number' && v > 0);
+    return xs.length ? `${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)}` : '–';
+  };
+  const commands = all.map((c) => `- ${c.name}: \`${c.command}\` (${c.createdAt.slice(0, 10)})`).join('\n');
   return writeReport(
     'pretrain',
-    'Pretraining a line backbone: candidates and their frozen features on an unseen line',
+    'Pretraining a line backbone: candidates, ablations and their frozen features on an unseen line',
     o.command,
-    `Evaluation machine: ${machine()}. Each candidate was pretrained by the command listed under it (its card in the same folder as the weights holds the per-epoch history, the machine and the load average).
+    `Evaluation machine: ${machine()}. The machine was shared with other work while these ran (load averages are in each card): read times as upper bounds. Each run was made by the command listed under the table (its card, next to its weights, holds the per-epoch history, the machine and the load average).
 
-## Candidates (pretraining)
+## Pretraining runs
 
-"probe" is the linear probe the pretraining run fits after each epoch on frozen CLS features of the held-out line (100 images per class, softmax regression; compiler/pretrain/probe.ts), scored on 100 more per class; "parts top-1" is the pretraining head on the pretraining lines' validation images. Time is wall time (the machine was shared) and the process's CPU time.
+The benchmark line ${o.part} × ${o.material} is a design and a finish no pretraining source draws. Nothing is chosen on it: each run is probed after every epoch on a **validation line** (bracket × steel: a finish no source draws either; the formula-driven \`random\` design draws every outline family but the bracket's, so an unseen validation line has to share the bracket design), and the shipped run publishes the epoch whose validation probe scored best. "probe" is a softmax regression fitted on frozen CLS features of 100 images per class of that line and scored on 100 more (compiler/pretrain/probe.ts); "parts top-1" is the pretraining head on the pretraining lines' own validation images. Time is wall time and the process's CPU time. The ablations are short runs that change one thing against \`a-patch1\` (or say what they change); \`a-init\` is the random initialisation (one step at lr 1e-12).
 
-| candidate | input / patch / width / depth | params | sources | images seen | time | parts top-1 % | probe top-1 % by epoch | probe AUROC |
-|---|---|---|---|---|---|---|---|---|
-${pretrainRows.join('\n')}
+${TABLE_HEAD}
+${all.map((c) => pretrainRow(c, benchmark)).join('\n')}
 
 ${commands}
 
+### Reading
+
+- Every run's pretraining head stays at or near chance (20 %) on the pretraining lines' own validation images: within these budgets the backbone has not learned the image-level defect task across 48 lines (the issue's PyTorch probe needed about 40,000 images of *one* line to reach 86.8 % in-domain). What the probe finds on an unseen line is what the first few hundred AdamW steps add to the random initialisation (\`a-init\`): the probe rises over the first epoch and then falls as the objective drifts, at lr 1e-3 and at 3e-4 alike. That is why the shipped run publishes its best validation epoch instead of its last.
+- The budget here is the binding constraint, not a design choice: the machine was shared by several sessions (load average ${range('load1', 0)} on 2 cores at the ends of these runs' epochs), so a run trained at ${range('imagesPerSec', 0)} images/s and each ablation only a few thousand images. The levers the issue lists that are not in the table (per-image random design and finish alone, colour augmentation, label smoothing, patch 4 or another width/depth, the patch-level term's weight against no term) were not measured to the end in this session.
+
 ## Frozen features on the benchmark line
 
-The product's methods through the real trainer (ort engine), ${o.seeds.length} seeds (${o.seeds.join(', ')}), ${o.epochs} epochs, batch 32, SGD (lr·batch/256 with base 4 for linear, 2 for VPT-deep, 8 prompt tokens), 100 training and 100 validation images per class of ${o.part} × ${o.material} (a design and a finish no pretraining source drew). Top-1 is the best validation epoch (as bench:transfer); AUROC (defective vs ok, score 1 − p(ok)) and the escape rate (defective parts passed at the threshold that rejects ≤ 10 % of good parts) are of that epoch's tensors. Mean ± std over seeds.
+The product's methods through the real trainer (ort engine), ${o.seeds.length} seeds (${o.seeds.join(', ')}), ${o.epochs} epochs, batch 32, SGD with warmup + cosine, 8 prompt tokens per layer for VPT-deep, 100 training images per class of ${o.part} × ${o.material}, scored on 100 other images per class **at the last epoch** (no epoch is picked on the scored images). The learning rate (SGD base lr, scaled by batch / 256) was chosen by a sweep on a validation split — 100 + 100 images per class of the same line drawn from another seed, none of them a scored image — with seed 0:
 
-| backbone | task | method | top-1 % | AUROC | escape % at FRR ≤ 10 % | runs |
-|---|---|---|---|---|---|---|
+| backbone | method | base lr | validation top-1 % |
+|---|---|---|---|
+${sweepRows.join('\n') || '| – | – | – | – |'}
+
+AUROC is defective vs ok (score 1 − p(ok)); the escape rate is the share of defective parts passed at the threshold that rejects ≤ 10 % of good parts. Mean ± std over seeds. Fashion-MNIST 5–9 uses 100 training images per class and the first 100 per class of t10k, with the lr the line's sweep chose.
+
+| backbone | task | method | base lr | top-1 % | AUROC | escape % at FRR ≤ 10 % | runs |
+|---|---|---|---|---|---|---|---|
 ${evalRows.join('\n')}
 `,
   );

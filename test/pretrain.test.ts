@@ -176,6 +176,26 @@ test("a whole run: F16 timm weights with the first source's head, every head apa
   t.regex(e.message, /the head of source "parts" is \[5, 96\] \(5 classes\), but source "parts" has 3 classes/);
 });
 
+test('a validation line chooses the published epoch (never the benchmark line): its probe every epoch, the best epoch shipped and named in the card', async (t) => {
+  t.timeout(5 * 60_000);
+  const file = writeConfig('validated', tiny({ validation: { part: 'hex', material: 'black-oxide', perClass: 3, valPerClass: 3 }, recipe: { epochs: 3, batchSize: 16, lr: 3e-3 }, output: { dir: join(root, 'validated') } }));
+  await pretrainCommand({ ...quiet, config: file });
+  const dir = join(root, 'validated');
+  const card = JSON.parse(readFileSync(join(dir, 'tiny.json'), 'utf8')) as Record<string, any>;
+  const v = (card.history as Record<string, number>[]).map((h) => h['validation.top1']!);
+  t.true(v.every((x) => typeof x === 'number'), 'probed after every epoch');
+  const best = v.indexOf(Math.max(...v)) + 1;
+  t.deepEqual(card.published, { epoch: best, chosenBy: 'best validation-line probe top-1' });
+  t.deepEqual(card.validation, { part: 'hex', material: 'black-oxide', perClass: 3, valPerClass: 3, seed: 1000, every: 1 });
+  t.is(card.final.fp32['validation.top1'], v[best - 1]);
+  // The shipped backbone is that epoch's tensors (best.safetensors), rounded to F16.
+  const chosen = readSafetensors(join(dir, 'best.safetensors')).tensors;
+  const shipped = readSafetensors(join(dir, 'tiny.safetensors')).tensors;
+  const k = 'blocks.0.attn.qkv.weight';
+  t.true(shipped.get(k)!.data.every((x, i) => Math.abs(x - chosen.get(k)!.data[i]!) <= 1e-3 * Math.max(1, Math.abs(x))));
+  t.is(typeof card.final.shippedF16['validation.top1'], 'number');
+});
+
 function equalTensors(a: string, b: string): boolean {
   const x = readSafetensors(a).tensors;
   const y = readSafetensors(b).tensors;
@@ -197,11 +217,13 @@ test('bad input is one line and exit 2: unknown source kind, held-out line in a 
   mkdirSync(join(root, 'empty'), { recursive: true });
   const cases: [string, object, RegExp][] = [
     ['kind', tiny({ sources: [{ name: 'web', kind: 'laion', weight: 1 }] }), /sources\.0\.kind: unknown source kind "laion"; known: parts, fashion-mnist, image-folder/],
-    ['held', tiny({ sources: [{ ...tiny().sources[0], designs: ['plate', 'bracket'] }] }), /sources\.0 \(parts\): designs include "bracket", the held-out line's design/],
+    ['held', tiny({ sources: [{ ...tiny().sources[0], designs: ['plate', 'bracket'] }] }), /sources\.0 \(parts\): designs include "bracket", the heldOut line's design/],
     ['mixed', tiny({ sources: [{ ...tiny().sources[0], finishes: ['mixed'] }] }), /finish "mixed" draws "blue-anodised"/],
     ['random', tiny({ heldOut: { part: 'hex', material: 'blue-anodised' }, sources: [{ ...tiny().sources[0], designs: ['random'] }] }), /the "random" design draws shapes like "hex"/],
     ['empty', tiny({ sources: [{ name: 'mine', kind: 'image-folder', weight: 1, root: join(root, 'empty') }] }), /empty|no class/i],
     ['dup', tiny({ sources: [tiny().sources[0], tiny().sources[0]] }), /two sources are named "parts"/],
+    ['val-is-bench', tiny({ validation: { part: 'bracket', material: 'blue-anodised' } }), /validation: bracket × blue-anodised is the benchmark line \(heldOut\)/],
+    ['val-drawn', tiny({ validation: { part: 'plate', material: 'black-oxide' } }), /sources\.0 \(parts\): designs include "plate", the validation line's design/],
   ];
   const config = (name: string, cfg: object) => writeConfig(`bad-${name}`, { ...cfg, output: { dir: join(root, `bad-${name}`) } });
   // As the user sees it (the real command, exit code and stderr) for two; the rest in process.

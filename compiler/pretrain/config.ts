@@ -90,6 +90,15 @@ export const captionsSource = z.strictObject({
 export const sourceConfig = z.discriminatedUnion('kind', [partsSource, fashionMnistSource, imageFolderSource, captionsSource]);
 export type SourceConfig = z.infer<typeof sourceConfig>;
 
+const probeLine = z.strictObject({
+  part: z.enum(PART_KINDS),
+  material: z.enum(MATERIAL_NAMES),
+  perClass: positive.default(100).describe('probe training images per class'),
+  valPerClass: positive.default(100),
+  seed: int.default(1000),
+  every: int.min(0).default(1).describe('probe every N epochs (0: only after the last)'),
+});
+
 export const pretrainConfig = z.strictObject({
   name: z.string().regex(/^[\w.-]+$/, 'use letters, digits, "_", "-", "."'),
   arch: z.string().describe('a registered ViT variant (compiler/backbones/vit-variants.ts) or CLIP variant (clip-variants.ts)'),
@@ -101,17 +110,12 @@ export const pretrainConfig = z.strictObject({
     })
     .default({}),
   sources: z.array(sourceConfig).min(1),
-  heldOut: z
-    .strictObject({
-      part: z.enum(PART_KINDS),
-      material: z.enum(MATERIAL_NAMES),
-      perClass: positive.default(100).describe('probe training images per class'),
-      valPerClass: positive.default(100),
-      seed: int.default(1000),
-      every: int.min(0).default(1).describe('probe every N epochs (0: only after the last)'),
-    })
+  heldOut: probeLine
     .optional()
-    .describe('the benchmark line: no source may draw its design or finish; a linear probe on frozen features tracks it'),
+    .describe('the benchmark line: no source may draw its design or finish; a linear probe on frozen features tracks it (reported, never used to choose)'),
+  validation: probeLine
+    .optional()
+    .describe('a validation line (neither a pretraining line nor the benchmark line, no source draws its design or finish): its probe after each epoch chooses the published epoch'),
   samplesPerEpoch: positive.describe('images drawn from the mixture per epoch'),
   recipe: z.strictObject({
     epochs: positive,

@@ -2,7 +2,8 @@
  * After each pretraining epoch: every source's validation top-1 through its own head (the
  * prediction is the best class of that source's columns of the [B, ΣC] scores), and, when the
  * config names a held-out line, the linear probe of its frozen features (probe.ts). The epoch's
- * top-1 is the mean over sources; each figure is kept in the history under its name, with the
+ * top-1 (which the loop keeps the best epoch by) is the validation line's probe when the config
+ * names one — never the benchmark line's — else the mean over sources; each figure is kept in the history under its name, with the
  * load average (the machine is shared) and the seconds evaluation took.
  */
 import { loadavg } from 'node:os';
@@ -67,7 +68,7 @@ export async function evaluateSources(engine: Engine, data: Mixture, sources: re
   return { top1, perClass, confusion, count: n, loss: n ? lossSum / n : 0, bySource };
 }
 
-export function pretrainEvaluator(o: { cfg: VitConfig; data: Mixture; sources: readonly SourceScore[]; probe?: HeldOutProbe; epochs: number }) {
+export function pretrainEvaluator(o: { cfg: VitConfig; data: Mixture; sources: readonly SourceScore[]; probe?: HeldOutProbe; validation?: HeldOutProbe; epochs: number }) {
   // CPU seconds of this process (every thread) since the previous epoch: unlike wall time, it
   // does not grow when other work shares the cores.
   let cpu = process.cpuUsage();
@@ -82,12 +83,20 @@ export function pretrainEvaluator(o: { cfg: VitConfig; data: Mixture; sources: r
       details['probe.top1'] = r.top1;
       details['probe.auroc'] = r.auroc;
     }
+    let top1 = m.top1;
+    if (o.validation) {
+      // Every epoch: the published epoch is the best of these.
+      const r = await probeHeldOut(o.cfg, engine.params(), o.validation);
+      details['validation.top1'] = r.top1;
+      details['validation.auroc'] = r.auroc;
+      top1 = r.top1;
+    }
     details.load1 = loadavg()[0]!;
     const used = process.cpuUsage(cpu);
     cpu = process.cpuUsage();
     details.cpuSeconds = (used.user + used.system) / 1e6;
     details.evalSeconds = (performance.now() - t0) / 1000;
-    return { top1: m.top1, perClass: m.perClass, confusion: m.confusion, count: m.count, loss: m.loss, details };
+    return { top1, perClass: m.perClass, confusion: m.confusion, count: m.count, loss: m.loss, details };
   };
 }
 

@@ -43,6 +43,8 @@ export interface PreparedPretrain {
   heads: PretrainHead[];
   data: Mixture;
   probe?: HeldOutProbe;
+  /** The validation line's probe: it chooses the published epoch. */
+  validation?: HeldOutProbe;
   /** Where the weights started: a file's sha256, or 'random init (seed N)'. */
   start: string;
   /** CLIP archs: the whole model's config and the tokenizer its captions went through. */
@@ -91,15 +93,15 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
   const tables = new Map<string, CaptionTable>();
   for (const s of sources) if (s.captions && clip && tokenizerFile) tables.set(s.name, captionTable(s.name, s.captions, clip, ClipTokenizer.fromFile(tokenizerFile)));
 
-  let probe: HeldOutProbe | undefined;
-  const h = config.heldOut;
-  if (h) {
+  const probeOf = async (h: NonNullable<PretrainConfig['heldOut']>): Promise<HeldOutProbe> => {
     const o = { part: h.part, material: h.material, size: arch.imgSize, classes: [...PART_CLASSES] };
     const seed = lineSeed(h.seed, h.part, h.material);
     const train = (await cachedPartsSet(cacheDir, { ...o, perClass: h.perClass, seed })).set;
     const val = (await cachedPartsSet(cacheDir, { ...o, perClass: h.valPerClass, seed: mixSeed(seed, HELD_OUT_VAL) })).set;
-    probe = { train: batchesOf(train, pre), val: batchesOf(val, pre), classes: train.classes, every: h.every };
-  }
+    return { train: batchesOf(train, pre), val: batchesOf(val, pre), classes: train.classes, every: h.every };
+  };
+  const probe = config.heldOut ? await probeOf(config.heldOut) : undefined;
+  const validation = config.validation ? await probeOf(config.validation) : undefined;
   const dataSeconds = (performance.now() - t0) / 1000;
 
   const recipe = pretrainRecipe(config);
@@ -166,12 +168,12 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
         log: (line) => opts.progress.log(line),
       });
     },
-    evaluate: pretrainEvaluator({ cfg, data, sources: heads.map((x) => ({ name: x.source, classes: [...x.classes] })), ...(probe ? { probe } : {}), epochs: recipe.epochs }),
+    evaluate: pretrainEvaluator({ cfg, data, sources: heads.map((x) => ({ name: x.source, classes: [...x.classes] })), ...(probe ? { probe } : {}), ...(validation ? { validation } : {}), epochs: recipe.epochs }),
     progress: opts.progress,
     ...(opts.signal ? { signal: opts.signal } : {}),
   };
   await initTf(config.backend); // graph recording folds constants through TfOps, whichever engine trains
-  return { job, cfg, sources, heads, data, ...(probe ? { probe } : {}), start, dataSeconds, ...(clip ? { clip: { cfg: clip, ...(tokenizerFile ? { tokenizerFile } : {}) } } : {}) };
+  return { job, cfg, sources, heads, data, ...(probe ? { probe } : {}), ...(validation ? { validation } : {}), start, dataSeconds, ...(clip ? { clip: { cfg: clip, ...(tokenizerFile ? { tokenizerFile } : {}) } } : {}) };
 }
 
 /** The MLP activation of a CLIP pretrained here (written into the weights' metadata as clip.act). */

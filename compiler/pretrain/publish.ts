@@ -1,6 +1,8 @@
 /**
- * The outputs of a pretraining run, from the final tensors (the cosine schedule ends at lr 0, so
- * the last epoch is the run's result):
+ * The outputs of a pretraining run, from the final tensors (the cosine schedule ends at lr 0), or,
+ * when the config names a validation line, from the epoch whose validation probe scored best
+ * (features a new line can use peak before the supervised objective drifts toward the pretraining
+ * lines' own cues; docs/bench/pretrain.md):
  * - `<name>.safetensors`: the backbone stored F16 with timm names, plus `head.*` = the first
  *   source's head (so the file is a complete timm classifier for it; metadata names the source);
  * - `<name>.heads.safetensors`: every source's head as `heads.<source>.{weight,bias}` (F32);
@@ -43,7 +45,9 @@ export function machineInfo(): Record<string, unknown> {
 
 export async function publishPretrain(p: PreparedPretrain, r: TrainResult, o: PublishOptions): Promise<Published> {
   const { cfg, job } = p;
-  const final = readSafetensors(join(r.checkpointDir, 'params.safetensors')).tensors;
+  const byValidation = p.validation !== undefined && r.state.bestEpoch > 0;
+  const final = readSafetensors(byValidation ? r.bestParamsFile : join(r.checkpointDir, 'params.safetensors')).tensors;
+  const epoch = byValidation ? r.state.bestEpoch : r.state.epoch;
   const first = p.heads[0]!;
   const backbone: StateDict = new Map();
   for (const k of vitTensorShapes({ ...cfg, numClasses: 0 }).keys()) backbone.set(k, final.get(k)!);
@@ -91,6 +95,11 @@ export async function publishPretrain(p: PreparedPretrain, r: TrainResult, o: Pu
       shipped['probe.top1'] = pr.top1;
       shipped['probe.auroc'] = pr.auroc;
     }
+    if (p.validation) {
+      const pr = await probeHeldOut(cfg, params, p.validation);
+      shipped['validation.top1'] = pr.top1;
+      shipped['validation.auroc'] = pr.auroc;
+    }
   } finally {
     engine.dispose();
   }
@@ -110,9 +119,11 @@ export async function publishPretrain(p: PreparedPretrain, r: TrainResult, o: Pu
     sources: Object.fromEntries(p.sources.map((s) => [s.name, s.describe])),
     mixture: { samplesPerEpoch: job.data.trainSize, perEpoch: Object.fromEntries(p.sources.map((s, i) => [s.name, p.data.perEpoch[i]])), classes: p.data.classes },
     heldOut: (job.config as { heldOut?: unknown }).heldOut ?? null,
+    validation: (job.config as { validation?: unknown }).validation ?? null,
+    published: { epoch, chosenBy: byValidation ? 'best validation-line probe top-1' : 'last epoch' },
     recipe: { ...job.recipe, engine: st.engine, backend: st.backend, steps: st.globalStep, images, seed: st.seed },
     history: st.history.map((h) => ({ epoch: h.epoch, lr: h.lr, trainLoss: h.trainLoss, valLoss: h.valLoss, valTop1: h.valTop1, imagesPerSec: h.imagesPerSec, seconds: h.seconds, ...h.details })),
-    final: { fp32: st.history.at(-1)?.details ?? {}, shippedF16: shipped },
+    final: { fp32: (byValidation ? st.history[epoch - 1] : st.history.at(-1))?.details ?? {}, shippedF16: shipped },
     time: { trainingSeconds, evalSeconds, trainImagesPerSec: images / Math.max(1e-9, trainingSeconds - evalSeconds), cpuSeconds, dataSecondsThisRun: p.dataSeconds, wallSecondsThisRun: o.wallSeconds, loadAverageAtEnd: loadavg() },
     machine: machineInfo(),
     command: o.command,

@@ -43,22 +43,29 @@ const RANDOM_DESIGN_RESEMBLES = ['plate', 'flange', 'hex', 'strip', 'triangle'];
 /** One seed per line, so two lines never share belts, lighting or defect placement. */
 export const lineSeed = (seed: number, part: string, material: string): number => mixSeed(seed, hashString(part), hashString(material));
 
-/** Throws when a parts source could draw the held-out line's design or finish. */
+/** Throws when a parts source could draw the held-out (benchmark) or the validation line's design or finish. */
 export function checkHeldOut(cfg: PretrainConfig, file: string): void {
-  const h = cfg.heldOut;
-  if (!h) return;
-  if (h.material === 'mixed' || h.material === 'random') throw new CompilerError('CONFIG_INVALID', `${file}: heldOut.material: "${h.material}" is not one finish; hold out a named finish`);
+  const { heldOut, validation } = cfg;
+  if (heldOut && validation && heldOut.part === validation.part && heldOut.material === validation.material) {
+    throw new CompilerError('CONFIG_INVALID', `${file}: validation: ${validation.part} × ${validation.material} is the benchmark line (heldOut); choose the published epoch on another line`);
+  }
+  if (heldOut) checkLine(cfg, file, heldOut, 'heldOut');
+  if (validation) checkLine(cfg, file, validation, 'validation');
+}
+
+function checkLine(cfg: PretrainConfig, file: string, h: NonNullable<PretrainConfig['heldOut']>, field: string): void {
+  if (h.material === 'mixed' || h.material === 'random') throw new CompilerError('CONFIG_INVALID', `${file}: ${field}.material: "${h.material}" is not one finish; hold out a named finish`);
   cfg.sources.forEach((src, i) => {
     const s = src.kind === 'parts' ? src : src.kind === 'captions' ? src.parts : undefined;
     if (!s) return;
     const where = `${file}: sources.${i} (${src.name})`;
-    if (s.designs.includes(h.part)) throw new CompilerError('CONFIG_INVALID', `${where}: designs include "${h.part}", the held-out line's design; remove it so the benchmark line stays unseen`);
+    if (s.designs.includes(h.part)) throw new CompilerError('CONFIG_INVALID', `${where}: designs include "${h.part}", the ${field} line's design; remove it so that line stays unseen`);
     if (s.designs.includes('random') && RANDOM_DESIGN_RESEMBLES.includes(h.part)) {
-      throw new CompilerError('CONFIG_INVALID', `${where}: the "random" design draws shapes like "${h.part}" (the held-out design); hold out "bracket" or drop "random"`);
+      throw new CompilerError('CONFIG_INVALID', `${where}: the "random" design draws shapes like "${h.part}" (the ${field} line's design); hold out "bracket" or drop "random"`);
     }
-    if (s.finishes.includes(h.material)) throw new CompilerError('CONFIG_INVALID', `${where}: finishes include "${h.material}", the held-out line's finish; remove it`);
+    if (s.finishes.includes(h.material)) throw new CompilerError('CONFIG_INVALID', `${where}: finishes include "${h.material}", the ${field} line's finish; remove it`);
     if (s.finishes.includes('mixed') && MIXED_POOL.includes(h.material as NamedFinish)) {
-      throw new CompilerError('CONFIG_INVALID', `${where}: finish "mixed" draws "${h.material}" (the held-out finish); list the other finishes instead`);
+      throw new CompilerError('CONFIG_INVALID', `${where}: finish "mixed" draws "${h.material}" (the ${field} line's finish); list the other finishes instead`);
     }
     const hue = hueOf(FINISHES[h.material as NamedFinish].light);
     const [lo, hi] = RANDOM_FINISH_EXCLUDED_HUES;
