@@ -240,7 +240,8 @@ async function latency(): Promise<Record<string, number>> {
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const std = (xs: number[]) => Math.sqrt(mean(xs.map((x) => (x - mean(xs)) ** 2)));
+/** Sample standard deviation (n − 1), as the other method pages; 0 for one run. */
+const std = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
 const pct = (xs: number[]) => (xs.length ? `${(100 * mean(xs)).toFixed(1)} ± ${(100 * std(xs)).toFixed(1)} (${xs.length})` : 'not run');
 
 function report(lat: Record<string, number>[] | null): void {
@@ -260,10 +261,18 @@ function report(lat: Record<string, number>[] | null): void {
       }
       return pct(v);
     }).join(' | ')} |`);
-    return `### ${task === 'line' ? `Benchmark line (${LINE.part} × ${LINE.material})` : 'Fashion-MNIST 5–9'}\n\nTop-1 % on ${VAL} validation images per class, mean ± std over seeds (runs in brackets); zero-shot needs no shots (one figure, repeated).\n\n${head}\n${rows.join('\n')}`;
+    return `### ${task === 'line' ? `Benchmark line (${LINE.part} × ${LINE.material})` : 'Fashion-MNIST 5–9'}\n\nTop-1 % on ${VAL} validation images per class, mean ± sample std over seeds (runs in brackets); zero-shot needs no shots (one figure, repeated).\n\n${head}\n${rows.join('\n')}`;
   });
   const b2n = B2N
     ? `## Base-to-new (Fashion-MNIST, ${B2N} shots)\n\nTrained on sandal, shirt, sneaker (base); scored on bag and ankle boot (new) by their words only: the trained prompts (text context, visual prompts) with the new classes' text head. Mean ± std over seeds.\n\n| method | base top-1 % | new top-1 % |\n|---|---|---|\n${['zero-shot', ...FULL_METHODS.map(label)].map((m) => `| ${m} | ${pct(cells('fmnist', m, B2N, 'base'))} | ${pct(cells('fmnist', m, B2N, 'new'))} |`).join('\n')}`
+    : '';
+  // Cells run with another lr (--lr-factor): one small table, so a sweep is on the page too.
+  const swept = all.filter((c) => c.method.includes('(lr ×'));
+  const sweep = swept.length
+    ? `## Learning-rate factors tried\n\nThe same cells with each method's own lr multiplied (\`--lr-factor\`), top-1 %, mean ± sample std (runs).\n\n| task | method | shots | top-1 % |\n|---|---|---|---|\n${[...new Set(swept.map((c) => `${c.task}|${c.method}|${c.shots}`))].sort().map((k) => {
+        const [task, method, shots] = k.split('|');
+        return `| ${task} | ${method} | ${shots} | ${pct(swept.filter((c) => `${c.task}|${c.method}|${c.shots}` === k).map((c) => c.top1))} |`;
+      }).join('\n')}`
     : '';
   const latTable = lat
     ? `## Latency of each exported form\n\nThe fused artifacts of the benchmark line's 16-shot seed-1 runs, onnxruntime-node CPU, 2 intra-op threads, batch 1 (uint8 64×64 NHWC in, logits out), interleaved rounds in one process; figures are min / median / max over ${lat.length} invocations, ratios taken within each. The zero-shot export is the bare image tower with a constant class head (C×E), so its ratio is the reference 1.\n\n| form | ms per image | ÷ zero-shot |\n|---|---|---|\n${Object.keys(lat[0]!).map((m) => `| ${m} | ${fmtSpread(spread(lat.map((l) => l[m]!)), 3)} | ${fmtSpread(spread(lat.map((l) => l[m]! / l['zero-shot']!)))} |`).join('\n')}`
@@ -273,6 +282,8 @@ function report(lat: Record<string, number>[] | null): void {
 ${tables.join('\n\n')}
 
 ${b2n}
+
+${sweep}
 
 ${latTable}
 
