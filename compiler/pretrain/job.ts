@@ -125,7 +125,9 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
   const fresh = await method.init({ cfg, numClasses: cfg.numClasses, backbone, rng }, {});
   for (const hd of heads) {
     const kept = givenHead(given, hd.source, hd.classes, cfg.embedDim);
-    for (const [k, t] of kept ?? fresh) if (k.startsWith(`heads.${hd.source}.`)) initial.set(k, t);
+    // Fresh tensors for every head of the source (a patch-level head too), then the given ones over them.
+    for (const [k, t] of fresh) if (k.startsWith(`heads.${hd.source}.`)) initial.set(k, t);
+    for (const [k, t] of kept ?? []) initial.set(k, t);
   }
   // A contrastive term's tensors (text tower, projections, logit_scale) are not per-source heads.
   for (const [k, t] of fresh) if (!k.startsWith('heads.')) initial.set(k, t);
