@@ -20,6 +20,8 @@ import { addKeysCommands } from './keys.ts';
 import { runtimeCommands } from '../runtime/cli.ts';
 import { deployCommand } from './deploy.ts';
 import { VERSION } from '../runtime/version.ts';
+import { recordCommand } from './record.ts';
+import { dashboardCommand, dashboardUserCommand } from './dashboard.ts';
 
 const program = new Command('edgeprompt')
   .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')
@@ -91,6 +93,9 @@ addKeysCommands(program);
 addArtifactCommands(program);
 for (const c of runtimeCommands()) program.addCommand(c); // run, watch: the device side, also bundled alone
 program.addCommand(deployCommand()); // deploy, deploy status: the line PC's rollout
+program.addCommand(recordCommand()); // the recorder and the line dashboard
+program.addCommand(dashboardCommand());
+program.addCommand(dashboardUserCommand());
 
 program
   .command('demo')
@@ -99,6 +104,7 @@ program
   .option('--per-class <n>', 'items per class in the sample video', (v) => parseIntArg('--per-class', v), 12)
   .option('--fps <n>', 'camera frame rate (default: the demo line\'s camera.fps)', (v) => parseIntArg('--fps', v))
   .option('--line <file>', 'the demo line: compile config, artifact, items, reject gate (default configs/demo/demo.yaml)')
+  .option('--dashboard', 'also serve the line dashboard (http://127.0.0.1:8080) and keep the line running until Ctrl-C')
   .action((f) => demoCommand(f));
 
 function parseNumberArg(flag: string, v: string): number {

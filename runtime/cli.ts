@@ -32,7 +32,9 @@ export function runCommand(): Command {
       const why = await Promise.race([rt.ended.then(() => 'cameras ended'), signalled]);
       log.info({ why }, 'runtime: stopping');
       await rt.stop({ drainMs: opts.drainTimeout });
-      log.info({}, 'runtime: stopped');
+      // What each camera did, for the operator (and for a test that must tell a dropped frame from a lost result).
+      const cameras = Object.fromEntries(Object.entries(rt.pipeline.stats()).map(([id, c]) => [id, { framesIn: c.framesIn, processed: c.processed, dropped: c.dropped, failures: c.failures }]));
+      log.info({ cameras, outboxDepth: rt.outbox.size }, 'runtime: stopped');
     });
 }
 

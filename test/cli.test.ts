@@ -13,12 +13,17 @@ import { ArtifactError } from '../runtime/artifact/index.ts';
 const run = promisify(execFile);
 const cli = repoPath('tools/edgeprompt.mjs');
 
+/**
+ * Runs the CLI. Bug (flaky under load): a 60 s kill timer ended `export-backbone --verify` at load
+ * 20-30 (exit code null, killed); the limit now only catches a hung command, and a kill says so.
+ */
 async function edgeprompt(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const r = await run(process.execPath, [cli, ...args], { timeout: 60_000 });
+    const r = await run(process.execPath, [cli, ...args], { timeout: 170_000 });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
+    const x = e as { code: number | null; signal?: string | null; stdout: string; stderr: string };
+    if (x.code === null) return { code: -1, stdout: x.stdout, stderr: `killed by ${x.signal} after the 170 s limit\n${x.stderr}` };
     return { code: x.code, stdout: x.stdout, stderr: x.stderr };
   }
 }

@@ -59,7 +59,15 @@ export const compileConfig = z.strictObject({
     })
     .default({ templates: [...DEFAULT_TEMPLATES] }),
   data: dataConfig,
-  kShot: positive.optional().describe('sample k training images per class (seeded)'),
+  site: z
+    .strictObject({
+      dirs: z.array(z.string()).min(1).describe('folders written by `edgeprompt data export` (frames from the line with their labels)'),
+      share: z.number().gt(0).lt(1).nullable().default(null).describe('share of the training images drawn from site frames (they are repeated to reach it); null: each once'),
+      valFraction: z.number().min(0).lt(1).default(0.25).describe('site frames held out per class, added to the validation set'),
+    })
+    .optional()
+    .describe('frames from the line beside the training data (docs/data-loop.md "Re-tune")'),
+  kShot: positive.optional().describe('sample k training images per class (seeded; the original data only, not site frames)'),
   method: z.strictObject({
     name: z.string(),
     options: z.record(z.string(), z.unknown()).default({}),

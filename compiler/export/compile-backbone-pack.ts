@@ -18,6 +18,7 @@ import { compareLogits, exportedLogits } from './verify-task.ts';
 import { ortVersion } from './optimize.ts';
 import { gatePrecisions } from './precision/index.ts';
 import { VERSION } from '../../runtime/version.ts';
+import { referenceFromLogits } from './reference.ts';
 import { PARITY, gatedPrecisions, prepareCompile, thresholdsOf, verifiedFp32, type CompileOptions, type Prepared, type PrecisionResult } from './compile.ts';
 import {
   checkPackFits,
@@ -62,7 +63,7 @@ export async function compileBackbonePack(o: BackbonePackCompileOptions): Promis
   const tensors = await packTensors(plan, x.task.params);
   const feeds = packFeeds(tensors);
   const sign: PackOptions = o.signKey ? { privateKey: await readPrivateKey(o.signKey) } : {};
-  const draft = (model: string, metrics: PromptPackManifest['metrics']) => ({
+  const draft = (model: string, metrics: PromptPackManifest['metrics'], shipped?: PrecisionResult) => ({
     name: x.config.name,
     version: x.config.version,
     release: x.config.release,
@@ -73,6 +74,7 @@ export async function compileBackbonePack(o: BackbonePackCompileOptions): Promis
     prompts: { sha256: x.paramsSha256 },
     metrics,
     compiler: { version: VERSION, ortVersion: ortVersion() },
+    ...(shipped?.logits && { reference: referenceFromLogits(shipped.logits, x.numClasses) }),
   });
   const safetensors = encodeSafetensors(tensors);
 
@@ -81,7 +83,7 @@ export async function compileBackbonePack(o: BackbonePackCompileOptions): Promis
     const pack = packPromptPack({ manifest: draft(bb.manifest.model.sha256, {}), tensors: safetensors }, sign);
     checkPackFits(readPromptPack(pack.bytes, '(new pack)'), bb);
     const { results, metrics } = await measureOnExisting(x, o, bb, feeds);
-    const packed = packPromptPack({ manifest: draft(bb.manifest.model.sha256, metrics), tensors: safetensors }, sign);
+    const packed = packPromptPack({ manifest: draft(bb.manifest.model.sha256, metrics, results[0]), tensors: safetensors }, sign);
     return { backbone: null, backboneManifest: bb.manifest, pack: packed, results, optimized: false, profile: x.profile };
   }
 
@@ -107,7 +109,7 @@ export async function compileBackbonePack(o: BackbonePackCompileOptions): Promis
     },
     sign,
   );
-  const pack = packPromptPack({ manifest: draft(backbone.manifest.model.sha256, metrics), tensors: safetensors }, sign);
+  const pack = packPromptPack({ manifest: draft(backbone.manifest.model.sha256, metrics, chosen), tensors: safetensors }, sign);
   return { backbone, backboneManifest: backbone.manifest, pack, results, optimized, profile: x.profile };
 }
 
@@ -128,12 +130,13 @@ async function measureOnExisting(x: Prepared, o: CompileOptions, bb: BackboneArt
   const precision = bb.manifest.precision;
   if (o.precisions.length !== 1 || o.precisions[0] !== precision) o.progress.log(`note: --precision ${o.precisions.join(',')} does not apply with --backbone: the pack runs on the backbone's ${precision} model`);
   o.progress.log(`measuring the pack on ${bb.file} (${precision}) with ${x.val.samples.length} validation images`);
-  const v = compareLogits(x.reference, await exportedLogits(bb.model, x.val, feeds), x.labels, x.numClasses);
+  const logits = await exportedLogits(bb.model, x.val, feeds);
+  const v = compareLogits(x.reference, logits, x.labels, x.numClasses);
   if (precision === 'fp32' && (v.maxAbsDiff > PARITY.maxAbsDiff || v.top1Agreement < PARITY.minTop1Agreement)) {
     throw new CompilerError('PARITY_FAILED', `the pack on ${bb.file} does not match the training graph: max |Δlogit| ${v.maxAbsDiff.toExponential(2)} (limit ${PARITY.maxAbsDiff}), top-1 agreement ${(100 * v.top1Agreement).toFixed(2)} %; refusing to ship`);
   }
   const gate = gatePrecisions({ top1: v.top1Reference, maxLogitDiff: 0, images: v.images }, { [precision]: { top1: v.top1Exported, maxLogitDiff: v.maxAbsDiff, images: v.images } }, [precision], { maxDropPt: o.maxDropPt });
   if (gate.refused.length > 0) throw new CompilerError('PRECISION_REFUSED', `the pack on ${bb.file}: ${gate.refused.map((r) => r.message).join('; ')}`);
-  const result: PrecisionResult = { precision, verification: v, bytes: bb.model.byteLength, accepted: true, reason: `top-1 ${(100 * v.top1Exported).toFixed(2)} %` };
+  const result: PrecisionResult = { precision, verification: v, bytes: bb.model.byteLength, accepted: true, reason: `top-1 ${(100 * v.top1Exported).toFixed(2)} %`, logits };
   return { results: [result], metrics: { [precision]: { top1: v.top1Exported, maxLogitDiff: v.maxAbsDiff, samples: v.images } } };
 }

@@ -30,6 +30,7 @@ import { VERSION } from '../../runtime/version.ts';
 import type { LabeledSet } from '../data/types.ts';
 import { MetricAccumulator } from '../train/metrics.ts';
 import type { InspectionRule } from '../../runtime/pipeline/inspection.ts';
+import { referenceFromLogits } from './reference.ts';
 
 /** Parity the fused fp32 artifact must reach against the training graph (issue 5). */
 export const PARITY = { maxAbsDiff: 1e-4, minTop1Agreement: 0.999 };
@@ -60,6 +61,8 @@ export interface PrecisionResult {
   accepted: boolean;
   reason: string;
   model?: Uint8Array;
+  /** Its logits on the validation images [N, C]: the shipped one's become the manifest's drift reference. */
+  logits?: Float32Array;
 }
 
 export interface CompileResult {
@@ -149,7 +152,7 @@ export async function gatedPrecisions(x: Checked, o: Pick<CompileOptions, 'preci
     if (x.inspection) inspected[precision] = inspectionFigures(logits, x.labels, C, x.inspection);
     models.set(precision, model);
     measured[precision] = { top1: v.top1Exported, maxLogitDiff: v.maxAbsDiff, images: v.images, top1Agreement: v.top1Agreement };
-    results.push({ precision, verification: v, bytes: model.byteLength, accepted: false, reason: '' });
+    results.push({ precision, verification: v, bytes: model.byteLength, accepted: false, reason: '', logits });
   }
   // The reference is the training graph itself: every precision is gated against what was trained.
   const gate = gatePrecisions({ top1: reference.top1Reference, maxLogitDiff: 0, images: x.val.samples.length }, measured, o.precisions, { maxDropPt: o.maxDropPt });
@@ -213,6 +216,7 @@ export async function compileTask(o: CompileOptions): Promise<CompileResult> {
         thresholds: thresholdsOf(config),
         compiler: { version: VERSION, ortVersion: ortVersion() },
         target: profile?.name ?? null,
+        reference: referenceFromLogits(chosen.logits!, x.numClasses),
       },
       model: chosen.model!,
     },

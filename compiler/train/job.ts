@@ -21,6 +21,7 @@ import { TfEngine } from './engine-tfjs.ts';
 import { OrtEngine } from './engine-ort.ts';
 import { chooseEngine } from './engine-choice.ts';
 import { loadSplit, trainData } from './data-source.ts';
+import { mixSiteData } from '../data/site.ts';
 import { prepareClip } from './clip-job.ts';
 import { isClipArch } from '../backbones/clip-variants.ts';
 import type { ClipTask } from '../backbones/clip-task.ts';
@@ -104,6 +105,13 @@ export async function prepareJob(config: CompileConfig, configFile: string, opts
     const loaded = loadVitWeights(weightsFile, cfg);
     backbone = new Map([...loaded.stateDict].filter(([k]) => !k.startsWith('head.'))); // every task trains its own head
   }
+  let kShotLeft = config.kShot;
+  if (config.site) {
+    const mixed = await mixSiteData(split, config.site, { baseDir: base, seed: config.seed, ...(config.kShot && { kShot: config.kShot }) });
+    split = mixed.split;
+    kShotLeft = undefined; // applied to the original data inside the mix
+    opts.progress.log(mixed.note);
+  }
   const inspection = inspectionRule(config, configFile, split.train.classes);
   const method = methodByName(config.method.name) as PromptMethod<Record<string, unknown>>;
   if (method.requiresClip && !clip) throw fieldError(configFile, 'method.name', `${method.name} needs a CLIP backbone (backbone.arch clip_*, with backbone.tokenizer); ${config.backbone.arch} is a ViT`);
@@ -111,7 +119,7 @@ export async function prepareJob(config: CompileConfig, configFile: string, opts
   const recipe = mergeRecipe(method.recipe(options), config.recipe);
   const initial = new Map<string, HostTensor>();
   for (const [k, t] of backbone) if (method.trainsBackbone(k, options)) initial.set(k, { shape: [...t.shape], data: Float32Array.from(t.data) });
-  const data = trainData(cfg, { split, ...(config.kShot ? { kShot: config.kShot } : {}), seed: config.seed, augment: recipe.augment });
+  const data = trainData(cfg, { split, ...(kShotLeft ? { kShot: kShotLeft } : {}), seed: config.seed, augment: recipe.augment });
   const withClip = clip ? { clip } : {};
   const initCtx = { cfg, numClasses: cfg.numClasses, backbone, rng: mulberry32(config.seed), sample: data.sample!, ...withClip };
   for (const [k, t] of await method.init(initCtx, options)) initial.set(k, t);

@@ -30,6 +30,9 @@ import { ShadowTap } from '../deploy/shadow.ts';
 import { DeployStore } from '../deploy/store.ts';
 import { CommandError } from '../mqtt/errors.ts';
 import { commandHandlers } from './commands.ts';
+import { DataLoop } from './data-loop.ts';
+import { DriftMonitor } from '../drift/monitor.ts';
+import { KeepError } from '../keep/errors.ts';
 import { EventRelay } from './events.ts';
 
 export interface RuntimeOptions {
@@ -70,6 +73,9 @@ export class Runtime {
     readonly rejects: readonly RejectSink[],
     /** Takes deployments when the config has `deploy`. */
     readonly deploy: DeployAgent | null,
+    /** Keeps frames and takes labels when the config has `keep`. */
+    readonly loop: DataLoop | null,
+    readonly drift: DriftMonitor,
     private readonly log: Log,
   ) {
     this.ended = new Promise((resolve) => pipeline.once('ended', () => resolve()));
@@ -137,10 +143,18 @@ export class Runtime {
       ...(cfg.inference.maxBatch !== undefined && { maxBatch: cfg.inference.maxBatch }),
     });
     let outbox: Outbox;
+    let loop: DataLoop | null = null;
     try {
       outbox = await openOutbox(cfg.outbox, log);
     } catch (e) {
       await host.close();
+      throw e;
+    }
+    try {
+      if (cfg.keep) loop = await DataLoop.open(cfg.keep, log);
+    } catch (e) {
+      await host.close();
+      await outbox.close();
       throw e;
     }
     const handlers = commandHandlers({ config: cfg, pipeline, host, commandTriggers });
@@ -170,8 +184,16 @@ export class Runtime {
             if (!deploy) throw new CommandError('DEPLOY_DISABLED', `device ${cfg.device} does not take deployments: set deploy.dir in ${cfg.file}`);
             return deploy.handle({ document: args.document, signatures: args.signatures });
           },
+          label: ({ id: _id, ...args }) => {
+            if (!loop) throw new KeepError('KEEP_DISABLED', `device ${cfg.device} takes no labels: add a keep section (keep.dir) to ${cfg.file}`);
+            return loop.label({ ...args, source: 'mqtt' });
+          },
         },
-        health: () => collectHealth({ pipeline, classifier: host, startedAt }),
+        health: () => {
+          const h = collectHealth({ pipeline, classifier: host, startedAt });
+          for (const [cam, c] of Object.entries(h.cameras)) c.drift = drift.figures(cam);
+          return loop ? { ...h, keep: loop.health() } : h;
+        },
       },
     );
     const deploy = store
@@ -192,6 +214,9 @@ export class Runtime {
         })
       : null;
     const events = new EventRelay(reporter);
+    const drift = new DriftMonitor(cfg.drift, (e) => reporter.publishEvent(e));
+    pipeline.on('result', (r) => drift.observe(r));
+    const keeper = loop?.attach({ device: cfg.device, reporter, pipeline, tap, plcs }) ?? null;
     events.modelLoaded(first);
     host.on('loaded', (info: LoadedInfo) => {
       events.modelLoaded(info);
@@ -210,11 +235,11 @@ export class Runtime {
     for (const [id, r] of Object.entries(cfg.rejects)) {
       rejects.push(new RejectSink(id, createLink(r.link, opts.serialLinks), { delayMs: r.delayMs, line: r.line, onMissedDeadline: r.onMissedDeadline }));
     }
-    pipeline.addSink(new MqttResultSink(reporter));
+    pipeline.addSink(new MqttResultSink(reporter, keeper ? (r, result) => keeper.accepted(r, result) : undefined));
     pipeline.addSink(new PlcSink(plcs));
     for (const r of rejects) pipeline.addSink(r);
 
-    const rt = new Runtime(cfg, host, pipeline, reporter, outbox, plcs, rejects, deploy, log);
+    const rt = new Runtime(cfg, host, pipeline, reporter, outbox, plcs, rejects, deploy, loop, drift, log);
     await Promise.all([...[...plcs.values()].map((p) => p.start()), ...rejects.map((r) => r.start())]);
     await pipeline.start();
     await deploy?.start(); // a deployment a previous run left unfinished continues
@@ -234,15 +259,17 @@ export class Runtime {
   private async shutdown(drainMs: number): Promise<void> {
     await this.deploy?.stop(); // what it did so far is saved; the next start continues it
     await this.pipeline.stop();
+    await this.loop?.settle(); // frames being encoded reach the spool
     await Promise.all([...this.plcs.values()].map((p) => p.stop()));
     await Promise.all(this.rejects.map((r) => r.stop()));
     if (drainMs > 0) {
-      await withTimeout(this.reporter.drained(), drainMs).catch(() =>
-        this.log.warn({ outboxDepth: this.outbox.size }, 'runtime: stopping with results still in the outbox (sent on the next start)'),
+      await withTimeout(Promise.all([this.reporter.drained(), this.loop?.drained()]), drainMs).catch(() =>
+        this.log.warn({ outboxDepth: this.outbox.size, spooled: this.loop?.spool.size }, 'runtime: stopping with results or kept frames still to send (sent on the next start)'),
       );
     }
     await this.host.close();
     await this.reporter.close();
+    await this.loop?.close();
     await this.outbox.close();
   }
 }

@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { ArtifactError } from './errors.ts';
 import { checkLabels, InputSpec, MANIFEST_SCHEMA_VERSION, OutputSpec, Precision, PrecisionMetrics, Release, Sha256, Text, Thresholds, validateWith, type Manifest } from './manifest.ts';
+import { DriftReference } from './reference.ts';
 
 /** The symbolic dimension every pack binds to its number of labels. */
 export const CLASSES_DIM = 'classes';
@@ -73,8 +74,15 @@ export const PromptPackManifestV1 = z
     createdAt: z.iso.datetime({ offset: true }),
     /** The tensors.safetensors entry: filled in by packPromptPack, checked by readPromptPack. */
     tensors: z.object({ sha256: Sha256, bytes: z.number().int().positive() }),
+    /** The drift reference (reference.ts), measured on the backbone it was compiled with; absent in older packs. */
+    reference: DriftReference.optional(),
   })
-  .superRefine((m, ctx) => checkLabels(m, ctx));
+  .superRefine((m, ctx) => {
+    checkLabels(m, ctx);
+    if (m.reference && m.reference.classes.length !== m.labels.length) {
+      ctx.addIssue({ code: 'custom', path: ['reference', 'classes'], message: `has ${m.reference.classes.length} entries for ${m.labels.length} labels` });
+    }
+  });
 export type PromptPackManifest = z.output<typeof PromptPackManifestV1>;
 export type PromptPackDraft = Omit<z.input<typeof PromptPackManifestV1>, 'schemaVersion' | 'kind' | 'tensors' | 'createdAt'> & { createdAt?: string };
 
@@ -160,5 +168,6 @@ export function taskManifest(pack: PromptPackManifest, backbone: BackboneManifes
     createdAt: pack.createdAt,
     target: backbone.target,
     model: backbone.model,
+    ...(pack.reference && { reference: pack.reference }),
   };
 }

@@ -11,6 +11,7 @@
 import { z } from 'zod';
 import { fieldIssues, issueReport } from '../../devices/config-issues.ts';
 import { ArtifactError } from './errors.ts';
+import { DriftReference } from './reference.ts';
 
 export const MANIFEST_SCHEMA_VERSION = 1 as const;
 export const PRECISIONS = ['fp32', 'fp16', 'int8'] as const;
@@ -92,9 +93,14 @@ export const ManifestV1 = z
     target: Text(64).nullable(),
     /** The model.onnx entry: filled in by packArtifact, checked by readArtifact. */
     model: z.object({ sha256: Sha256, bytes: z.number().int().positive() }),
+    /** Validation-set prediction statistics the device's drift alarm compares with (reference.ts); absent in older artifacts. */
+    reference: DriftReference.optional(),
   })
   .superRefine((m, ctx) => {
     checkLabels(m, ctx);
+    if (m.reference && m.reference.classes.length !== m.labels.length) {
+      ctx.addIssue({ code: 'custom', path: ['reference', 'classes'], message: `has ${m.reference.classes.length} entries for ${m.labels.length} labels` });
+    }
     if (m.metrics[m.precision] === undefined) {
       ctx.addIssue({ code: 'custom', path: ['metrics', m.precision], message: `missing: the metrics of the shipped precision ${m.precision} are required` });
     }

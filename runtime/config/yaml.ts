@@ -18,8 +18,16 @@ export function readYamlFile(file: string): unknown {
 }
 
 function parseYamlText(text: string, file: string): unknown {
+  // Warnings (an unknown tag, an unknown directive) are refused like errors: YAML.parse would print
+  // them as process warnings on stderr and go on with the value as a plain string (found by fuzzing).
+  const doc = YAML.parseDocument(text, { prettyErrors: true });
+  const problem = doc.errors[0] ?? doc.warnings[0];
+  if (problem !== undefined) {
+    const msg = problem.message.split('\n')[0] ?? String(problem);
+    throw new ConfigError('CONFIG_YAML', file, `is not valid YAML: ${msg}`, [], { cause: problem });
+  }
   try {
-    return YAML.parse(text, { prettyErrors: true });
+    return doc.toJS();
   } catch (e) {
     const msg = (e as Error).message.split('\n')[0] ?? String(e);
     throw new ConfigError('CONFIG_YAML', file, `is not valid YAML: ${msg}`, [], { cause: e });

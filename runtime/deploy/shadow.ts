@@ -10,12 +10,23 @@ import { decide, type ThresholdState } from '../pipeline/thresholds.ts';
 import type { ShadowFigures, ShadowPolicy } from '../schema/deploy.ts';
 import type { Classifier, Prepared } from '../session/host.ts';
 import type { BatchResult, ModelTask } from '../session/task.ts';
+import type { ArtifactRef } from '../schema/payloads.ts';
 
 type Primary = BatchResult & { session: ModelTask };
+
+/** A frame the candidate decided otherwise (or named another class): the keep rule `shadow` keeps it. */
+export interface ShadowDisagreement {
+  camera: string;
+  /** The frame's pixels, as the pipeline handed them over (identity, not a copy). */
+  frame: Uint8Array;
+  candidate: { model: ArtifactRef; label: string; decision: 'OK' | 'NG' };
+}
 
 /** The pipeline's classifier: the host, with a shadow run watching its batches when one is attached. */
 export class ShadowTap implements Classifier {
   private run: ShadowRun | null = null;
+  /** Told of every frame the attached run's candidate disagrees on (runtime/keep/keeper.ts). */
+  onDisagree: ((d: ShadowDisagreement) => void) | null = null;
   constructor(private readonly inner: Classifier) {}
 
   get current(): ModelTask | null {
@@ -30,6 +41,7 @@ export class ShadowTap implements Classifier {
 
   attach(run: ShadowRun): void {
     this.run = run;
+    run.report = (d) => this.onDisagree?.(d);
   }
   detach(run: ShadowRun): void {
     if (this.run === run) this.run = null;
@@ -57,6 +69,8 @@ export class ShadowRun {
   /** [start, duration] of recent candidate runs, for the CPU budget. */
   private readonly spans: [number, number][] = [];
   private readonly idle: Set<() => void> = new Set();
+  /** Set by the tap it is attached to. */
+  report: ((d: ShadowDisagreement) => void) | null = null;
 
   constructor(
     readonly candidate: Prepared,
@@ -94,6 +108,7 @@ export class ShadowRun {
           if (p.label === c.label) this.sameTop1++;
           if (dp === 'NG') this.ngCurrent++;
           if (dc === 'NG') this.ngCandidate++;
+          if (dp !== dc || p.label !== c.label) this.report?.({ camera: cam, frame: frames[i]!, candidate: { model: this.candidate.task.ref, label: c.label, decision: dc } });
         });
       })
       .catch((e: unknown) => {

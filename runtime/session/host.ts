@@ -372,7 +372,19 @@ export class ModelHost extends EventEmitter<HostEvents> implements Classifier {
 
 
 async function defaultFetch(url: string): Promise<Uint8Array> {
-  const res = await fetch(url);
-  if (!res.ok) throw Object.assign(new Error(`GET ${url}: HTTP ${res.status}`), { code: 'ARTIFACT_UNREADABLE' });
-  return new Uint8Array(await res.arrayBuffer());
+  // A network failure is a refusal with a code like any unreadable file (it was HANDLER_FAILED "fetch failed").
+  const unreadable = (why: string, cause?: unknown) => Object.assign(new Error(`GET ${url}: ${why}; check the URL and the network`, { cause }), { code: 'ARTIFACT_UNREADABLE' });
+  let res: Response;
+  try {
+    res = await fetch(url);
+  } catch (e) {
+    const c = (e as Error & { cause?: { code?: string; message?: string } }).cause;
+    throw unreadable(c?.code ?? c?.message ?? (e as Error).message, e);
+  }
+  if (!res.ok) throw unreadable(`HTTP ${res.status}`);
+  try {
+    return new Uint8Array(await res.arrayBuffer());
+  } catch (e) {
+    throw unreadable(`the body could not be read (${(e as Error).message})`, e);
+  }
 }

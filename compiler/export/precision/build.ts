@@ -43,6 +43,7 @@ export function buildPrecision(g: GraphSpec, precision: Precision, opts: Precisi
         metadata: {
           'edgeprompt.precision': 'int8',
           'edgeprompt.int8.weight_bits': String(bits),
+          ...(opts.int8?.attention === 'dynamic' && { 'edgeprompt.int8.attention': 'dynamic' }),
           'edgeprompt.int8.calibration': `${cal.method}${cal.percentile !== undefined ? ` ${cal.percentile}` : ''} on ${cal.images} images`,
         },
       };

@@ -55,6 +55,16 @@ export interface Int8Options {
   gemm?: boolean;
   /** Leave a site in float, e.g. the first layer: `(s) => s.weight.startsWith('blocks.0.')`. */
   exclude?: (site: QuantSite) => boolean;
+  /**
+   * Attention products (a MatMul of two activations): 'float' (default) leaves them alone;
+   * 'dynamic' quantizes both operands at run time (DynamicQuantizeLinear: uint8, per tensor, the
+   * range of this very input) into MatMulInteger, scaled back to float. No calibration: the range
+   * of attention scores and probabilities varies from image to image, which a static range fits
+   * badly (a static QDQ here lost top-1 on every test image). In an ORT-optimised graph the
+   * scores q·kᵀ are a FusedMatMul (transB, alpha) and stay float; a·v is a plain MatMul.
+   * docs/bench/precision.md measures what it buys.
+   */
+  attention?: 'float' | 'dynamic';
 }
 
 /** The MatMul/Gemm nodes whose second operand is a 2-D float32 initializer. */
@@ -146,8 +156,25 @@ export function quantizeInt8(g: GraphSpec, calibration: Calibration, opts: Int8O
     return `${a}.dq`;
   };
 
+  const actAct = (n: NodeSpec) => !n.domain && n.op === 'MatMul' && n.inputs.length === 2 && !init.has(n.inputs[0]!) && !init.has(n.inputs[1]!);
+  let dyn = 0;
   for (const n of g.nodes) {
     const s = bySite.get(n);
+    if (!s && opts.attention === 'dynamic' && actAct(n)) {
+      // [.., M, K] × [.., K, N]: both operands uint8 with their own scale and zero point;
+      // MatMulInteger gives int32 Σ (a - za)(b - zb), times sa·sb is the float product.
+      const id = `${n.name ?? n.outputs[0]}.dyn${dyn++}`;
+      const [a, b] = n.inputs as [string, string];
+      nodes.push(
+        { op: 'DynamicQuantizeLinear', inputs: [a], outputs: [`${id}.a`, `${id}.a.scale`, `${id}.a.zero_point`], attrs: {}, name: `DynamicQuantizeLinear:${id}.a` },
+        { op: 'DynamicQuantizeLinear', inputs: [b], outputs: [`${id}.b`, `${id}.b.scale`, `${id}.b.zero_point`], attrs: {}, name: `DynamicQuantizeLinear:${id}.b` },
+        { op: 'MatMulInteger', inputs: [`${id}.a`, `${id}.b`, `${id}.a.zero_point`, `${id}.b.zero_point`], outputs: [`${id}.int32`], attrs: {}, name: `MatMulInteger:${id}` },
+        { op: 'Cast', inputs: [`${id}.int32`], outputs: [`${id}.float`], attrs: { to: 1 }, name: `Cast:${id}` },
+        { op: 'Mul', inputs: [`${id}.a.scale`, `${id}.b.scale`], outputs: [`${id}.scale`], attrs: {}, name: `Mul:${id}.scale` },
+        { op: 'Mul', inputs: [`${id}.float`, `${id}.scale`], outputs: n.outputs, attrs: {}, name: `Mul:${id}` },
+      );
+      continue;
+    }
     if (!s) {
       nodes.push(n);
       continue;
