@@ -153,7 +153,7 @@ test.serial('bad contrastive input through the CLI: one line naming the field, e
     ['vit', tiny({ arch: 'vit_micro_patch8_64' }), /arch: source captions is contrastive \(image–text\), so arch must be a CLIP variant/],
     ['notok', { ...tiny(), tokenizer: undefined }, /tokenizer: source captions is contrastive: name the text tower's tokenizer\.json/],
     ['withhold', tiny({ sources: [{ ...src, withhold: ['hex/brass/dent'] }] }), /withhold "hex\/brass\/dent" is not design\/finish\/defect of this source/],
-    ['classify', tiny({ sources: [{ ...src, objective: 'classify' }] }), /sources\.0\.objective/],
+    ['classify', tiny({ sources: [{ ...src, objective: 'classify' }] }), /sources\[0\]\.objective: .*expected "contrastive"/],
     ['long', tiny({ sources: [{ ...src, templates: { parts: ['a photo of a {finish} {design} with {defect}, seen from above on a conveyor belt at the end of the line.'], garments: ['{}'] } }] }), /caption of plate\/\w+\/\w+: ".*" is \d+ tokens with SOT and EOT, but the text tower's context holds 24/],
   ];
   for (const [name, cfg, re] of cases) {
