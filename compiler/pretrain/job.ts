@@ -23,9 +23,9 @@ import { chooseEngine } from '../train/engine-choice.ts';
 import { OrtEngine } from '../train/engine-ort.ts';
 import { TfEngine } from '../train/engine-tfjs.ts';
 import { sha256File } from '../train/job.ts';
-import type { TrainJob } from '../train/loop.ts';
-import { splitDigest } from '../train/fingerprint.ts';
+import { splitDigest, type RunFingerprint } from '../train/fingerprint.ts';
 import { createHash } from 'node:crypto';
+import type { TrainJob } from '../train/loop.ts';
 import type { Progress } from '../train/progress.ts';
 import type { PretrainConfig } from './config.ts';
 import { pretrainEvaluator, type HeldOutProbe } from './evaluate.ts';
@@ -125,12 +125,31 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
   const fresh = await method.init({ cfg, numClasses: cfg.numClasses, backbone, rng }, {});
   for (const hd of heads) {
     const kept = givenHead(given, hd.source, hd.classes, cfg.embedDim);
-    // Fresh tensors for every head of the source (a patch-level head too), then the given ones over them.
-    for (const [k, t] of fresh) if (k.startsWith(`heads.${hd.source}.`)) initial.set(k, t);
-    for (const [k, t] of kept ?? []) initial.set(k, t);
+    // A given head replaces the fresh classifier; tensors it lacks (the patch-level head) start fresh.
+    for (const [k, t] of new Map([...fresh, ...(kept ?? [])])) if (k.startsWith(`heads.${hd.source}.`)) initial.set(k, t);
   }
   // A contrastive term's tensors (text tower, projections, logit_scale) are not per-source heads.
   for (const [k, t] of fresh) if (!k.startsWith('heads.')) initial.set(k, t);
+
+  // What the tensors are trained for (a checkpoint for anything else is refused on --resume): the
+  // heads and objectives, the start, every source's images and labels, the mixture and the recipe.
+  const digest = createHash('sha256');
+  for (const s of sources) digest.update(`${s.name}|${splitDigest({ train: s.train, val: s.val })}|`);
+  const fingerprint: RunFingerprint = {
+    version: 1,
+    method: { name: 'pretrain', options: { heads: heads.map((h) => ({ source: h.source, classes: h.classes, objective: h.objective, patches: h.patches })) } },
+    backbone: { arch: cfg.name, imgSize: cfg.imgSize, sha256: start, weights: config.init.weights ?? start },
+    data: {
+      config: { sources: config.sources, samplesPerEpoch: config.samplesPerEpoch, heads: config.init.heads ?? null },
+      kShot: null,
+      sha256: digest.digest('hex'),
+      classes: data.classes,
+      trainImages: sources.reduce((a, s) => a + s.train.samples.length, 0),
+      valImages: sources.reduce((a, s) => a + s.val.samples.length, 0),
+    },
+    seed: config.seed,
+    recipe,
+  };
 
   const job: TrainJob = {
     name: config.name,
@@ -141,22 +160,7 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
     arch: cfg.name,
     backboneSha256: start,
     seed: config.seed,
-    // What resuming checks: the sources' images and labels, where the weights started, the recipe.
-    fingerprint: {
-      version: 1,
-      method: { name: 'pretrain', options: {} },
-      backbone: { arch: cfg.name, imgSize: cfg.imgSize, sha256: start, weights: config.init.weights ?? 'random init' },
-      data: {
-        config: config.sources,
-        kShot: null,
-        sha256: createHash('sha256').update(sources.map((s) => splitDigest({ train: s.train, val: s.val })).join(',')).digest('hex'),
-        classes: data.classes,
-        trainImages: sources.reduce((a, s) => a + s.train.samples.length, 0),
-        valImages: sources.reduce((a, s) => a + s.val.samples.length, 0),
-      },
-      seed: config.seed,
-      recipe: { ...recipe, epochs: 0 }, // not compared: `--epochs N --resume` extends a finished run
-    },
+    fingerprint,
     patience: 0,
     resume: opts.resume,
     config,
