@@ -70,7 +70,7 @@ export function addCompileCommand(program: Command, parseNumber: (flag: string, 
     .option('--zero-shot', 'a CLIP task defined by words: no training, no images (--classes, --templates, --weights, --arch, --tokenizer)')
     .option('--classes <list>', 'with --zero-shot: comma-separated class names, in output order')
     .option('--templates <template...>', 'with --zero-shot: prompt templates, "{}" is the class name (default "a photo of a {}.")')
-    .option('--weights <file>', 'with --zero-shot: CLIP weights (.safetensors, OpenAI/open_clip, Hugging Face or EdgePrompt names)')
+    .option('--weights <file>', 'with --zero-shot: CLIP weights (.safetensors, OpenAI/open_clip, Hugging Face or EdgePrompt names); default: the shipped tiny CLIP (with --arch and --tokenizer)')
     .option('--arch <name>', 'with --zero-shot: CLIP arch, e.g. clip_vit_b32')
     .option('--tokenizer <file>', 'with --zero-shot: the tokenizer.json of the weights')
     .option('--source <name>', 'with --zero-shot: weight source when the file does not say (openai: QuickGELU, laion: GELU)')

@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { CompilerError } from '../compiler/ops/errors.ts';
 import { compileZeroShot } from '../compiler/export/compile-zero-shot.ts';
+import { SHIPPED_CLIP } from '../compiler/backbones/shipped-clip.ts';
 import { makeProgress } from '../compiler/train/progress.ts';
 import type { Precision } from '../runtime/artifact/index.ts';
 import type { PrecisionResult } from '../compiler/export/compile.ts';
@@ -32,6 +33,8 @@ export interface ZeroShotFlags {
 const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
 
 export async function zeroShotCommand(f: ZeroShotFlags, print: (results: readonly PrecisionResult[], shipped: Precision) => void, signedBy: (ids: readonly string[]) => string): Promise<void> {
+  // None of the three: the shipped tiny CLIP. Some of them: the user means other weights, so all three.
+  if (!f.weights && !f.arch && !f.tokenizer) f = { ...f, weights: SHIPPED_CLIP.weights, arch: SHIPPED_CLIP.arch, tokenizer: SHIPPED_CLIP.tokenizer };
   if (!f.out) throw new CompilerError('FLAG_INVALID', '--out: required (the artifact to write, .epk)');
   if (f.classes === undefined) throw new CompilerError('FLAG_INVALID', '--classes: required with --zero-shot, e.g. --classes "ok,scratch,dent"');
   const classes = list(f.classes);
@@ -39,7 +42,7 @@ export async function zeroShotCommand(f: ZeroShotFlags, print: (results: readonl
   const okLabels = f.ok === undefined ? undefined : list(f.ok);
   for (const l of okLabels ?? []) if (!classes.includes(l)) throw new CompilerError('FLAG_INVALID', `--ok: "${l}" is not one of --classes (${classes.join(', ')})`);
   const missing = (['weights', 'arch', 'tokenizer'] as const).filter((k) => !f[k]);
-  if (missing.length) throw new CompilerError('FLAG_INVALID', `${missing.map((k) => `--${k}`).join(', ')}: required with --zero-shot (the CLIP weights, their arch and their tokenizer.json)`);
+  if (missing.length) throw new CompilerError('FLAG_INVALID', `${missing.map((k) => `--${k}`).join(', ')}: required with --zero-shot when any of --weights, --arch, --tokenizer is given (the CLIP weights, their arch and their tokenizer.json; give none for the shipped tiny CLIP)`);
   const progress = makeProgress(f.progress);
   const r = await compileZeroShot({
     classes, arch: f.arch!, weights: f.weights!, tokenizer: f.tokenizer!, name: f.name ?? 'zero-shot', version: f.taskVersion, minConfidence: f.minConfidence,

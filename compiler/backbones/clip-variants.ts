@@ -44,6 +44,9 @@ export const CLIP_VARIANTS: Record<string, Variant> = {
   // OpenAI ViT-B/32 and ViT-B/16 (151,277,313 and 149,620,737 parameters).
   clip_vit_b32: { vision: { imgSize: 224, patchSize: 32, width: 768, depth: 12, heads: 12 }, text: { vocabSize: 49408, contextLength: 77, width: 512, depth: 12, heads: 8 }, embedDim: 512 },
   clip_vit_b16: { vision: { imgSize: 224, patchSize: 16, width: 768, depth: 12, heads: 12 }, text: { vocabSize: 49408, contextLength: 77, width: 512, depth: 12, heads: 8 }, embedDim: 512 },
+  // The shipped tiny CLIP (pretrained here, configs/pretrain/clip_tiny_p8_64.factory.yaml): a 64 px
+  // image tower of 4 blocks and a 2-block text tower over a 768-token BPE vocabulary trained for it.
+  clip_tiny_p8_64: { vision: { imgSize: 64, patchSize: 8, width: 96, depth: 4, heads: 3 }, text: { vocabSize: 768, contextLength: 24, width: 64, depth: 2, heads: 2 }, embedDim: 64 },
   // The shape of the PyTorch parity fixture (tools/reference/clip_ref.py): the hand-made
   // 518-token vocabulary of docs/spec/clip.md, context 16.
   clip_fixture: { vision: { imgSize: 32, patchSize: 8, width: 32, depth: 2, heads: 2 }, text: { vocabSize: 518, contextLength: 16, width: 16, depth: 2, heads: 2 }, embedDim: 24 },

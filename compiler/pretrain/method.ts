@@ -55,7 +55,7 @@ export function pretrainMethod(heads: readonly PretrainHead[], recipe: Recipe): 
       for (const h of heads) for (const [k, v] of objective(h).inputs(h, y)) out.set(k, v);
       return out;
     },
-    decays: decaysTimm,
+    decays: (n) => decaysTimm(n) && !heads.some((h) => objective(h).noDecay?.(n)),
     recipe: () => recipe,
   };
 }

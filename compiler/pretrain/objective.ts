@@ -13,8 +13,9 @@ import type { Ops } from '../ops/ops.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import { normal, type Rng } from '../../devices/rng.ts';
 import { softmaxCrossEntropy, smoothedTargets } from '../train/loss.ts';
+import { contrastive } from './contrastive.ts';
 
-export const OBJECTIVES = ['classify'] as const;
+export const OBJECTIVES = ['classify', 'contrastive'] as const;
 export type ObjectiveName = (typeof OBJECTIVES)[number];
 
 /** What an objective knows about its source. */
@@ -51,6 +52,8 @@ export interface Objective {
   loss<T>(ops: Ops<T>, h: SourceHead, feats: Features<T>, param: (name: string) => T, input: (name: string) => T): T;
   /** Scores [B, C_s] for evaluation (a classifier's logits). */
   scores<T>(ops: Ops<T>, h: SourceHead, pooled: T, param: (name: string) => T): T;
+  /** Tensors of this term that weight decay must leave alone (e.g. CLIP's temperature). */
+  noDecay?(name: string): boolean;
 }
 
 export const headKeys = (source: string) => ({
@@ -121,5 +124,5 @@ export const classify: Objective = {
 };
 
 export function objectiveByName(name: ObjectiveName): Objective {
-  return { classify }[name];
+  return { classify, contrastive }[name];
 }
