@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { applyOverrides, fieldError, readYaml, validate } from '../config/load.ts';
 import { LINE_LIGHTINGS, LINE_POSES, MATERIAL_NAMES, PART_CLASSES, PART_KINDS } from '../data/parts-scene.ts';
-import { OBJECTIVES } from './objective.ts';
+import { OBJECTIVES } from './objective-types.ts';
 import { DEFAULT_TEMPLATES } from './captions.ts';
 
 const int = z.number().int();

@@ -26,7 +26,7 @@ import { normal, type Rng } from '../../devices/rng.ts';
 import { block, type BlockWeights } from '../backbones/vit.ts';
 import { causalMask, l2normalize } from '../backbones/clip.ts';
 import { textBlockConfig, type ClipConfig } from '../backbones/clip-variants.ts';
-import type { Objective, SourceHead } from './objective.ts';
+import type { Objective, SourceHead } from './objective-types.ts';
 
 const MASKED = -1e9;
 

@@ -8,7 +8,8 @@
 import { forwardFeatures, preLogits } from '../backbones/vit.ts';
 import type { ForwardContext, PromptMethod, Recipe } from '../methods/method.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
-import { objectiveByName, type Features, type ObjectiveName, type SourceHead } from './objective.ts';
+import { objectiveByName } from './objective.ts';
+import type { Features, ObjectiveName, SourceHead } from './objective-types.ts';
 
 export interface PretrainHead extends SourceHead {
   objective: ObjectiveName;

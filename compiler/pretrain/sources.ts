@@ -15,7 +15,7 @@ import { DataError } from '../data/errors.ts';
 import type { LabeledSet } from '../data/types.ts';
 import { cachedPartsSet } from './parts-cache.ts';
 import type { PretrainConfig, SourceConfig } from './config.ts';
-import type { ObjectiveName } from './objective.ts';
+import type { ObjectiveName } from './objective-types.ts';
 import { loadCaptionSets, type CaptionSets, type CaptionTemplates } from './captions.ts';
 
 export interface LoadedSource {
