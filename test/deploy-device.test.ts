@@ -261,7 +261,10 @@ test('transfer over HTTP: the sha256 pinned in the document decides; an interrup
   }
   const r = await runRollout({ connection: { url: s.broker.url }, file: join(s.dir, 'r2.epk'), devices: 'dev-g', policy: fastPolicy({ transfer: { via: 'http', url: `${base}/good.epk` } }), signKeys: [keys.release.privateKey], print: () => {} });
   t.is(r.outcome, 'completed', JSON.stringify(r.devices));
-  t.true(ranges.includes('bytes=1000000-'), `the second request continued at the cut: ${ranges.join(', ')}`);
+  // Where the cut falls is what reached the device before the socket was destroyed: all of the
+  // 1,000,000 bytes written on a quiet machine, less on a loaded one (957,312 was seen in CI).
+  const resumedAt = ranges.map((h) => /^bytes=(\d+)-$/.exec(h)).filter((m) => m !== null).map((m) => Number(m[1]));
+  t.true(resumedAt.length === 1 && resumedAt[0]! > 0 && resumedAt[0]! <= 1_000_000, `the second request continued at the cut: ${ranges.join(', ')}`);
   t.is(r.devices['dev-g']!.status!.transfer!.bytes, good.length);
   await s.stop();
   t.deepEqual(await readdir(join(s.cfg.deploy!.dir, 'incoming')), []);
