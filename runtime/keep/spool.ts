@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { defaultLog, type Log } from '../log.ts';
 import { OutboxError } from '../mqtt/errors.ts';
+import { firstAfter } from '../mqtt/outbox-index.ts';
 import { acquireLock, releaseLock } from '../mqtt/outbox-lock.ts';
 import type { Outbox, OutboxEntry, OutboxLimits, OutboxRecord } from '../mqtt/outbox.ts';
 
@@ -278,13 +279,7 @@ export class Spool implements Outbox {
   }
 
   peek(limit: number, afterId = -1): OutboxEntry[] {
-    let lo = this.head;
-    let hi = this.order.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.order[mid]! <= afterId) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = firstAfter(this.order, this.head, afterId);
     const out: OutboxEntry[] = [];
     for (let i = lo; i < this.order.length && out.length < limit; i++) {
       const h = this.held.get(this.order[i]!);
