@@ -2,6 +2,7 @@
 // the epoch (float8), so callers never meet driver-specific Date or string types.
 
 import type { Queryable } from './db.ts';
+import type { ActionRow } from './store.ts';
 
 const ms = (col: string) => `(extract(epoch FROM ${col}) * 1000)::float8`;
 
@@ -141,16 +142,9 @@ export async function malformed(q: Queryable): Promise<MalformedSummary[]> {
   );
 }
 
-export interface ActionLog {
+/** An action as stored (store.ts's ActionRow) with its row id. */
+export interface ActionLog extends ActionRow {
   id: number;
-  ts: number;
-  user: string;
-  role: string;
-  device: string;
-  command: string;
-  args: unknown;
-  ok: boolean;
-  reply: unknown;
 }
 
 export async function recentActions(q: Queryable, limit = 50): Promise<ActionLog[]> {
