@@ -45,23 +45,8 @@ export interface HubOptions {
 
 const MAX_BACKLOG = 4 << 20; // bytes a page may have unsent before it misses updates
 
-const storedView = (r: StoredResult): ResultView => ({
-  device: r.device,
-  camera: r.camera,
-  seq: r.seq,
-  seqEpoch: r.seqEpoch,
-  frameId: r.frameId,
-  triggerId: r.triggerId,
-  captureTs: r.captureTs,
-  publishTs: r.publishTs,
-  label: r.label,
-  score: r.score,
-  decision: r.decision,
-  inferMs: r.inferMs,
-  totalMs: r.totalMs,
-  model: r.model,
-  prompt: r.prompt,
-});
+// A stored result is the page's view plus when the recorder received it, which the page does not show.
+const storedView = ({ receivedTs: _received, ...view }: StoredResult): ResultView => view;
 
 export class Hub {
   private clients = new Set<Client>();
