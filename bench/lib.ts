@@ -1,5 +1,5 @@
 /** Shared bits of the benchmarks: machine description, timing, the PyTorch side, report writing. */
-import { cpus, totalmem, platform, release, tmpdir } from 'node:os';
+import { cpus, loadavg, totalmem, platform, release, tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -123,4 +123,30 @@ export async function timeInterleaved(runners: readonly (() => Promise<unknown>)
       times[k]!.push((performance.now() - t0) / runs);
     }
   return times.map(median);
+}
+
+/** "load 3.1 / 2.8 / 2.5 (1 / 5 / 15 min)": other work on the machine, to print beside a figure. */
+export function loadNow(): string {
+  const [a, b, c] = loadavg();
+  return `${a!.toFixed(1)} / ${b!.toFixed(1)} / ${c!.toFixed(1)}`;
+}
+
+/**
+ * Writes one section of a report that several benches share (docs/bench/reliability.md: crash,
+ * faults, flaps, fuzz, soak), leaving the other sections as they are. Each section carries its own
+ * command, machine, date and load, since they are run separately.
+ */
+export function writeReportSection(name: string, title: string, section: { id: string; title: string; command: string; load: string }, body: string): string {
+  const file = join(repo, 'docs/bench', `${name}.md`);
+  mkdirSync(dirname(file), { recursive: true });
+  const begin = `<!-- section:${section.id} -->`;
+  const end = `<!-- /section:${section.id} -->`;
+  const block = `${begin}\n## ${section.title}\n\n- command: \`${section.command}\`\n- machine: ${machine()}\n- date: ${new Date().toISOString()}\n- load average (1 / 5 / 15 min) before → after: ${section.load}\n\n${body.trim()}\n${end}`;
+  let text = existsSync(file) ? readFileSync(file, 'utf8') : `# ${title}\n`;
+  const i = text.indexOf(begin);
+  const j = text.indexOf(end);
+  if (i >= 0 && j > i) text = text.slice(0, i) + block + text.slice(j + end.length);
+  else text = `${text.trimEnd()}\n\n${block}\n`;
+  writeFileSync(file, text);
+  return file;
 }

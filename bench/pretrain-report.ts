@@ -97,7 +97,22 @@ export function pretrainReport(cands: Candidate[], ablations: Card[], o: ReportO
     for (const w of sweeps) sweepRows.push(`| ${card.name} | ${w.method} | ${w.lr} | ${pct(w.top1)} |`);
   }
   const all = [...ablations, ...cands.map((c) => c.card)];
-  const hist = all.flatMap((c) => c.history);
+  const targetLines: string[] = [];
+  for (const { card, evals } of cands) {
+    const of = (task: string, method: string) => evals.filter((e) => e.task === task && e.method === method);
+    const mean = (xs: number[]) => xs.reduce((a, v) => a + v, 0) / Math.max(1, xs.length);
+    const row = (what: string, es: Candidate['evals'], target: string, get: (e: Candidate['evals'][number]) => number, isPct = true) => {
+      if (es.length) targetLines.push(`| ${card.name} | ${what} | ${target} | ${isPct ? pct(mean(es.map(get))) + ' %' : mean(es.map(get)).toFixed(3)} | ${es.length} |`);
+    };
+    row('benchmark line, VPT-deep top-1', of('line', 'vpt-deep'), '≥ 85 %', (e) => e.top1);
+    row('benchmark line, linear top-1', of('line', 'linear'), '≥ 75 %', (e) => e.top1);
+    row('benchmark line, AUROC defect vs ok (linear)', of('line', 'linear'), '≥ 0.95', (e) => e.auroc, false);
+    row('benchmark line, AUROC defect vs ok (VPT-deep)', of('line', 'vpt-deep'), '≥ 0.95', (e) => e.auroc, false);
+    row('benchmark line, escape rate at FRR ≤ 10 % (linear)', of('line', 'linear'), 'reported', (e) => e.escapeAtFrr10);
+    row('benchmark line, escape rate at FRR ≤ 10 % (VPT-deep)', of('line', 'vpt-deep'), 'reported', (e) => e.escapeAtFrr10);
+    row('Fashion-MNIST 5–9, VPT-deep top-1', of('fmnist5-9', 'vpt-deep'), '≥ 70 %', (e) => e.top1);
+  }
+  const hist = all.filter((c) => c.recipe.images >= 1000).flatMap((c) => c.history);
   const range = (k: string, d: number) => {
     const xs = hist.map((h) => h[k]).filter((v): v is number => typeof v === 'number' && v > 0);
     return xs.length ? `${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)}` : '–';
@@ -108,6 +123,14 @@ export function pretrainReport(cands: Candidate[], ablations: Card[], o: ReportO
     'Pretraining a line backbone: candidates, ablations and their frozen features on an unseen line',
     o.command,
     `Evaluation machine: ${machine()}. The machine was shared with other work while these ran (load averages are in each card): read times as upper bounds. Each run was made by the command listed under the table (its card, next to its weights, holds the per-epoch history, the machine and the load average).
+
+## Issue 15's targets (100 training images per class, mean over seeds)
+
+| backbone | figure | target | measured | runs |
+|---|---|---|---|---|
+${targetLines.join('\n') || '| – | – | – | – | – |'}
+
+Where a target is missed, the sections below show what was measured on the way: the pretraining runs and ablations, then the product's methods on the frozen features.
 
 ## Pretraining runs
 
@@ -120,7 +143,8 @@ ${commands}
 
 ### Reading
 
-- Every run's pretraining head stays at or near chance (20 %) on the pretraining lines' own validation images: within these budgets the backbone has not learned the image-level defect task across 48 lines (the issue's PyTorch probe needed about 40,000 images of *one* line to reach 86.8 % in-domain). What the probe finds on an unseen line is what the first few hundred AdamW steps add to the random initialisation (\`a-init\`): the probe rises over the first epoch and then falls as the objective drifts, at lr 1e-3 and at 3e-4 alike. That is why the shipped run publishes its best validation epoch instead of its last.
+- Every run's pretraining head stays at or near chance (20 %) on the pretraining lines' own validation images: within these budgets the backbone has not learned the image-level defect task across 48 lines (for scale: the issue's PyTorch probe trained the same size of ViT from scratch on 1,000 images per class of *one* line for 8 epochs, 40,000 images seen, to reach 86.8 % in-domain). What the probe finds on an unseen line is what the first epoch's AdamW steps add to the random initialisation (\`a-init\`): the probe rises over the first epoch and then falls as the objective drifts, at lr 1e-3 and at 3e-4 alike. That is why the shipped run publishes its best validation epoch instead of its last.
+- The product's \`linear\` method scores well below the probe on the same frozen features (tables below). The probe standardises each feature before its softmax regression; \`linear\` trains a head initialised as VPT's (std √(2/C)) on the raw post-norm CLS feature. The shipped features separate the classes only by small differences around a large component common to every image (the linear runs start with a loss far above ln 5: confident logits that do not depend on the image), which standardising removes and SGD on raw features works through slowly. A feature standardisation before the head (a BatchNorm without affine, as in MAE's linear probe) is the likely fix; it is not part of this change.
 - The budget here is the binding constraint, not a design choice: the machine was shared by several sessions (load average ${range('load1', 0)} on 2 cores at the ends of these runs' epochs), so a run trained at ${range('imagesPerSec', 0)} images/s and each ablation only a few thousand images. The levers the issue lists that are not in the table (per-image random design and finish alone, colour augmentation, label smoothing, patch 4 or another width/depth, the patch-level term's weight against no term) were not measured to the end in this session.
 
 ## Frozen features on the benchmark line

@@ -100,7 +100,7 @@ export async function readLineItems(png: string, perClass: number): Promise<{ it
   if (!parsed.success) throw new CompilerError('BAD_FILE', `${metaFile(png)}: not a line-items file (${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}); run \`npm run demo -- --rebuild\``);
   const meta = parsed.data;
   const stored = Math.min(...meta.classes.map((_, c) => meta.labels.filter((l) => l === c).length));
-  if (perClass > stored) throw new CompilerError('BAD_ARGUMENT', `--per-class ${perClass}: ${png} holds ${stored} items per class; ask for fewer, or run \`npm run demo -- --rebuild --per-class ${perClass}\` where its source is available`);
+  if (perClass > stored) throw new CompilerError('FLAG_INVALID', `--per-class ${perClass}: ${png} holds ${stored} items per class; ask for fewer, or run \`npm run demo -- --rebuild --per-class ${perClass}\` where its source is available`);
   const { data, info } = await sharp(png).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
   const S = meta.size;
   const n = info.width / S;

@@ -43,7 +43,7 @@ export type DemoLine = z.output<typeof DemoLineSchema> & { file: string };
 const abs = (dir: string, p: string) => (isAbsolute(p) ? p : resolve(dir, p));
 
 export function loadDemoLine(file: string): DemoLine {
-  const line = validate(DemoLineSchema, readYaml(file), file);
+  const line = validate(DemoLineSchema, readYaml(file), file, 'demo line');
   const dir = dirname(resolve(file));
   return { ...line, file, compile: abs(dir, line.compile), artifact: abs(dir, line.artifact), publicKey: abs(dir, line.publicKey), items: { ...line.items, sheet: abs(dir, line.items.sheet) } };
 }
@@ -58,6 +58,6 @@ export function checkItemsUnseen(line: DemoLine): void {
   const data = loadCompileConfig(line.compile).data;
   if (data.kind !== 'parts' || data.seed !== s.seed || data.part !== s.part || data.material !== s.material) return;
   if (s.firstIndex < data.perClass) {
-    throw new ConfigError(line.file, 'items.source.firstIndex', `${s.firstIndex} draws parts ${line.compile} trains or validates on (indices 0–${data.perClass - 1} per class); use ${data.perClass} or more`);
+    throw new ConfigError('CONFIG_INVALID', line.file, 'invalid demo line', [{ field: 'items.source.firstIndex', message: `${s.firstIndex} draws parts ${line.compile} trains or validates on (indices 0–${data.perClass - 1} per class); use ${data.perClass} or more` }]);
   }
 }

@@ -27,6 +27,8 @@ import { makeItemsVideo } from './demo-video.ts';
 import { writeLineItems } from './demo-items.ts';
 import { checkItemsUnseen, loadDemoLine, type DemoLine } from './demo-line.ts';
 import { partLine, summaryLines, type GateEvent } from './demo-summary.ts';
+import { startDemoDashboard } from './dashboard.ts';
+import { untilSignal } from './record.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 export const DEFAULT_DEMO_LINE = join(root, 'configs/demo/demo.yaml');
@@ -37,6 +39,8 @@ const GATE_PORT = 'mock:reject-gate';
 
 export interface DemoFlags {
   rebuild?: boolean;
+  /** Also serve the line dashboard on the demo's broker and keep the line running (video looped) until Ctrl-C. */
+  dashboard?: boolean;
   perClass: number;
   fps?: number;
   line?: string;
@@ -51,7 +55,7 @@ async function rebuild(line: DemoLine, perClass: number): Promise<void> {
   const out = join(root, 'out/demo-build');
   mkdirSync(out, { recursive: true });
   const keys = await writeKeyPair(generateKeyPair(), join(out, 'demo'), { force: true });
-  const r = await compileTask({ configFile: line.compile, precisions: ['fp32'], maxDropPt: 0.5, signKey: keys.privatePath, target: 'x86-cpu', progress: makeProgress('auto') });
+  const r = await compileTask({ configFile: line.compile, precisions: ['fp32'], maxDropPt: 0.5, signKey: keys.privatePath, target: 'x86-cpu', fresh: true, progress: makeProgress('auto') });
   writeFileSync(line.artifact, r.artifact);
   copyFileSync(keys.publicPath, line.publicKey);
   const n = Math.max(line.items.stored, perClass);
@@ -83,12 +87,14 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
   mkdirSync(work, { recursive: true });
   step(`make a sample video: ${flags.perClass} items per class passing the camera at ${fps} fps (${rel(line.items.sheet)}: items the model neither trained nor validated on)`);
   const video = await makeItemsVideo(join(work, 'line.mp4'), line.items.sheet, { perClass: flags.perClass, fps, upscale: line.camera.upscale });
-  const truth = (frameId: string) => video.labels[Number(frameId) - 1];
+  const truth = (frameId: string) => video.labels[(Number(frameId) - 1) % video.labels.length]; // frames keep counting when the video loops
   console.log(`  ${video.labels.length} frames → out/demo/line.mp4`);
 
   step('start an in-process MQTT broker (aedes)');
   const broker = await startBroker();
   console.log(`  ${broker.url}`);
+  const dash = flags.dashboard ? await startDemoDashboard(broker.url, join(root, 'out/demo-dashboard')) : null;
+  if (dash) console.log(`\n▶ line dashboard (recorder built in, database out/demo-dashboard/db): open ${dash.url}  — Ctrl-C stops the demo`);
 
   step(`connect the reject gate: a serial line (${GATE_PORT}, in-process mock port) that diverts a part ${line.rejectGate.delayMs} ms after its capture (conveyor travel)`);
   const bus = new MockSerialBus();
@@ -122,7 +128,7 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
       artifact: line.artifact,
       trustedKeys: [line.publicKey],
       profile: 'x86-cpu',
-      cameras: [{ id: CAMERA, kind: 'ffmpeg', input: { kind: 'file', path: video.file, realtime: true } }],
+      cameras: [{ id: CAMERA, kind: 'ffmpeg', input: { kind: 'file', path: video.file, realtime: true, loop: dash !== null } }],
       rejects: { [CAMERA]: { link: { kind: 'serialport', path: GATE_PORT }, delayMs: line.rejectGate.delayMs, line: line.rejectGate.line } },
       mqtt: { url: broker.url, protocolVersion: 4, reconnectPeriodMs: 200 },
       outbox: { kind: 'file', dir: join(work, 'outbox') },
@@ -138,13 +144,15 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
   if (missing.length) {
     await rt.stop();
     await sub.close();
+    await dash?.close();
     await broker.close();
-    throw new CompilerError('BAD_ARGUMENT', `${line.file}: the items (${rel(line.items.sheet)}) hold classes the artifact ${basename(line.artifact)} does not know (${missing.join(', ')}; it knows ${m.labels.join(', ')}); run \`npm run demo -- --rebuild\``);
+    throw new CompilerError('CONFIG_INVALID', `${line.file}: the items (${rel(line.items.sheet)}) hold classes the artifact ${basename(line.artifact)} does not know (${missing.join(', ')}; it knows ${m.labels.join(', ')}); run \`npm run demo -- --rebuild\``);
   }
   manifest = m;
   const rule = m.thresholds.okLabels ? `pass when the top label is one of [${m.thresholds.okLabels.join(', ')}] and p(ok) ≥ ${m.thresholds.minConfidence}` : `OK when the top score ≥ ${m.thresholds.minConfidence}`;
   console.log(`  model ${m.name} ${m.version} (${m.method.name}, ${m.precision}) on execution provider ${loaded.ep}; labels ${m.labels.join(', ')}; ${rule}`);
-  await rt.ended;
+  if (dash) await untilSignal(); // the looped line runs until Ctrl-C
+  else await rt.ended;
   // Results are published by now or shortly; the last NG's gate fires delayMs after its capture.
   const deadline = Date.now() + 5000 + line.rejectGate.delayMs;
   const processed = () => rt.pipeline.stats()[CAMERA]!.processed;
@@ -153,6 +161,7 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
   await rt.stop({ drainMs: 3000 });
   const stats = rt.pipeline.stats()[CAMERA]!;
   await sub.close();
+  await dash?.close();
   await broker.close();
 
   step('summary');

@@ -1,9 +1,16 @@
+/**
+ * `edgeprompt export-backbone`: a timm checkpoint to ONNX through the model definition. The head
+ * follows the checkpoint unless --num-classes says otherwise, and the command says which it did.
+ */
 import { writeFileSync } from 'node:fs';
 import { vitConfig } from '../compiler/backbones/vit-variants.ts';
-import { loadVitWeights } from '../compiler/backbones/vit-weights.ts';
+import { adaptVitStateDict } from '../compiler/backbones/vit-weights.ts';
+import { readSafetensors } from '../compiler/backbones/safetensors.ts';
 import { exportVitBackbone } from '../compiler/export/backbone.ts';
 import { initTf, describeBackend } from '../compiler/ops/tf-backend.ts';
 import { verifyBackboneExport } from '../compiler/export/verify-backbone.ts';
+import { CompilerError } from '../compiler/ops/errors.ts';
+import { fmtShape } from '../compiler/ops/host-tensor.ts';
 
 export interface ExportBackboneFlags {
   weights: string;
@@ -16,12 +23,30 @@ export interface ExportBackboneFlags {
   verify?: boolean;
 }
 
+/** The class count to export and the line that says why: the checkpoint's own head by default. */
+export function chooseHead(head: readonly number[] | undefined, flag: number | undefined): { numClasses: number; line: string } {
+  const rows = head?.length === 2 ? head[0]! : undefined;
+  if (flag === undefined) {
+    return rows === undefined
+      ? { numClasses: 0, line: 'head: the checkpoint has none, so the model outputs features (pass --num-classes only with a checkpoint that has a head)' }
+      : { numClasses: rows, line: `head: kept the checkpoint's head (${rows} classes, head.weight ${fmtShape(head!)})` };
+  }
+  if (flag === 0) return { numClasses: 0, line: `head: dropped (--num-classes 0), the model outputs features${rows === undefined ? '' : ` (the checkpoint's head had ${rows} classes)`}` };
+  if (rows === flag) return { numClasses: flag, line: `head: kept the checkpoint's head (${rows} classes, as --num-classes asked)` };
+  throw new CompilerError(
+    'FLAG_INVALID',
+    `--num-classes ${flag}: ${rows === undefined ? 'the checkpoint has no head' : `the checkpoint's head has ${rows} classes (head.weight ${fmtShape(head!)})`}; export cannot invent a trained head: leave --num-classes out to keep the checkpoint's, or pass 0 for features only`,
+  );
+}
+
 export async function exportBackboneCommand(f: ExportBackboneFlags): Promise<void> {
-  const cfg = vitConfig(f.arch, { ...(f.imgSize !== undefined ? { imgSize: f.imgSize } : {}), ...(f.numClasses !== undefined ? { numClasses: f.numClasses } : {}) });
+  const { tensors, metadata } = readSafetensors(f.weights);
+  const head = chooseHead(tensors.get('head.weight')?.shape, f.numClasses);
+  const cfg = vitConfig(f.arch, { ...(f.imgSize !== undefined ? { imgSize: f.imgSize } : {}), numClasses: head.numClasses });
   const info = await initTf();
-  const loaded = loadVitWeights(f.weights, cfg);
+  const loaded = adaptVitStateDict(tensors, cfg, f.weights, metadata);
   for (const n of loaded.notes) console.log(`note: ${n}`);
-  if (loaded.headDropped) cfg.numClasses = 0;
+  console.log(head.line);
   const t0 = performance.now();
   const bytes = exportVitBackbone(cfg, loaded.stateDict, { fold: f.fold, clsOnlyLastBlock: !f.fullLastBlock });
   writeFileSync(f.out, bytes);

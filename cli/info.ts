@@ -5,6 +5,7 @@ import { parseSafetensors } from '../compiler/backbones/safetensors.ts';
 import { summarizeModel } from '../compiler/ops/onnx-proto.ts';
 import { fmtShape, numel } from '../compiler/ops/host-tensor.ts';
 import { guessVitArch } from '../compiler/backbones/vit-guess.ts';
+import { guessClipArch } from '../compiler/backbones/clip-weights.ts';
 
 export async function infoCommand(file: string): Promise<void> {
   if (!existsSync(file)) throw new CompilerError('FILE_NOT_FOUND', `${file}: no such file`);
@@ -21,7 +22,7 @@ function describeSafetensors(file: string, bytes: Uint8Array, size: string): voi
   let params = 0;
   for (const t of tensors.values()) params += numel(t.shape);
   console.log(`${file}: safetensors, ${size}, ${tensors.size} tensors, ${params.toLocaleString('en-US')} parameters`);
-  const guess = guessVitArch(tensors);
+  const guess = guessClipArch(tensors) ?? guessVitArch(tensors);
   if (guess) console.log(`looks like: ${guess}`);
   if (Object.keys(metadata).length) console.log(`metadata: ${JSON.stringify(metadata)}`);
   const rows = [...tensors.entries()].slice(0, 40);

@@ -1,9 +1,12 @@
 /**
- * `edgeprompt` command line. Each command lives in its own module; this file wires them to
- * commander and turns known errors into one clear line and exit code 2 (no stack trace).
+ * `edgeprompt` command line. Each command group lives in its own module; this file wires them to
+ * commander and reports errors through errors.ts: a coded error is one message without a stack
+ * trace, exit 2 when the input was at fault, 1 when EdgePrompt failed, 130 after Ctrl-C.
  */
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
 import { CompilerError } from '../compiler/ops/errors.ts';
+import { errorReport } from './errors.ts';
+import { runProgram } from '../runtime/cli-entry.ts';
 import { exportBackboneCommand } from './export-backbone.ts';
 import { infoCommand } from './info.ts';
 import { demoCommand } from './demo.ts';
@@ -12,15 +15,21 @@ import { pretrainCommand } from './pretrain.ts';
 import { explainCommand } from './explain.ts';
 import { addDataCommands } from './data.ts';
 import { addArtifactCommands } from './artifact.ts';
-import { ArtifactError } from '../runtime/artifact/index.ts';
+import { addCompileCommand } from './compile.ts';
+import { addKeysCommands } from './keys.ts';
 import { runtimeCommands } from '../runtime/cli.ts';
+import { deployCommand } from './deploy.ts';
 import { VERSION } from '../runtime/version.ts';
+import { recordCommand } from './record.ts';
+import { dashboardCommand, dashboardUserCommand } from './dashboard.ts';
 
 const program = new Command('edgeprompt')
   .description('Compile prompt-tuned vision models into signed ONNX artifacts and run them on line cameras.')
   .version(VERSION)
   .showHelpAfterError()
-  .exitOverride();
+  .exitOverride()
+  // A command's options stay its own: `deploy status --url …` must reach `status`, not `deploy`.
+  .enablePositionalOptions();
 
 program
   .command('export-backbone')
@@ -79,8 +88,14 @@ program
   .action((f) => explainCommand(f));
 
 addDataCommands(program);
-addArtifactCommands(program, parseNumberArg);
+addCompileCommand(program, parseNumberArg);
+addKeysCommands(program);
+addArtifactCommands(program);
 for (const c of runtimeCommands()) program.addCommand(c); // run, watch: the device side, also bundled alone
+program.addCommand(deployCommand()); // deploy, deploy status: the line PC's rollout
+program.addCommand(recordCommand()); // the recorder and the line dashboard
+program.addCommand(dashboardCommand());
+program.addCommand(dashboardUserCommand());
 
 program
   .command('demo')
@@ -89,35 +104,21 @@ program
   .option('--per-class <n>', 'items per class in the sample video', (v) => parseIntArg('--per-class', v), 12)
   .option('--fps <n>', 'camera frame rate (default: the demo line\'s camera.fps)', (v) => parseIntArg('--fps', v))
   .option('--line <file>', 'the demo line: compile config, artifact, items, reject gate (default configs/demo/demo.yaml)')
+  .option('--dashboard', 'also serve the line dashboard (http://127.0.0.1:8080) and keep the line running until Ctrl-C')
   .action((f) => demoCommand(f));
-
-/** Runtime and device errors carry a string `code` (their own classes); report them like ours. */
-function hasCode(e: unknown): e is Error & { code: string } {
-  const code = (e as { code?: unknown } | null)?.code;
-  return e instanceof Error && typeof code === 'string' && /^[A-Z][A-Z0-9_]+$/.test(code);
-}
 
 function parseNumberArg(flag: string, v: string): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new CompilerError('BAD_ARGUMENT', `${flag}: expected a non-negative number, got "${v}"`);
+  if (!Number.isFinite(n) || n < 0) throw new CompilerError('FLAG_INVALID', `${flag}: expected a non-negative number, got "${v}"`);
   return n;
 }
 
 function parseIntArg(flag: string, v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new CompilerError('BAD_ARGUMENT', `${flag}: expected a non-negative integer, got "${v}"`);
+  if (!Number.isInteger(n) || n < 0) throw new CompilerError('FLAG_INVALID', `${flag}: expected a non-negative integer, got "${v}"`);
   return n;
 }
 
-try {
-  await program.parseAsync(process.argv);
-} catch (e) {
-  if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
-  if (e instanceof CompilerError || e instanceof ArtifactError || hasCode(e)) {
-    console.error(`edgeprompt: error [${e.code}]: ${e.message}`);
-    process.exit(2);
-  }
-  // Not rethrown: tfjs-wasm's uncaughtException hook would print its whole minified source.
-  console.error(e);
-  process.exit(1);
-}
+// Not rethrown: tfjs-wasm's uncaughtException hook would print its whole minified source.
+const code = await runProgram(program, process.argv, errorReport);
+if (code !== 0) process.exit(code);

@@ -7,6 +7,7 @@ import { relative, resolve, dirname } from 'node:path';
 import { loadPretrainConfig } from '../compiler/pretrain/config.ts';
 import { preparePretrain } from '../compiler/pretrain/job.ts';
 import { publishPretrain } from '../compiler/pretrain/publish.ts';
+import { publishClipPretrain } from '../compiler/pretrain/publish-clip.ts';
 import { train } from '../compiler/train/loop.ts';
 import { makeProgress } from '../compiler/train/progress.ts';
 
@@ -58,6 +59,14 @@ export async function pretrainCommand(f: PretrainFlags): Promise<void> {
       return;
     }
     const dir = resolve(dirname(resolve(f.config)), config.output.weightsDir ?? config.output.dir);
+    if (p.clip) {
+      // A CLIP (contrastive) run: the whole model under CLIP names, its tokenizer, a card.
+      const c = await publishClipPretrain(p, r, { dir, command: commandLine(), wallSeconds: (performance.now() - t0) / 1000 });
+      const fin = c.card.final as { shippedF16: Record<string, number> };
+      progress.log(`done: ${Object.entries(fin.shippedF16).map(([k, v]) => `${k} ${(100 * v).toFixed(2)} %`).join(', ')} (F16 weights read back through the CLIP loader)`);
+      progress.log(`weights ${relative(process.cwd(), c.weightsFile)}\ntokenizer ${relative(process.cwd(), c.tokenizerFile)}\ncard ${relative(process.cwd(), c.cardFile)}`);
+      return;
+    }
     const out = await publishPretrain(p, r, { dir, command: commandLine(), wallSeconds: (performance.now() - t0) / 1000 });
     const fin = out.card.final as { shippedF16: Record<string, number> };
     progress.log(`done: ${Object.entries(fin.shippedF16).map(([k, v]) => `${k} ${(100 * v).toFixed(2)} %`).join(', ')} (F16 weights read back)`);

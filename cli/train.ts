@@ -1,6 +1,7 @@
 /**
  * `edgeprompt train -c config.yaml`: train with a progress bar, checkpoint every epoch, write a
- * report; Ctrl-C saves a checkpoint at the current step and `--resume` continues from it.
+ * report; Ctrl-C saves a checkpoint at the current step and `--resume` continues from it (after
+ * checking the run was trained for this config; a finished run is left as it is).
  */
 import { loadCompileConfig } from '../compiler/config/compile-config.ts';
 import { prepareJob } from '../compiler/train/job.ts';
@@ -49,7 +50,9 @@ export async function trainCommand(f: TrainFlags): Promise<void> {
     progress.log(
       r.interrupted
         ? `stopped at epoch ${s.epoch + 1}, step ${s.stepInEpoch}; resume with: edgeprompt train -c ${f.config} --resume`
-        : `done: best validation top-1 ${(100 * s.bestTop1).toFixed(2)} % at epoch ${s.bestEpoch}${r.earlyStopped ? ' (early stop)' : ''}`,
+        : r.plan === 'finished'
+          ? 'nothing to train: that run is finished (train without --resume starts over)'
+          : `done: best validation top-1 ${(100 * s.bestTop1).toFixed(2)} % at epoch ${s.bestEpoch}${r.earlyStopped ? ' (early stop)' : ''}`,
     );
     progress.log(`checkpoint ${r.checkpointDir}\nbest tensors ${r.bestParamsFile}\nreport ${job.outDir}/report.html`);
     if (r.interrupted) process.exitCode = 130;

@@ -13,8 +13,6 @@ export interface BackoffOptions {
   random?: () => number;
 }
 
-export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 500, factor: 2, maxMs: 30_000, jitter: 0 };
-
 /** Delay before retry number `attempt` (0-based): initial × factor^attempt, capped at maxMs. */
 export function backoffDelay(attempt: number, o: BackoffOptions): number {
   const raw = o.initialMs * Math.pow(o.factor, Math.max(0, attempt));

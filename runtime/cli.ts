@@ -2,9 +2,8 @@
 // CLI adds these commands (runtimeCommands()); the esbuild bundle (dist/edgeprompt-runtime.mjs)
 // uses this file as its entry, so it is also runnable on its own.
 
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { exitSoon, invokedDirectly, runProgram } from './cli-entry.ts';
 import { Runtime } from './app/runtime.ts';
 import { loadDeviceConfig } from './config/device-config.ts';
 import { defaultLog } from './log.ts';
@@ -33,7 +32,9 @@ export function runCommand(): Command {
       const why = await Promise.race([rt.ended.then(() => 'cameras ended'), signalled]);
       log.info({ why }, 'runtime: stopping');
       await rt.stop({ drainMs: opts.drainTimeout });
-      log.info({}, 'runtime: stopped');
+      // What each camera did, for the operator (and for a test that must tell a dropped frame from a lost result).
+      const cameras = Object.fromEntries(Object.entries(rt.pipeline.stats()).map(([id, c]) => [id, { framesIn: c.framesIn, processed: c.processed, dropped: c.dropped, failures: c.failures }]));
+      log.info({ cameras, outboxDepth: rt.outbox.size }, 'runtime: stopped');
     });
 }
 
@@ -90,35 +91,8 @@ export function runtimeProgram(): Command {
 }
 
 /** Known errors (they all carry a code) become one line and exit code 2; anything else a stack and 1. */
-export async function main(argv: readonly string[] = process.argv): Promise<number> {
-  try {
-    await runtimeProgram().parseAsync([...argv]);
-    return 0;
-  } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
-    const code = (e as { code?: unknown })?.code;
-    if (e instanceof Error && typeof code === 'string' && /^[A-Z][A-Z0-9_]+$/.test(code)) {
-      process.stderr.write(`edgeprompt: error [${code}]: ${e.message}\n`);
-      return 2;
-    }
-    process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-    return 1;
-  }
+export function main(argv: readonly string[] = process.argv): Promise<number> {
+  return runProgram(runtimeProgram(), argv);
 }
 
-function invokedDirectly(): boolean {
-  const arg = process.argv[1];
-  if (arg === undefined) return false;
-  try {
-    return realpathSync(arg) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (invokedDirectly()) {
-  const code = await main();
-  process.exitCode = code;
-  // Everything is closed by now; a handle a native module keeps open must not hold the process.
-  setTimeout(() => process.exit(code), 2000).unref();
-}
+if (invokedDirectly(import.meta.url)) exitSoon(await main());

@@ -50,6 +50,7 @@ const cases: GradCase[] = [
   { name: 'Softmax', inputs: [{ kind: 'x', shape: [B, 3, 7], std: 2 }], build: (o, [x]) => o.softmax(x!) },
   { name: 'LogSoftmax', inputs: [{ kind: 'x', shape: [B, 3, 7], std: 2 }], build: (o, [x]) => o.logSoftmax(x!) },
   { name: 'Exp and Log', inputs: [{ kind: 'x', shape: [B, 6] }, { kind: 'p', shape: [6], mean: 2, std: 0.2 }], build: (o, [x, p]) => o.log(o.add(o.exp(x!), p!)) },
+  { name: 'Sqrt (L2 normalisation, as CLIP normalises features)', inputs: [{ kind: 'x', shape: [B, 6] }, { kind: 'p', shape: [6], mean: 0.5, std: 0.3 }], build: (o, [x, p]) => { const f = o.add(x!, p!); return o.div(f, o.sqrt(o.reduceSum(o.mul(f, f), [-1], true))); } },
   { name: 'GELU as recorded (Div √2 → Erf → Add → Mul → Mul)', inputs: [{ kind: 'x', shape: [B, 16], std: 1.5 }], build: (o, [x]) => o.gelu(x!) },
   { name: 'QuickGELU and Sigmoid', inputs: [{ kind: 'x', shape: [B, 16], std: 1.5 }], build: (o, [x]) => o.add(o.quickGelu(x!), o.sigmoid(x!)) },
   {

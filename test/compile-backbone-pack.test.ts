@@ -38,6 +38,7 @@ data: { kind: parts, perClass: 8, size: 32, seed: ${seed}, valFraction: 0.25 }
 method: { name: vpt-deep, options: { prompts: ${prompts} } }
 recipe: { epochs: 1, batchSize: 8, warmupEpochs: 0 }
 thresholds: { okLabels: [ok], minConfidence: 0.6 }
+gates: { minTop1: 0 }
 output: { dir: out-${name} }
 `,
   );
@@ -85,7 +86,7 @@ test.serial('compile --form shared: backbone + pack, signed, with the fused arti
 
   const ip = await edgeprompt('inspect', p('a.epp'));
   t.is(ip.code, 0, ip.out);
-  t.regex(ip.out, /task-a 1\.0\.0 — PROMPT PACK, vpt-deep/);
+  t.regex(ip.out, /task-a 1\.0\.0 \(release 0\) — PROMPT PACK, vpt-deep/);
   t.regex(ip.out, new RegExp(`fits the shared backbone whose model\\.onnx has sha256 ${bb.manifest.model.sha256}`));
   t.regex(ip.out, /tensors: 8 \(\d+ float32 values\): blocks\.0\.attn\.prompt_k \[3, 2, 32\]/);
   const ib = await edgeprompt('inspect', p('backbone.epk'));
@@ -115,7 +116,7 @@ test.serial('a task update is a pack only: built, measured and signed for the ex
 
   const other = await edgeprompt('compile', '-c', config('task-c', 3, 3), '--form', 'shared', '--backbone', p('backbone.epk'), '--pack', p('c.epp'), '--progress', 'lines');
   t.is(other.code, 2);
-  t.regex(other.out, /BAD_ARGUMENT.*this config is not a task of that backbone: method\.options are \{"prompts":3,.*\}, the backbone's \{"prompts":2,/);
+  t.regex(other.out, /CONFIG_INVALID.*this config is not a task of that backbone: method\.options are \{"prompts":3,.*\}, the backbone's \{"prompts":2,/);
   t.notRegex(other.out, /epoch 1/, 'refused before training');
   t.false(existsSync(p('c.epp')));
   const notBackbone = await edgeprompt('compile', '-c', config('task-d', 4), '--form', 'shared', '--backbone', p('fused.epk'), '--pack', p('d.epp'));

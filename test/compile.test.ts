@@ -31,6 +31,7 @@ data: { kind: parts, perClass: 8, size: 32, seed: 1, valFraction: 0.25 }
 method: { name: vpt-deep, options: { prompts: 2 } }
 recipe: { epochs: 1, batchSize: 8, warmupEpochs: 0 }
 thresholds: { okLabels: [ok], minConfidence: 0.6 }
+gates: { minTop1: 0 }   # one epoch on 40 images: what is checked here is the pipeline, not the accuracy
 output: { dir: out }
 `,
 );
@@ -44,13 +45,14 @@ test.serial('keys new → compile --sign → verify → inspect', async (t) => {
   t.regex(again.out, /KEY_EXISTS.*refusing to overwrite/);
 
   const epk = join(dir, 'tiny.epk');
-  const c = await edgeprompt('compile', '-c', config, '--out', epk, '--sign', join(dir, 'line1.key'), '--target', 'x86-cpu', '--progress', 'lines');
+  const c = await edgeprompt('compile', '-c', config, '--out', epk, '--sign', join(dir, 'line1.key'), '--target', 'x86-cpu', '--release', '4', '--progress', 'lines');
   t.is(c.code, 0, c.out);
   t.regex(c.out, /\| fp32 \| [\d.]+ % \| [\d.e+-]+ \| [\d.]+ MB \| yes \|/);
   t.regex(c.out, /signed by key [0-9a-f]{16}/);
   const a = readArtifact(readFileSync(epk), epk);
   t.is(a.manifest.precision, 'fp32');
   t.is(a.manifest.target, 'x86-cpu');
+  t.is(a.manifest.release, 4, '--release reaches the manifest (devices compare it: docs/deploy.md)');
   t.deepEqual(a.manifest.labels, ['dent', 'missing_hole', 'ok', 'scratch', 'stain']);
   t.deepEqual(a.manifest.thresholds, { okLabels: ['ok'], minConfidence: 0.6 });
   t.true(a.manifest.metrics.fp32!.maxLogitDiff <= 1e-4);
@@ -79,6 +81,7 @@ test.serial('keys new → compile --sign → verify → inspect', async (t) => {
 
   const i = await edgeprompt('inspect', epk);
   t.is(i.code, 0, i.out);
+  t.regex(i.out, /tiny-parts 1\.0\.0 \(release 4\)/);
   t.regex(i.out, /input: image uint8 NHWC 32×32×3/);
   t.regex(i.out, /fp32: top-1 [\d.]+ %, max \|Δlogit\|.*; escape [\d.]+ %, false reject [\d.]+ % at the manifest threshold/);
   t.regex(i.out, /graph: \d+ nodes/);
@@ -90,9 +93,10 @@ test.serial('a second compile reuses the finished checkpoint; an unknown precisi
   t.regex(bad.out, /--precision: unknown precision "fp8"; choose from fp32, fp16, int8/);
   const typo = await edgeprompt('compile', '-c', config, '--out', join(dir, 'x.epk'), '--set', 'thresholds.okLabels=[good]');
   t.is(typo.code, 2);
-  t.regex(typo.out, /tiny\.yaml: thresholds\.okLabels\[0\]: "good" is not a class of the data \(classes: dent, missing_hole, ok, scratch, stain\)/);
+  t.regex(typo.out, /tiny\.yaml: invalid compile config: thresholds\.okLabels\[0\]: "good" is not a class of the data \(classes: dent, missing_hole, ok, scratch, stain\)/);
   const c = await edgeprompt('compile', '-c', config, '--out', join(dir, 'again.epk'), '--progress', 'lines');
   t.is(c.code, 0, c.out);
+  t.regex(c.out, /using the finished run in .*out \(its 1 epoch, best validation top-1 [\d.]+ % at epoch 1\)/);
   t.notRegex(c.out, /epoch 1: train loss/); // nothing retrained
   t.regex(c.out, /UNSIGNED: devices with trusted keys will refuse it/);
 });

@@ -152,8 +152,8 @@ test('a root without class folders, a missing root and a file as root are errors
   t.true(m.message.startsWith(`${missing}: no such folder`));
 
   const file = join(flat, 'a.png');
-  t.is((await t.throwsAsync(loadImageFolder(file, { size: 8 }), { instanceOf: CompilerError })).code, 'BAD_ARGUMENT');
-  t.is((await t.throwsAsync(loadImageFolder(join(root, 'good'), { size: 0 }), { instanceOf: CompilerError })).code, 'BAD_ARGUMENT');
+  t.is((await t.throwsAsync(loadImageFolder(file, { size: 8 }), { instanceOf: CompilerError })).code, 'BAD_FILE');
+  t.is((await t.throwsAsync(loadImageFolder(join(root, 'good'), { size: 0 }), { instanceOf: CompilerError })).code, 'CONFIG_INVALID');
 });
 
 test('split by folder: a missing val/ or different classes in val/ are errors naming the folder', async (t) => {

@@ -31,8 +31,8 @@ test('kShot: a class with fewer than k samples is an error naming it', (t) => {
   const e = t.throws(() => kShot(set, 17, 0), { instanceOf: DataError });
   t.is(e.reason, 'TOO_FEW_SAMPLES');
   t.regex(e.message, /class "dent" has 16 samples, fewer than k=17/);
-  t.is(t.throws(() => kShot(set, 0, 0), { instanceOf: CompilerError }).code, 'BAD_ARGUMENT');
-  t.is(t.throws(() => kShot(set, 2, 1.5), { instanceOf: CompilerError }).code, 'BAD_ARGUMENT');
+  t.is(t.throws(() => kShot(set, 0, 0), { instanceOf: CompilerError }).code, 'CONFIG_INVALID');
+  t.is(t.throws(() => kShot(set, 2, 1.5), { instanceOf: CompilerError }).code, 'CONFIG_INVALID');
 });
 
 test('splitFraction is stratified, disjoint, complete and seeded', (t) => {

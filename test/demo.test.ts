@@ -125,7 +125,7 @@ test.serial('a demo line naming a reject-gate line without the frame id, or item
   writeFileSync(join(dir, 'demo.yaml'), `title: x\ncompile: a.yaml\nartifact: a.epk\npublicKey: a.pub\nitems: { sheet: a.png, source: { kind: fashion-mnist, classes: [5, 6], skipPerClass: 0, seed: 1 } }\nrejectGate: { line: 'REJECT now' }\n`);
   const e = (await t.throwsAsync(demo('--line', join(dir, 'demo.yaml')))) as Error & { code: number; stderr: string };
   t.is(e.code, 2);
-  t.regex(e.stderr, /demo\.yaml: rejectGate\.line: must be printable ASCII ending with " \{frameId\}"/);
+  t.regex(e.stderr, /demo\.yaml: invalid demo line: rejectGate\.line: must be printable ASCII ending with " \{frameId\}" \(got "REJECT now"\)\n$/);
   // The committed parts in front of a model that knows class0 … class9.
   const key = generateKeyPair();
   writeFileSync(join(dir, 'k.pub'), publicKeyPem(key.publicKey));

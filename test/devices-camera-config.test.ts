@@ -62,7 +62,7 @@ test('ffmpeg arguments: loop and pacing before -i, rtsp over tcp, v4l2 options, 
   t.deepEqual(file.slice(file.indexOf('-stream_loop'), file.indexOf('-i') + 2), ['-stream_loop', '-1', '-re', '-i', 'v.mp4']);
   t.deepEqual(file.slice(-7), ['-vf', 'fps=5,scale=224:160:flags=bilinear', '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1']);
   const rtsp = ffmpegArgs({ camera: 'c', format: { ...format, channels: 4 }, input: { kind: 'url', url: 'rtsp://cam/1' } });
-  t.deepEqual(rtsp.slice(rtsp.indexOf('-rtsp_transport'), rtsp.indexOf('-i') + 2), ['-rtsp_transport', 'tcp', '-i', 'rtsp://cam/1']);
+  t.deepEqual(rtsp.slice(rtsp.indexOf('-rtsp_transport'), rtsp.indexOf('-i') + 2), ['-rtsp_transport', 'tcp', '-analyzeduration', '500000', '-i', 'rtsp://cam/1']);
   t.true(rtsp.includes('rgba'));
   t.false(ffmpegArgs({ camera: 'c', format, input: { kind: 'url', url: 'http://cam/1.mjpg' } }).includes('-rtsp_transport'));
   const v4l2 = ffmpegArgs({ camera: 'c', format, input: { kind: 'v4l2', device: '/dev/video2', inputFormat: 'mjpeg', size: '1280x720', framerate: 30 } });

@@ -187,3 +187,17 @@ for (const [name, make] of Object.entries(rigs)) {
     t.is(w.states.at(-1), 'stopped');
   });
 }
+
+test('synthetic cycle: a handful of frames rendered once and repeated (the bench source that costs no CPU per frame)', async (t) => {
+  const src = new SyntheticSource({ camera: 'c', format: { width: 8, height: 8, channels: 3 }, fps: 200, cycle: 3, count: 7 });
+  const frames: Frame[] = [];
+  src.on('frame', (f) => frames.push(f));
+  const ended = new Promise((r) => src.once('end', r));
+  await src.start();
+  await ended;
+  t.is(frames.length, 7);
+  t.is(frames[0]!.data, frames[3]!.data, 'the same buffer, not a copy');
+  t.is(frames[1]!.data, frames[4]!.data);
+  t.not(frames[0]!.data, frames[1]!.data);
+  t.deepEqual(frames.map((f) => f.frameId), [...frames.map((f) => f.frameId)].sort((a, b) => a - b), 'frame ids still rise');
+});

@@ -172,7 +172,10 @@ function suite(name: string, makeRig: (o: PlcOptions) => Promise<Rig>): void {
     t.is(await rig.lines.next(), 'RESULT 7 NG - 0.000 E2');
   });
 
-  it('garbage gets ERR <reason> and changes nothing', {}, async (t, rig) => {
+  // Bug (flaky under load): with the 1 s capture timeout of FAST, a loaded machine took longer than
+  // that over the garbage lines, and trigger 1's fail-safe RESULT … E3 came in among the ERR answers.
+  // The trigger must stay in flight for the whole test: nothing here is about timing.
+  it('garbage gets ERR <reason> and changes nothing', { captureTimeoutMs: 120_000, resultTimeoutMs: 120_000 }, async (t, rig) => {
     await trig(rig, '1');
     const before = rig.plc.counters();
     const cases: [string, string][] = [
@@ -286,6 +289,31 @@ function suite(name: string, makeRig: (o: PlcOptions) => Promise<Rig>): void {
     rig.plc.complete('2', { kind: 'ok', label: 'good', score: 1, captureTs: Date.now() });
     t.is(await rig.lines.next(), 'READY 2');
     t.is(await rig.lines.next(), 'RESULT 2 OK good 1.000');
+  });
+
+  it('LABEL: refused as labels_off without a handler; LABELED once the handler stored it; label_failed when it could not', {}, async (t, rig) => {
+    await rig.send('LABEL 7 NG dent');
+    t.is(await rig.lines.next(), 'ERR labels_off 7');
+    const got: unknown[] = [];
+    let fail = false;
+    rig.plc.setLabelHandler(async (l) => {
+      if (fail) throw new Error('disk full');
+      got.push({ id: l.id, verdict: l.verdict, label: l.label });
+    });
+    await rig.send('LABEL 7 NG dent');
+    t.is(await rig.lines.next(), 'LABELED 7');
+    await rig.send('LABEL 8 OK');
+    t.is(await rig.lines.next(), 'LABELED 8');
+    t.deepEqual(got, [{ id: '7', verdict: 'NG', label: 'dent' }, { id: '8', verdict: 'OK', label: null }]);
+    for (const [line, reply] of [['LABEL 9 ok', 'ERR bad_verdict'], ['LABEL 9', 'ERR bad_verdict'], ['LABEL 9 NG a/b', 'ERR bad_class'], ['LABEL 9 NG dent now', 'ERR extra_tokens'], ['LABEL', 'ERR missing_id']]) {
+      await rig.send(line!);
+      t.is(await rig.lines.next(), reply, line);
+    }
+    fail = true;
+    await rig.send('LABEL 10 OK');
+    t.is(await rig.lines.next(), 'ERR label_failed 10');
+    t.is(rig.plc.counters().labels, 2);
+    t.is(rig.plc.inFlight, 0, 'labels never touch triggers');
   });
 
   it('with a SerialTrigger, TRIG picks the next frame captured after it and READY follows that frame', {}, async (t, rig) => {

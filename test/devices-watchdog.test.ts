@@ -48,7 +48,7 @@ test('a crashing source restarts with exponential backoff, and the crash is in t
   const wd = guarded({ crashAfter: 2 }, { backoff: { initialMs: 20, factor: 2, maxMs: 1000 }, healthyAfterMs: 60_000 });
   const events = recordStates(wd);
   await wd.start();
-  await waitForState(wd, events, (e) => e.state === 'restarting' && e.attempt === 4, 3000);
+  await waitForState(wd, events, (e) => e.state === 'restarting' && e.attempt === 4);
   await wd.stop();
   const restarts = events.filter((e) => e.state === 'restarting');
   t.deepEqual(restarts.map((e) => e.retryInMs), [20, 40, 80, 160]);
@@ -60,13 +60,13 @@ test('a run that stays healthy resets the backoff', async (t) => {
   const wd = guarded({ crashAfter: 3 }, { backoff: { initialMs: 20 }, healthyAfterMs: 0 });
   const events = recordStates(wd);
   await wd.start();
-  await waitForState(wd, events, (e) => e.state === 'restarting' && wd.stats().restarts >= 3, 3000);
+  await waitForState(wd, events, (e) => e.state === 'restarting' && wd.stats().restarts >= 3);
   await wd.stop();
   t.deepEqual(events.filter((e) => e.state === 'restarting').slice(0, 3).map((e) => e.retryInMs), [20, 20, 20]);
 });
 
-test('a spent restart budget stops the camera for good when configured so, without throwing', async (t) => {
-  const wd = guarded({ crashAfter: 0 }, { backoff: { initialMs: 10 }, budget: { maxRestarts: 2, windowMs: 10_000 }, onBudgetExhausted: 'stop' });
+test('a spent crash-loop budget stops the camera for good when configured so, without throwing', async (t) => {
+  const wd = guarded({ crashAfter: 1 }, { backoff: { initialMs: 10 }, budget: { maxRestarts: 2, windowMs: 10_000 }, onBudgetExhausted: 'stop' });
   const events = recordStates(wd);
   const ended = new Promise((r) => wd.once('end', r));
   await wd.start();
@@ -77,13 +77,43 @@ test('a spent restart budget stops the camera for good when configured so, witho
 });
 
 test('by default a spent budget means a long cooldown, not giving up', async (t) => {
-  const wd = guarded({ crashAfter: 0 }, { backoff: { initialMs: 10 }, budget: { maxRestarts: 2, windowMs: 10_000 }, cooldownMs: 5000 });
+  const wd = guarded({ crashAfter: 1 }, { backoff: { initialMs: 10 }, budget: { maxRestarts: 2, windowMs: 10_000 }, cooldownMs: 5000 });
   const events = recordStates(wd);
   await wd.start();
   const cool = await waitForState(wd, events, (e) => e.reason.endsWith('budget_exhausted'));
   await wd.stop();
   t.is(cool.state, 'restarting');
   t.is(cool.retryInMs, 5000);
+});
+
+test('a camera that is away (runs that never deliver a frame) is tried again every backoff step, never exhausting the budget', async (t) => {
+  const wd = guarded({ crashAfter: 0 }, { backoff: { initialMs: 10, maxMs: 20 }, budget: { maxRestarts: 2, windowMs: 10_000 }, onBudgetExhausted: 'stop' });
+  const events = recordStates(wd);
+  await wd.start();
+  await waitForState(wd, events, () => wd.stats().restarts >= 12);
+  await wd.stop();
+  t.false(events.some((e) => e.reason.includes('budget_exhausted')));
+  t.deepEqual(events.filter((e) => e.state === 'restarting').slice(0, 4).map((e) => e.retryInMs), [10, 20, 20, 20], 'capped at maxMs');
+  t.is(wd.stats().crashLoops, 0);
+});
+
+test('the default pacing: 250 ms, 500 ms, then every second', async (t) => {
+  const wd = guarded({ crashAfter: 0 }, {});
+  const events = recordStates(wd);
+  await wd.start();
+  await waitForState(wd, events, () => wd.stats().restarts >= 4);
+  await wd.stop();
+  t.deepEqual(events.filter((e) => e.state === 'restarting').slice(0, 4).map((e) => e.retryInMs), [250, 500, 1000, 1000]);
+});
+
+test('a healthy run that ends (a flap) is not a crash loop: the pacing starts again at its first step and the budget is untouched', async (t) => {
+  const wd = guarded({ crashAfter: 5 }, { backoff: { initialMs: 10, factor: 2, maxMs: 1000 }, healthyAfterMs: 0, budget: { maxRestarts: 1, windowMs: 10_000 }, onBudgetExhausted: 'stop' });
+  const events = recordStates(wd);
+  await wd.start();
+  await waitForState(wd, events, () => wd.stats().restarts >= 4);
+  await wd.stop();
+  t.deepEqual(events.filter((e) => e.state === 'restarting').slice(0, 4).map((e) => e.retryInMs), [10, 10, 10, 10]);
+  t.is(wd.stats().crashLoops, 0);
 });
 
 test('no first frame within firstFrameMs is a stall too', async (t) => {

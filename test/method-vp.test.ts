@@ -211,6 +211,7 @@ data: { kind: parts, perClass: 8, size: 32, seed: 1, valFraction: 0.25 }
 method: { name: ${name} }
 recipe: { epochs: 1, batchSize: 8, warmupEpochs: 0 }
 engine: ort
+gates: { minTop1: 0 }
 output: { dir: out-${name} }
 `,
     );

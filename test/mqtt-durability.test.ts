@@ -68,7 +68,7 @@ test('results published while mosquitto is down reach a persistent subscriber th
   await m.restart(); // queued messages must survive on disk
 
   s = persistentSubscriber(t, m.url, 'backend-a');
-  await until(() => s.fresh().length === 5, 'results 5-9 from the session', 8000);
+  await until(() => s.fresh().length === 5, 'results 5-9 from the session', 30_000);
   t.deepEqual(s.fresh(), [5, 6, 7, 8, 9]);
   t.true(s.got.every((x) => !x.gap));
 });
@@ -115,7 +115,8 @@ async function spawnPublisher(t: ExecutionContext, dir: string, brokerUrl: strin
   return {
     stored: () => stored,
     connects: () => connects,
-    waitStored: (n: number, what: string) => until(() => stored >= n || !alive(), what, 10_000),
+    // Only bounds a failure: at load 20-30 a tsx child took seconds to start (the test flaked at 10 s).
+    waitStored: (n: number, what: string) => until(() => stored >= n || !alive(), what, 60_000),
     kill9: async () => {
       const exited = once(child, 'exit');
       child.kill('SIGKILL');
@@ -146,7 +147,7 @@ test('kill -9 the publisher mid-stream while the broker is down; after restartin
   const p2 = await spawnPublisher(t, dir, m.url);
   await p2.waitStored(confirmed1 + 20, 'second publisher storing after the outbox');
   const confirmed2 = p2.stored();
-  await until(() => new Set(s.fresh()).size > confirmed2, `every seq 0..${confirmed2} at the subscriber`, 10_000);
+  await until(() => new Set(s.fresh()).size > confirmed2, `every seq 0..${confirmed2} at the subscriber`, 60_000);
 
   const seqs = s.fresh();
   t.deepEqual(
@@ -163,6 +164,7 @@ test('kill -9 the publisher mid-stream while the broker is down; after restartin
   const will = await status.waitFor(
     (x) => status.messages.indexOf(x) >= willsBefore && StatusPayload.parse(x.json()).state === 'offline',
     'last will after kill -9',
+    30_000,
   );
   t.like(StatusPayload.parse(will.json()), { state: 'offline', reason: 'connection-lost', device: DEVICE });
 });
@@ -188,7 +190,7 @@ test('a result the broker refuses (v5 reason code, here an ACL) leaves the outbo
   for (let i = 0; i < 4; i++) await r.publishResult(sampleResult(i % 2 ? 'cam2' : 'cam1', i));
   await r.drained();
   t.like(r.counters(), { acked: 2, rejected: 2, outboxDepth: 0 });
-  t.true(lines.some((l) => l.msg === 'mqtt: broker refused a result' && (l.obj as { reasonCode: number }).reasonCode === 0x87));
+  t.true(lines.some((l) => l.msg.startsWith('mqtt: broker refused a result') && (l.obj as { reasonCode: number }).reasonCode === 0x87));
   await until(() => s.fresh().length === 2, 'the two cam1 results');
   t.deepEqual(s.fresh(), [0, 2]);
   t.deepEqual(s.got[1]!.gap, { from: 1, to: 1 }, 'the subscriber sees the refused result as a gap');

@@ -61,14 +61,20 @@ test('puts queued together share one durable write, and are accepted in id order
   t.deepEqual(await putIdsOnDisk(dir), range(0, 100));
 });
 
+// Bug (flaky under load): with a 400 ms window, four 5 ms sleeps on a machine at load 20-30 took
+// longer than the window and the puts split into two groups. The window is now far wider than the
+// sleeps can stretch, and the test checks that the group waited for it.
 test('commitDelayMs gathers puts spread over the window into one group', async (t) => {
-  const { ob } = await open(t, { commitDelayMs: 400 });
+  const { ob } = await open(t, { commitDelayMs: 1500 });
+  const t0 = performance.now();
   const ps = [ob.put(rec(0))];
   for (let i = 1; i < 5; i++) {
     await sleep(5);
     ps.push(ob.put(rec(i)));
   }
+  t.is(ob.commits, 0, 'nothing written while the window is open');
   await Promise.all(ps);
+  t.true(performance.now() - t0 >= 1490, 'the group waited out commitDelayMs after its first put');
   t.is(ob.commits, 1);
   t.deepEqual(ids(ob), range(0, 5));
 });
@@ -89,8 +95,22 @@ test('commitMaxRecords starts a group without waiting out the delay; close() com
   t.deepEqual(await putIdsOnDisk(dir), range(0, 11));
 });
 
+test('a group holds at most commitMaxRecords puts; what is left over goes next without waiting out the delay', async (t) => {
+  const { ob, dir } = await open(t, { commitDelayMs: 60_000, commitMaxRecords: 3 });
+  const timeout = sleep(10_000).then(() => 'timeout' as const);
+  t.not(await Promise.race([Promise.all(range(0, 10).map((i) => ob.put(rec(i)))), timeout]), 'timeout', 'the tenth, left over, did not wait a minute');
+  t.is(ob.commits, 4, 'groups of 3, 3, 3 and the one left over');
+  const lone = ob.put(rec(10));
+  await sleep(50);
+  t.is(ob.commits, 4, 'a new lone put waits for the delay again');
+  await ob.close();
+  await lone;
+  t.deepEqual(await putIdsOnDisk(dir), range(0, 11));
+});
+
 test('the bound drops the oldest, in id order, when a group is accepted; reopening agrees', async (t) => {
-  const { ob, dir } = await open(t, { maxEntries: 3, commitDelayMs: 5 });
+  // One group of exactly ten: commitMaxRecords starts it, so no timer can split it on a loaded machine.
+  const { ob, dir } = await open(t, { maxEntries: 3, commitDelayMs: 60_000, commitMaxRecords: 10 });
   await Promise.all(range(0, 10).map((i) => ob.put(rec(i))));
   t.is(ob.commits, 1);
   t.deepEqual(ids(ob), [7, 8, 9]);
@@ -166,7 +186,7 @@ test('kill -9 while a group is being committed: every confirmed put survives; th
     `import { openFileOutbox } from ${JSON.stringify(outboxUrl)};
      let groups = 0;
      const o = await openFileOutbox({ dir: ${JSON.stringify(join(dir, 'ob'))}, commitDelayMs: 60000, commitMaxRecords: 3,
-       beforeWrite: () => { if (++groups === 5) process.kill(process.pid, 'SIGKILL'); } });
+       crashHook: (point, io) => { if (point === 'group:write' && io.puts > 0 && ++groups === 5) process.kill(process.pid, 'SIGKILL'); } });
      for (;;) {
        const es = await Promise.all([0, 1, 2].map((i) => o.put({ topic: 't', payload: Buffer.from('r' + i) })));
        process.stdout.write(es.map((e) => e.id).join(' ') + '\\n');

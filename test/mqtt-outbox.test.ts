@@ -1,5 +1,6 @@
 // The Outbox contract (docs/style.md "Durable messaging", rule 5): one suite, run against the memory and the file
-// outbox. Then what only the file outbox promises: reopen, compaction, torn lines, kill -9.
+// outbox and the keep spool (runtime/keep/spool.ts, its own tests in keep-spool.test.ts). Then what only the file
+// outbox promises: reopen, compaction, torn lines, kill -9.
 
 import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
@@ -13,6 +14,7 @@ import type { Outbox, OutboxLimits } from '../runtime/mqtt/outbox.ts';
 import { openOutbox } from '../runtime/mqtt/outbox-config.ts';
 import { openFileOutbox } from '../runtime/mqtt/outbox-file.ts';
 import { createMemoryOutbox } from '../runtime/mqtt/outbox-memory.ts';
+import { openSpool } from '../runtime/keep/spool.ts';
 
 const rec = (i: number, size = 10) => ({ topic: `t/${i}`, payload: Buffer.alloc(size, 65 + (i % 26)) });
 const ids = (o: Outbox) => [...o.entries()].map((e) => e.id);
@@ -28,6 +30,11 @@ const factories: Record<string, Factory> = {
   memory: async (_t, limits) => createMemoryOutbox(limits),
   file: async (t, limits) => {
     const o = await openFileOutbox({ dir: await tempDir(t), ...limits });
+    t.teardown(() => o.close());
+    return o;
+  },
+  spool: async (t, limits) => {
+    const o = await openSpool({ dir: await tempDir(t), ...limits });
     t.teardown(() => o.close());
     return o;
   },

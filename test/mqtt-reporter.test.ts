@@ -229,5 +229,8 @@ test('bad options are refused up front with every field named', (t) => {
   t.regex(err?.message ?? '', /url: .*mqtt:\/\//);
   t.regex(err?.message ?? '', /device: device id "a\/b" contains "\/"/);
   t.regex(err?.message ?? '', /reconnectPeriodMs/);
-  t.regex(err?.message ?? '', /Unrecognized key: "keepalive"/, 'a misspelt option is an error, not a silent default');
+  t.regex(err?.message ?? '', /\n {2}keepalive: unknown field; did you mean "keepaliveS"\?/, 'a misspelt option is an error, not a silent default');
+  t.regex(err?.message ?? '', /^invalid reporter options \(4 problems\):\n/);
+  t.deepEqual(err?.issues.map((i) => i.field).sort(), ['device', 'keepalive', 'reconnectPeriodMs', 'url']);
+  t.regex(err?.message ?? '', /reconnectPeriodMs: .*\(got 0\)/, 'each with its value');
 });

@@ -107,6 +107,27 @@ test('quantizeInt8 on a tiny graph: QDQ around the MatMul, float weight gone, cl
   t.regex(e.message, /no calibration range for "x" \(input of mm\)/);
 });
 
+test("quantizeInt8 attention: 'dynamic' turns an activation × activation MatMul into DynamicQuantizeLinear + MatMulInteger, close to fp32 in ORT", async (t) => {
+  // a [2, 3, 4] × b [2, 4, 5], both graph inputs (the a·v product of attention); no calibration needed for it.
+  const g: GraphSpec = {
+    name: 'attn',
+    nodes: [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['y'], attrs: {}, name: 'av' }],
+    initializers: [],
+    inputs: [{ name: 'a', dtype: 'float32', shape: [2, 3, 4] }, { name: 'b', dtype: 'float32', shape: [2, 4, 5] }],
+    outputs: [{ name: 'y', dtype: 'float32', shape: [2, 3, 5] }],
+  };
+  const cal = { method: 'minmax' as const, images: 1, ranges: {} };
+  t.deepEqual(quantizeInt8(g, cal).nodes.map((n) => n.op), ['MatMul'], "'float' by default");
+  const q = quantizeInt8(g, cal, { attention: 'dynamic' });
+  t.deepEqual(q.nodes.map((n) => n.op), ['DynamicQuantizeLinear', 'DynamicQuantizeLinear', 'MatMulInteger', 'Cast', 'Mul', 'Mul']);
+  const a = new ort.Tensor('float32', Float32Array.from({ length: 24 }, (_, i) => Math.sin(i) * 2), [2, 3, 4]);
+  const b = new ort.Tensor('float32', Float32Array.from({ length: 40 }, (_, i) => Math.cos(i * 0.7)), [2, 4, 5]);
+  const run = async (m: Uint8Array) => (await (await ort.InferenceSession.create(m, { logSeverityLevel: 3 })).run({ a, b })).y!.data as Float32Array;
+  const [want, got] = [await run(encodeModel(g)), await run(encodeModel(q))];
+  const worst = Math.max(...want.map((v, i) => Math.abs(v - got[i]!)));
+  t.true(worst < 0.05, `max |Δ| ${worst}: ${want} vs ${got}`);
+});
+
 test('toFp16: a weight beyond fp16 range stays fp32 in storage mode, is refused (named) when fp16 ops read it; I/O never changes', (t) => {
   const w = new Float32Array(12).fill(0.5);
   w[7] = 1e5;
@@ -116,7 +137,7 @@ test('toFp16: a weight beyond fp16 range stays fp32 in storage mode, is refused 
   const e = t.throws(() => toFp16(tiny(w), { keepIo: true, mode: 'compute', target: 'gpu' }), { instanceOf: CompilerError });
   t.is(e.code, 'UNSUPPORTED');
   t.regex(e.message, /initializer "W" holds 100000 at index 7, beyond fp16's ±65504/);
-  t.throws(() => toFp16(tiny(), { keepIo: false as unknown as true }), { code: 'BAD_ARGUMENT' } as never);
+  t.throws(() => toFp16(tiny(), { keepIo: false as unknown as true }), { code: 'INTERNAL' } as never);
 });
 
 test('toFp16 on a float input: the input stays float32, casts in only where fp16 ops read it', async (t) => {

@@ -18,6 +18,10 @@ import type { LoadedSource } from '../compiler/pretrain/sources.ts';
 import { preprocessFor } from '../compiler/data/transforms.ts';
 import type { LabeledSet } from '../compiler/data/types.ts';
 import { pretrainCommand } from '../cli/pretrain.ts';
+import { loadPretrainConfig } from '../compiler/pretrain/config.ts';
+import { preparePretrain } from '../compiler/pretrain/job.ts';
+import { train } from '../compiler/train/loop.ts';
+import { makeProgress } from '../compiler/train/progress.ts';
 import { repoPath } from './helpers/fixtures.ts';
 import { tempDir } from './helpers/images.ts';
 
@@ -160,10 +164,13 @@ test("a whole run: F16 timm weights with the first source's head, every head apa
   t.regex(card.command, /^edgeprompt /);
   t.true(card.weights.maxAbsRoundingError > 0 && card.weights.maxAbsRoundingError < 1e-2);
 
-  // Interrupted after epoch 1 (here: a run of 1 epoch), then resumed to 2: the same bytes.
+  // Interrupted in the second epoch (Ctrl-C is this abort signal), then resumed: the same bytes.
   const split = writeConfig('split', tiny({ output: { dir: join(root, 'split') } }));
-  await pretrainCommand({ ...quiet, config: split, epochs: 1 });
-  await pretrainCommand({ ...quiet, config: split, epochs: 2, resume: true });
+  const abort = new AbortController();
+  const progress = { ...makeProgress('none'), startEpoch: (e: number) => void (e === 1 && abort.abort()) };
+  const cut = await preparePretrain(loadPretrainConfig(split), split, { resume: false, progress, signal: abort.signal });
+  t.true((await train(cut.job)).interrupted, 'stopped by the signal');
+  await pretrainCommand({ ...quiet, config: split, resume: true });
   t.true(readFileSync(join(root, 'split', 'tiny.safetensors')).subarray(8).equals(readFileSync(join(dir, 'tiny.safetensors')).subarray(8)) || equalTensors(join(root, 'split', 'tiny.safetensors'), join(dir, 'tiny.safetensors')));
 
   // Given weights and heads start a new run; a head whose class count differs is refused.
@@ -177,7 +184,7 @@ test("a whole run: F16 timm weights with the first source's head, every head apa
 });
 
 test('a validation line chooses the published epoch (never the benchmark line): its probe every epoch, the best epoch shipped and named in the card', async (t) => {
-  t.timeout(5 * 60_000);
+  t.timeout(10 * 60_000); // one tiny run of 3 epochs, each probed twice; slow only when the machine is shared
   const file = writeConfig('validated', tiny({ validation: { part: 'hex', material: 'black-oxide', perClass: 3, valPerClass: 3 }, recipe: { epochs: 3, batchSize: 16, lr: 3e-3 }, output: { dir: join(root, 'validated') } }));
   await pretrainCommand({ ...quiet, config: file });
   const dir = join(root, 'validated');
@@ -232,11 +239,12 @@ test('bad input is one line and exit 2: unknown source kind, held-out line in a 
     t.is(r.code, 2, `${name}: ${r.stderr}`);
     const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('npm warn'));
     t.is(lines.length, 1, `${name}: one line, got:\n${r.stderr}`);
-    t.regex(lines[0]!, /^edgeprompt: error \[BAD_ARGUMENT\]: /);
+    t.regex(lines[0]!, /^edgeprompt: error \[CONFIG_INVALID\]: /);
     t.regex(lines[0]!, re, name);
   }
   for (const [name, cfg, re] of cases.slice(2)) {
-    const e = await t.throwsAsync(pretrainCommand({ ...quiet, config: config(name, cfg) }), { instanceOf: CompilerError }, name);
+    const e = await t.throwsAsync<Error & { code: string }>(pretrainCommand({ ...quiet, config: config(name, cfg) }), undefined, name);
+    t.is(e.code, name === 'empty' ? 'DATA_INVALID' : 'CONFIG_INVALID', name); // bad input either way: exit 2
     t.regex(e.message, re, name);
   }
 });

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { generateKeyPair, publicKeyPem } from '../runtime/artifact/index.ts';
 import { subscribeResults } from '../runtime/mqtt/client.ts';
 import type { ResultPayload } from '../runtime/schema/payloads.ts';
-import { startAedes } from './helpers/brokers.ts';
+import { startAedes, until } from './helpers/brokers.ts';
 import { repoPath } from './helpers/fixtures.ts';
 import { makeArtifact, tempDir, writeArtifact } from './helpers/runtime-models.ts';
 
@@ -107,8 +107,20 @@ test('the bundle runs a device: synthetic camera → signed model → MQTT, and 
   const [code] = (await once(child, 'exit')) as [number | null];
   t.is(code, 0, stderr);
   t.regex(stderr, /runtime: ready/);
-  await new Promise((r) => setTimeout(r, 200));
-  t.is(results.length, N, 'every frame reported before the process exited');
-  t.deepEqual(results.map((r) => r.seq), Array.from({ length: N }, (_, i) => i));
+  // Bug (flaky under load): this asserted N results, but a free-running camera's frames that come
+  // while inference is busy are dropped by design (newest frame wins), and at load 20-30 some were.
+  // What must hold whatever the load: every frame is processed or counted as dropped, and every
+  // processed frame was reported before the process exited (the stop line says how many).
+  const stopped = stderr.split('\n').filter((l) => l.includes('runtime: stopped')).map((l) => JSON.parse(l) as { cameras: Record<string, { framesIn: number; processed: number; dropped: number; failures: number }>; outboxDepth: number })[0];
+  t.truthy(stopped, stderr);
+  const cam = stopped!.cameras.cam1!;
+  t.is(cam.framesIn, N);
+  t.is(cam.processed + cam.dropped, N, JSON.stringify(cam));
+  t.is(cam.failures, 0);
+  t.is(stopped!.outboxDepth, 0, 'nothing left in the outbox');
+  await until(() => results.length >= cam.processed, 'every processed frame at the subscriber', 10_000).catch(() => {});
+  t.is(results.length, cam.processed, 'every processed frame reported before the process exited');
+  t.deepEqual(results.map((r) => r.seq), Array.from({ length: cam.processed }, (_, i) => i));
   t.true(results.every((r) => r.model.sha256 === packed.sha256));
+  if (cam.dropped > 0) t.log(`${cam.dropped} of ${N} frames dropped (inference busy: newest frame wins)`);
 });

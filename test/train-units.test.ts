@@ -6,6 +6,8 @@ import { MetricAccumulator } from '../compiler/train/metrics.ts';
 import { renderReport } from '../compiler/train/report.ts';
 import type { OptimizerRecipe } from '../compiler/methods/method.ts';
 import type { TrainState } from '../compiler/train/checkpoint.ts';
+import type { RunFingerprint } from '../compiler/train/fingerprint.ts';
+import { vptDeep } from '../compiler/methods/vpt.ts';
 
 const sgd: OptimizerRecipe = { kind: 'sgd', lr: 0.1, scaleLrByBatch: false, momentum: 0.9, weightDecay: 0.01, betas: [0.9, 0.999] };
 const adamw: OptimizerRecipe = { ...sgd, kind: 'adamw', weightDecay: 0.1 };
@@ -71,8 +73,12 @@ test('metrics: top-1, per-class, confusion matrix, cross-entropy', (t) => {
 });
 
 test('the report is one self-contained page with both charts and the confusion matrix', (t) => {
+  const fingerprint = {
+    version: 1, method: { name: 'vpt-deep', options: { prompts: 4 } }, backbone: { arch: 'vit_micro_patch4_32', imgSize: 32, sha256: 'ab'.repeat(32), weights: 'w.safetensors' },
+    data: { config: {}, kShot: null, sha256: 'cd'.repeat(32), classes: ['ok', 'dent'], trainImages: 8, valImages: 8 }, seed: 0, recipe: vptDeep.recipe(vptDeep.resolveOptions({})),
+  } satisfies RunFingerprint;
   const state = {
-    version: 1, name: 'r<1>', method: 'vpt-deep', options: { prompts: 4 }, classes: ['ok', 'dent'], arch: 'vit_micro_patch4_32', backboneSha256: 'ab'.repeat(32),
+    version: 2, fingerprint, name: 'r<1>', method: 'vpt-deep', options: { prompts: 4 }, classes: ['ok', 'dent'], arch: 'vit_micro_patch4_32', backboneSha256: 'ab'.repeat(32),
     engine: 'tfjs', backend: 'wasm', seed: 0, epoch: 2, stepInEpoch: 0, globalStep: 8, bestTop1: 0.75, bestEpoch: 2, epochsWithoutImprovement: 0,
     history: [1, 2].map((e) => ({ epoch: e, lr: 0.1, trainLoss: 1 / e, valLoss: 1.2 / e, valTop1: 0.5 + e / 8, perClass: [0.5, 1], imagesPerSec: 10, seconds: 1 })),
     lastConfusion: [[3, 1], [0, 4]], config: {}, createdAt: '', updatedAt: '',

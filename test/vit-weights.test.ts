@@ -18,14 +18,28 @@ test('a missing tensor names the key and the file', (t) => {
   const { cfg, sd } = fixtureVit();
   const raw: StateDict = new Map(sd);
   raw.delete('blocks.2.mlp.fc2.bias');
-  t.throws(() => adaptVitStateDict(raw, cfg, 'ckpt.safetensors'), { code: 'MISSING_TENSOR', message: /ckpt\.safetensors: tensor "blocks\.2\.mlp\.fc2\.bias" \[96\] is missing/ } as never);
+  t.throws(() => adaptVitStateDict(raw, cfg, 'ckpt.safetensors'), { code: 'WEIGHTS_MISMATCH', message: /ckpt\.safetensors: does not fit vit_fixture_patch8_32: 1 tensor\(s\) missing: "blocks\.2\.mlp\.fc2\.bias" \[96\]/ } as never);
 });
 
 test('a wrong shape names the key, the actual and the expected shape', (t) => {
   const { cfg, sd } = fixtureVit();
   const raw: StateDict = new Map(sd);
   raw.set('blocks.0.attn.proj.weight', { shape: [96, 95], data: new Float32Array(96 * 95) });
-  t.throws(() => adaptVitStateDict(raw, cfg, 'ckpt.safetensors'), { code: 'SHAPE_MISMATCH', message: /"blocks\.0\.attn\.proj\.weight" has shape \[96, 95\], vit_fixture_patch8_32 expects \[96, 96\]/ } as never);
+  t.throws(() => adaptVitStateDict(raw, cfg, 'ckpt.safetensors'), { code: 'WEIGHTS_MISMATCH', message: /"blocks\.0\.attn\.proj\.weight" has shape \[96, 95\], vit_fixture_patch8_32 expects \[96, 96\]/ } as never);
+});
+
+test('weight loading names every missing and mis-shaped tensor in one message, not the first only (bug: it stopped at the first)', (t) => {
+  const { cfg, sd } = fixtureVit();
+  const raw: StateDict = new Map(sd);
+  raw.delete('blocks.0.norm1.weight');
+  raw.delete('blocks.2.mlp.fc2.bias');
+  raw.delete('norm.bias');
+  raw.set('cls_token', { shape: [1, 1, 95], data: new Float32Array(95) });
+  raw.set('blocks.1.attn.qkv.weight', { shape: [96, 96], data: new Float32Array(96 * 96) });
+  const e = t.throws(() => adaptVitStateDict(raw, cfg, 'ckpt.safetensors'), { code: 'WEIGHTS_MISMATCH' } as never) as Error;
+  t.regex(e.message, /3 tensor\(s\) missing: "blocks\.0\.norm1\.weight" \[96\], "blocks\.2\.mlp\.fc2\.bias" \[96\], "norm\.bias" \[96\]/);
+  t.regex(e.message, /2 tensor\(s\) of another shape: "cls_token" has shape \[1, 1, 95\], vit_fixture_patch8_32 expects \[1, 1, 96\]; "blocks\.1\.attn\.qkv\.weight" has shape \[96, 96\], vit_fixture_patch8_32 expects \[288, 96\]/);
+  t.false(e.message.includes('\n'), 'one line');
 });
 
 test('unknown arch lists the known ones', (t) => {

@@ -83,7 +83,7 @@ function resizeBicubic(src: Float32Array, C: number, H: number, W: number, oh: n
 export function resamplePosEmbed(pos: HostTensor, newGrid: number, numPrefix = 1): HostTensor {
   const [, T, D] = pos.shape as [number, number, number];
   const g = Math.round(Math.sqrt(T - numPrefix));
-  if (g * g !== T - numPrefix) throw new CompilerError('SHAPE_MISMATCH', `pos_embed has ${T - numPrefix} grid tokens, not a square`);
+  if (g * g !== T - numPrefix) throw new CompilerError('WEIGHTS_MISMATCH', `pos_embed has ${T - numPrefix} grid tokens, not a square`);
   if (g === newGrid) return pos;
   // [G², D] → [D, G, G]
   const chw = new Float32Array(D * g * g);

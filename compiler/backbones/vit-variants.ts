@@ -15,8 +15,18 @@ export interface VitConfig {
   mlpRatio: number;
   /** Classes of the head; 0 means features only (no `head.*` tensors). */
   numClasses: number;
-  /** LayerNorm epsilon: timm ViTs use 1e-6. */
+  /** LayerNorm epsilon: timm ViTs use 1e-6, CLIP towers 1e-5. */
   eps: number;
+  /**
+   * MLP activation: exact GELU (timm ViTs, LAION CLIP weights) or QuickGELU x·σ(1.702x) (every
+   * OpenAI CLIP checkpoint). For CLIP it is a property of the weight source, set when the weights
+   * are loaded (compiler/backbones/clip-weights.ts), not of the arch.
+   */
+  act?: 'gelu' | 'quick_gelu';
+  /** CLIP's `ln_pre` (timm `norm_pre.*`): a LayerNorm over the embedded sequence before block 0. */
+  preNorm?: boolean;
+  /** The patch projection has a bias (timm ViT) or not (CLIP `conv1`); default true. */
+  patchBias?: boolean;
   mean: [number, number, number];
   std: [number, number, number];
 }
@@ -49,8 +59,8 @@ export function vitConfig(arch: string, overrides: Partial<VitConfig> = {}): Vit
   const v = VIT_VARIANTS[arch];
   if (!v) throw new CompilerError('UNKNOWN_ARCH', `unknown arch "${arch}"; known: ${Object.keys(VIT_VARIANTS).join(', ')}`);
   const cfg: VitConfig = { name: arch, inChans: 3, mlpRatio: 4, numClasses: 1000, eps: 1e-6, mean: IMAGENET_MEAN, std: IMAGENET_STD, ...v, ...overrides };
-  if (cfg.imgSize % cfg.patchSize) throw new CompilerError('BAD_ARGUMENT', `${arch}: image size ${cfg.imgSize} is not a multiple of patch ${cfg.patchSize}`);
-  if (cfg.embedDim % cfg.numHeads) throw new CompilerError('BAD_ARGUMENT', `${arch}: width ${cfg.embedDim} is not divisible by ${cfg.numHeads} heads`);
+  if (cfg.imgSize % cfg.patchSize) throw new CompilerError('CONFIG_INVALID', `${arch}: image size ${cfg.imgSize} is not a multiple of patch ${cfg.patchSize}`);
+  if (cfg.embedDim % cfg.numHeads) throw new CompilerError('CONFIG_INVALID', `${arch}: width ${cfg.embedDim} is not divisible by ${cfg.numHeads} heads`);
   return cfg;
 }
 

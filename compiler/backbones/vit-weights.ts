@@ -1,6 +1,7 @@
 /**
  * Loading a timm ViT checkpoint: the expected keys and shapes come from the config, every
- * mismatch is reported by key with both shapes, and the two adaptations timm's
+ * missing or mis-shaped tensor is reported by key with both shapes (all of them in one
+ * WEIGHTS_MISMATCH error, not the first only), and the two adaptations timm's
  * `checkpoint_filter_fn` makes are applied: resample `pos_embed` to the model's grid, drop a
  * head whose class count differs (the caller re-initialises it).
  */
@@ -13,12 +14,14 @@ import { resamplePosEmbed } from './pos-embed.ts';
 export function vitTensorShapes(c: VitConfig): Map<string, number[]> {
   const D = c.embedDim;
   const M = Math.round(D * c.mlpRatio);
-  const s = new Map<string, number[]>([
-    ['patch_embed.proj.weight', [D, c.inChans, c.patchSize, c.patchSize]],
-    ['patch_embed.proj.bias', [D]],
-    ['cls_token', [1, 1, D]],
-    ['pos_embed', [1, 1 + numPatches(c), D]],
-  ]);
+  const s = new Map<string, number[]>([['patch_embed.proj.weight', [D, c.inChans, c.patchSize, c.patchSize]]]);
+  if (c.patchBias !== false) s.set('patch_embed.proj.bias', [D]); // CLIP's conv1 has none
+  s.set('cls_token', [1, 1, D]);
+  s.set('pos_embed', [1, 1 + numPatches(c), D]);
+  if (c.preNorm) {
+    s.set('norm_pre.weight', [D]);
+    s.set('norm_pre.bias', [D]);
+  }
   for (let i = 0; i < c.depth; i++) {
     const p = `blocks.${i}`;
     for (const n of ['norm1', 'norm2']) {
@@ -57,6 +60,8 @@ export function adaptVitStateDict(raw: StateDict, cfg: VitConfig, source: string
   const expected = vitTensorShapes(cfg);
   const sd: StateDict = new Map();
   const notes: string[] = [];
+  const missing: string[] = [];
+  const misShaped: string[] = [];
   let headDropped = false;
   for (const [key, shape] of expected) {
     const t = raw.get(key);
@@ -65,7 +70,8 @@ export function adaptVitStateDict(raw: StateDict, cfg: VitConfig, source: string
         headDropped = true;
         continue;
       }
-      throw new CompilerError('MISSING_TENSOR', `${source}: tensor "${key}" ${fmtShape(shape)} is missing (is this a timm ViT checkpoint for ${cfg.name}?)`);
+      missing.push(`"${key}" ${fmtShape(shape)}`);
+      continue;
     }
     if (key === 'pos_embed' && !sameShape(t.shape, shape) && t.shape.length === 3 && t.shape[2] === shape[2]) {
       const r = resamplePosEmbed(t, gridOf(cfg));
@@ -79,9 +85,17 @@ export function adaptVitStateDict(raw: StateDict, cfg: VitConfig, source: string
       continue;
     }
     if (!sameShape(t.shape, shape)) {
-      throw new CompilerError('SHAPE_MISMATCH', `${source}: tensor "${key}" has shape ${fmtShape(t.shape)}, ${cfg.name} expects ${fmtShape(shape)}`);
+      misShaped.push(`"${key}" has shape ${fmtShape(t.shape)}, ${cfg.name} expects ${fmtShape(shape)}`);
+      continue;
     }
     sd.set(key, t);
+  }
+  if (missing.length || misShaped.length) {
+    const parts = [
+      missing.length ? `${missing.length} tensor(s) missing: ${missing.join(', ')}` : '',
+      misShaped.length ? `${misShaped.length} tensor(s) of another shape: ${misShaped.join('; ')}` : '',
+    ].filter(Boolean);
+    throw new CompilerError('WEIGHTS_MISMATCH', `${source}: does not fit ${cfg.name}: ${parts.join('; ')} (is this a timm ViT checkpoint for ${cfg.name}? \`edgeprompt info ${source}\` guesses its arch)`);
   }
   if (headDropped) {
     sd.delete('head.weight');

@@ -3,6 +3,11 @@
  * conv patch embedding, CLS token, learned absolute position embedding, pre-LN blocks
  * (`x + attn(norm1(x))`, `x + mlp(norm2(x))`, exact GELU, eps 1e-6), final norm, head on CLS.
  *
+ * The same definition is CLIP's image tower (timm's `vit_*_clip_224` layout): a bias-free patch
+ * conv (`patchBias: false`), `norm_pre` (CLIP's `ln_pre`) over the embedded sequence,
+ * QuickGELU by weight source, eps 1e-5; and its blocks, with a causal `mask`, are the text
+ * tower's (compiler/backbones/clip.ts; docs/spec/clip.md).
+ *
  * `forwardFeatures` is apart from `forwardHead`; prompt methods change the trunk only through
  * `VitHooks` (extra tokens, per-layer prefix keys/values), never by editing this file.
  */
@@ -33,10 +38,12 @@ export interface BlockTaps<T> {
   attention?(probs: T): void;
 }
 export interface VitWeights<T> {
-  /** Patch projection as a linear layer: weight [D, C·p·p] (the conv kernel flattened in C, kh, kw order). */
-  patch: Affine<T>;
+  /** Patch projection as a linear layer: weight [D, C·p·p] (the conv kernel flattened in C, kh, kw order); no bias for CLIP. */
+  patch: { w: T; b?: T };
   cls: T; // [1, 1, D]
   pos: T; // [1, 1 + G², D]
+  /** CLIP's `ln_pre` over [CLS, patches] before block 0 (`cfg.preNorm`). */
+  normPre?: Affine<T>;
   blocks: BlockWeights<T>[];
   norm: Affine<T>;
   head?: Affine<T>;
@@ -89,11 +96,13 @@ export function bindVit<T>(ops: Ops<T>, cfg: VitConfig, sd: StateDict, trainable
       fc2: affine(`${p}.mlp.fc2`),
     });
   }
+  // The conv kernel [D, C, p, p] as a linear weight [D, C·p·p]: the same bytes, another shape.
+  const patchW = (trainable('patch_embed.proj.weight') ? ops.param.bind(ops) : ops.weight.bind(ops))('patch_embed.proj.weight', { shape: [D, pw.shape[1]! * pw.shape[2]! * pw.shape[3]!], data: pw.data });
   return {
-    // The conv kernel [D, C, p, p] as a linear weight [D, C·p·p]: the same bytes, another shape.
-    patch: { w: (trainable('patch_embed.proj.weight') ? ops.param.bind(ops) : ops.weight.bind(ops))('patch_embed.proj.weight', { shape: [D, pw.shape[1]! * pw.shape[2]! * pw.shape[3]!], data: pw.data }), b: w('patch_embed.proj.bias') },
+    patch: cfg.patchBias === false ? { w: patchW } : { w: patchW, b: w('patch_embed.proj.bias') },
     cls: w('cls_token'),
     pos: w('pos_embed'),
+    ...(cfg.preNorm ? { normPre: affine('norm_pre') } : {}),
     blocks,
     norm: affine('norm'),
     ...(cfg.numClasses > 0 && sd.has('head.weight') ? { head: affine('head') } : {}),
@@ -115,7 +124,20 @@ export function patchEmbed<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: 
  * b' = b − Σ W[d, c, kh, kw]·mean_c/std_c. The device does no per-pixel work outside the graph.
  */
 function patchEmbedUint8<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T): T {
+  const { w: wf, b } = uint8PatchProjection(ops, cfg, w);
+  return ops.linear(uint8Patches(ops, cfg, x), wf, b);
+}
+
+/** [B, H, W, C] uint8 → [B, G², p·p·C] float patches in (kh, kw, c) order. */
+function uint8Patches<T>(ops: Ops<T>, cfg: VitConfig, x: T): T {
   const g = gridOf(cfg);
+  const p = cfg.patchSize;
+  const C = cfg.inChans;
+  return ops.reshape(ops.transpose(ops.reshape(ops.toFloat(x), [0, g, p, g, p, C]), [0, 1, 3, 2, 4, 5]), [0, g * g, p * p * C]);
+}
+
+/** The patch projection with normalisation and the NHWC layout folded in: W' [D, p·p·C], b' [D]. */
+function uint8PatchProjection<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>): { w: T; b: T } {
   const p = cfg.patchSize;
   const C = cfg.inChans;
   const D = cfg.embedDim;
@@ -129,23 +151,38 @@ function patchEmbedUint8<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T)
   }
   const wNhwc = ops.reshape(ops.transpose(ops.reshape(w.patch.w, [D, C, p, p]), [0, 2, 3, 1]), [D, cols]);
   const wFolded = ops.mul(wNhwc, ops.constant({ shape: [cols], data: scale }));
-  const bFolded = ops.sub(w.patch.b, ops.reduceSum(ops.mul(wNhwc, ops.constant({ shape: [cols], data: shift })), [1], false));
-  const patches = ops.reshape(ops.transpose(ops.reshape(ops.toFloat(x), [0, g, p, g, p, C]), [0, 1, 3, 2, 4, 5]), [0, g * g, cols]);
-  return ops.linear(patches, wFolded, bFolded);
+  const meanTerm = ops.reduceSum(ops.mul(wNhwc, ops.constant({ shape: [cols], data: shift })), [1], false); // [D]
+  return { w: wFolded, b: w.patch.b ? ops.sub(w.patch.b, meanTerm) : ops.scale(meanTerm, -1) };
 }
 
-/** [B, C, H, W] float (or [B, H, W, 3] uint8 with `uint8Nhwc`) → [B, 1 + G², D]: CLS and patch tokens with position embedding. */
+/** [B, C, H, W] float (or [B, H, W, 3] uint8 with `uint8Nhwc`) → [B, 1 + G², D]: CLS and patch tokens with position embedding (and `ln_pre` for CLIP). */
 export function embed<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, x: T, uint8Nhwc = false): T {
   const T1 = gridOf(cfg) ** 2 + 1;
   w.pixelTap?.(x);
-  const patches = ops.add((uint8Nhwc ? patchEmbedUint8 : patchEmbed)(ops, cfg, w, x), ops.slice(w.pos, 1, 1, T1));
-  // cls + pos[0] depends on weights only: one constant after folding.
-  const cls = ops.expandBatch(ops.add(w.cls, ops.slice(w.pos, 1, 0, 1)), patches);
-  return ops.concat([cls, patches], 1);
+  let patches: T;
+  if (uint8Nhwc && !w.patch.b) {
+    // Bias-free conv (CLIP): the folded normalisation's constant −Σ W·μ/σ joins pos[1:] instead
+    // of a bias, one constant [G², D] and one Add (docs/spec/clip.md#what-folds).
+    const { w: wf, b: shift } = uint8PatchProjection(ops, cfg, w);
+    patches = ops.add(ops.linear(uint8Patches(ops, cfg, x), wf), ops.add(ops.slice(w.pos, 1, 1, T1), shift));
+  } else {
+    patches = ops.add((uint8Nhwc ? patchEmbedUint8 : patchEmbed)(ops, cfg, w, x), ops.slice(w.pos, 1, 1, T1));
+  }
+  // cls + pos[0] depends on weights only: one constant after folding; with `ln_pre` (per token)
+  // normalising it apart from the patches keeps it one constant row.
+  let cls = ops.add(w.cls, ops.slice(w.pos, 1, 0, 1));
+  if (w.normPre) {
+    cls = ops.layerNorm(cls, w.normPre.w, w.normPre.b, cfg.eps);
+    patches = ops.layerNorm(patches, w.normPre.w, w.normPre.b, cfg.eps);
+  }
+  return ops.concat([ops.expandBatch(cls, patches), patches], 1);
 }
 
-/** Multi-head self-attention of normalised tokens x [B, T, D] → [B, Tq, D]. */
-export function attention<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, x: T, prefix?: PrefixKV<T>, clsOnly = false): T {
+/**
+ * Multi-head self-attention of normalised tokens x [B, T, D] → [B, Tq, D]. `mask` [T, T] is added
+ * to the attention logits (CLIP's text tower: 0 on and below the diagonal, −1e9 above).
+ */
+export function attention<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, x: T, prefix?: PrefixKV<T>, clsOnly = false, mask?: T): T {
   const D = cfg.embedDim;
   const H = cfg.numHeads;
   const dh = D / H;
@@ -157,6 +194,7 @@ export function attention<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, x
   const q = ops.scale(clsOnly ? ops.slice(q0, 2, 0, 1) : q0, dh ** -0.5); // [B,H,Tq,dh]
   let k = k0;
   let vAll = v;
+  if (mask && (prefix || clsOnly)) throw new Error('internal: an attention mask goes with neither prefix keys nor a CLS-only block');
   if (prefix) {
     // Prefix keys/values join the tokens' own along the key axis (order is irrelevant: no
     // positional bias), so attention stays two MatMuls and one softmax; expanding the constant
@@ -166,7 +204,8 @@ export function attention<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, x
     vAll = ops.concat([batched(prefix.v), v], 2);
   }
   const kT = ops.transpose(k, [0, 1, 3, 2]); // [B,H,dh,N+T]: ORT fuses this into the MatMul (transB)
-  const probs = ops.softmax(ops.matMul(q, kT)); // [B,H,Tq,N+T]
+  const scores = ops.matMul(q, kT); // [B,H,Tq,N+T]
+  const probs = ops.softmax(mask ? ops.add(scores, mask) : scores);
   bw.taps?.attention?.(probs);
   const out = ops.matMul(probs, vAll); // [B,H,Tq,dh]
   return ops.linear(ops.reshape(ops.transpose(out, [0, 2, 1, 3]), [0, Tq, D]), bw.proj.w, bw.proj.b);
@@ -186,11 +225,16 @@ export function prefixKV<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, P:
   return { k: heads(k), v: heads(v) };
 }
 
-export function block<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, x0: T, prefix?: PrefixKV<T>, clsOnly = false): T {
+/** The MLP's activation: exact GELU unless the weights were trained with QuickGELU (OpenAI CLIP). */
+export function activation<T>(ops: Ops<T>, cfg: Pick<VitConfig, 'act'>, x: T): T {
+  return cfg.act === 'quick_gelu' ? ops.quickGelu(x) : ops.gelu(x);
+}
+
+export function block<T>(ops: Ops<T>, cfg: VitConfig, bw: BlockWeights<T>, x0: T, prefix?: PrefixKV<T>, clsOnly = false, mask?: T): T {
   const x = bw.taps?.input ? bw.taps.input(x0) : x0;
-  const a = attention(ops, cfg, bw, ops.layerNorm(x, bw.norm1.w, bw.norm1.b, cfg.eps), prefix, clsOnly);
+  const a = attention(ops, cfg, bw, ops.layerNorm(x, bw.norm1.w, bw.norm1.b, cfg.eps), prefix, clsOnly, mask);
   const h = ops.add(clsOnly ? ops.slice(x, 1, 0, 1) : x, a);
-  const m = ops.linear(ops.gelu(ops.linear(ops.layerNorm(h, bw.norm2.w, bw.norm2.b, cfg.eps), bw.fc1.w, bw.fc1.b)), bw.fc2.w, bw.fc2.b);
+  const m = ops.linear(activation(ops, cfg, ops.linear(ops.layerNorm(h, bw.norm2.w, bw.norm2.b, cfg.eps), bw.fc1.w, bw.fc1.b)), bw.fc2.w, bw.fc2.b);
   return ops.add(h, m);
 }
 

@@ -1,40 +1,31 @@
 /**
- * Shared config plumbing: YAML files parsed at the boundary, validated by a zod schema, with
- * errors that name the file, the field path and the reason; `--set a.b=value` overrides.
+ * Config plumbing for the compile stage: YAML read at the boundary (runtime/config/yaml.ts, the
+ * same reader as the device config), `--set a.b=value` overrides, and validation that reports
+ * every problem at once through the one ConfigError (runtime/config/errors.ts): file, field path,
+ * the value, and a spelling hint.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { parseDocument, parse as parseYamlScalar } from 'yaml';
+import { parse as parseYamlScalar } from 'yaml';
 import type { z } from 'zod';
-import { CompilerError } from '../ops/errors.ts';
+import { ConfigError } from '../../runtime/config/errors.ts';
+import { readYamlFile } from '../../runtime/config/yaml.ts';
+import { fieldIssues, type FieldIssue } from '../../devices/config-issues.ts';
 
-export class ConfigError extends CompilerError {
-  readonly file: string;
-  readonly field: string;
-  constructor(file: string, field: string, reason: string) {
-    super('BAD_ARGUMENT', `${file}: ${field ? `${field}: ` : ''}${reason}`);
-    this.name = 'ConfigError';
-    this.file = file;
-    this.field = field;
-  }
-}
+export { ConfigError };
 
-export function readYaml(file: string): unknown {
-  if (!existsSync(file)) throw new CompilerError('FILE_NOT_FOUND', `${file}: no such config file`);
-  const doc = parseDocument(readFileSync(file, 'utf8'), { prettyErrors: true });
-  if (doc.errors.length) {
-    const e = doc.errors[0]!;
-    const line = e.linePos?.[0];
-    throw new ConfigError(file, line ? `line ${line.line}, column ${line.col}` : '', `not valid YAML: ${e.message.split('\n')[0]}`);
-  }
-  return doc.toJS();
+export const readYaml = readYamlFile;
+
+/** One problem with one field of a config file, found after the schema passed (e.g. against the data). */
+export function fieldError(file: string, field: string, message: string, what = 'compile config'): ConfigError {
+  return new ConfigError('CONFIG_INVALID', file, `invalid ${what}`, [{ field, message }]);
 }
 
 /** Apply `path.to.field=value` overrides; values are parsed as YAML scalars (numbers, booleans, lists). */
 export function applyOverrides(raw: unknown, sets: readonly string[]): unknown {
   const root = (raw && typeof raw === 'object' ? structuredClone(raw) : {}) as Record<string, unknown>;
+  const bad = sets.filter((s) => s.indexOf('=') <= 0);
+  if (bad.length) throw new ConfigError('CONFIG_INVALID', '--set', 'malformed override', bad.map((s) => ({ field: s, message: 'expected key.path=value, e.g. recipe.epochs=3' })));
   for (const s of sets) {
     const eq = s.indexOf('=');
-    if (eq <= 0) throw new ConfigError('--set', s, 'expected key.path=value');
     const path = s.slice(0, eq).split('.');
     const value = parseYamlScalar(s.slice(eq + 1)) as unknown;
     let node = root;
@@ -47,13 +38,20 @@ export function applyOverrides(raw: unknown, sets: readonly string[]): unknown {
   return root;
 }
 
-export function validate<S extends z.ZodType>(schema: S, raw: unknown, file: string): z.infer<S> {
-  const r = schema.safeParse(raw);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0]!;
-  const field = issue.path.map(String).join('.') || '(top level)';
-  let reason = issue.message;
-  if (issue.code === 'unrecognized_keys') reason = `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
-  const more = r.error.issues.length > 1 ? ` (and ${r.error.issues.length - 1} more problem(s))` : '';
-  throw new ConfigError(file, field, reason + more);
+/** Marks issues whose field a `--set` wrote (or lies under), so the user looks at the flag, not the file. */
+function markOverrides(issues: FieldIssue[], sets: readonly string[]): FieldIssue[] {
+  const paths = sets.map((s) => s.slice(0, s.indexOf('=')));
+  return issues.map((i) => (paths.some((p) => i.field === p || i.field.startsWith(`${p}.`) || i.field.startsWith(`${p}[`)) ? { ...i, message: `${i.message} (from --set)` } : i));
+}
+
+/**
+ * Validates `raw` against `schema`; `more` adds checks the schema cannot make (they run on the
+ * raw value, so their problems are reported together with the schema's). Throws one ConfigError
+ * CONFIG_INVALID listing every problem.
+ */
+export function validate<S extends z.ZodType>(schema: S, raw: unknown, file: string, what: string, opts: { sets?: readonly string[]; more?: (raw: unknown) => FieldIssue[] } = {}): z.output<S> {
+  const r = schema.safeParse(raw, { reportInput: true });
+  const issues = [...(r.success ? [] : fieldIssues(r.error, '', schema)), ...(opts.more?.(raw) ?? [])];
+  if (issues.length === 0 && r.success) return r.data;
+  throw new ConfigError('CONFIG_INVALID', file, `invalid ${what}`, markOverrides(issues, opts.sets ?? []));
 }

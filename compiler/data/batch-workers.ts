@@ -37,7 +37,7 @@ export class BatchWorkers {
     const view = new Uint8Array(images);
     const labels = new Int32Array(set.samples.length);
     set.samples.forEach((s, i) => {
-      if (s.image.length !== px) throw new CompilerError('BAD_ARGUMENT', `${s.source}: ${s.image.length} bytes, but ${set.name} stores ${set.size}×${set.size}×3`);
+      if (s.image.length !== px) throw new CompilerError('DATA_INVALID', `${s.source}: ${s.image.length} bytes, but ${set.name} stores ${set.size}×${set.size}×3`);
       view.set(s.image, i * px);
       labels[i] = s.label;
     });
@@ -82,7 +82,7 @@ export class BatchWorkers {
     const p = this.pending.get(r.id);
     if (!p) return;
     this.pending.delete(r.id);
-    if ('error' in r) p.reject(new CompilerError((r.error.code as CompilerErrorCode | undefined) ?? 'BAD_ARGUMENT', r.error.message));
+    if ('error' in r) p.reject(new CompilerError((r.error.code as CompilerErrorCode | undefined) ?? 'DATA_INVALID', r.error.message));
     else p.resolve(r);
   }
 

@@ -17,21 +17,21 @@ export type DataErrorReason =
 
 export class DataError extends CompilerError {
   readonly reason: DataErrorReason;
-  constructor(reason: DataErrorReason, message: string, code: CompilerErrorCode = 'BAD_ARGUMENT') {
+  constructor(reason: DataErrorReason, message: string, code: CompilerErrorCode = 'DATA_INVALID') {
     super(code, message);
     this.name = 'DataError';
     this.reason = reason;
   }
 }
 
-/** `value` if it is one of `known`, or a BAD_ARGUMENT error naming `field` and the choices. */
-export function checkChoice<T extends string>(value: string, field: string, known: readonly T[]): T {
-  if (!(known as readonly string[]).includes(value)) throw new CompilerError('BAD_ARGUMENT', `${field}: expected one of ${known.join(', ')}, got "${value}"`);
+/** `value` if it is one of `known`, or an error (CONFIG_INVALID unless told) naming `field` and the choices. */
+export function checkChoice<T extends string>(value: string, field: string, known: readonly T[], code: CompilerErrorCode = 'CONFIG_INVALID'): T {
+  if (!(known as readonly string[]).includes(value)) throw new CompilerError(code, `${field}: expected one of ${known.join(', ')}, got "${value}"`);
   return value as T;
 }
 
-/** `value` as an integer ≥ min, or a BAD_ARGUMENT error naming `field`. */
+/** `value` as an integer ≥ min, or a CONFIG_INVALID error naming `field`. */
 export function checkInt(value: number, field: string, min = 0): number {
-  if (!Number.isInteger(value) || value < min) throw new CompilerError('BAD_ARGUMENT', `${field}: expected an integer ≥ ${min}, got ${value}`);
+  if (!Number.isInteger(value) || value < min) throw new CompilerError('CONFIG_INVALID', `${field}: expected an integer ≥ ${min}, got ${value}`);
   return value;
 }

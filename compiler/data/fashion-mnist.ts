@@ -52,18 +52,18 @@ export interface IdxImages {
 export function loadFashionMnist(options: FashionMnistOptions): LabeledSet {
   const dir = options.dir ?? FASHION_MNIST_DIR;
   const prefix = options.split === 'train' ? 'train' : options.split === 'test' ? 't10k' : undefined;
-  if (!prefix) throw new CompilerError('BAD_ARGUMENT', `fashion-mnist: split must be 'train' or 'test', got ${JSON.stringify(options.split)}`);
+  if (!prefix) throw new CompilerError('INTERNAL', `fashion-mnist: split must be 'train' or 'test', got ${JSON.stringify(options.split)}`);
   const size = checkInt(options.size ?? 32, 'fashion-mnist size', 1);
   const classes = options.classes ?? FASHION_MNIST_CLASSES.map((_, i) => i);
   for (const c of classes) {
-    if (!Number.isInteger(c) || c < 0 || c > 9) throw new CompilerError('BAD_ARGUMENT', `fashion-mnist classes: ${c} is not a class index 0–9 (${FASHION_MNIST_CLASSES.map((n, i) => `${i}:${n}`).join(', ')})`);
+    if (!Number.isInteger(c) || c < 0 || c > 9) throw new CompilerError('CONFIG_INVALID', `fashion-mnist classes: ${c} is not a class index 0–9 (${FASHION_MNIST_CLASSES.map((n, i) => `${i}:${n}`).join(', ')})`);
   }
-  if (new Set(classes).size !== classes.length) throw new CompilerError('BAD_ARGUMENT', `fashion-mnist classes: [${classes.join(', ')}] names a class twice`);
+  if (new Set(classes).size !== classes.length) throw new CompilerError('CONFIG_INVALID', `fashion-mnist classes: [${classes.join(', ')}] names a class twice`);
   const limit = options.limit === undefined ? Infinity : checkInt(options.limit, 'fashion-mnist limit', 1);
   const idx = readIdxPair(idxPath(dir, `${prefix}-images-idx3-ubyte`), idxPath(dir, `${prefix}-labels-idx1-ubyte`));
   const fit = options.fit ?? (size > PAD_TO ? 'pad-scale' : size >= idx.rows && (size - idx.rows) % 2 === 0 ? 'pad' : 'bilinear');
   if (fit === 'pad' && (size < idx.rows || (size - idx.rows) % 2 !== 0 || idx.rows !== idx.cols)) {
-    throw new CompilerError('BAD_ARGUMENT', `fashion-mnist: cannot pad ${idx.rows}×${idx.cols} to ${size}×${size} evenly; use fit 'bilinear' or an even margin`);
+    throw new CompilerError('CONFIG_INVALID', `fashion-mnist: cannot pad ${idx.rows}×${idx.cols} to ${size}×${size} evenly; use fit 'bilinear' or an even margin`);
   }
 
   const relabel = new Map(classes.map((c, i) => [c, i]));

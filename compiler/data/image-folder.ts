@@ -56,7 +56,7 @@ async function listClassFolders(root: string): Promise<string[]> {
   } catch {
     throw new CompilerError('FILE_NOT_FOUND', `${root}: no such folder; expected ${root}/<class>/*.{jpg,jpeg,png,webp}`);
   }
-  if (!st.isDirectory()) throw new CompilerError('BAD_ARGUMENT', `${root}: is a file, expected a folder of class folders`);
+  if (!st.isDirectory()) throw new CompilerError('BAD_FILE', `${root}: is a file, expected a folder of class folders`);
   const names: string[] = [];
   for (const e of await readdir(root, { withFileTypes: true })) {
     if (e.name.startsWith('.')) continue;

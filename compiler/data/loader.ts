@@ -47,7 +47,7 @@ export function resolveBatches(set: LabeledSet, options: BatchesOptions): Requir
   const epoch = checkInt(options.epoch ?? 0, 'epoch');
   const dropLast = options.dropLast ?? false;
   const count = numBatches(set.samples.length, batchSize, dropLast);
-  if (count === 0) throw new CompilerError('BAD_ARGUMENT', `${set.name}: ${set.samples.length} samples make no batch of ${batchSize}${dropLast ? ' with dropLast' : ''}; lower batchSize`);
+  if (count === 0) throw new CompilerError('DATA_INVALID', `${set.name}: ${set.samples.length} samples make no batch of ${batchSize}${dropLast ? ' with dropLast' : ''}; lower batchSize`);
   return { ...options, batchSize, seed, epoch, dropLast, shuffle: options.shuffle ?? false, count };
 }
 

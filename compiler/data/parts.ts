@@ -173,9 +173,9 @@ function resolveOptions(options: PartsOptions): Required<Omit<PartsOptions, 'cla
   const size = checkInt(options.size, 'size', 8);
   const classes = [...(options.classes ?? PART_CLASSES)].sort();
   for (const c of classes) {
-    if (!(PART_CLASSES as readonly string[]).includes(c)) throw new CompilerError('BAD_ARGUMENT', `classes: unknown parts class "${c}"; known: ${PART_CLASSES.join(', ')}`);
+    if (!(PART_CLASSES as readonly string[]).includes(c)) throw new CompilerError('CONFIG_INVALID', `classes: unknown parts class "${c}"; known: ${PART_CLASSES.join(', ')}`);
   }
-  if (classes.length === 0 || new Set(classes).size !== classes.length) throw new CompilerError('BAD_ARGUMENT', `classes: expected distinct names from ${PART_CLASSES.join(', ')}, got [${classes.join(', ')}]`);
+  if (classes.length === 0 || new Set(classes).size !== classes.length) throw new CompilerError('CONFIG_INVALID', `classes: expected distinct names from ${PART_CLASSES.join(', ')}, got [${classes.join(', ')}]`);
   return {
     perClass: checkInt(options.perClass, 'perClass', 1),
     size,
@@ -201,12 +201,12 @@ async function prepareDir(dir: string, force: boolean): Promise<void> {
   try {
     entries = await readdir(dir);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CompilerError('BAD_ARGUMENT', `${dir}: cannot be used as the output folder (${(e as Error).message})`);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CompilerError('OUTPUT_EXISTS', `${dir}: cannot be used as the output folder (${(e as Error).message})`);
     await mkdir(dir, { recursive: true });
     return;
   }
   if (entries.length === 0) return;
-  if (!force) throw new CompilerError('BAD_ARGUMENT', `${dir}: exists and is not empty; choose another --out or pass --force to replace a previous make-parts output`);
+  if (!force) throw new CompilerError('OUTPUT_EXISTS', `${dir}: exists and is not empty; choose another --out or pass --force to replace a previous make-parts output`);
   await rm(join(dir, 'manifest.json'), { force: true });
   for (const cls of PART_CLASSES) {
     const sub = join(dir, cls);

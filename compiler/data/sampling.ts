@@ -13,7 +13,7 @@ export function indicesByClass(set: LabeledSet): number[][] {
   const by: number[][] = set.classes.map(() => []);
   set.samples.forEach((s, i) => {
     const list = by[s.label];
-    if (!list) throw new CompilerError('BAD_ARGUMENT', `${set.name}: sample ${s.source} has label ${s.label}, but the set has ${set.classes.length} classes`);
+    if (!list) throw new CompilerError('DATA_INVALID', `${set.name}: sample ${s.source} has label ${s.label}, but the set has ${set.classes.length} classes`);
     list.push(i);
   });
   return by;
@@ -48,7 +48,7 @@ export function kShot(set: LabeledSet, k: number, seed: number): LabeledSet {
  * in train, so every class appears on both sides.
  */
 export function splitFraction(set: LabeledSet, valFraction: number, seed: number): Split {
-  if (!(valFraction > 0 && valFraction < 1)) throw new CompilerError('BAD_ARGUMENT', `${set.name}: val fraction must be in (0, 1), got ${valFraction}`);
+  if (!(valFraction > 0 && valFraction < 1)) throw new CompilerError('CONFIG_INVALID', `${set.name}: val fraction must be in (0, 1), got ${valFraction}`);
   checkInt(seed, 'seed');
   const train: number[] = [];
   const val: number[] = [];
@@ -67,13 +67,13 @@ export function splitFraction(set: LabeledSet, valFraction: number, seed: number
  * E.g. Fashion-MNIST classes [5,6,7,8,9] → labels 0..4 named sandal … ankle boot.
  */
 export function subsetClasses(set: LabeledSet, classes: readonly (string | number)[]): LabeledSet {
-  if (classes.length === 0) throw new CompilerError('BAD_ARGUMENT', `${set.name}: empty class subset`);
+  if (classes.length === 0) throw new CompilerError('CONFIG_INVALID', `${set.name}: empty class subset`);
   const old = classes.map((c) => {
     const i = typeof c === 'number' ? (Number.isInteger(c) && c >= 0 && c < set.classes.length ? c : -1) : set.classes.indexOf(c);
     if (i < 0) throw new DataError('CLASS_MISMATCH', `${set.name}: no class ${JSON.stringify(c)}; classes are ${set.classes.map((n, j) => `${j}:${n}`).join(', ')}`);
     return i;
   });
-  if (new Set(old).size !== old.length) throw new CompilerError('BAD_ARGUMENT', `${set.name}: class subset [${classes.join(', ')}] names a class twice`);
+  if (new Set(old).size !== old.length) throw new CompilerError('CONFIG_INVALID', `${set.name}: class subset [${classes.join(', ')}] names a class twice`);
   const relabel = new Map(old.map((o, i) => [o, i]));
   const samples: Sample[] = [];
   for (const s of set.samples) {

@@ -34,8 +34,8 @@ export function preprocessFor(arch: { imgSize: number; mean: readonly number[]; 
 export function toBatch(samples: readonly Sample[], pre: Preprocess, options: ToBatchOptions = {}): Batch {
   checkPreprocess(pre);
   const { augment, rng } = options;
-  if (samples.length === 0) throw new CompilerError('BAD_ARGUMENT', 'toBatch: no samples');
-  if (augment && (augment.randomResizedCrop || augment.hflip) && !rng) throw new CompilerError('BAD_ARGUMENT', 'toBatch: augment needs options.rng (a seeded Rng from devices/rng.ts)');
+  if (samples.length === 0) throw new CompilerError('INTERNAL', 'toBatch: no samples');
+  if (augment && (augment.randomResizedCrop || augment.hflip) && !rng) throw new CompilerError('INTERNAL', 'toBatch: augment needs options.rng (a seeded Rng from devices/rng.ts)');
   const S = pre.imgSize;
   const plane = S * S;
   const x = new Float32Array(samples.length * 3 * plane);
@@ -56,8 +56,8 @@ export function toBatch(samples: readonly Sample[], pre: Preprocess, options: To
 
 /** torchvision's RandomResizedCrop.get_params: 10 tries at a random area and log-uniform ratio, then a centre fallback. */
 export function randomResizedCropBox(r: Rng, h: number, w: number, scale: readonly [number, number], ratio: readonly [number, number]): Box {
-  if (!(scale[0] > 0 && scale[0] <= scale[1] && scale[1] <= 1)) throw new CompilerError('BAD_ARGUMENT', `randomResizedCrop.scale: expected 0 < lo ≤ hi ≤ 1, got [${scale.join(', ')}]`);
-  if (!(ratio[0] > 0 && ratio[0] <= ratio[1])) throw new CompilerError('BAD_ARGUMENT', `randomResizedCrop.ratio: expected 0 < lo ≤ hi, got [${ratio.join(', ')}]`);
+  if (!(scale[0] > 0 && scale[0] <= scale[1] && scale[1] <= 1)) throw new CompilerError('INTERNAL', `randomResizedCrop.scale: expected 0 < lo ≤ hi ≤ 1, got [${scale.join(', ')}]`);
+  if (!(ratio[0] > 0 && ratio[0] <= ratio[1])) throw new CompilerError('INTERNAL', `randomResizedCrop.ratio: expected 0 < lo ≤ hi, got [${ratio.join(', ')}]`);
   const area = h * w;
   const logLo = Math.log(ratio[0]);
   const logHi = Math.log(ratio[1]);
@@ -121,16 +121,16 @@ function resampleInto(img: Uint8Array, side: number, box: Box, flip: boolean, pr
 
 function sideOf(s: Sample): number {
   const side = Math.round(Math.sqrt(s.image.length / 3));
-  if (side * side * 3 !== s.image.length || side === 0) throw new CompilerError('BAD_ARGUMENT', `${s.source}: image has ${s.image.length} bytes, not a square H×W×3 RGB image`);
+  if (side * side * 3 !== s.image.length || side === 0) throw new CompilerError('DATA_INVALID', `${s.source}: image has ${s.image.length} bytes, not a square H×W×3 RGB image`);
   return side;
 }
 
 function checkPreprocess(pre: Preprocess): Preprocess {
-  if (!Number.isInteger(pre.imgSize) || pre.imgSize < 1) throw new CompilerError('BAD_ARGUMENT', `preprocess.imgSize: expected a positive integer, got ${pre.imgSize}`);
+  if (!Number.isInteger(pre.imgSize) || pre.imgSize < 1) throw new CompilerError('INTERNAL', `preprocess.imgSize: expected a positive integer, got ${pre.imgSize}`);
   for (let c = 0; c < 3; c++) {
-    if (!Number.isFinite(pre.mean[c])) throw new CompilerError('BAD_ARGUMENT', `preprocess.mean[${c}]: expected a number, got ${pre.mean[c]}`);
-    if (!(Number.isFinite(pre.std[c]) && pre.std[c]! > 0)) throw new CompilerError('BAD_ARGUMENT', `preprocess.std[${c}]: expected a positive number, got ${pre.std[c]}`);
+    if (!Number.isFinite(pre.mean[c])) throw new CompilerError('INTERNAL', `preprocess.mean[${c}]: expected a number, got ${pre.mean[c]}`);
+    if (!(Number.isFinite(pre.std[c]) && pre.std[c]! > 0)) throw new CompilerError('INTERNAL', `preprocess.std[${c}]: expected a positive number, got ${pre.std[c]}`);
   }
-  if (pre.resize !== 'stretch' && pre.resize !== 'center-crop') throw new CompilerError('BAD_ARGUMENT', `preprocess.resize: expected 'stretch' or 'center-crop', got ${JSON.stringify(pre.resize)}`);
+  if (pre.resize !== 'stretch' && pre.resize !== 'center-crop') throw new CompilerError('INTERNAL', `preprocess.resize: expected 'stretch' or 'center-crop', got ${JSON.stringify(pre.resize)}`);
   return pre;
 }

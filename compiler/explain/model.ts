@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { CompileConfig } from '../config/compile-config.ts';
 import { vitConfig, type VitConfig } from '../backbones/vit-variants.ts';
 import { loadVitWeights } from '../backbones/vit-weights.ts';
+import { isClipArch } from '../backbones/clip-variants.ts';
 import { readSafetensors, type StateDict } from '../backbones/safetensors.ts';
 import { methodByName } from '../methods/registry.ts';
 import type { PromptMethod } from '../methods/method.ts';
@@ -35,6 +36,9 @@ export function defaultCheckpoint(config: CompileConfig, configFile: string): st
 
 export function loadExplainModel(config: CompileConfig, configFile: string, checkpoint?: string): ExplainModel {
   const base = dirname(resolve(configFile));
+  if (isClipArch(config.backbone.arch)) {
+    throw new CompilerError('UNSUPPORTED', `${configFile}: backbone.arch ${config.backbone.arch} is a CLIP model; explain reads ViT tasks with a linear head and does not trace CLIP's text head yet`);
+  }
   const file = checkpoint ? resolve(checkpoint) : defaultCheckpoint(config, configFile);
   if (!existsSync(file)) {
     throw new CompilerError('FILE_NOT_FOUND', `${file}: no trained tensors for ${configFile}; train first (edgeprompt train -c ${configFile}) or pass --checkpoint <best.safetensors>`);
@@ -42,10 +46,10 @@ export function loadExplainModel(config: CompileConfig, configFile: string, chec
   const { tensors: params, metadata } = readSafetensors(file);
   const method = methodByName(config.method.name);
   if (metadata.method !== undefined && metadata.method !== method.name) {
-    throw new CompilerError('BAD_ARGUMENT', `${file}: trained with method "${metadata.method}" but ${configFile} has method.name "${method.name}"; pass the matching --checkpoint or config`);
+    throw new CompilerError('CHECKPOINT_MISMATCH', `${file}: trained with method "${metadata.method}" but ${configFile} has method.name "${method.name}"; pass the matching --checkpoint or config`);
   }
   if (metadata.arch !== undefined && metadata.arch !== config.backbone.arch) {
-    throw new CompilerError('BAD_ARGUMENT', `${file}: trained on arch "${metadata.arch}" but ${configFile} has backbone.arch "${config.backbone.arch}"`);
+    throw new CompilerError('CHECKPOINT_MISMATCH', `${file}: trained on arch "${metadata.arch}" but ${configFile} has backbone.arch "${config.backbone.arch}"`);
   }
   const head = params.get('head.weight');
   if (!head || head.shape.length !== 2) throw new CompilerError('MISSING_TENSOR', `${file}: no "head.weight" [classes, dim]; is this a best.safetensors written by edgeprompt train?`);

@@ -46,7 +46,7 @@ export interface Rollout {
 
 /** Source columns: 0 CLS, 1..G² patches, G²+1 prompt. */
 export function rollout(layers: readonly AttentionLayer[], numPatches: number): Rollout {
-  if (layers.length === 0) throw new CompilerError('BAD_ARGUMENT', 'rollout: no attention layers recorded');
+  if (layers.length === 0) throw new CompilerError('INTERNAL', 'rollout: no attention layers recorded');
   const S = numPatches + 2;
   const PROMPT = S - 1;
   const image = 1 + numPatches; // CLS and patch rows: the only ones carried from block to block

@@ -45,15 +45,15 @@ async function listInputImages(dir: string): Promise<string[]> {
   } catch {
     throw new CompilerError('FILE_NOT_FOUND', `--images ${dir}: no such folder; give a folder of .jpg/.jpeg/.png/.webp images`);
   }
-  if (!st.isDirectory()) throw new CompilerError('BAD_ARGUMENT', `--images ${dir}: is a file, expected a folder of images`);
+  if (!st.isDirectory()) throw new CompilerError('FLAG_INVALID', `--images ${dir}: is a file, expected a folder of images`);
   const files = await listImages(dir);
-  if (files.length === 0) throw new CompilerError('BAD_ARGUMENT', `--images ${dir}: no .jpg/.jpeg/.png/.webp images in it (or its sub-folders)`);
+  if (files.length === 0) throw new CompilerError('FLAG_INVALID', `--images ${dir}: no .jpg/.jpeg/.png/.webp images in it (or its sub-folders)`);
   return files;
 }
 
 export async function explain(model: ExplainModel, o: ExplainOptions): Promise<ExplainResult> {
   const { cfg } = model;
-  if (!Number.isInteger(o.size) || o.size < 16) throw new CompilerError('BAD_ARGUMENT', `--size ${o.size}: expected an integer of at least 16 (pixels per displayed image)`);
+  if (!Number.isInteger(o.size) || o.size < 16) throw new CompilerError('FLAG_INVALID', `--size ${o.size}: expected an integer of at least 16 (pixels per displayed image)`);
   const files = await listInputImages(o.imagesDir);
   const S = cfg.imgSize;
   const g = gridOf(cfg);

@@ -48,7 +48,7 @@ export interface BackbonePackPlan {
 export function planBackbonePack(sharedModel: Uint8Array, image = 'image'): BackbonePackPlan {
   const { graph: g, metadata } = decodeModel(sharedModel);
   const imageIn = g.inputs.find((v) => v.name === image);
-  if (!imageIn) throw new CompilerError('BAD_ARGUMENT', `shared export: no graph input "${image}" (inputs: ${g.inputs.map((v) => v.name).join(', ')})`);
+  if (!imageIn) throw new CompilerError('INTERNAL', `shared export: no graph input "${image}" (inputs: ${g.inputs.map((v) => v.name).join(', ')})`);
   const params = g.inputs.filter((v) => v.name !== image);
   const imageDep = new Set([image]);
   const paramDep = new Set(params.map((v) => v.name));

@@ -18,6 +18,7 @@ import { compareLogits, exportedLogits } from './verify-task.ts';
 import { ortVersion } from './optimize.ts';
 import { gatePrecisions } from './precision/index.ts';
 import { VERSION } from '../../runtime/version.ts';
+import { referenceFromLogits } from './reference.ts';
 import { meetsParity, parityFailure, gatedPrecisions, prepareCompile, thresholdsOf, verifiedFp32, type CompileOptions, type Prepared, type PrecisionResult } from './compile.ts';
 import {
   checkPackFits,
@@ -55,16 +56,17 @@ export interface BackbonePackCompileResult {
 export async function compileBackbonePack(o: BackbonePackCompileOptions): Promise<BackbonePackCompileResult> {
   const existing = o.backbone === undefined ? null : await readModelArtifactFile(o.backbone);
   if (existing && !isBackbone(existing)) {
-    throw new CompilerError('BAD_ARGUMENT', `--backbone ${o.backbone}: is a fused artifact; a prompt pack needs a shared-backbone artifact (edgeprompt compile --form shared --out backbone.epk)`);
+    throw new CompilerError('FLAG_INVALID', `--backbone ${o.backbone}: is a fused artifact; a prompt pack needs a shared-backbone artifact (edgeprompt compile --form shared --out backbone.epk)`);
   }
   const x = await prepareCompile(o, (p) => existing && checkSameTask(p, existing as BackboneArtifact));
   const plan = planBackbonePack(exportTask(x.task, { form: 'shared' }));
   const tensors = await packTensors(plan, x.task.params);
   const feeds = packFeeds(tensors);
   const sign: PackOptions = o.signKey ? { privateKey: await readPrivateKey(o.signKey) } : {};
-  const draft = (model: string, metrics: PromptPackManifest['metrics']) => ({
+  const draft = (model: string, metrics: PromptPackManifest['metrics'], shipped?: PrecisionResult) => ({
     name: x.config.name,
     version: x.config.version,
+    release: x.config.release,
     labels: x.p.split.train.classes,
     thresholds: thresholdsOf(x.config),
     method: { name: x.p.job.method.name, options: x.p.job.options },
@@ -72,6 +74,7 @@ export async function compileBackbonePack(o: BackbonePackCompileOptions): Promis
     prompts: { sha256: x.paramsSha256 },
     metrics,
     compiler: { version: VERSION, ortVersion: ortVersion() },
+    ...(shipped?.logits && { reference: referenceFromLogits(shipped.logits, x.numClasses) }),
   });
   const safetensors = encodeSafetensors(tensors);
 
@@ -80,7 +83,7 @@ export async function compileBackbonePack(o: BackbonePackCompileOptions): Promis
     const pack = packPromptPack({ manifest: draft(bb.manifest.model.sha256, {}), tensors: safetensors }, sign);
     checkPackFits(readPromptPack(pack.bytes, '(new pack)'), bb);
     const { results, metrics } = await measureOnExisting(x, o, bb, feeds);
-    const packed = packPromptPack({ manifest: draft(bb.manifest.model.sha256, metrics), tensors: safetensors }, sign);
+    const packed = packPromptPack({ manifest: draft(bb.manifest.model.sha256, metrics, results[0]), tensors: safetensors }, sign);
     return { backbone: null, backboneManifest: bb.manifest, pack: packed, results, optimized: false, profile: x.profile };
   }
 
@@ -92,6 +95,7 @@ export async function compileBackbonePack(o: BackbonePackCompileOptions): Promis
       manifest: {
         name: `${x.p.cfg.name}-${x.p.job.method.name}-shared`,
         version: x.config.version,
+        release: x.config.release,
         input: { name: 'image', height: x.p.cfg.imgSize, width: x.p.cfg.imgSize, channels: 3, layout: 'NHWC', dtype: 'uint8', resize: 'stretch' },
         outputs: { logits: 'logits', probs: 'probs' },
         backbone: { arch: x.p.cfg.name, sha256: x.p.job.backboneSha256 },
@@ -105,7 +109,7 @@ export async function compileBackbonePack(o: BackbonePackCompileOptions): Promis
     },
     sign,
   );
-  const pack = packPromptPack({ manifest: draft(backbone.manifest.model.sha256, metrics), tensors: safetensors }, sign);
+  const pack = packPromptPack({ manifest: draft(backbone.manifest.model.sha256, metrics, chosen), tensors: safetensors }, sign);
   return { backbone, backboneManifest: backbone.manifest, pack, results, optimized, profile: x.profile };
 }
 
@@ -118,7 +122,7 @@ function checkSameTask(p: PreparedJob, bb: BackboneArtifact): void {
   if (m.input.height !== p.cfg.imgSize) diffs.push(`the input size is ${p.cfg.imgSize}, the backbone's ${m.input.height}`);
   if (m.method.name !== p.job.method.name) diffs.push(`method.name is ${p.job.method.name}, the backbone's ${m.method.name}`);
   else if (!isDeepStrictEqual(m.method.options, p.job.options)) diffs.push(`method.options are ${JSON.stringify(p.job.options)}, the backbone's ${JSON.stringify(m.method.options)}`);
-  if (diffs.length > 0) throw new CompilerError('BAD_ARGUMENT', `--backbone ${bb.file}: this config is not a task of that backbone: ${diffs.join('; ')}`);
+  if (diffs.length > 0) throw new CompilerError('CONFIG_INVALID', `--backbone ${bb.file}: this config is not a task of that backbone: ${diffs.join('; ')}`);
 }
 
 /** Metrics of the pack on the existing backbone's model: parity when it is fp32, the accuracy gate always. */
@@ -126,12 +130,13 @@ async function measureOnExisting(x: Prepared, o: CompileOptions, bb: BackboneArt
   const precision = bb.manifest.precision;
   if (o.precisions.length !== 1 || o.precisions[0] !== precision) o.progress.log(`note: --precision ${o.precisions.join(',')} does not apply with --backbone: the pack runs on the backbone's ${precision} model`);
   o.progress.log(`measuring the pack on ${bb.file} (${precision}) with ${x.val.samples.length} validation images`);
-  const v = compareLogits(x.reference, await exportedLogits(bb.model, x.val, feeds), x.labels, x.p.cfg.numClasses);
+  const logits = await exportedLogits(bb.model, x.val, feeds);
+  const v = compareLogits(x.reference, logits, x.labels, x.numClasses);
   if (precision === 'fp32' && !meetsParity(v)) {
-    throw new CompilerError('BAD_ARGUMENT', parityFailure(v, `pack on ${bb.file}`));
+    throw new CompilerError('PARITY_FAILED', parityFailure(v, `pack on ${bb.file}`));
   }
   const gate = gatePrecisions({ top1: v.top1Reference, maxLogitDiff: 0, images: v.images }, { [precision]: { top1: v.top1Exported, maxLogitDiff: v.maxAbsDiff, images: v.images } }, [precision], { maxDropPt: o.maxDropPt });
-  if (gate.refused.length > 0) throw new CompilerError('BAD_ARGUMENT', `the pack on ${bb.file}: ${gate.refused.map((r) => r.message).join('; ')}`);
-  const result: PrecisionResult = { precision, verification: v, bytes: bb.model.byteLength, accepted: true, reason: `top-1 ${(100 * v.top1Exported).toFixed(2)} %` };
+  if (gate.refused.length > 0) throw new CompilerError('PRECISION_REFUSED', `the pack on ${bb.file}: ${gate.refused.map((r) => r.message).join('; ')}`);
+  const result: PrecisionResult = { precision, verification: v, bytes: bb.model.byteLength, accepted: true, reason: `top-1 ${(100 * v.top1Exported).toFixed(2)} %`, logits };
   return { results: [result], metrics: { [precision]: { top1: v.top1Exported, maxLogitDiff: v.maxAbsDiff, samples: v.images } } };
 }

@@ -1,9 +1,11 @@
 /**
- * The compile stage end to end: train (or reuse the finished checkpoint), export the fused
- * task, prove it equals the training graph, let ORT optimise it offline (kept only if it still
- * verifies), build the requested precisions and gate them on validation accuracy, then pack
- * and sign one artifact. The shared-backbone shape (compile-backbone-pack.ts) runs the same steps on
- * the backbone graph with a pack's tensors fed beside the image.
+ * The compile stage end to end: train (or continue the interrupted run, or use the finished one,
+ * after checking it was trained for this very job: train/resume.ts), refuse a model below the
+ * top-1 floor (gates.ts), export the fused task, prove it equals the training graph, let ORT
+ * optimise it offline (kept only if it still verifies), build the requested precisions and gate
+ * them on validation accuracy, then pack and sign one artifact. The shared-backbone shape
+ * (compile-backbone-pack.ts) runs the same steps on the backbone graph with a pack's tensors fed beside
+ * the image.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -20,12 +22,15 @@ import { compareLogits, exportedLogits, referenceLogits, type TaskVerification }
 import { optimizeOffline, ortVersion } from './optimize.ts';
 import { buildPrecision } from './precisions.ts';
 import { gatePrecisions, type PrecisionMetrics } from './precision/index.ts';
+import { checkTop1 } from './gates.ts';
+import { displayDir } from '../train/resume.ts';
 import { packArtifact, readPrivateKey, type Manifest, type Precision } from '../../runtime/artifact/index.ts';
 import { loadProfile, type DeviceProfile } from '../../runtime/config/profile.ts';
 import { VERSION } from '../../runtime/version.ts';
 import type { LabeledSet } from '../data/types.ts';
 import { MetricAccumulator } from '../train/metrics.ts';
 import type { InspectionRule } from '../../runtime/pipeline/inspection.ts';
+import { referenceFromLogits } from './reference.ts';
 
 /**
  * Parity the fused fp32 artifact must reach against the training graph (issue 5): |Δlogit| ≤
@@ -49,7 +54,12 @@ export interface CompileOptions {
   /** Refuse a precision whose validation top-1 drops more than this (percentage points). */
   maxDropPt: number;
   signKey?: string;
+  /** Replace the run in output.dir and train from scratch (default: continue or use it, when it was trained for this job). */
+  fresh?: boolean;
+  /** Ship a model whose validation top-1 is below the floor (gates.minTop1), with a warning. */
+  allowWeak?: boolean;
   progress: Progress;
+  /** Ctrl-C: training saves a checkpoint and compile stops with TRAINING_INTERRUPTED. */
   signal?: AbortSignal;
   /** Training warnings (divergence, collapse, no learning) stop the compile (compiler/train/diagnose.ts). */
   strict?: boolean;
@@ -62,6 +72,8 @@ export interface PrecisionResult {
   accepted: boolean;
   reason: string;
   model?: Uint8Array;
+  /** Its logits on the validation images [N, C]: the shipped one's become the manifest's drift reference. */
+  logits?: Float32Array;
 }
 
 export interface CompileResult {
@@ -73,44 +85,57 @@ export interface CompileResult {
   keyIds: string[];
 }
 
-/** A trained task ready to export, with its validation set and the training graph's logits on it. */
-export interface Prepared {
-  config: CompileConfig;
+/** What verification and the precision gate need: the images, their labels and the training graph's logits on them. */
+export interface Checked {
   profile: DeviceProfile | null;
+  numClasses: number;
+  val: LabeledSet;
+  labels: number[];
+  reference: Float32Array;
+  /** Images int8 calibrates on (the training split); absent: int8 is refused. */
+  calibration?: LabeledSet;
+  /** The task's pass/fail rule, when it has one: escape and false-reject figures per precision. */
+  inspection?: InspectionRule;
+}
+
+/** A trained task ready to export, with its validation set and the training graph's logits on it. */
+export interface Prepared extends Checked {
+  config: CompileConfig;
   p: PreparedJob;
   task: TaskExport;
   /** The trained tensors as saved (best.safetensors): their sha256 identifies the prompts. */
   paramsSha256: string;
-  val: LabeledSet;
-  labels: number[];
-  reference: Float32Array;
 }
 
 /** `check` runs on the prepared job before any training, to refuse a config early. */
 export async function prepareCompile(o: CompileOptions, check?: (p: PreparedJob) => void): Promise<Prepared> {
   const config = loadCompileConfig(o.configFile, o.sets ?? []);
   const profile = o.target ? loadProfile(o.target) : null;
-  const p = await prepareJob(config, o.configFile, { resume: true, progress: o.progress, ...(o.signal ? { signal: o.signal } : {}), ...(o.strict && { strict: true }) });
+  const p = await prepareJob(config, o.configFile, { resume: o.fresh !== true, progress: o.progress, ...(o.signal ? { signal: o.signal } : {}), ...(o.strict && { strict: true }) });
   check?.(p);
   const bestFile = join(p.job.outDir, 'best.safetensors');
-  const trained = await train(p.job); // continues or finishes a checkpointed run; no-op when complete
-  if (trained.interrupted) throw new CompilerError('BAD_ARGUMENT', 'training was interrupted; run compile again to continue');
+  const trained = await train(p.job); // says in one line whether it trains from scratch, continues, or uses the finished run
+  if (trained.interrupted || o.signal?.aborted) throw new CompilerError('TRAINING_INTERRUPTED', `interrupted: the run in ${displayDir(p.job.outDir)} is saved; run the same compile again to continue it`);
   if (!existsSync(bestFile)) throw new CompilerError('FILE_NOT_FOUND', `${bestFile}: no trained tensors (did training run an epoch?)`);
   const paramsSha256 = createHash('sha256').update(readFileSync(bestFile)).digest('hex');
-  const task: TaskExport = { cfg: p.cfg, backbone: p.backbone, method: p.job.method, options: p.job.options, params: readSafetensors(bestFile).tensors };
+  const task: TaskExport = { cfg: p.cfg, backbone: p.backbone, method: p.job.method, options: p.job.options, params: readSafetensors(bestFile).tensors, ...(p.clip ? { clip: p.clip } : {}) };
   const val = p.split.val;
-  return { config, profile, p, task, paramsSha256, val, labels: val.samples.map((s) => s.label), reference: referenceLogits(task, val) };
+  const labels = val.samples.map((s) => s.label);
+  const reference = referenceLogits(task, val);
+  const top1 = compareLogits(reference, reference, labels, p.cfg.numClasses).top1Reference;
+  o.progress.log(checkTop1(top1, labels.length, p.cfg.numClasses, config.gates.minTop1, o.allowWeak === true));
+  return { config, profile, p, task, paramsSha256, val, labels, reference, numClasses: p.cfg.numClasses, calibration: p.split.train, ...(p.job.inspection && { inspection: p.job.inspection }) };
 }
 
 export const meetsParity = (v: TaskVerification) => v.maxAbsDiff <= parityLimit(v) && v.top1Agreement >= PARITY.minTop1Agreement;
 
 /** The fp32 export checked against the training graph (refused when it differs), then ORT-optimised when that still verifies. */
-export async function verifiedFp32(x: Prepared, model: Uint8Array, feeds: Record<string, ort.Tensor>, what: string, progress: Progress): Promise<{ fp32: Uint8Array; optimized: boolean; verification: TaskVerification }> {
-  const C = x.p.cfg.numClasses;
+export async function verifiedFp32(x: Checked, model: Uint8Array, feeds: Record<string, ort.Tensor>, what: string, progress: Progress): Promise<{ fp32: Uint8Array; optimized: boolean; verification: TaskVerification }> {
+  const C = x.numClasses;
   progress.log(`verifying the ${what} on ${x.val.samples.length} validation images`);
   const v = compareLogits(x.reference, await exportedLogits(model, x.val, feeds), x.labels, C);
   if (!meetsParity(v)) {
-    throw new CompilerError('BAD_ARGUMENT', parityFailure(v, what));
+    throw new CompilerError('PARITY_FAILED', parityFailure(v, what));
   }
   try {
     const opt = await optimizeOffline(model);
@@ -124,20 +149,21 @@ export async function verifiedFp32(x: Prepared, model: Uint8Array, feeds: Record
 }
 
 /** Builds and measures every requested precision, gates them, and picks the one to ship (the profile's preference first). */
-export async function gatedPrecisions(x: Prepared, o: CompileOptions, fp32: Uint8Array, reference: TaskVerification, feeds: Record<string, ort.Tensor>): Promise<{ results: PrecisionResult[]; chosen: PrecisionResult; metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples: number }>> }> {
-  const C = x.p.cfg.numClasses;
+export async function gatedPrecisions(x: Checked, o: Pick<CompileOptions, 'precisions' | 'maxDropPt' | 'progress'>, fp32: Uint8Array, reference: TaskVerification, feeds: Record<string, ort.Tensor>): Promise<{ results: PrecisionResult[]; chosen: PrecisionResult; metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples: number }>> }> {
+  const C = x.numClasses;
   const results: PrecisionResult[] = [];
   const models = new Map<Precision, Uint8Array>();
   const measured: Partial<Record<Precision, PrecisionMetrics>> = {};
   const inspected: Partial<Record<Precision, Record<string, number>>> = {};
   for (const precision of o.precisions) {
-    const model = await buildPrecision(precision, fp32, x.p.split.train, x.profile, 128, feeds);
+    if (precision === 'int8' && !x.calibration) throw new CompilerError('FLAG_INVALID', '--precision int8 calibrates on labelled images, and this compile has none; give --val <image folder> or leave int8 out');
+    const model = await buildPrecision(precision, fp32, x.calibration ?? x.val, x.profile, 128, feeds);
     const logits = await exportedLogits(model, x.val, feeds);
     const v = compareLogits(x.reference, logits, x.labels, C);
-    if (x.p.job.inspection) inspected[precision] = inspectionFigures(logits, x.labels, C, x.p.job.inspection);
+    if (x.inspection) inspected[precision] = inspectionFigures(logits, x.labels, C, x.inspection);
     models.set(precision, model);
     measured[precision] = { top1: v.top1Exported, maxLogitDiff: v.maxAbsDiff, images: v.images, top1Agreement: v.top1Agreement };
-    results.push({ precision, verification: v, bytes: model.byteLength, accepted: false, reason: '' });
+    results.push({ precision, verification: v, bytes: model.byteLength, accepted: false, reason: '', logits });
   }
   // The reference is the training graph itself: every precision is gated against what was trained.
   const gate = gatePrecisions({ top1: reference.top1Reference, maxLogitDiff: 0, images: x.val.samples.length }, measured, o.precisions, { maxDropPt: o.maxDropPt });
@@ -150,7 +176,7 @@ export async function gatedPrecisions(x: Prepared, o: CompileOptions, fp32: Uint
   }
   const order = x.profile ? [...x.profile.precisions.filter((y) => o.precisions.includes(y)), ...o.precisions] : o.precisions;
   const chosen = order.map((y) => results.find((r) => r.precision === y && r.accepted)).find(Boolean);
-  if (!chosen) throw new CompilerError('BAD_ARGUMENT', `no requested precision passed the accuracy gate: ${gate.refused.map((r) => r.message).join('; ')}`);
+  if (!chosen) throw new CompilerError('PRECISION_REFUSED', `no requested precision passed the accuracy gate: ${gate.refused.map((r) => r.message).join('; ')}`);
   const metrics: Partial<Record<Precision, { top1: number; maxLogitDiff: number; samples: number }>> = {};
   for (const r of results) metrics[r.precision] = { top1: r.verification.top1Exported, maxLogitDiff: r.verification.maxAbsDiff, samples: r.verification.images, ...inspected[r.precision] };
   return { results, chosen, metrics };
@@ -187,11 +213,13 @@ export async function compileTask(o: CompileOptions): Promise<CompileResult> {
       manifest: {
         name: config.name,
         version: config.version,
+        release: config.release,
         labels: p.split.train.classes,
         input: { name: 'image', height: p.cfg.imgSize, width: p.cfg.imgSize, channels: 3, layout: 'NHWC', dtype: 'uint8', resize: 'stretch' },
         outputs: { logits: 'logits', probs: 'probs' },
         backbone: { arch: p.cfg.name, sha256: p.job.backboneSha256 },
-        method: { name: p.job.method.name, options: p.job.options },
+        // A CLIP task's classes are words: they and the templates identify its class head.
+        method: { name: p.job.method.name, options: { ...p.job.options, ...(p.clip ? { classNames: p.clip.classNames, templates: p.clip.templates } : {}) } },
         prompts: { sha256: x.paramsSha256 },
         shape: 'fused',
         precision: chosen.precision,
@@ -199,6 +227,7 @@ export async function compileTask(o: CompileOptions): Promise<CompileResult> {
         thresholds: thresholdsOf(config),
         compiler: { version: VERSION, ortVersion: ortVersion() },
         target: profile?.name ?? null,
+        reference: referenceFromLogits(chosen.logits!, x.numClasses),
       },
       model: chosen.model!,
     },

@@ -10,7 +10,7 @@ import type { LabeledSet } from '../data/types.ts';
 import type { DeviceProfile } from '../../runtime/config/profile.ts';
 import type { Precision } from '../../runtime/artifact/index.ts';
 import { decodeModel, encodeModel } from '../ops/onnx-proto.ts';
-import { buildPrecision as build, calibrate, defaultWeightBits, imageFeeds } from './precision/index.ts';
+import { buildPrecision as build, calibrate, defaultWeightBits, imageFeeds, type Int8Options } from './precision/index.ts';
 import { mulberry32, shuffleInPlace } from '../../devices/rng.ts';
 
 export interface PrecisionChoice {
@@ -26,7 +26,7 @@ export function precisionChoice(profile: DeviceProfile | null): PrecisionChoice 
 }
 
 /** `feeds`: graph inputs besides the image (a shared backbone's pack tensors), fed with every calibration batch. */
-export async function buildPrecision(precision: Precision, fp32: Uint8Array, calibrationSet: LabeledSet, profile: DeviceProfile | null, samples = 128, feeds: Record<string, ort.Tensor> = {}): Promise<Uint8Array> {
+export async function buildPrecision(precision: Precision, fp32: Uint8Array, calibrationSet: LabeledSet, profile: DeviceProfile | null, samples = 128, feeds: Record<string, ort.Tensor> = {}, int8: Pick<Int8Options, 'attention'> = {}): Promise<Uint8Array> {
   if (precision === 'fp32') return fp32;
   const m = decodeModel(fp32);
   const choice = precisionChoice(profile);
@@ -37,7 +37,7 @@ export async function buildPrecision(precision: Precision, fp32: Uint8Array, cal
   } else {
     const pick = shuffleInPlace([...calibrationSet.samples], mulberry32(1234)).slice(0, samples).map((s) => s.image);
     const calibration = await calibrate(fp32, imageFeeds(pick, calibrationSet.size).map((f) => ({ ...f, ...feeds })));
-    ({ graph, metadata: extra } = build(m.graph, 'int8', { calibration, int8: { weightBits: choice.weightBits } }));
+    ({ graph, metadata: extra } = build(m.graph, 'int8', { calibration, int8: { ...int8, weightBits: choice.weightBits } }));
   }
   return encodeModel(graph, { ...m.metadata, ...extra }, m.extraOpsets);
 }

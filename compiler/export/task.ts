@@ -13,7 +13,8 @@
  */
 import { OnnxOps } from '../ops/onnx-ops.ts';
 import { TfOps } from '../ops/tf-ops.ts';
-import { bindVit } from '../backbones/vit.ts';
+import { bindBackbone } from '../backbones/bind.ts';
+import type { ClipTask } from '../backbones/clip-task.ts';
 import type { VitConfig } from '../backbones/vit-variants.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
 import type { PromptMethod } from '../methods/method.ts';
@@ -30,6 +31,8 @@ export interface TaskExport {
   options: Record<string, unknown>;
   /** Trained tensors by name (prompts, head; backbone keys too for `full`). */
   params: Map<string, HostTensor>;
+  /** A CLIP backbone's text side: the class head is computed from it and folds to a constant. */
+  clip?: ClipTask;
 }
 
 export interface TaskExportOptions {
@@ -52,13 +55,12 @@ export function exportTask(t: TaskExport, opts: TaskExportOptions = {}): Uint8Ar
       if (!v) throw new CompilerError('MISSING_TENSOR', `trained tensors lack "${n}" needed by ${t.method.name}`);
       return ops.param(n, v);
     };
-    const sd: StateDict = new Map(t.backbone);
-    for (const [k, v] of t.params) if (t.backbone.has(k)) sd.set(k, v);
-    const w = bindVit(ops, t.cfg, sd, (k) => t.params.has(k) && form === 'shared');
-    w.head = { w: param('head.weight'), b: param('head.bias') };
+    if (form === 'shared' && t.clip) throw new CompilerError('UNSUPPORTED', `${t.method.name} on CLIP: the shared-backbone form is not built for CLIP tasks yet; export it fused`);
+    const { w, clip } = bindBackbone(ops, t, (k) => t.params.has(k) && form === 'shared');
+    if (t.params.has('head.weight') || !t.clip) w.head = { w: param('head.weight'), b: param('head.bias') };
     const { cfg } = t;
     const x = u8 ? ops.input('image', ['N', cfg.imgSize, cfg.imgSize, cfg.inChans], 'uint8') : ops.input('input', ['N', cfg.inChans, cfg.imgSize, cfg.imgSize]);
-    const logits = t.method.forward({ ops, cfg, w, param, mode: form === 'naive' ? 'eval' : 'export', uint8Nhwc: u8 }, x, t.options);
+    const logits = t.method.forward({ ops, cfg, w, param, mode: form === 'naive' ? 'eval' : 'export', uint8Nhwc: u8, ...(clip ? { clip } : {}) }, x, t.options);
     ops.output(logits, 'logits');
     ops.output(ops.softmax(logits), 'probs');
     return ops.toBytes({ 'edgeprompt.arch': cfg.name, 'edgeprompt.method': t.method.name, 'edgeprompt.form': form, 'edgeprompt.input': u8 ? 'uint8-nhwc' : 'float-nchw', ...opts.metadata });

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import * as ort from 'onnxruntime-node';
 import { TfOps } from '../ops/tf-ops.ts';
-import { bindVit } from '../backbones/vit.ts';
+import { bindBackbone } from '../backbones/bind.ts';
 import type { LabeledSet } from '../data/types.ts';
 import { preprocessFor, toBatch } from '../data/transforms.ts';
 import type { TaskExport } from './task.ts';
@@ -33,18 +33,16 @@ const argmax = (d: Float32Array, row: number, C: number) => {
 export function referenceLogits(task: TaskExport, set: LabeledSet, batch = 64): Float32Array {
   const { cfg } = task;
   const ops = new TfOps();
-  const sd = new Map(task.backbone);
-  for (const [k, v] of task.params) if (sd.has(k)) sd.set(k, v);
-  const w = bindVit(ops, cfg, sd);
-  w.head = { w: ops.weight('head.weight', task.params.get('head.weight')!), b: ops.weight('head.bias', task.params.get('head.bias')!) };
+  const { w, clip } = bindBackbone(ops, task);
+  if (task.params.has('head.weight')) w.head = { w: ops.weight('head.weight', task.params.get('head.weight')!), b: ops.weight('head.bias', task.params.get('head.bias')!) };
   const pre = preprocessFor(cfg);
-  const C = cfg.numClasses;
+  const C = task.clip ? task.clip.classNames.length : cfg.numClasses;
   const out = new Float32Array(set.samples.length * C);
   try {
     for (let i = 0; i < set.samples.length; i += batch) {
       const rows = set.samples.slice(i, i + batch);
       const b = toBatch(rows, pre);
-      const y = tf.tidy(() => task.method.forward({ ops, cfg, w, param: (n) => ops.weight(n, task.params.get(n)!), mode: 'eval' }, tf.tensor(b.x, [rows.length, 3, cfg.imgSize, cfg.imgSize]), task.options));
+      const y = tf.tidy(() => task.method.forward({ ops, cfg, w, param: (n) => ops.weight(n, task.params.get(n)!), mode: 'eval', ...(clip ? { clip } : {}) }, tf.tensor(b.x, [rows.length, 3, cfg.imgSize, cfg.imgSize]), task.options));
       out.set(y.dataSync() as Float32Array, i * C);
       y.dispose();
     }

@@ -92,7 +92,7 @@ function proxyRange(cfg: VitConfig, o: DaVptOptions): { start: number; end: numb
   const start = o.proxyStart ?? L - 1;
   const end = o.proxyEnd ?? Math.max(start, L - 1);
   if (start > end || end >= L) {
-    throw new CompilerError('BAD_ARGUMENT', `da-vpt: proxyStart ${start} … proxyEnd ${end} must satisfy 0 ≤ proxyStart ≤ proxyEnd < depth ${L} (${cfg.name})`);
+    throw new CompilerError('CONFIG_INVALID', `da-vpt: proxyStart ${start} … proxyEnd ${end} must satisfy 0 ≤ proxyStart ≤ proxyEnd < depth ${L} (${cfg.name})`);
   }
   return { start, end };
 }
@@ -308,11 +308,11 @@ async function mappingState(ctx: StateContext, o: DaVptOptions, prompted: boolea
 /** One-hot of mapping[y] as [B, p_len] (the Proxy-Anchor positives). */
 function proxyMask(y: Int32Array, state: MethodState): HostTensor {
   const { pLen, mapping } = state as DaVptState;
-  if (!Array.isArray(mapping) || typeof pLen !== 'number') throw new CompilerError('BAD_ARGUMENT', 'da-vpt: method state lacks the class→proxy mapping (mapping, pLen)');
+  if (!Array.isArray(mapping) || typeof pLen !== 'number') throw new CompilerError('INTERNAL', 'da-vpt: method state lacks the class→proxy mapping (mapping, pLen)');
   const m = new Float32Array(y.length * pLen);
   y.forEach((c, b) => {
     const j = mapping[c];
-    if (j === undefined || j < 0 || j >= pLen) throw new CompilerError('BAD_ARGUMENT', `da-vpt: label ${c} of image ${b} has no proxy in the mapping (${mapping.length} classes, ${pLen} proxies)`);
+    if (j === undefined || j < 0 || j >= pLen) throw new CompilerError('INTERNAL', `da-vpt: label ${c} of image ${b} has no proxy in the mapping (${mapping.length} classes, ${pLen} proxies)`);
     m[b * pLen + j] = 1;
   });
   return { shape: [y.length, pLen], data: m };
@@ -324,6 +324,7 @@ function make(name: 'da-vpt' | 'da-vpt-bias'): PromptMethod<DaVptOptions> {
   const withBias = name === 'da-vpt-bias';
   return {
     name,
+    optionsSchema: daVptOptions,
     resolveOptions: (raw) =>
       daVptOptions.parse({
         proxyPrompts: 10, prompts: 10, vptNorm: 'none', initDivideBy8: true, dropout: 0, vptLossWeight: 0.1, clsLossWeight: 0.05,

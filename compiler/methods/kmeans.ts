@@ -36,7 +36,7 @@ export interface KmeansResult {
 export function euclideanKmeans(X: Float32Array, D: number, k: number, opts: KmeansOptions): KmeansResult {
   const { rng, iterations: maxIter, tol } = opts;
   const rows = X.length / D;
-  if (k > rows) throw new CompilerError('BAD_ARGUMENT', `k-means: ${k} centres need at least ${k} rows, got ${rows}`);
+  if (k > rows) throw new CompilerError('CONFIG_INVALID', `k-means: ${k} centres need at least ${k} rows, got ${rows}`);
   const c = new Float64Array(k * D);
   const dist2 = (r: number, ci: number) => {
     let s = 0;
@@ -137,7 +137,7 @@ export function cosineKmeans(X: Float32Array, D: number, k: number, opts: Kmeans
     if (opts.init.length !== k * D) throw new CompilerError('BAD_SHAPE', `cosine k-means: warm-start centres have ${opts.init.length} values, expected ${k}×${D}`);
     centres = Float32Array.from(opts.init);
   } else {
-    if (valid.length === 0) throw new CompilerError('BAD_ARGUMENT', 'cosine k-means: every class mean is zero (no images?)');
+    if (valid.length === 0) throw new CompilerError('DATA_INVALID', 'cosine k-means: every class mean is zero (no images?)');
     // k distinct random rows (partial Fisher–Yates); with fewer rows than k, rows repeat.
     const order = [...valid];
     for (let c = 0; c < Math.min(k, order.length); c++) {

@@ -13,6 +13,7 @@ type NoOptions = z.infer<typeof noOptions>;
 const base = (recipe: Recipe, trainsBackbone: boolean, name: string): PromptMethod<NoOptions> => ({
   name,
   resolveOptions: (raw) => noOptions.parse(raw),
+  optionsSchema: noOptions,
   init: (ctx) => headInit(ctx, Math.sqrt(2 / ctx.numClasses)),
   trainsBackbone: () => trainsBackbone,
   forward: (ctx, x) => forward(ctx.ops, ctx.cfg, ctx.w, x, { clsOnlyLastBlock: true, ...(ctx.uint8Nhwc ? { uint8Nhwc: true } : {}) }),

@@ -8,6 +8,8 @@ import type { HostTensor } from '../ops/host-tensor.ts';
 import type { VitConfig } from '../backbones/vit-variants.ts';
 import type { VitWeights } from '../backbones/vit.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
+import type { z } from 'zod';
+import type { ClipContext, ClipTask } from '../backbones/clip-task.ts';
 import { normal, type Rng } from '../../devices/rng.ts';
 
 /** Training images drawn for a method's data-dependent setup (SPT prototypes, DA-VPT class means). */
@@ -36,6 +38,8 @@ export interface InitContext {
    * method that needs data throws a clear error without it.
    */
   sample?: (request: SampleRequest) => Promise<ImageSample>;
+  /** A CLIP backbone's text side (tokenizer, class names, zero-shot embeddings); absent for a plain ViT. */
+  clip?: ClipTask;
 }
 
 /**
@@ -68,6 +72,8 @@ export interface ForwardContext<T> {
   mode: 'train' | 'eval' | 'export';
   /** Images arrive as [B, H, W, 3] uint8 (the artifact's input contract) instead of normalised NCHW. */
   uint8Nhwc?: boolean;
+  /** A CLIP backbone: `w` is its image tower; this adds the projection, the text tower and the zero-shot classes. */
+  clip?: ClipContext<T>;
 }
 
 export interface OptimizerRecipe {
@@ -88,14 +94,21 @@ export interface Recipe {
   batchSize: number;
   /** 'epoch': lr changes per epoch (VPT's WarmupCosineSchedule); 'step': per optimiser step. */
   schedulePer: 'epoch' | 'step';
+  /**
+   * Dassl's ConstantWarmupScheduler (CoOp, DAPT): the warmup runs at this fixed lr and the cosine
+   * then spans all `epochs`, starting at the base lr. Absent: linear warmup from 0 (VPT).
+   */
+  warmupLr?: number;
   labelSmoothing: number;
   augment: { randomResizedCrop: boolean; hflip: boolean };
 }
 
 export interface PromptMethod<O> {
   readonly name: string;
-  /** Defaults filled in for options the config leaves out. */
+  /** Defaults filled in for options the config leaves out; throws a ZodError naming each bad option. */
   resolveOptions(raw: Partial<O>): O;
+  /** The options' schema, so a mistyped option name gets a spelling hint when the config loads. */
+  readonly optionsSchema?: z.ZodType;
   /** Trainable tensors and their initial values, keyed by state-dict name (async when drawn from data). */
   init(ctx: InitContext, opts: O): Map<string, HostTensor> | Promise<Map<string, HostTensor>>;
   /** Backbone keys that train too (all of them for `full`, none for prompt methods). */
@@ -110,6 +123,8 @@ export interface PromptMethod<O> {
    */
   weightDecayFor?(name: string, opts: O): number | undefined;
   recipe(opts: O): Recipe;
+  /** The method needs a CLIP backbone (a text tower for its classes); a job on a plain ViT is refused. */
+  readonly requiresClip?: boolean;
 
   // Optional training extensions. A method without them trains with softmax cross-entropy on
   // `forward`'s logits; the loop and both engines call these, so a method stays one file.
@@ -120,7 +135,7 @@ export interface PromptMethod<O> {
    */
   loss?<T>(ctx: LossContext<T>, x: T, opts: O): { loss: T; logits: T };
   /** Shapes of per-batch inputs `loss` reads with `ctx.input` ('N' is the batch). */
-  batchInputShapes?(opts: O, numClasses: number): Record<string, (number | 'N')[]>;
+  batchInputShapes?(opts: O, numClasses: number, ctx: { cfg: VitConfig; clip?: ClipTask }): Record<string, (number | 'N')[]>;
   /** Values of those inputs for one batch with labels y (e.g. one-hot of mapping[y]). */
   batchInputs?(y: Int32Array, state: MethodState, opts: O): Map<string, HostTensor>;
   /** Initial method state, after `init` (DA-VPT: the class→proxy mapping from class means). */

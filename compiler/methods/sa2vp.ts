@@ -55,7 +55,7 @@ export function b2pLayersOf(o: Sa2vpOptions, L: number): number[] {
   const layers = o.b2pLayers ?? [...new Set([0, Math.round(L / 3), Math.round((2 * L) / 3)])].filter((i) => i < L);
   const sorted = [...layers].sort((a, b) => a - b);
   if (sorted.some((i, k) => i >= L || (k > 0 && i === sorted[k - 1]))) {
-    throw new CompilerError('BAD_ARGUMENT', `method.options.b2pLayers ${JSON.stringify(o.b2pLayers)}: expected distinct layer indices in [0, ${L}) for a ${L}-block backbone`);
+    throw new CompilerError('CONFIG_INVALID', `method.options.b2pLayers ${JSON.stringify(o.b2pLayers)}: expected distinct layer indices in [0, ${L}) for a ${L}-block backbone`);
   }
   return sorted;
 }
@@ -138,10 +138,10 @@ export function sa2vpForward<T>(ctx: ForwardContext<T>, x: T, o: Sa2vpOptions, n
   const lin = (t: T, name: string) => ops.linear(t, ctx.param(`${name}.weight`), ctx.param(`${name}.bias`));
 
   const ppt = ctx.param('ppt');
-  if (ops.shape(ppt)[1] !== T1) throw new CompilerError('SHAPE_MISMATCH', `sa2vp: ppt has ${String(ops.shape(ppt)[1])} slots, the ${cfg.name} token map has ${T1}`);
+  if (ops.shape(ppt)[1] !== T1) throw new CompilerError('CHECKPOINT_MISMATCH', `sa2vp: ppt has ${String(ops.shape(ppt)[1])} slots, the ${cfg.name} token map has ${T1}`);
   const deepPpt = deepLayers.length > 0 ? ctx.param('deep_ppt') : null; // [k, 1, T, r]
   if (deepPpt && ops.shape(deepPpt)[0] !== deepLayers.length) {
-    throw new CompilerError('SHAPE_MISMATCH', `sa2vp: deep_ppt holds ${String(ops.shape(deepPpt)[0])} maps, b2p layers ${[...b2p].join(',')} need ${deepLayers.length}`);
+    throw new CompilerError('CHECKPOINT_MISMATCH', `sa2vp: deep_ppt holds ${String(ops.shape(deepPpt)[0])} maps, b2p layers ${[...b2p].join(',')} need ${deepLayers.length}`);
   }
   const mask = ops.constant(neighbourhoodMask(g));
 
@@ -215,6 +215,7 @@ function crossMlp<T>(ops: Ops<T>, cfg: VitConfig, ctx: ForwardContext<T>, i: num
 export const sa2vp: PromptMethod<Sa2vpOptions> = {
   name: 'sa2vp',
   resolveOptions: (raw) => sa2vpOptions.parse({ interDim: 8, addScale: 0.1, dropout: 0.1, promptLossWeight: 0.2, ...raw }),
+  optionsSchema: sa2vpOptions,
   init(ctx, o) {
     const { cfg } = ctx;
     const D = cfg.embedDim;

@@ -95,7 +95,7 @@ export function captureLayerTokens(cfg: VitConfig, backbone: StateDict, x: HostT
 
 /** `n` distinct indices of [0, rows) uniformly (a partial Fisher–Yates shuffle). */
 function pickRows(rows: number, n: number, rng: Rng): number[] {
-  if (n > rows) throw new CompilerError('BAD_ARGUMENT', `spt: cannot pick ${n} prompts from ${rows} candidate vectors; raise method.options.sampleSize or lower prompts`);
+  if (n > rows) throw new CompilerError('CONFIG_INVALID', `spt: cannot pick ${n} prompts from ${rows} candidate vectors; raise method.options.sampleSize or lower prompts`);
   const idx = Array.from({ length: rows }, (_, i) => i);
   for (let i = 0; i < n; i++) {
     const j = i + Math.floor(rng() * (rows - i));
@@ -108,7 +108,7 @@ function pickRows(rows: number, n: number, rng: Rng): number[] {
 export function poolWindows(T: number, N: number): [number, number][] {
   if (N === 1) return [[0, T]];
   const w = Math.floor(T / (N - 1));
-  if (w === 0) throw new CompilerError('BAD_ARGUMENT', `spt: ${N} prompts need N − 1 = ${N - 1} pooling windows but a layer has only ${T} tokens; use prompts ≤ ${T + 1} or init random/kmeans`);
+  if (w === 0) throw new CompilerError('CONFIG_INVALID', `spt: ${N} prompts need N − 1 = ${N - 1} pooling windows but a layer has only ${T} tokens; use prompts ≤ ${T + 1} or init random/kmeans`);
   const wins: [number, number][] = Array.from({ length: N - 1 }, (_, k) => [k * w, (k + 1) * w]);
   if ((N - 1) * w < T) wins.push([(N - 1) * w, T]);
   return wins;
@@ -150,7 +150,7 @@ export function prototypes(X: Float32Array, B: number, T: number, D: number, N: 
       return gatherRows(pooled, D, pickRows(pooled.length / D, N, rng));
     }
     case 'kmeans':
-      if (N > B * T) throw new CompilerError('BAD_ARGUMENT', `spt: k-means needs at least ${N} tokens, got ${B * T}; raise method.options.sampleSize`);
+      if (N > B * T) throw new CompilerError('CONFIG_INVALID', `spt: k-means needs at least ${N} tokens, got ${B * T}; raise method.options.sampleSize`);
       return euclideanKmeans(X, D, N, { iterations: o.kmeansIterations, tol: o.kmeansTolerance, rng }).centres;
   }
 }
@@ -159,10 +159,11 @@ function make(name: 'spt-shallow' | 'spt-deep'): PromptMethod<SptOptions> {
   const deep = name === 'spt-deep';
   return {
     name,
+    optionsSchema: sptOptions,
     resolveOptions: (raw) =>
       sptOptions.parse({ prompts: 10, deep, init: 'random', sampleSize: 256, headWeightDecay: 0.5, kmeansIterations: 100, kmeansTolerance: 1e-6, ...raw }),
     async init(ctx: InitContext, o) {
-      if (!ctx.sample) throw new CompilerError('BAD_ARGUMENT', `${name}: the init builds prompts from training images, but this context has none (InitContext.sample); run it from a training job`);
+      if (!ctx.sample) throw new CompilerError('INTERNAL', `${name}: the init builds prompts from training images, but this context has none (InitContext.sample); run it from a training job`);
       const D = ctx.cfg.embedDim;
       const T = gridOf(ctx.cfg) ** 2;
       const N = o.prompts;

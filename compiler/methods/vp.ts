@@ -28,10 +28,10 @@
  * normalisation where training had 0, so P + (μ/σ)·frame is what folds into pos_embed.
  */
 import { z } from 'zod';
-import type { ForwardContext, PromptMethod, Recipe } from './method.ts';
+import type { ForwardContext, InitContext, PromptMethod, Recipe } from './method.ts';
 import { normal } from '../../devices/rng.ts';
 import { headInit } from './method.ts';
-import { forward as vitForward, patchEmbed, type Affine, type VitWeights } from '../backbones/vit.ts';
+import { forward as vitForward, patchEmbed, type Affine, type VitHooks, type VitWeights } from '../backbones/vit.ts';
 import type { VitConfig } from '../backbones/vit-variants.ts';
 import type { Ops } from '../ops/ops.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
@@ -51,7 +51,7 @@ export const PAD_NAMES = ['pad_up', 'pad_down', 'pad_left', 'pad_right'] as cons
 export function padOf(method: string, cfg: Pick<VitConfig, 'imgSize'>, o: VpOptions): number {
   const S = cfg.imgSize;
   const p = o.padSize ?? Math.max(1, Math.round((30 * S) / 224));
-  if (2 * p >= S) throw new CompilerError('BAD_ARGUMENT', `${method}: method.options.padSize ${p} leaves no image inside a ${S}×${S} input; use at most ${Math.ceil(S / 2) - 1}`);
+  if (2 * p >= S) throw new CompilerError('CONFIG_INVALID', `${method}: method.options.padSize ${p} leaves no image inside a ${S}×${S} input; use at most ${Math.ceil(S / 2) - 1}`);
   return p;
 }
 
@@ -155,14 +155,15 @@ function promptInPos<T>(ops: Ops<T>, cfg: VitConfig, w: VitWeights<T>, P: T): T 
 }
 
 /** The patch projection for raw 0..255 NCHW pixels: W/(255σ_c) and b − Σ W·μ_c/σ_c. */
-function rawPixelPatch<T>(ops: Ops<T>, cfg: VitConfig, patch: Affine<T>): Affine<T> {
+function rawPixelPatch<T>(ops: Ops<T>, cfg: VitConfig, patch: VitWeights<T>['patch']): Affine<T> {
   const pp = cfg.patchSize * cfg.patchSize;
   const cols = cfg.inChans * pp;
   const scale = Float32Array.from({ length: cols }, (_, i) => 1 / (255 * cfg.std[Math.floor(i / pp)]!));
   const shift = Float32Array.from({ length: cols }, (_, i) => cfg.mean[Math.floor(i / pp)]! / cfg.std[Math.floor(i / pp)]!);
+  const meanTerm = ops.reduceSum(ops.mul(patch.w, ops.constant({ shape: [cols], data: shift })), [1], false); // [D]
   return {
     w: ops.mul(patch.w, ops.constant({ shape: [cols], data: scale })),
-    b: ops.sub(patch.b, ops.reduceSum(ops.mul(patch.w, ops.constant({ shape: [cols], data: shift })), [1], false)),
+    b: patch.b ? ops.sub(patch.b, meanTerm) : ops.scale(meanTerm, -1), // CLIP's conv has no bias
   };
 }
 
@@ -191,47 +192,68 @@ const RECIPE: Recipe = {
   augment: { randomResizedCrop: false, hflip: false },
 };
 
+/** Runs the (prompted) tower: the ViT with its head, or CLIP's image tower with the text head (clip-vp.ts). */
+export type VpRun<T> = (w: VitWeights<T>, x: T, hooks: VitHooks<T>) => T;
+
+/**
+ * VP's forward with the tower left to `run`: builds the frame P from the four strips and feeds
+ * x + P (inner) or shrink(x) + P (outer), or in 'export' mode the folded forms described above.
+ * Every `run` call states `uint8Nhwc` explicitly: some export branches convert the input first.
+ */
+export function vpForward<T>(ctx: ForwardContext<T>, x: T, o: VpOptions, name: string, outer: boolean, run: VpRun<T>): T {
+  const { ops, cfg } = ctx;
+  const S = cfg.imgSize;
+  const p = padOf(name, cfg, o);
+  const M = outer ? cachedShrink(S, p, o.antialias !== false) : null;
+  const P = padFrame(ops, PAD_NAMES.map((n) => ctx.param(n)), S, p);
+  const hooks = { clsOnlyLastBlock: true, uint8Nhwc: false };
+  if (ctx.mode === 'export') {
+    if (!M) return run({ ...ctx.w, pos: promptInPos(ops, cfg, ctx.w, P) }, x, { ...hooks, uint8Nhwc: ctx.uint8Nhwc === true });
+    if (!ctx.uint8Nhwc) return run({ ...ctx.w, pos: promptInPos(ops, cfg, ctx.w, P) }, shrinkImage(ops, x, M, false), hooks);
+    // Raw pixels shrunk (frame 0), normalisation in the patch projection, P + (μ/σ)·frame in pos_embed.
+    const fix = ops.constant(frameConst(S, p, cfg.mean.map((m, c) => m / cfg.std[c]!)));
+    const w: VitWeights<T> = { ...ctx.w, pos: promptInPos(ops, cfg, ctx.w, ops.add(P, fix)), patch: rawPixelPatch(ops, cfg, ctx.w.patch) };
+    return run(w, shrinkImage(ops, ops.toFloat(x), M, true), hooks);
+  }
+  const xn = ctx.uint8Nhwc ? normalisedNchw(ops, cfg, x) : x; // [B, 3, S, S] normalised
+  return run(ctx.w, ops.add(M ? shrinkImage(ops, xn, M, false) : xn, P), hooks);
+}
+
+/** The four strips, initialised as `o.init` says ('black' is the normalised value of a black pixel). */
+export function vpInit(ctx: InitContext, o: VpOptions, name: string): Map<string, HostTensor> {
+  const S = ctx.cfg.imgSize;
+  const m = new Map<string, HostTensor>();
+  for (const [n, shape] of Object.entries(padShapes(S, padOf(name, ctx.cfg, o)))) {
+    const data = new Float32Array(shape.reduce((a, d) => a * d, 1));
+    const plane = data.length / 3;
+    for (let i = 0; i < data.length; i++) {
+      const c = Math.floor(i / plane);
+      data[i] = o.init === 'normal' ? normal(ctx.rng) : o.init === 'black' ? -ctx.cfg.mean[c]! / ctx.cfg.std[c]! : 0;
+    }
+    m.set(n, { shape, data });
+  }
+  return m;
+}
+
+/** Inner keeps VP's N(0, 1) frame; outer starts from EVP's black border (zero padding, δ = 0). */
+export function vpResolveOptions(outer: boolean, raw: Partial<VpOptions>): VpOptions {
+  return outer ? vpOuterOptions.parse({ init: 'black', antialias: true, ...raw }) : vpInnerOptions.parse({ init: 'normal', ...raw });
+}
+
 function make(name: 'vp-inner' | 'vp-outer'): PromptMethod<VpOptions> {
   const outer = name === 'vp-outer';
   return {
     name,
-    // Inner keeps VP's N(0, 1) frame; outer starts from EVP's black border (zero padding, δ = 0),
-    // so at step 0 the model sees the shrunk image on black, not noise around it (+6 pt here).
-    resolveOptions: (raw) => (outer ? vpOuterOptions.parse({ init: 'black', antialias: true, ...raw }) : vpInnerOptions.parse({ init: 'normal', ...raw })),
+    // Outer's black start: at step 0 the model sees the shrunk image on black, not noise around it (+6 pt here).
+    resolveOptions: (raw) => vpResolveOptions(outer, raw),
+    optionsSchema: outer ? vpOuterOptions : vpInnerOptions,
     init(ctx, o) {
-      const S = ctx.cfg.imgSize;
-      const m = new Map<string, HostTensor>();
-      for (const [n, shape] of Object.entries(padShapes(S, padOf(name, ctx.cfg, o)))) {
-        const data = new Float32Array(shape.reduce((a, d) => a * d, 1));
-        const plane = data.length / 3;
-        for (let i = 0; i < data.length; i++) {
-          const c = Math.floor(i / plane);
-          data[i] = o.init === 'normal' ? normal(ctx.rng) : o.init === 'black' ? -ctx.cfg.mean[c]! / ctx.cfg.std[c]! : 0;
-        }
-        m.set(n, { shape, data });
-      }
+      const m = vpInit(ctx, o, name);
       for (const [k, t] of headInit(ctx, Math.sqrt(2 / ctx.numClasses))) m.set(k, t);
       return m;
     },
     trainsBackbone: () => false,
-    forward<T>(ctx: ForwardContext<T>, x: T, o: VpOptions): T {
-      const { ops, cfg } = ctx;
-      const S = cfg.imgSize;
-      const p = padOf(name, cfg, o);
-      const M = outer ? cachedShrink(S, p, o.antialias !== false) : null;
-      const P = padFrame(ops, PAD_NAMES.map((n) => ctx.param(n)), S, p);
-      const hooks = { clsOnlyLastBlock: true };
-      if (ctx.mode === 'export') {
-        if (!M) return vitForward(ops, cfg, { ...ctx.w, pos: promptInPos(ops, cfg, ctx.w, P) }, x, { ...hooks, ...(ctx.uint8Nhwc ? { uint8Nhwc: true } : {}) });
-        if (!ctx.uint8Nhwc) return vitForward(ops, cfg, { ...ctx.w, pos: promptInPos(ops, cfg, ctx.w, P) }, shrinkImage(ops, x, M, false), hooks);
-        // Raw pixels shrunk (frame 0), normalisation in the patch projection, P + (μ/σ)·frame in pos_embed.
-        const fix = ops.constant(frameConst(S, p, cfg.mean.map((m, c) => m / cfg.std[c]!)));
-        const w: VitWeights<T> = { ...ctx.w, pos: promptInPos(ops, cfg, ctx.w, ops.add(P, fix)), patch: rawPixelPatch(ops, cfg, ctx.w.patch) };
-        return vitForward(ops, cfg, w, shrinkImage(ops, ops.toFloat(x), M, true), hooks);
-      }
-      const xn = ctx.uint8Nhwc ? normalisedNchw(ops, cfg, x) : x; // [B, 3, S, S] normalised
-      return vitForward(ops, cfg, ctx.w, ops.add(M ? shrinkImage(ops, xn, M, false) : xn, P), hooks);
-    },
+    forward: <T>(ctx: ForwardContext<T>, x: T, o: VpOptions): T => vpForward(ctx, x, o, name, outer, (w, xi, hooks) => vitForward(ctx.ops, ctx.cfg, w, xi, hooks)),
     decays: (n) => n !== 'head.bias',
     recipe: () => RECIPE,
   };

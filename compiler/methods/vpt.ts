@@ -14,7 +14,7 @@
 import { z } from 'zod';
 import type { ForwardContext, PromptMethod } from './method.ts';
 import { headInit, uniform } from './method.ts';
-import { forwardFeatures, forwardHead, insertTokens, prefixKV } from '../backbones/vit.ts';
+import { forwardFeatures, forwardHead, insertTokens, prefixKV, type VitHooks } from '../backbones/vit.ts';
 
 const vptOptions = z.strictObject({
   prompts: z.number().int().positive().describe('prompt tokens per layer (N)'),
@@ -24,16 +24,20 @@ const vptOptions = z.strictObject({
 });
 export type VptOptions = z.infer<typeof vptOptions>;
 
-const bound = (p: number, D: number) => Math.sqrt(6 / (3 * p * p + D));
+/** VPT's prompt init bound sqrt(6 / (3·p² + D)) (Xavier for a patch-projection output); DAPT uses it too. */
+export const vptBound = (p: number, D: number): number => Math.sqrt(6 / (3 * p * p + D));
 
 /**
  * VPT's forward, shared with the methods that only change VPT's init or recipe (SPT): prompts
  * `prompt_embeddings` [1, N, D] after CLS, and for deep prompts `deep_prompt_embeddings`
  * [L' − 1, N, D] replacing them before blocks 1..L' − 1. In 'export' mode full-depth deep
- * prompts become per-layer constant prefix K/V (the fused form).
+ * prompts become per-layer constant prefix K/V (the fused form). `run` takes the trunk's hooks and
+ * returns logits: the ViT with its linear head by default, CLIP's image tower and text head for
+ * clip-vpt-shallow and DAPT (clip-vpt.ts, dapt.ts).
  */
-export function vptForward<T>(ctx: ForwardContext<T>, x: T, o: Pick<VptOptions, 'prompts' | 'deep' | 'dropout'>): T {
+export function vptForward<T>(ctx: ForwardContext<T>, x: T, o: Pick<VptOptions, 'prompts' | 'deep' | 'dropout'>, run?: (hooks: VitHooks<T>) => T): T {
   const { ops } = ctx;
+  const head = run ?? ((hooks: VitHooks<T>) => forwardHead(ops, ctx.cfg, ctx.w, forwardFeatures(ops, ctx.cfg, ctx.w, x, hooks)));
   const N = o.prompts;
   const L = ctx.cfg.depth;
   const deepP0 = o.deep && L > 1 ? ctx.param('deep_prompt_embeddings') : null;
@@ -46,8 +50,7 @@ export function vptForward<T>(ctx: ForwardContext<T>, x: T, o: Pick<VptOptions, 
       const { k, v } = prefixKV(ops, ctx.cfg, bw, P(i));
       return { k: ops.label(k, `blocks.${i}.attn.prompt_k`), v: ops.label(v, `blocks.${i}.attn.prompt_v`) };
     });
-    const feats = forwardFeatures(ops, ctx.cfg, ctx.w, x, { prefix: (i) => kv[i], clsOnlyLastBlock: true, ...(ctx.uint8Nhwc ? { uint8Nhwc: true } : {}) });
-    return forwardHead(ops, ctx.cfg, ctx.w, feats);
+    return head({ prefix: (i) => kv[i], clsOnlyLastBlock: true, ...(ctx.uint8Nhwc ? { uint8Nhwc: true } : {}) });
   }
   // Shallow, partial-depth deep, training and evaluation: prompts run as tokens. (Shallow
   // prompts feed later layers through their block-0 outputs, which depend on the image,
@@ -56,7 +59,7 @@ export function vptForward<T>(ctx: ForwardContext<T>, x: T, o: Pick<VptOptions, 
   const p0 = drop(ctx.param('prompt_embeddings'));
   const deepP = o.deep && ctx.cfg.depth > 1 ? ctx.param('deep_prompt_embeddings') : null;
   const layers = deepP ? (ops.shape(deepP)[0] as number) + 1 : 1;
-  const feats = forwardFeatures(ops, ctx.cfg, ctx.w, x, {
+  return head({
     afterEmbed: (h) => insertTokens(ops, h, p0),
     beforeBlock: deepP
       ? (i, h) => {
@@ -70,7 +73,6 @@ export function vptForward<T>(ctx: ForwardContext<T>, x: T, o: Pick<VptOptions, 
     clsOnlyLastBlock: true,
     ...(ctx.uint8Nhwc ? { uint8Nhwc: true } : {}),
   });
-  return forwardHead(ops, ctx.cfg, ctx.w, feats);
 }
 
 function make(name: 'vpt-shallow' | 'vpt-deep'): PromptMethod<VptOptions> {
@@ -78,9 +80,10 @@ function make(name: 'vpt-shallow' | 'vpt-deep'): PromptMethod<VptOptions> {
   return {
     name,
     resolveOptions: (raw) => vptOptions.parse({ prompts: 10, deep, dropout: deep ? 0.1 : 0, ...raw }),
+    optionsSchema: vptOptions,
     init(ctx, o) {
       const D = ctx.cfg.embedDim;
-      const v = bound(ctx.cfg.patchSize, D);
+      const v = vptBound(ctx.cfg.patchSize, D);
       const m = new Map([['prompt_embeddings', uniform([1, o.prompts, D], v, ctx.rng)]]);
       const layers = Math.min(o.depth ?? ctx.cfg.depth, ctx.cfg.depth);
       if (o.deep && layers > 1) m.set('deep_prompt_embeddings', uniform([layers - 1, o.prompts, D], v, ctx.rng));

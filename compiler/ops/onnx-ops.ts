@@ -314,6 +314,10 @@ export class OnnxOps implements Ops<OnnxValue> {
     return this.apply([x], (o, [t]) => o.log(t!), () => this.node('Log', [x], [...x.shape]));
   }
 
+  sqrt(x: OnnxValue): OnnxValue {
+    return this.apply([x], (o, [t]) => o.sqrt(t!), () => this.node('Sqrt', [x], [...x.shape]));
+  }
+
   reduceMean(x: OnnxValue, axes: readonly number[], keepDims: boolean): OnnxValue {
     const shape = reduceShape(x.shape, axes, keepDims);
     const ax = axes.map((a) => axisOf(a, x.shape.length));

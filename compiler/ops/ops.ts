@@ -67,6 +67,8 @@ export interface Ops<T> {
   exp(x: T): T;
   /** Elementwise natural logarithm. */
   log(x: T): T;
+  /** Elementwise square root (CLIP's L2 normalisation of features). */
+  sqrt(x: T): T;
   reduceMean(x: T, axes: readonly number[], keepDims: boolean): T;
   reduceSum(x: T, axes: readonly number[], keepDims: boolean): T;
   /** uint8 (or other) → float32. */

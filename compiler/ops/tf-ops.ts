@@ -174,6 +174,10 @@ export class TfOps implements Ops<tf.Tensor> {
     return tf.log(x);
   }
 
+  sqrt(x: tf.Tensor): tf.Tensor {
+    return tf.sqrt(x);
+  }
+
   reduceMean(x: tf.Tensor, axes: readonly number[], keepDims: boolean): tf.Tensor {
     return tf.mean(x, axes.map((a) => axisOf(a, x.rank)), keepDims);
   }

@@ -5,9 +5,10 @@
  * then the file, then `--set` / flags.
  */
 import { z } from 'zod';
-import { ConfigError, applyOverrides, readYaml, validate } from '../config/load.ts';
+import { applyOverrides, fieldError, readYaml, validate } from '../config/load.ts';
 import { LINE_LIGHTINGS, LINE_POSES, MATERIAL_NAMES, PART_CLASSES, PART_KINDS } from '../data/parts-scene.ts';
-import { OBJECTIVES } from './objective.ts';
+import { OBJECTIVES } from './objective-types.ts';
+import { DEFAULT_TEMPLATES } from './captions.ts';
 
 const int = z.number().int();
 const positive = int.positive();
@@ -49,7 +50,44 @@ export const imageFolderSource = z.strictObject({
   valFraction: z.number().gt(0).lt(1).default(0.1),
 });
 
-export const sourceConfig = z.discriminatedUnion('kind', [partsSource, fashionMnistSource, imageFolderSource]);
+/**
+ * Image–caption pairs for the contrastive objective (compiler/pretrain/captions.ts): generated
+ * parts captioned by design, finish and defect, and Fashion-MNIST captioned by class name.
+ */
+export const captionsSource = z.strictObject({
+  ...common,
+  kind: z.literal('captions'),
+  objective: z.literal('contrastive').default('contrastive'),
+  parts: z
+    .strictObject({
+      designs: z.array(z.enum(PART_KINDS)).min(1),
+      finishes: z.array(z.enum(MATERIAL_NAMES)).min(1),
+      classes: z.array(z.enum(PART_CLASSES)).min(2).optional(),
+      pose: z.enum(LINE_POSES).default('fixtured'),
+      lighting: z.enum(LINE_LIGHTINGS).default('line'),
+      perClass: positive,
+      valPerClass: positive.default(10),
+      seed: int.default(0),
+    })
+    .optional(),
+  fashionMnist: z
+    .strictObject({
+      root: z.string().default('/usr/share/datasets/fashion-mnist'),
+      classes: z.array(int.min(0).max(9)).min(1),
+      limitPerClass: positive.optional(),
+      valLimitPerClass: positive.default(100),
+    })
+    .optional(),
+  withhold: z.array(z.string().regex(/^[a-z-]+\/[a-z-]+\/[a-z_]+$/, 'write design/finish/defect, e.g. hex/brass/scratch')).default([]).describe('design/finish/defect triples never captioned (zero-shot on them measures composition)'),
+  templates: z
+    .strictObject({
+      parts: z.array(z.string().regex(/\{defect\}/, 'a parts template needs {design}, {finish} and {defect}').regex(/\{design\}/).regex(/\{finish\}/)).min(1),
+      garments: z.array(z.string().regex(/\{\}/, 'a garment template needs {}')).min(1),
+    })
+    .default(DEFAULT_TEMPLATES),
+});
+
+export const sourceConfig = z.discriminatedUnion('kind', [partsSource, fashionMnistSource, imageFolderSource, captionsSource]);
 export type SourceConfig = z.infer<typeof sourceConfig>;
 
 const probeLine = z.strictObject({
@@ -63,7 +101,8 @@ const probeLine = z.strictObject({
 
 export const pretrainConfig = z.strictObject({
   name: z.string().regex(/^[\w.-]+$/, 'use letters, digits, "_", "-", "."'),
-  arch: z.string().describe('a registered ViT variant (compiler/backbones/vit-variants.ts)'),
+  arch: z.string().describe('a registered ViT variant (compiler/backbones/vit-variants.ts) or CLIP variant (clip-variants.ts)'),
+  tokenizer: z.string().optional().describe('CLIP archs: the tokenizer.json of the text tower (captions sources)'),
   init: z
     .strictObject({
       weights: z.string().optional().describe('start from this timm .safetensors instead of random init'),
@@ -113,11 +152,11 @@ export function loadPretrainConfig(file: string, sets: readonly string[] = []): 
   if (Array.isArray(list)) {
     list.forEach((s: unknown, i) => {
       const kind = (s as { kind?: unknown } | null)?.kind;
-      if (typeof kind === 'string' && !KINDS.includes(kind as never)) throw new ConfigError(file, `sources.${i}.kind`, `unknown source kind "${kind}"; known: ${KINDS.join(', ')}`);
+      if (typeof kind === 'string' && !KINDS.includes(kind as never)) throw fieldError(file, `sources.${i}.kind`, `unknown source kind "${kind}"; known: ${KINDS.join(', ')}`, 'pretrain config');
     });
     const names = list.map((s: unknown) => (s as { name?: unknown } | null)?.name);
     const dup = names.find((n, i) => typeof n === 'string' && names.indexOf(n) !== i);
-    if (dup) throw new ConfigError(file, 'sources', `two sources are named "${String(dup)}"; each source needs its own name (it names its head)`);
+    if (dup) throw fieldError(file, 'sources', `two sources are named "${String(dup)}"; each source needs its own name (it names its head)`, 'pretrain config');
   }
-  return validate(pretrainConfig, raw, file);
+  return validate(pretrainConfig, raw, file, 'pretrain config', { sets });
 }

@@ -68,7 +68,7 @@ export function givenHead(given: GivenWeights | undefined, source: string, class
   const C = classes.length;
   if (h.weight.shape[0] !== C || h.weight.shape[1] !== width || h.bias.shape[0] !== C) {
     throw new CompilerError(
-      'SHAPE_MISMATCH',
+      'WEIGHTS_MISMATCH',
       `${h.file}: the head of source "${source}" is ${fmtShape(h.weight.shape)} (${h.weight.shape[0]} classes), but source "${source}" has ${C} classes of width ${width}; match the source's classes or leave init.heads out to start a new head`,
     );
   }

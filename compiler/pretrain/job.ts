@@ -6,6 +6,11 @@
  */
 import { dirname, resolve } from 'node:path';
 import { vitConfig, type VitConfig } from '../backbones/vit-variants.ts';
+import { clipConfig, isClipArch, type ClipConfig } from '../backbones/clip-variants.ts';
+import { fieldError } from '../config/load.ts';
+import { ClipTokenizer } from '../text/tokenizer.ts';
+import { captionText, keyName } from './captions.ts';
+import type { CaptionTable } from './contrastive.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
 import { PART_CLASSES } from '../data/parts-scene.ts';
 import { mixSeed, mulberry32 } from '../../devices/rng.ts';
@@ -18,6 +23,8 @@ import { chooseEngine } from '../train/engine-choice.ts';
 import { OrtEngine } from '../train/engine-ort.ts';
 import { TfEngine } from '../train/engine-tfjs.ts';
 import { sha256File } from '../train/job.ts';
+import { splitDigest, type RunFingerprint } from '../train/fingerprint.ts';
+import { createHash } from 'node:crypto';
 import type { TrainJob } from '../train/loop.ts';
 import type { Progress } from '../train/progress.ts';
 import type { PretrainConfig } from './config.ts';
@@ -27,6 +34,7 @@ import { pretrainMethod, type PretrainHead } from './method.ts';
 import { mixture, type Mixture } from './mixture.ts';
 import { cachedPartsSet } from './parts-cache.ts';
 import { checkHeldOut, lineSeed, loadSource, type LoadedSource } from './sources.ts';
+import { CompilerError } from '../ops/errors.ts';
 
 export interface PreparedPretrain {
   job: TrainJob;
@@ -39,6 +47,8 @@ export interface PreparedPretrain {
   validation?: HeldOutProbe;
   /** Where the weights started: a file's sha256, or 'random init (seed N)'. */
   start: string;
+  /** CLIP archs: the whole model's config and the tokenizer its captions went through. */
+  clip?: { cfg: ClipConfig; tokenizerFile?: string };
   dataSeconds: number;
 }
 
@@ -67,7 +77,9 @@ function batchesOf(set: LabeledSet, pre: ReturnType<typeof preprocessFor>, size 
 export async function preparePretrain(config: PretrainConfig, configFile: string, opts: { resume: boolean; progress: Progress; signal?: AbortSignal }): Promise<PreparedPretrain> {
   const base = dirname(resolve(configFile));
   checkHeldOut(config, configFile);
-  const arch = vitConfig(config.arch);
+  const clip = isClipArch(config.arch) ? clipConfig(config.arch, CLIP_PRETRAIN_ACT) : undefined;
+  checkContrastive(config, configFile, clip);
+  const arch = clip ? clip.vision : vitConfig(config.arch);
   const cacheDir = resolve(base, config.cacheDir);
   const t0 = performance.now();
   const sources: LoadedSource[] = [];
@@ -76,7 +88,10 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
   const cropScale = config.recipe.augment.cropScale;
   const grid = arch.imgSize / arch.patchSize;
   const data = mixture(sources, { samplesPerEpoch: config.samplesPerEpoch, seed: config.seed, pre, grid, hflip: config.recipe.augment.hflip, ...(cropScale ? { augment: { randomResizedCrop: { scale: cropScale } } } : {}) });
-  const cfg = vitConfig(config.arch, { numClasses: data.classes.length });
+  const cfg = clip ? { ...clip.vision, numClasses: data.classes.length } : vitConfig(config.arch, { numClasses: data.classes.length });
+  const tokenizerFile = config.tokenizer ? resolve(base, config.tokenizer) : undefined;
+  const tables = new Map<string, CaptionTable>();
+  for (const s of sources) if (s.captions && clip && tokenizerFile) tables.set(s.name, captionTable(s.name, s.captions, clip, ClipTokenizer.fromFile(tokenizerFile)));
 
   const probeOf = async (h: NonNullable<PretrainConfig['heldOut']>): Promise<HeldOutProbe> => {
     const o = { part: h.part, material: h.material, size: arch.imgSize, classes: [...PART_CLASSES] };
@@ -90,7 +105,7 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
   const dataSeconds = (performance.now() - t0) / 1000;
 
   const recipe = pretrainRecipe(config);
-  const heads: PretrainHead[] = sources.map((s, i) => ({ source: s.name, classes: s.classes, offset: data.offsets[i]!, labelSmoothing: recipe.labelSmoothing, objective: s.objective, patches: s.patches, patchTokens: grid * grid }));
+  const heads: PretrainHead[] = sources.map((s, i) => ({ source: s.name, classes: s.classes, offset: data.offsets[i]!, labelSmoothing: recipe.labelSmoothing, objective: s.objective, patches: s.patches, patchTokens: grid * grid, ...(tables.has(s.name) ? { captions: tables.get(s.name)! } : {}) }));
   const method = pretrainMethod(heads, recipe);
   const rng = mulberry32(mixSeed(config.seed, INIT_STREAM));
   let given: GivenWeights | undefined;
@@ -110,8 +125,31 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
   const fresh = await method.init({ cfg, numClasses: cfg.numClasses, backbone, rng }, {});
   for (const hd of heads) {
     const kept = givenHead(given, hd.source, hd.classes, cfg.embedDim);
-    for (const [k, t] of kept ?? fresh) if (k.startsWith(`heads.${hd.source}.`)) initial.set(k, t);
+    // A given head replaces the fresh classifier; tensors it lacks (the patch-level head) start fresh.
+    for (const [k, t] of new Map([...fresh, ...(kept ?? [])])) if (k.startsWith(`heads.${hd.source}.`)) initial.set(k, t);
   }
+  // A contrastive term's tensors (text tower, projections, logit_scale) are not per-source heads.
+  for (const [k, t] of fresh) if (!k.startsWith('heads.')) initial.set(k, t);
+
+  // What the tensors are trained for (a checkpoint for anything else is refused on --resume): the
+  // heads and objectives, the start, every source's images and labels, the mixture and the recipe.
+  const digest = createHash('sha256');
+  for (const s of sources) digest.update(`${s.name}|${splitDigest({ train: s.train, val: s.val })}|`);
+  const fingerprint: RunFingerprint = {
+    version: 1,
+    method: { name: 'pretrain', options: { heads: heads.map((h) => ({ source: h.source, classes: h.classes, objective: h.objective, patches: h.patches })) } },
+    backbone: { arch: cfg.name, imgSize: cfg.imgSize, sha256: start, weights: config.init.weights ?? start },
+    data: {
+      config: { sources: config.sources, samplesPerEpoch: config.samplesPerEpoch, heads: config.init.heads ?? null },
+      kShot: null,
+      sha256: digest.digest('hex'),
+      classes: data.classes,
+      trainImages: sources.reduce((a, s) => a + s.train.samples.length, 0),
+      valImages: sources.reduce((a, s) => a + s.val.samples.length, 0),
+    },
+    seed: config.seed,
+    recipe,
+  };
 
   const job: TrainJob = {
     name: config.name,
@@ -122,6 +160,7 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
     arch: cfg.name,
     backboneSha256: start,
     seed: config.seed,
+    fingerprint,
     patience: 0,
     resume: opts.resume,
     config,
@@ -140,5 +179,35 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
     ...(opts.signal ? { signal: opts.signal } : {}),
   };
   await initTf(config.backend); // graph recording folds constants through TfOps, whichever engine trains
-  return { job, cfg, sources, heads, data, ...(probe ? { probe } : {}), ...(validation ? { validation } : {}), start, dataSeconds };
+  return { job, cfg, sources, heads, data, ...(probe ? { probe } : {}), ...(validation ? { validation } : {}), start, dataSeconds, ...(clip ? { clip: { cfg: clip, ...(tokenizerFile ? { tokenizerFile } : {}) } } : {}) };
+}
+
+/** The MLP activation of a CLIP pretrained here (written into the weights' metadata as clip.act). */
+export const CLIP_PRETRAIN_ACT = 'gelu';
+
+/** A contrastive source needs a CLIP arch and its tokenizer; only captions sources carry captions. */
+function checkContrastive(config: PretrainConfig, file: string, clip: ClipConfig | undefined): void {
+  const i = config.sources.findIndex((s) => s.objective === 'contrastive');
+  if (i < 0) return;
+  const s = config.sources[i]!;
+  if (s.kind !== 'captions') throw fieldError(file, `sources.${i}.objective`, `the contrastive objective reads captions; only a source of kind "captions" has them (this one is "${s.kind}")`, 'pretrain config');
+  if (!clip) throw fieldError(file, 'arch', `source ${s.name} is contrastive (image–text), so arch must be a CLIP variant with a text tower, not the ViT "${config.arch}"`, 'pretrain config');
+  if (!config.tokenizer) throw fieldError(file, 'tokenizer', `source ${s.name} is contrastive: name the text tower's tokenizer.json (tools/bpe-vocab.ts trains one)`, 'pretrain config');
+  const j = config.sources.findIndex((x, k) => k > i && x.objective === 'contrastive');
+  if (j >= 0) throw fieldError(file, `sources.${j}`, 'one captions source per run: the text tower and temperature are shared; put parts and Fashion-MNIST in the same captions source', 'pretrain config');
+}
+
+/** Every caption of a source tokenized once: [key][template] ids padded to the context, and EOT positions. */
+function captionTable(source: string, c: NonNullable<LoadedSource['captions']>, clip: ClipConfig, tok: ClipTokenizer): CaptionTable {
+  if (tok.vocabSize > clip.text.vocabSize) throw new CompilerError('CONFIG_INVALID', `${tok.source}: ${tok.vocabSize} tokens, but ${clip.name}'s text tower embeds ${clip.text.vocabSize}; train the vocabulary with at most that many (tools/bpe-vocab.ts --vocab ${clip.text.vocabSize})`);
+  const L = clip.text.contextLength;
+  const ids: Int32Array[][] = [];
+  const eot: number[][] = [];
+  for (const k of c.keys) {
+    const n = k.kind === 'part' ? c.templates.parts.length : c.templates.garments.length;
+    const row = Array.from({ length: n }, (_, t) => tok.encodePadded(captionText(k, c.templates, t), L, `source ${source}: caption of ${keyName(k)}`));
+    ids.push(row);
+    eot.push(row.map((r) => tok.eotIndex(r)));
+  }
+  return { clip, ids, eot, length: 1 + Math.max(...eot.flat()) };
 }

@@ -8,7 +8,8 @@
 import { forwardFeatures, preLogits } from '../backbones/vit.ts';
 import type { ForwardContext, PromptMethod, Recipe } from '../methods/method.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
-import { objectiveByName, type Features, type ObjectiveName, type SourceHead } from './objective.ts';
+import { objectiveByName } from './objective.ts';
+import type { Features, ObjectiveName, SourceHead } from './objective-types.ts';
 
 export interface PretrainHead extends SourceHead {
   objective: ObjectiveName;
@@ -55,7 +56,7 @@ export function pretrainMethod(heads: readonly PretrainHead[], recipe: Recipe): 
       for (const h of heads) for (const [k, v] of objective(h).inputs(h, y)) out.set(k, v);
       return out;
     },
-    decays: decaysTimm,
+    decays: (n) => decaysTimm(n) && !heads.some((h) => objective(h).noDecay?.(n)),
     recipe: () => recipe,
   };
 }

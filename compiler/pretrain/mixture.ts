@@ -83,15 +83,15 @@ export function mixture(sources: readonly LoadedSource[], o: MixtureOptions): Mi
   const classes = sources.flatMap((s) => s.classes.map((c) => `${s.name}/${c}`));
   const perEpoch = shares(o.samplesPerEpoch, sources.map((s) => s.weight));
   perEpoch.forEach((n, i) => {
-    if (n === 0) throw new CompilerError('BAD_ARGUMENT', `source ${sources[i]!.name}: weight ${sources[i]!.weight} draws no image from ${o.samplesPerEpoch} per epoch; raise its weight or samplesPerEpoch`);
+    if (n === 0) throw new CompilerError('CONFIG_INVALID', `source ${sources[i]!.name}: weight ${sources[i]!.weight} draws no image from ${o.samplesPerEpoch} per epoch; raise its weight or samplesPerEpoch`);
   });
   const dense = sources.map((s) => s.patches > 0);
-  if (dense.some(Boolean) && o.augment?.randomResizedCrop) throw new CompilerError('BAD_ARGUMENT', 'recipe.augment.cropScale: a random crop would move the defect cells the patch-level term is trained on; leave cropScale out (the generator already varies scale and position)');
+  if (dense.some(Boolean) && o.augment?.randomResizedCrop) throw new CompilerError('CONFIG_INVALID', 'recipe.augment.cropScale: a random crop would move the defect cells the patch-level term is trained on; leave cropScale out (the generator already varies scale and position)');
   const G = o.grid ?? 0;
   const relabel = (s: Sample, i: number): Sample => ({ ...s, label: s.label + offsets[i]! });
   const train = sources.map((s, i) => s.train.samples.map((x) => relabel(x, i)));
   train.forEach((rows, i) => {
-    if (dense[i] && rows.some((r) => !r.cells)) throw new CompilerError('BAD_ARGUMENT', `source ${sources[i]!.name}: a patch-level term needs defect cells, which only generated parts have`);
+    if (dense[i] && rows.some((r) => !r.cells)) throw new CompilerError('CONFIG_INVALID', `source ${sources[i]!.name}: a patch-level term needs defect cells, which only generated parts have`);
   });
   const val = sources.flatMap((s, i) => s.val.samples.map((x) => relabel(x, i)));
 

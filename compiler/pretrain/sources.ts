@@ -15,7 +15,8 @@ import { DataError } from '../data/errors.ts';
 import type { LabeledSet } from '../data/types.ts';
 import { cachedPartsSet } from './parts-cache.ts';
 import type { PretrainConfig, SourceConfig } from './config.ts';
-import type { ObjectiveName } from './objective.ts';
+import type { ObjectiveName } from './objective-types.ts';
+import { loadCaptionSets, type CaptionSets, type CaptionTemplates } from './captions.ts';
 
 export interface LoadedSource {
   name: string;
@@ -29,6 +30,8 @@ export interface LoadedSource {
   val: LabeledSet;
   /** What the card says about where the images came from. */
   describe: Record<string, unknown>;
+  /** Captions sources: what each label (caption key) says, the templates, the withheld triples' images. */
+  captions?: CaptionSets & { templates: CaptionTemplates };
 }
 
 /** Keeps validation images apart from training images of the same line. */
@@ -44,29 +47,30 @@ export const lineSeed = (seed: number, part: string, material: string): number =
 export function checkHeldOut(cfg: PretrainConfig, file: string): void {
   const { heldOut, validation } = cfg;
   if (heldOut && validation && heldOut.part === validation.part && heldOut.material === validation.material) {
-    throw new CompilerError('BAD_ARGUMENT', `${file}: validation: ${validation.part} × ${validation.material} is the benchmark line (heldOut); choose the published epoch on another line`);
+    throw new CompilerError('CONFIG_INVALID', `${file}: validation: ${validation.part} × ${validation.material} is the benchmark line (heldOut); choose the published epoch on another line`);
   }
   if (heldOut) checkLine(cfg, file, heldOut, 'heldOut');
   if (validation) checkLine(cfg, file, validation, 'validation');
 }
 
 function checkLine(cfg: PretrainConfig, file: string, h: NonNullable<PretrainConfig['heldOut']>, field: string): void {
-  if (h.material === 'mixed' || h.material === 'random') throw new CompilerError('BAD_ARGUMENT', `${file}: ${field}.material: "${h.material}" is not one finish; hold out a named finish`);
-  cfg.sources.forEach((s, i) => {
-    if (s.kind !== 'parts') return;
-    const where = `${file}: sources.${i} (${s.name})`;
-    if (s.designs.includes(h.part)) throw new CompilerError('BAD_ARGUMENT', `${where}: designs include "${h.part}", the ${field} line's design; remove it so that line stays unseen`);
+  if (h.material === 'mixed' || h.material === 'random') throw new CompilerError('CONFIG_INVALID', `${file}: ${field}.material: "${h.material}" is not one finish; hold out a named finish`);
+  cfg.sources.forEach((src, i) => {
+    const s = src.kind === 'parts' ? src : src.kind === 'captions' ? src.parts : undefined;
+    if (!s) return;
+    const where = `${file}: sources.${i} (${src.name})`;
+    if (s.designs.includes(h.part)) throw new CompilerError('CONFIG_INVALID', `${where}: designs include "${h.part}", the ${field} line's design; remove it so that line stays unseen`);
     if (s.designs.includes('random') && RANDOM_DESIGN_RESEMBLES.includes(h.part)) {
-      throw new CompilerError('BAD_ARGUMENT', `${where}: the "random" design draws shapes like "${h.part}" (the ${field} line's design); hold out "bracket" or drop "random"`);
+      throw new CompilerError('CONFIG_INVALID', `${where}: the "random" design draws shapes like "${h.part}" (the ${field} line's design); hold out "bracket" or drop "random"`);
     }
-    if (s.finishes.includes(h.material)) throw new CompilerError('BAD_ARGUMENT', `${where}: finishes include "${h.material}", the ${field} line's finish; remove it`);
+    if (s.finishes.includes(h.material)) throw new CompilerError('CONFIG_INVALID', `${where}: finishes include "${h.material}", the ${field} line's finish; remove it`);
     if (s.finishes.includes('mixed') && MIXED_POOL.includes(h.material as NamedFinish)) {
-      throw new CompilerError('BAD_ARGUMENT', `${where}: finish "mixed" draws "${h.material}" (the ${field} line's finish); list the other finishes instead`);
+      throw new CompilerError('CONFIG_INVALID', `${where}: finish "mixed" draws "${h.material}" (the ${field} line's finish); list the other finishes instead`);
     }
     const hue = hueOf(FINISHES[h.material as NamedFinish].light);
     const [lo, hi] = RANDOM_FINISH_EXCLUDED_HUES;
     if (s.finishes.includes('random') && !(hue >= lo && hue <= hi)) {
-      throw new CompilerError('BAD_ARGUMENT', `${where}: finish "random" draws hues near "${h.material}" (hue ${hue.toFixed(0)}°; random avoids only ${lo}–${hi}°); drop "random" or hold out a blue finish`);
+      throw new CompilerError('CONFIG_INVALID', `${where}: finish "random" draws hues near "${h.material}" (hue ${hue.toFixed(0)}°; random avoids only ${lo}–${hi}°); drop "random" or hold out a blue finish`);
     }
   });
 }
@@ -76,9 +80,10 @@ export async function loadSource(s: SourceConfig, imgSize: number, baseDir: stri
   let train: LabeledSet;
   let val: LabeledSet;
   let describe: Record<string, unknown>;
+  let captions: LoadedSource['captions'];
   if (s.kind === 'parts') {
     const classes = [...(s.classes ?? PART_CLASSES)].sort();
-    if (s.patches > 0 && !classes.includes('ok')) throw new CompilerError('BAD_ARGUMENT', `source ${s.name}: a patch-level term labels defect-free patches "ok", so its classes must include "ok"`);
+    if (s.patches > 0 && !classes.includes('ok')) throw new CompilerError('CONFIG_INVALID', `source ${s.name}: a patch-level term labels defect-free patches "ok", so its classes must include "ok"`);
     const lines = s.designs.flatMap((part) => s.finishes.map((material) => ({ part, material })));
     const t0 = performance.now();
     let hits = 0;
@@ -102,6 +107,13 @@ export async function loadSource(s: SourceConfig, imgSize: number, baseDir: stri
     train = loadFashionMnist({ ...common, split: 'train', ...(s.limitPerClass ? { limit: s.limitPerClass } : {}) });
     val = loadFashionMnist({ ...common, split: 'test', limit: s.valLimitPerClass });
     describe = { dir: common.dir, classes: s.classes, train: 'train split', val: `t10k, first ${s.valLimitPerClass} per class` };
+  } else if (s.kind === 'captions') {
+    const parts = s.parts && { ...s.parts, classes: [...(s.parts.classes ?? PART_CLASSES)] };
+    const fm = s.fashionMnist && { ...s.fashionMnist, root: resolve(baseDir, s.fashionMnist.root) };
+    const sets = await loadCaptionSets({ name: s.name, withhold: s.withhold, ...(parts ? { parts } : {}), ...(fm ? { fashionMnist: fm } : {}) }, imgSize, cacheDir, log);
+    ({ train, val } = sets);
+    captions = { ...sets, templates: s.templates };
+    describe = { parts: s.parts ?? null, fashionMnist: s.fashionMnist ?? null, captionKeys: sets.keys.length, withhold: s.withhold, withheldValImages: sets.withheld.set.samples.length, templates: s.templates };
   } else {
     const root = resolve(baseDir, s.root);
     ({ train, val } = await loadImageFolder(root, { size: imgSize, split: { val: s.valFraction, seed: 0 } }));
@@ -110,7 +122,7 @@ export async function loadSource(s: SourceConfig, imgSize: number, baseDir: stri
   if (train.samples.length === 0 || val.samples.length === 0) {
     throw new DataError('TOO_FEW_SAMPLES', `source ${s.name}: ${train.samples.length} training and ${val.samples.length} validation images; a source needs both (check its classes, limits or folder)`);
   }
-  return { ...base, classes: train.classes, train, val, describe: { kind: s.kind, weight: s.weight, objective: s.objective, trainImages: train.samples.length, valImages: val.samples.length, ...describe } };
+  return { ...base, ...(captions ? { captions } : {}), classes: train.classes, train, val, describe: { kind: s.kind, weight: s.weight, objective: s.objective, trainImages: train.samples.length, valImages: val.samples.length, ...describe } };
 }
 
 function concat(name: string, classes: string[], size: number, sets: LabeledSet[]): LabeledSet {

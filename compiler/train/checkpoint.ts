@@ -1,19 +1,28 @@
 /**
  * Checkpoints are plain records (nanoGPT style): the trainable tensors as safetensors (timm /
  * VPT names), the optimiser moments beside them, and a JSON state with everything needed to
- * resume deterministically. Writes go to a temp name and are renamed, so a kill mid-write
- * leaves the previous checkpoint intact.
+ * resume deterministically, including the fingerprint of the job it was trained for
+ * (fingerprint.ts) and whether the run finished. Writes go to a temp name and are renamed, so a
+ * kill mid-write leaves the previous checkpoint intact.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeSafetensors, readSafetensors } from '../backbones/safetensors.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import { CompilerError } from '../ops/errors.ts';
+import type { RunFingerprint } from './fingerprint.ts';
 import type { TrainingWarning } from './diagnose.ts';
 import type { EpochRecord } from './epoch-record.ts';
 
+/** How a run ended; absent while it can still continue. A finished run is final for `compile` and `train --resume`. */
+export type RunEnd = 'early-stop' | 'all-epochs';
+
 export interface TrainState {
-  version: 1;
+  /** 2: with `fingerprint` and `finished` (version 1 checkpoints cannot be checked and are refused). */
+  version: 2;
+  /** What the run was trained for; resuming compares it with the current job. */
+  fingerprint: RunFingerprint;
+  finished?: RunEnd;
   name: string;
   method: string;
   options: Record<string, unknown>;
@@ -77,27 +86,14 @@ export function loadCheckpoint(dir: string): LoadedCheckpoint {
   } catch (e) {
     throw new CompilerError('BAD_FILE', `${file}: not a readable checkpoint state (${(e as Error).message})`);
   }
-  if (state.version !== 1) throw new CompilerError('BAD_FILE', `${file}: checkpoint version ${String(state.version)} is not supported (expected 1)`);
+  const version = state.version as number;
+  if (version === 1) {
+    throw new CompilerError(
+      'CHECKPOINT_MISMATCH',
+      `${file}: this run was saved by an older EdgePrompt that did not record what it was trained for, so its tensors cannot be checked against this config; start over (compile --fresh, or train without --resume) or set another output.dir`,
+    );
+  }
+  if (version !== 2) throw new CompilerError('BAD_FILE', `${file}: checkpoint version ${String(version)} is not supported (expected 2); was it written by a newer EdgePrompt?`);
+  if (!state.fingerprint) throw new CompilerError('BAD_FILE', `${file}: no fingerprint in a version 2 checkpoint (edited by hand?); start over with compile --fresh`);
   return { state, params: readSafetensors(join(dir, 'params.safetensors')).tensors, optimizer: readSafetensors(join(dir, 'optimizer.safetensors')).tensors };
-}
-
-/**
- * A checkpoint only continues on the backbone it was trained on: prompts and head tuned on one
- * backbone's features mean nothing on another's, and a finished run read back on swapped weights
- * would report (and `compile` would ship) the old backbone's training as the new one's.
- */
-export function checkBackbone(file: string, saved: string, current: string): void {
-  if (saved === current) return;
-  throw new CompilerError('BAD_ARGUMENT', `${file}: the checkpoint was trained on the backbone weights with sha256 ${saved.slice(0, 16)}… but backbone.weights now has ${current.slice(0, 16)}…; train from scratch (without --resume, or delete the output folder)`);
-}
-
-/** A checkpoint only fits a run with the same labels in the same order. */
-export function checkLabels(file: string, saved: string[], current: string[]): void {
-  if (saved.length === current.length && saved.every((c, i) => c === current[i])) return;
-  const missing = saved.filter((c) => !current.includes(c));
-  const extra = current.filter((c) => !saved.includes(c));
-  const detail = [missing.length ? `missing from the data: ${missing.join(', ')}` : '', extra.length ? `not in the checkpoint: ${extra.join(', ')}` : '', !missing.length && !extra.length ? 'same classes in another order' : '']
-    .filter(Boolean)
-    .join('; ');
-  throw new CompilerError('BAD_ARGUMENT', `${file}: the checkpoint was trained on classes [${saved.join(', ')}] but the data has [${current.join(', ')}] (${detail})`);
 }

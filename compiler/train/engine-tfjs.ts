@@ -6,7 +6,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { TfOps } from '../ops/tf-ops.ts';
-import { bindVit } from '../backbones/vit.ts';
+import { bindBackbone } from '../backbones/bind.ts';
+import type { ClipTask } from '../backbones/clip-task.ts';
 import type { VitConfig } from '../backbones/vit-variants.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
 import type { PromptMethod } from '../methods/method.ts';
@@ -26,6 +27,8 @@ export interface TfEngineOptions {
   labelSmoothing: number;
   seed: number;
   backend: string;
+  /** A CLIP backbone's text side. */
+  clip?: ClipTask;
 }
 
 export class TfEngine implements Engine {
@@ -41,10 +44,9 @@ export class TfEngine implements Engine {
     this.backend = o.backend;
     this.train = new TfOps({ training: true, seed: o.seed });
     const ops = this.train;
-    const sd: StateDict = new Map(o.backbone);
-    for (const [k, v] of o.params) if (sd.has(k)) sd.set(k, v); // full fine-tuning starts from the given values
     const trainable = (k: string) => o.params.has(k);
-    const w = bindVit(ops, o.cfg, sd, trainable);
+    // Full fine-tuning starts from the given values (bindBackbone puts them over the frozen ones).
+    const { w, clip } = bindBackbone(ops, o, trainable);
     // Method tensors that are not backbone keys (prompts, head) become variables here.
     for (const [k, v] of o.params) if (!o.backbone.has(k) || k.startsWith('head.')) ops.param(k, v);
     if (o.params.has('head.weight')) w.head = { w: ops.param('head.weight', o.params.get('head.weight')!), b: ops.param('head.bias', o.params.get('head.bias')!) };
@@ -53,7 +55,7 @@ export class TfEngine implements Engine {
     const param = (n: string) => ops.param(n, o.params.get(n)!);
     this.forward = (x, training) => {
       ops.training = training;
-      return o.method.forward({ ops, cfg: o.cfg, w, param, mode: training ? 'train' : 'eval' }, x, o.options);
+      return o.method.forward({ ops, cfg: o.cfg, w, param, mode: training ? 'train' : 'eval', ...(clip ? { clip } : {}) }, x, o.options);
     };
     this.loss = (x, targets, inputs) => {
       ops.training = true;
@@ -62,7 +64,7 @@ export class TfEngine implements Engine {
         if (!t) throw new CompilerError('MISSING_TENSOR', `${o.method.name}: per-batch input "${n}" was not provided`);
         return t;
       };
-      return methodLoss(o.method, { ops, cfg: o.cfg, w, param, mode: 'train', targets, input }, x, o.options).loss;
+      return methodLoss(o.method, { ops, cfg: o.cfg, w, param, mode: 'train', targets, input, ...(clip ? { clip } : {}) }, x, o.options).loss;
     };
   }
 

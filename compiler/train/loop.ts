@@ -3,7 +3,8 @@
  * on the host; the engine computes loss and gradients; the optimiser updates; every epoch is
  * evaluated, checkpointed and reported. An abort (Ctrl-C) saves a mid-epoch checkpoint that
  * `resume` continues from the same batch, because batch order is a pure function of
- * (seed, epoch).
+ * (seed, epoch). What happens to a run already in the output folder is planRun's (resume.ts):
+ * a finished run is final, a run for another job is refused.
  */
 import { join } from 'node:path';
 import type { Engine } from './engine.ts';
@@ -13,7 +14,9 @@ import type { HostTensor } from '../ops/host-tensor.ts';
 import { newOptimizerState, optimizerFromTensors, optimizerStep, optimizerTensors, type TrainableTensor } from './optim.ts';
 import { lrAt, scaledLr } from './schedule.ts';
 import { MetricAccumulator, columnSums, type EvalMetrics } from './metrics.ts';
-import { checkBackbone, checkLabels, hasCheckpoint, loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
+import { saveCheckpoint, type TrainState } from './checkpoint.ts';
+import { planRun, type RunPlan } from './resume.ts';
+import type { RunFingerprint } from './fingerprint.ts';
 import { encodeSafetensors } from '../backbones/safetensors.ts';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { writeReport } from './report.ts';
@@ -48,8 +51,11 @@ export interface TrainJob {
   arch: string;
   backboneSha256: string;
   seed: number;
+  /** Everything that determines the trained tensors; a checkpoint for another fingerprint is refused. */
+  fingerprint: RunFingerprint;
   /** Stop after this many epochs without a better validation top-1 (0: never). */
   patience: number;
+  /** Continue (or reuse) the run in outDir; false replaces it. */
   resume: boolean;
   config: unknown;
   data: TrainData;
@@ -73,6 +79,8 @@ export interface TrainJob {
 
 export interface TrainResult {
   state: TrainState;
+  /** What was done with the run in outDir: trained from scratch, continued, or used as finished. */
+  plan: RunPlan['kind'];
   interrupted: boolean;
   earlyStopped: boolean;
   checkpointDir: string;
@@ -113,23 +121,26 @@ export async function train(job: TrainJob): Promise<TrainResult> {
   const { recipe, data } = job;
   const ckptDir = join(job.outDir, 'checkpoint');
   const bestFile = join(job.outDir, 'best.safetensors');
+  const plan = planRun({ outDir: job.outDir, resume: job.resume, fingerprint: job.fingerprint, epochs: recipe.epochs });
+  job.progress.log(plan.line);
+  if (plan.kind === 'finished') {
+    const s = plan.checkpoint.state;
+    return { state: s, plan: plan.kind, interrupted: false, earlyStopped: s.finished === 'early-stop', checkpointDir: ckptDir, bestParamsFile: bestFile };
+  }
   mkdirSync(job.outDir, { recursive: true });
 
   let params = job.initial;
   let optState = newOptimizerState();
   let state: TrainState;
-  if (job.resume && hasCheckpoint(ckptDir)) {
-    const c = loadCheckpoint(ckptDir);
-    checkLabels(join(ckptDir, 'state.json'), c.state.classes, data.classes);
-    checkBackbone(join(ckptDir, 'state.json'), c.state.backboneSha256, job.backboneSha256);
+  if (plan.kind === 'continue') {
+    const c = plan.checkpoint;
     params = c.params;
     optState = optimizerFromTensors(c.optimizer);
     state = c.state;
-    job.progress.log(`resuming ${job.name} at epoch ${state.epoch + 1}, step ${state.stepInEpoch} (${state.globalStep} steps done)`);
   } else {
     const now = new Date().toISOString();
     state = {
-      version: 1, name: job.name, method: job.method.name, options: job.options, classes: data.classes, arch: job.arch,
+      version: 2, fingerprint: job.fingerprint, name: job.name, method: job.method.name, options: job.options, classes: data.classes, arch: job.arch,
       backboneSha256: job.backboneSha256, engine: '', backend: '', seed: job.seed, epoch: 0, stepInEpoch: 0, globalStep: 0,
       bestTop1: -1, bestEpoch: -1, epochsWithoutImprovement: 0, history: [], lastConfusion: [], config: job.config, createdAt: now, updatedAt: now,
     };
@@ -160,24 +171,29 @@ export async function train(job: TrainJob): Promise<TrainResult> {
   const stepsPerEpoch = Math.floor(data.trainSize / batch) || 1;
   const baseLr = scaledLr(recipe.optimizer.lr, batch, recipe.optimizer.scaleLrByBatch);
   const perStep = recipe.schedulePer === 'step';
-  const schedule = { baseLr, warmup: recipe.warmupEpochs * (perStep ? stepsPerEpoch : 1), total: recipe.epochs * (perStep ? stepsPerEpoch : 1) };
+  const schedule = { baseLr, warmup: recipe.warmupEpochs * (perStep ? stepsPerEpoch : 1), total: recipe.epochs * (perStep ? stepsPerEpoch : 1), ...(recipe.warmupLr !== undefined ? { constantWarmupLr: recipe.warmupLr } : {}) };
 
   let interrupted = false;
   let earlyStopped = false;
+  // A method with nothing to train (zero-shot CLIP) is evaluated once: one epoch of record, no steps.
+  const epochs = trainables.length ? recipe.epochs : Math.min(recipe.epochs, 1);
+  if (!trainables.length && state.epoch < epochs) job.progress.log(`${method.name} has no trainable tensors: one evaluation epoch, no steps`);
   try {
-    for (let epoch = state.epoch; epoch < recipe.epochs; epoch++) {
+    for (let epoch = state.epoch; epoch < epochs; epoch++) {
       const t0 = performance.now();
       let seen = 0;
       let lossSum = 0;
       let i = 0;
-      job.progress.startEpoch(epoch, recipe.epochs, stepsPerEpoch, state.stepInEpoch);
-      for await (const b of data.trainBatches(epoch, batch)) {
+      job.progress.startEpoch(epoch, epochs, trainables.length ? stepsPerEpoch : 0, state.stepInEpoch);
+      for await (const b of trainables.length ? data.trainBatches(epoch, batch) : []) {
         if (i++ < state.stepInEpoch) continue; // resume inside an epoch: same order, skip done batches
         if (i > stepsPerEpoch) break;
         const lr = lrAt(schedule, perStep ? state.globalStep : epoch);
         const own = method.batchInputs?.(b.y, methodState(), options);
         const r = await engine.step(b.x, b.y, state.globalStep, b.inputs ? new Map([...(own ?? []), ...b.inputs]) : own);
-        if (!Number.isFinite(r.loss)) throw new CompilerError('TRAINING_DIVERGING', `loss became ${r.loss} at epoch ${epoch + 1}, step ${i}: the run diverged; lower recipe.optimizer.lr (now ${recipe.optimizer.lr}, ${lr.toExponential(2)} at this step)`);
+        if (!Number.isFinite(r.loss)) {
+          throw new CompilerError('NAN_LOSS', `training diverged: the loss became ${r.loss} at epoch ${epoch + 1}, step ${i} (lr ${lr.toExponential(2)}); lower recipe.optimizer.lr (now ${recipe.optimizer.lr}) and start over without --resume (compile --fresh)`);
+        }
         if (state.globalStep === 0) state.initialLoss = r.loss; // computed before the first update
         optimizerStep(recipe.optimizer, optState, trainables, r.grads, lr);
         engine.setParams(new Map(trainables.map((p) => [p.name, p.value])));
@@ -215,8 +231,10 @@ export async function train(job: TrainJob): Promise<TrainResult> {
         state.epochsWithoutImprovement++;
       }
       earlyStopped = job.patience > 0 && state.epochsWithoutImprovement >= job.patience;
-      const found = check(job, state, earlyStopped || state.epoch >= recipe.epochs);
-      save();
+      if (earlyStopped) state.finished = 'early-stop';
+      else if (state.epoch === recipe.epochs) state.finished = 'all-epochs';
+      const found = trainables.length ? check(job, state, earlyStopped || state.epoch >= recipe.epochs) : []; // nothing trained, nothing to diagnose
+      save(); // after `finished` is set: the saved run says it is final
       writeReport(join(job.outDir, 'report.html'), state);
       job.progress.endEpoch(state.history.at(-1)!);
       report(job, found);
@@ -229,5 +247,5 @@ export async function train(job: TrainJob): Promise<TrainResult> {
     engine.dispose();
     job.progress.stop();
   }
-  return { state, interrupted, earlyStopped, checkpointDir: ckptDir, bestParamsFile: bestFile };
+  return { state, plan: plan.kind, interrupted, earlyStopped, checkpointDir: ckptDir, bestParamsFile: bestFile };
 }

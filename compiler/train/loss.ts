@@ -25,7 +25,7 @@ export function smoothedTargets(y: Int32Array, numClasses: number, smoothing: nu
   const on = 1 - smoothing + off;
   const t = new Float32Array(y.length * numClasses).fill(off);
   y.forEach((c, b) => {
-    if (!(c >= 0 && c < numClasses)) throw new CompilerError('BAD_ARGUMENT', `label ${c} of image ${b} is outside [0, ${numClasses})`);
+    if (!(c >= 0 && c < numClasses)) throw new CompilerError('INTERNAL', `label ${c} of image ${b} is outside [0, ${numClasses})`);
     t[b * numClasses + c] = on;
   });
   return t;

@@ -9,7 +9,8 @@
  */
 import { OnnxOps, type DropoutMask } from '../ops/onnx-ops.ts';
 import { TfOps } from '../ops/tf-ops.ts';
-import { bindVit } from '../backbones/vit.ts';
+import { bindBackbone } from '../backbones/bind.ts';
+import type { ClipTask } from '../backbones/clip-task.ts';
 import type { VitConfig } from '../backbones/vit-variants.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
 import type { PromptMethod } from '../methods/method.ts';
@@ -28,6 +29,8 @@ export interface TaskGraphSpec {
   /** Every trainable tensor (method tensors and, for `full`, backbone keys) with its current value. */
   params: Map<string, HostTensor>;
   numClasses: number;
+  /** A CLIP backbone's text side. */
+  clip?: ClipTask;
 }
 
 export interface TrainingGraph {
@@ -48,14 +51,13 @@ function record(s: TaskGraphSpec, mode: 'train' | 'eval'): { graph: GraphSpec; m
       if (!v) throw new CompilerError('MISSING_TENSOR', `${method.name}: trainable tensor "${n}" has no value`);
       return ops.param(n, v);
     };
-    const sd: StateDict = new Map(s.backbone);
-    for (const [k, v] of params) if (s.backbone.has(k)) sd.set(k, v);
-    const w = bindVit(ops, cfg, sd, (k) => params.has(k));
+    const { w, clip } = bindBackbone(ops, s, (k) => params.has(k));
+    const withClip = clip ? { clip } : {};
     if (params.has('head.weight')) w.head = { w: param('head.weight'), b: param('head.bias') };
     const x = ops.input('input', ['N', cfg.inChans, cfg.imgSize, cfg.imgSize]);
     if (mode === 'train') {
       const targets = ops.input('targets', ['N', s.numClasses]);
-      const shapes = method.batchInputShapes?.(options, s.numClasses) ?? {};
+      const shapes = method.batchInputShapes?.(options, s.numClasses, { cfg, ...(s.clip ? { clip: s.clip } : {}) }) ?? {};
       const made = new Map<string, ReturnType<typeof ops.input>>();
       const input = (n: string) => {
         const shape = shapes[n];
@@ -63,11 +65,11 @@ function record(s: TaskGraphSpec, mode: 'train' | 'eval'): { graph: GraphSpec; m
         if (!made.has(n)) made.set(n, ops.input(n, shape));
         return made.get(n)!;
       };
-      const { loss, logits } = methodLoss(method, { ops, cfg, w, param, mode, targets, input }, x, options);
+      const { loss, logits } = methodLoss(method, { ops, cfg, w, param, mode, targets, input, ...withClip }, x, options);
       ops.output(loss, 'loss');
       ops.output(logits, 'logits');
     } else {
-      ops.output(method.forward({ ops, cfg, w, param, mode }, x, options), 'logits');
+      ops.output(method.forward({ ops, cfg, w, param, mode, ...withClip }, x, options), 'logits');
     }
     const graph = ops.graph();
     const paramShapes = new Map<string, number[]>();

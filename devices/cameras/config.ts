@@ -87,6 +87,8 @@ const syntheticCameraSchema = z.strictObject({
   classes: z.array(z.string().min(1)).min(1).optional(),
   stallAfter: z.number().int().nonnegative().optional(),
   crashAfter: z.number().int().nonnegative().optional(),
+  /** Repeat this many pre-rendered frames (no per-frame rendering cost; for benchmarks). */
+  cycle: z.number().int().positive().max(1024).optional(),
 });
 
 export const cameraConfigSchema = z.discriminatedUnion('kind', [ffmpegCameraSchema, gstreamerCameraSchema, folderCameraSchema, syntheticCameraSchema]);

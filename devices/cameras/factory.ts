@@ -77,13 +77,14 @@ function createBareSource(cfg: CameraConfig, format: FrameFormat): FrameSource {
     case 'folder':
       return new FolderSource({ camera, format, path: cfg.path, loop: cfg.loop, resize: cfg.resize, ...(cfg.fps !== undefined && { fps: cfg.fps }) });
     case 'synthetic': {
-      const { seed, fps, count, pattern, classes, stallAfter, crashAfter } = cfg;
+      const { seed, fps, count, pattern, classes, stallAfter, crashAfter, cycle } = cfg;
       return new SyntheticSource({
         camera, format, seed, fps, pattern,
         ...(count !== undefined && { count }),
         ...(classes !== undefined && { classes }),
         ...(stallAfter !== undefined && { stallAfter }),
         ...(crashAfter !== undefined && { crashAfter }),
+        ...(cycle !== undefined && { cycle }),
       });
     }
   }

@@ -58,6 +58,10 @@ export function ffmpegArgs(o: FfmpegOptions): string[] {
       break;
     case 'url':
       if (/^rtsps?:/i.test(inp.url)) a.push('-rtsp_transport', inp.transport ?? 'tcp');
+      // A live stream is probed for 0.5 s, not ffmpeg's default 5 s: a camera that comes back
+      // (MPEG-TS over TCP/UDP/HTTP) then delivers its first frame ~1 s after connecting instead of
+      // ~6 s (measured: tcp MPEG-TS, keyframe every 1/3 s). Give -analyzeduration in inputArgs to change it.
+      if (!(o.inputArgs ?? []).includes('-analyzeduration')) a.push('-analyzeduration', '500000');
       // No '-fflags nobuffer' by default: it makes ffmpeg 5.1 decode nothing from an mp4 over HTTP
       // (verified). Pass it in inputArgs for a live RTSP camera if latency matters.
       a.push(...(o.inputArgs ?? []), '-i', inp.url);

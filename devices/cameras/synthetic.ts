@@ -23,6 +23,11 @@ export interface SyntheticOptions {
   stallAfter?: number;
   /** End the run as 'crashed' after this many frames (a dying camera). */
   crashAfter?: number;
+  /**
+   * Render this many distinct frames once and repeat them: a source that costs (almost) no CPU per
+   * frame, for measuring the runtime's own cost without a decoder (bench/runtime.ts).
+   */
+  cycle?: number;
 }
 
 /** The colour of class i (seeded, but fixed per class so a model can learn it). */
@@ -70,6 +75,7 @@ export class SyntheticSource extends BaseSource {
   readonly finite: boolean;
   private timer: NodeJS.Timeout | null = null;
   private rendered = 0; // frames rendered over all runs: content continues across restarts
+  private readonly cache: { data: Uint8Array; label?: string }[] = [];
 
   constructor(readonly options: SyntheticOptions) {
     super(options.camera, options.format);
@@ -94,7 +100,14 @@ export class SyntheticSource extends BaseSource {
       const sourceTs = t0 + ticks * interval;
       ticks++;
       if (o.stallAfter === undefined || inRun < o.stallAfter) {
-        const { data, label } = renderSynthetic(o, ++this.rendered);
+        const n = ++this.rendered;
+        const c = o.cycle;
+        let frame = c === undefined ? undefined : this.cache[n % c];
+        if (frame === undefined) {
+          frame = renderSynthetic(o, n);
+          if (c !== undefined) this.cache[n % c] = frame;
+        }
+        const { data, label } = frame;
         inRun++;
         this.emitFrame(data, label === undefined ? { sourceTs } : { sourceTs, label });
       }

@@ -1,28 +1,38 @@
 // Keeps any FrameSource alive. Three signals (as Frigate's CameraWatchdog): the run ended (decoder
 // crashed, live stream hit EOF), no first frame within `firstFrameMs`, or no frame for `stallMs`.
-// Each leads to a restart paced by exponential backoff; more than `budget.maxRestarts` restarts in
-// `budget.windowMs` switches to a long cooldown (default) or stops for good. Every state change is
-// a `camera_state` event carrying the decoder's stderr tail on a crash. Nothing here throws or
-// exits: a camera that is gone leaves the process running and retrying.
+// Each leads to a restart paced by exponential backoff, capped low (1 s by default) so a camera that
+// comes back is running again within about a second plus its start-up (issue: cameras that flap;
+// Edge Impulse restarts a lost camera after 2 s, Frigate after 20-60 s). The restart budget is for
+// crash loops: it counts restarts after runs that delivered frames but died before `healthyAfterMs`;
+// more than `budget.maxRestarts` of those in `budget.windowMs` switches to a long cooldown (default)
+// or stops for good. A camera that is simply unreachable (runs that never deliver a frame) is tried
+// again at the backoff pace for as long as it is away, and a healthy run that ends later is a flap,
+// not a crash loop. Every state change is a `camera_state` event carrying the decoder's stderr tail
+// on a crash. Nothing here throws or exits: a camera that is gone leaves the process running and
+// retrying.
 
 import { EventEmitter } from 'node:events';
-import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '../backoff.ts';
+import { backoffDelay, type BackoffOptions } from '../backoff.ts';
 import type { CameraState, CameraStateEvent, EndInfo, Frame, FrameSource, FrameSourceEvents } from './frame.ts';
+
+/** Restart pacing of a lost camera: 250 ms, 500 ms, then every second while it stays away. */
+export const CAMERA_BACKOFF: BackoffOptions = { initialMs: 250, factor: 2, maxMs: 1000, jitter: 0 };
 
 export interface WatchdogOptions {
   /** No frame for this long while running → stalled → restart. Default 2000 ms. */
   stallMs?: number;
   /** Time allowed from (re)start to the first frame (RTSP needs ~1.5 s). Default max(10 s, stallMs). */
   firstFrameMs?: number;
+  /** Default CAMERA_BACKOFF. */
   backoff?: Partial<BackoffOptions>;
-  /** A run that has delivered frames for this long resets the backoff. Default 5000 ms. */
+  /** A run that has delivered frames for this long is healthy: it resets the backoff and its end is no crash loop. Default 5000 ms. */
   healthyAfterMs?: number;
-  /** Restart budget. Default 10 restarts in 60 s. */
+  /** Crash-loop budget: restarts after runs that delivered frames and died before healthyAfterMs. Default 10 in 60 s. */
   budget?: { maxRestarts: number; windowMs: number };
   /** What to do when the budget is spent: wait `cooldownMs` and go on (default), or stop for good. */
   onBudgetExhausted?: 'cooldown' | 'stop';
   cooldownMs?: number;
-  /** How often the stall check runs. Default min(1000, stallMs / 4). */
+  /** How often the stall check runs. Default min(200, stallMs / 10), so a stall is declared within stallMs + 200 ms. */
   tickMs?: number;
 }
 
@@ -32,6 +42,8 @@ export interface WatchdogStats {
   restarts: number;
   crashes: number;
   stalls: number;
+  /** Restarts that counted against the crash-loop budget. */
+  crashLoops: number;
   /** Backoff step of the next restart. */
   attempt: number;
   lastFrameTs: number | null;
@@ -48,7 +60,8 @@ export class Watchdog extends EventEmitter<FrameSourceEvents> implements FrameSo
   private lastFrameTs: number | null = null;
   private restartTimer: NodeJS.Timeout | null = null;
   private ticker: NodeJS.Timeout | null = null;
-  private counts = { frames: 0, restarts: 0, crashes: 0, stalls: 0 };
+  private counts = { frames: 0, restarts: 0, crashes: 0, stalls: 0, crashLoops: 0 };
+  private runFrames = 0;
   private readonly o: Required<Omit<WatchdogOptions, 'backoff'>> & { backoff: BackoffOptions };
 
   constructor(
@@ -62,12 +75,12 @@ export class Watchdog extends EventEmitter<FrameSourceEvents> implements FrameSo
     this.o = {
       stallMs,
       firstFrameMs: options.firstFrameMs ?? Math.max(10_000, stallMs),
-      backoff: { ...DEFAULT_BACKOFF, ...options.backoff },
+      backoff: { ...CAMERA_BACKOFF, ...options.backoff },
       healthyAfterMs: options.healthyAfterMs ?? 5000,
       budget: options.budget ?? { maxRestarts: 10, windowMs: 60_000 },
       onBudgetExhausted: options.onBudgetExhausted ?? 'cooldown',
       cooldownMs: options.cooldownMs ?? 60_000,
-      tickMs: options.tickMs ?? Math.min(1000, Math.max(10, stallMs / 4)),
+      tickMs: options.tickMs ?? Math.min(200, Math.max(10, stallMs / 10)),
     };
     inner.on('frame', (f) => this.onFrame(f));
     inner.on('end', (info) => this.onInnerEnd(info));
@@ -126,6 +139,7 @@ export class Watchdog extends EventEmitter<FrameSourceEvents> implements FrameSo
     if (!this.active) return;
     this.runStart = Date.now();
     this.lastFrameTs = null;
+    this.runFrames = 0;
     this.setState('starting', reason, { attempt: this.attempt });
     await this.inner.start();
   }
@@ -135,6 +149,7 @@ export class Watchdog extends EventEmitter<FrameSourceEvents> implements FrameSo
     const now = Date.now();
     this.lastFrameTs = now;
     this.counts.frames++;
+    this.runFrames++;
     if (this.current === 'starting') this.setState('running', 'first_frame', { attempt: this.attempt });
     if (this.attempt > 0 && now - this.runStart >= this.o.healthyAfterMs) this.attempt = 0;
     this.emit('frame', f);
@@ -178,8 +193,11 @@ export class Watchdog extends EventEmitter<FrameSourceEvents> implements FrameSo
     const now = Date.now();
     const { maxRestarts, windowMs } = this.o.budget;
     this.restartTimes = this.restartTimes.filter((t) => now - t < windowMs);
+    // A crash loop: this run delivered frames and still died before it was healthy. A run with no
+    // frame (camera unreachable) or a healthy one (a flap) is paced by the backoff alone.
+    const crashLoop = this.runFrames > 0 && now - this.runStart < this.o.healthyAfterMs;
     let delay: number;
-    if (this.restartTimes.length >= maxRestarts) {
+    if (crashLoop && this.restartTimes.length >= maxRestarts) {
       if (this.o.onBudgetExhausted === 'stop') {
         this.active = false;
         this.clearTimers();
@@ -191,10 +209,15 @@ export class Watchdog extends EventEmitter<FrameSourceEvents> implements FrameSo
       reason = `${reason}:budget_exhausted`;
       this.restartTimes = []; // a fresh budget after the cooldown
     } else {
+      // A healthy run that ended (a flap) starts the pacing from the beginning.
+      if (this.runFrames > 0 && !crashLoop) this.attempt = 0;
       delay = backoffDelay(this.attempt, this.o.backoff);
       this.attempt++;
     }
-    this.restartTimes.push(now);
+    if (crashLoop) {
+      this.restartTimes.push(now);
+      this.counts.crashLoops++;
+    }
     this.counts.restarts++;
     this.setState('restarting', reason, { ...extra, attempt: this.attempt, retryInMs: delay });
     this.restartTimer = setTimeout(() => void this.launch('restart'), delay);

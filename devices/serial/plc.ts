@@ -16,7 +16,7 @@ import type { BackoffOptions } from '../backoff.ts';
 import { errorInfo, type ErrorInfo } from '../errors.ts';
 import { KeepOpen } from './keep-open.ts';
 import type { SerialLink } from './link.ts';
-import { formatErr, formatReady, formatReject, formatResult, parsePlcLine, PLC_ERRORS, type GarbageReason, type PlcErrorName, type Verdict } from './protocol.ts';
+import { formatErr, formatLabeled, formatReady, formatReject, formatResult, parsePlcLine, PLC_ERRORS, type GarbageReason, type PlcErrorName, type Verdict } from './protocol.ts';
 import { RejectScheduler, type RejectPolicy } from './reject.ts';
 
 /** What the pipeline decided for a trigger. */
@@ -57,7 +57,21 @@ export interface PlcCounters {
   /** Triggers in flight when the link went down (nobody left to answer). */
   droppedOnDisconnect: number;
   writeFailures: number;
+  /** LABEL lines taken (answered LABELED). */
+  labels: number;
 }
+
+/** A LABEL line: the line's truth for the part `id` (docs/serial-protocol.md "Ground truth"). */
+export interface PlcLabel {
+  id: string;
+  verdict: 'OK' | 'NG';
+  /** The class token the PLC sent, or null. */
+  label: string | null;
+  ts: number;
+}
+
+/** Stores a label durably; the device answers LABELED once it resolves, `ERR label_failed` if it rejects. */
+export type PlcLabelHandler = (l: PlcLabel) => Promise<unknown>;
 
 export interface PlcEvents {
   trigger: [e: { id: string; ts: number }];
@@ -68,6 +82,7 @@ export interface PlcEvents {
   deadline_missed: [e: { id: string; dueTs: number }];
   ack: [e: { id: string; ts: number }];
   ack_missed: [e: { id: string }];
+  label: [e: PlcLabel];
   garbage: [e: { line: string; reason: GarbageReason }];
   link: [e: { up: boolean; error?: ErrorInfo }];
 }
@@ -93,8 +108,9 @@ export class PlcHandshake extends EventEmitter<PlcEvents> {
   private readonly rejects: RejectScheduler<Job> | null;
   private readonly c: Omit<PlcCounters, 'rejectsFired' | 'deadlineMissed'> = {
     triggers: 0, ok: 0, ng: 0, errors: zeroErrors(), garbage: 0,
-    resends: 0, ackMissed: 0, lateDecisions: 0, droppedOnDisconnect: 0, writeFailures: 0,
+    resends: 0, ackMissed: 0, lateDecisions: 0, droppedOnDisconnect: 0, writeFailures: 0, labels: 0,
   };
+  private labelHandler: PlcLabelHandler | null = null;
 
   constructor(
     readonly link: SerialLink,
@@ -129,6 +145,11 @@ export class PlcHandshake extends EventEmitter<PlcEvents> {
     this.keep.on('down', (err) => this.linkLost(err));
     link.on('line', (l) => this.onLine(l));
     link.on('overflow', () => this.garbage('(over-long line)', 'line_too_long'));
+  }
+
+  /** Who stores LABEL lines (the device's keeper); without one they are answered `ERR labels_off <id>`. */
+  setLabelHandler(h: PlcLabelHandler | null): void {
+    this.labelHandler = h;
   }
 
   /** Opens the link (retrying in the background while the port is missing). Never rejects. */
@@ -192,6 +213,7 @@ export class PlcHandshake extends EventEmitter<PlcEvents> {
     if (!p.ok) return this.garbage(line, p.reason);
     const c = p.command;
     if (c.cmd === 'PING') return void this.send('PONG');
+    if (c.cmd === 'LABEL') return this.label({ id: c.id, verdict: c.verdict, label: c.label, ts: Date.now() }, line);
     if (c.cmd === 'TRIG') {
       if (this.jobs.has(c.id)) return this.garbage(line, 'duplicate_id', c.id);
       return this.trigger(c.id);
@@ -202,6 +224,19 @@ export class PlcHandshake extends EventEmitter<PlcEvents> {
     clearTimeout(job.timers.ack);
     this.jobs.delete(job.id); // a pending reject keeps its own reference
     this.emit('ack', { id: job.id, ts: Date.now() });
+  }
+
+  private label(l: PlcLabel, line: string): void {
+    const h = this.labelHandler;
+    if (!h) return this.garbage(line, 'labels_off', l.id);
+    h(l).then(
+      () => {
+        this.c.labels++;
+        this.emit('label', l);
+        void this.send(formatLabeled(l.id));
+      },
+      () => void this.send(formatErr('label_failed', l.id)),
+    );
   }
 
   private garbage(line: string, reason: GarbageReason, id?: string): void {

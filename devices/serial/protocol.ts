@@ -23,13 +23,23 @@ export type GarbageReason =
   | 'line_too_long'
   | 'duplicate_id' // TRIG for an id still in flight
   | 'unknown_id' // ACK for an id we never had (or already acknowledged)
-  | 'unexpected_ack'; // ACK before the RESULT was sent
+  | 'unexpected_ack' // ACK before the RESULT was sent
+  | 'bad_verdict' // LABEL with something other than OK or NG
+  | 'bad_class' // LABEL with a class token outside A-Z a-z 0-9 _ . - (1-32)
+  | 'labels_off' // LABEL on a device that takes no labels (no keep section)
+  | 'label_failed'; // LABEL that could not be stored (the device's disk)
 
-export type PlcCommand = { cmd: 'TRIG'; id: string } | { cmd: 'ACK'; id: string } | { cmd: 'PING' };
+export type PlcCommand =
+  | { cmd: 'TRIG'; id: string }
+  | { cmd: 'ACK'; id: string }
+  | { cmd: 'PING' }
+  /** Ground truth for the part `id` (a trigger id): a confirmation or an override, optionally with its class. */
+  | { cmd: 'LABEL'; id: string; verdict: 'OK' | 'NG'; label: string | null };
 
 export type ParsedLine = { ok: true; command: PlcCommand } | { ok: false; reason: GarbageReason };
 
 const ID_PATTERN = /^[A-Za-z0-9_.-]{1,32}$/;
+const CLASS_PATTERN = /^[A-Za-z0-9_.-]{1,32}$/;
 
 export function parsePlcLine(line: string): ParsedLine {
   if (/[^\x20-\x7e]/.test(line)) return { ok: false, reason: 'bad_chars' };
@@ -44,6 +54,15 @@ export function parsePlcLine(line: string): ParsedLine {
       if (!ID_PATTERN.test(id)) return { ok: false, reason: 'bad_id' };
       if (rest.length > 0) return { ok: false, reason: 'extra_tokens' };
       return { ok: true, command: { cmd, id } };
+    case 'LABEL': {
+      if (id === undefined) return { ok: false, reason: 'missing_id' };
+      if (!ID_PATTERN.test(id)) return { ok: false, reason: 'bad_id' };
+      const [verdict, label, ...more] = rest;
+      if (verdict !== 'OK' && verdict !== 'NG') return { ok: false, reason: 'bad_verdict' };
+      if (more.length > 0) return { ok: false, reason: 'extra_tokens' };
+      if (label !== undefined && !CLASS_PATTERN.test(label)) return { ok: false, reason: 'bad_class' };
+      return { ok: true, command: { cmd, id, verdict, label: label ?? null } };
+    }
     default:
       return { ok: false, reason: 'unknown_command' };
   }
@@ -70,6 +89,8 @@ export function formatResult(id: string, v: Verdict): string {
 }
 
 export const formatReady = (id: string): string => `READY ${id}`;
+/** The device has the label for `id` on its disk. */
+export const formatLabeled = (id: string): string => `LABELED ${id}`;
 export const formatErr = (reason: GarbageReason, id?: string): string => (id === undefined ? `ERR ${reason}` : `ERR ${reason} ${id}`);
 /** The reject output line: `{id}` in the template is replaced by the trigger id. */
 export const formatReject = (template: string, id: string): string => template.replaceAll('{id}', id);

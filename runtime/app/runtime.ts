@@ -24,7 +24,15 @@ import { MqttResultSink, PlcSink, RejectSink } from '../pipeline/sinks.ts';
 import { ThresholdState } from '../pipeline/thresholds.ts';
 import { withTimeout } from '../mqtt/connection.ts';
 import { ModelHost, type Classifier, type LoadedInfo } from '../session/host.ts';
+import { DeployAgent } from '../deploy/agent.ts';
+import { loadInstalled } from '../deploy/boot.ts';
+import { ShadowTap } from '../deploy/shadow.ts';
+import { DeployStore } from '../deploy/store.ts';
+import { CommandError } from '../mqtt/errors.ts';
 import { commandHandlers } from './commands.ts';
+import { DataLoop } from './data-loop.ts';
+import { DriftMonitor } from '../drift/monitor.ts';
+import { KeepError } from '../keep/errors.ts';
 import { EventRelay } from './events.ts';
 
 export interface RuntimeOptions {
@@ -63,6 +71,11 @@ export class Runtime {
     readonly outbox: Outbox,
     readonly plcs: ReadonlyMap<string, PlcHandshake>,
     readonly rejects: readonly RejectSink[],
+    /** Takes deployments when the config has `deploy`. */
+    readonly deploy: DeployAgent | null,
+    /** Keeps frames and takes labels when the config has `keep`. */
+    readonly loop: DataLoop | null,
+    readonly drift: DriftMonitor,
     private readonly log: Log,
   ) {
     this.ended = new Promise((resolve) => pipeline.once('ended', () => resolve()));
@@ -76,16 +89,21 @@ export class Runtime {
   static async start(cfg: DeviceConfig, opts: RuntimeOptions = {}): Promise<Runtime> {
     const log = opts.log ?? defaultLog('edgeprompt.runtime');
     const startedAt = Date.now();
+    const trustedKeys = await loadTrustedKeys(cfg.trustedKeys);
+    const deployKeys = cfg.deploy?.trustedKeys ? await loadTrustedKeys(cfg.deploy.trustedKeys) : trustedKeys;
     const host = new ModelHost({
       profile: cfg.profile,
-      trustedKeys: await loadTrustedKeys(cfg.trustedKeys),
+      trustedKeys,
       allowUnsigned: cfg.allowUnsigned,
       log,
       ...(cfg.inference.maxBatch !== undefined && { maxBatch: cfg.inference.maxBatch }),
       ...(cfg.inference.warmupRuns !== undefined && { warmupRuns: cfg.inference.warmupRuns }),
       packs: { ...(cfg.pack !== undefined && { default: cfg.pack }), cameras: cfg.packs },
     });
-    const first = await host.load(cfg.artifact);
+    // With deployments, what the deploy store installed runs instead of the configured files.
+    const store = cfg.deploy ? new DeployStore(cfg.deploy.dir, undefined, log) : null;
+    await store?.open();
+    const first = store ? await loadInstalled(host, store, cfg.artifact, log) : await host.load(cfg.artifact);
     await checkPacks(cfg, host);
     const manifest = first.session.manifest;
     if (manifest.target !== null && manifest.target !== cfg.profile.name) {
@@ -114,21 +132,32 @@ export class Runtime {
       throw e;
     }
 
+    // The tap lets a deployment's candidate run beside the model on the same frames (shadow).
+    const tap = new ShadowTap(opts.classifier ? opts.classifier(host) : host);
     const pipeline = new Pipeline({
       cameras,
-      classifier: opts.classifier ? opts.classifier(host) : host,
+      classifier: tap,
       thresholds: new ThresholdState(),
       topK: cfg.inference.topK,
       log,
       ...(cfg.inference.maxBatch !== undefined && { maxBatch: cfg.inference.maxBatch }),
     });
     let outbox: Outbox;
+    let loop: DataLoop | null = null;
     try {
       outbox = await openOutbox(cfg.outbox, log);
     } catch (e) {
       await host.close();
       throw e;
     }
+    try {
+      if (cfg.keep) loop = await DataLoop.open(cfg.keep, log);
+    } catch (e) {
+      await host.close();
+      await outbox.close();
+      throw e;
+    }
+    const handlers = commandHandlers({ config: cfg, pipeline, host, commandTriggers });
     const reporter = startReporter(
       { ...cfg.mqtt, device: cfg.device, healthIntervalMs: cfg.health.intervalMs },
       {
@@ -142,11 +171,52 @@ export class Runtime {
           paused: false,
           pausedCameras: [],
         },
-        handlers: commandHandlers({ config: cfg, pipeline, host, commandTriggers }),
-        health: () => collectHealth({ pipeline, classifier: host, startedAt }),
+        handlers: {
+          ...handlers,
+          // A reload in the middle of a deployment would change the model the shadow compares with
+          // and the one a rollback returns to: it waits until the deployment is over.
+          reload: (args, ctx) => {
+            const busy = deploy?.busy;
+            if (busy) throw new CommandError('DEPLOY_BUSY', `rollout ${busy.rollout} is in progress (${busy.state}); reload when it is over (edgeprompt deploy status)`);
+            return handlers.reload!(args, ctx);
+          },
+          deploy: (args) => {
+            if (!deploy) throw new CommandError('DEPLOY_DISABLED', `device ${cfg.device} does not take deployments: set deploy.dir in ${cfg.file}`);
+            return deploy.handle({ document: args.document, signatures: args.signatures });
+          },
+          label: ({ id: _id, ...args }) => {
+            if (!loop) throw new KeepError('KEEP_DISABLED', `device ${cfg.device} takes no labels: add a keep section (keep.dir) to ${cfg.file}`);
+            return loop.label({ ...args, source: 'mqtt' });
+          },
+        },
+        health: () => {
+          const h = collectHealth({ pipeline, classifier: host, startedAt });
+          for (const [cam, c] of Object.entries(h.cameras)) c.drift = drift.figures(cam);
+          return loop ? { ...h, keep: loop.health() } : h;
+        },
       },
     );
+    const deploy = store
+      ? new DeployAgent({
+          device: cfg.device,
+          store,
+          host,
+          tap,
+          pipeline,
+          reporter,
+          trusted: deployKeys,
+          config: cfg.deploy!,
+          log,
+          onSwap: () => {
+            const cur = host.current;
+            if (cur) reporter.setState({ model: cur.ref, ep: cur.ep, thresholds: pipeline.thresholds.toPayload(cur.manifest) });
+          },
+        })
+      : null;
     const events = new EventRelay(reporter);
+    const drift = new DriftMonitor(cfg.drift, (e) => reporter.publishEvent(e));
+    pipeline.on('result', (r) => drift.observe(r));
+    const keeper = loop?.attach({ device: cfg.device, reporter, pipeline, tap, plcs }) ?? null;
     events.modelLoaded(first);
     host.on('loaded', (info: LoadedInfo) => {
       events.modelLoaded(info);
@@ -165,13 +235,14 @@ export class Runtime {
     for (const [id, r] of Object.entries(cfg.rejects)) {
       rejects.push(new RejectSink(id, createLink(r.link, opts.serialLinks), { delayMs: r.delayMs, line: r.line, onMissedDeadline: r.onMissedDeadline }));
     }
-    pipeline.addSink(new MqttResultSink(reporter));
+    pipeline.addSink(new MqttResultSink(reporter, keeper ? (r, result) => keeper.accepted(r, result) : undefined));
     pipeline.addSink(new PlcSink(plcs));
     for (const r of rejects) pipeline.addSink(r);
 
-    const rt = new Runtime(cfg, host, pipeline, reporter, outbox, plcs, rejects, log);
+    const rt = new Runtime(cfg, host, pipeline, reporter, outbox, plcs, rejects, deploy, loop, drift, log);
     await Promise.all([...[...plcs.values()].map((p) => p.start()), ...rejects.map((r) => r.start())]);
     await pipeline.start();
+    await deploy?.start(); // a deployment a previous run left unfinished continues
     log.info(
       { device: cfg.device, model: first.session.ref, ep: first.session.ep, attempts: first.session.attempts, warmupMs: Math.round(first.session.warmupMs), cameras: pipeline.cameraIds, keyId: first.verification.keyId },
       'runtime: ready',
@@ -186,16 +257,19 @@ export class Runtime {
   }
 
   private async shutdown(drainMs: number): Promise<void> {
+    await this.deploy?.stop(); // what it did so far is saved; the next start continues it
     await this.pipeline.stop();
+    await this.loop?.settle(); // frames being encoded reach the spool
     await Promise.all([...this.plcs.values()].map((p) => p.stop()));
     await Promise.all(this.rejects.map((r) => r.stop()));
     if (drainMs > 0) {
-      await withTimeout(this.reporter.drained(), drainMs).catch(() =>
-        this.log.warn({ outboxDepth: this.outbox.size }, 'runtime: stopping with results still in the outbox (sent on the next start)'),
+      await withTimeout(Promise.all([this.reporter.drained(), this.loop?.drained()]), drainMs).catch(() =>
+        this.log.warn({ outboxDepth: this.outbox.size, spooled: this.loop?.spool.size }, 'runtime: stopping with results or kept frames still to send (sent on the next start)'),
       );
     }
     await this.host.close();
     await this.reporter.close();
+    await this.loop?.close();
     await this.outbox.close();
   }
 }

@@ -7,7 +7,8 @@
 
 import { z } from 'zod';
 import { ArtifactError } from './errors.ts';
-import { checkLabels, InputSpec, MANIFEST_SCHEMA_VERSION, OutputSpec, Precision, PrecisionMetrics, Sha256, Text, Thresholds, validateWith, type Manifest } from './manifest.ts';
+import { checkLabels, InputSpec, MANIFEST_SCHEMA_VERSION, OutputSpec, Precision, PrecisionMetrics, Release, Sha256, Text, Thresholds, validateWith, type Manifest } from './manifest.ts';
+import { DriftReference } from './reference.ts';
 
 /** The symbolic dimension every pack binds to its number of labels. */
 export const CLASSES_DIM = 'classes';
@@ -27,6 +28,7 @@ export const BackboneManifestV1 = z
     shape: z.literal('shared-backbone'),
     name: Text(128),
     version: Text(64),
+    release: Release,
     input: InputSpec,
     /** logits/probs are [N, classes]: the class count comes from the pack. */
     outputs: OutputSpec,
@@ -58,6 +60,8 @@ export const PromptPackManifestV1 = z
     kind: z.literal('prompt-pack'),
     name: Text(128),
     version: Text(64),
+    /** Per task (pack name): a device refuses a lower release of the task than it accepted. */
+    release: Release,
     labels: z.array(Text(256)).min(1).max(100_000),
     thresholds: Thresholds,
     method: Method,
@@ -70,8 +74,15 @@ export const PromptPackManifestV1 = z
     createdAt: z.iso.datetime({ offset: true }),
     /** The tensors.safetensors entry: filled in by packPromptPack, checked by readPromptPack. */
     tensors: z.object({ sha256: Sha256, bytes: z.number().int().positive() }),
+    /** The drift reference (reference.ts), measured on the backbone it was compiled with; absent in older packs. */
+    reference: DriftReference.optional(),
   })
-  .superRefine((m, ctx) => checkLabels(m, ctx));
+  .superRefine((m, ctx) => {
+    checkLabels(m, ctx);
+    if (m.reference && m.reference.classes.length !== m.labels.length) {
+      ctx.addIssue({ code: 'custom', path: ['reference', 'classes'], message: `has ${m.reference.classes.length} entries for ${m.labels.length} labels` });
+    }
+  });
 export type PromptPackManifest = z.output<typeof PromptPackManifestV1>;
 export type PromptPackDraft = Omit<z.input<typeof PromptPackManifestV1>, 'schemaVersion' | 'kind' | 'tensors' | 'createdAt'> & { createdAt?: string };
 
@@ -142,6 +153,7 @@ export function taskManifest(pack: PromptPackManifest, backbone: BackboneManifes
     schemaVersion: MANIFEST_SCHEMA_VERSION,
     name: pack.name,
     version: pack.version,
+    release: pack.release,
     labels: pack.labels,
     input: backbone.input,
     outputs: backbone.outputs,
@@ -156,5 +168,6 @@ export function taskManifest(pack: PromptPackManifest, backbone: BackboneManifes
     createdAt: pack.createdAt,
     target: backbone.target,
     model: backbone.model,
+    ...(pack.reference && { reference: pack.reference }),
   };
 }

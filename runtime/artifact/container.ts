@@ -3,7 +3,7 @@
 // Here: the entry names, the structural check over the parsed entries, the payload digest check and
 // reading a file's bytes. read.ts and prompt-pack.ts build the two kinds on top.
 
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { ArtifactError } from './errors.ts';
 import { parseSignatureFile, sha256 } from './signature.ts';
 import type { TarEntry } from './tar.ts';
@@ -51,8 +51,15 @@ export function checkDigest(payload: Uint8Array, want: { sha256: string; bytes: 
 /** The bytes of a file, or ARTIFACT_UNREADABLE naming it. */
 export async function readFileBytes(path: string, what = 'artifact'): Promise<Buffer> {
   try {
+    // Bug (found by fuzzing MQTT `reload`): a path to a device such as /dev/zero was read until
+    // memory ran out, and a FIFO blocked the read forever. Only regular files are artifacts.
+    const st = await stat(path);
+    if (!st.isFile()) {
+      throw new ArtifactError('ARTIFACT_UNREADABLE', path, `cannot read the ${what}: not a regular file (${st.isDirectory() ? 'a directory' : 'a device, FIFO or socket'}); point it at the file`);
+    }
     return await readFile(path);
   } catch (e) {
+    if (e instanceof ArtifactError) throw e;
     throw new ArtifactError('ARTIFACT_UNREADABLE', path, `cannot read the ${what} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); check the path`, { cause: e });
   }
 }

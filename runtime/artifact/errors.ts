@@ -1,6 +1,8 @@
 // Every way an artifact can be refused, as a code the caller branches on (never the message text).
 // Messages name the file, the entry or field, and say what to do.
 
+import type { FieldIssue } from '../../devices/config-issues.ts';
+
 export type ArtifactErrorCode =
   | 'ARTIFACT_UNREADABLE' // the file cannot be read (missing, permissions)
   | 'ARTIFACT_NOT_TAR' // the bytes are not a POSIX ustar archive (a bare .onnx, a zip, garbage)
@@ -23,6 +25,7 @@ export type ArtifactErrorCode =
   | 'NO_TRUSTED_KEYS' // nothing to verify against and unsigned artifacts are not allowed
   | 'KEY_INVALID' // a key is not an ed25519 key in PEM (or KeyObject) form
   | 'KEY_UNREADABLE' // a key file cannot be read
+  | 'KEY_WRITE_FAILED' // a key file (or its folder) cannot be written
   | 'KEY_EXISTS'; // writing a key pair would overwrite a file
 
 export class ArtifactError extends Error {
@@ -32,11 +35,14 @@ export class ArtifactError extends Error {
     /** The artifact (or key) file the error is about; '(buffer)' for bytes without a name. */
     readonly file: string,
     message: string,
-    options?: { cause?: unknown; field?: string },
+    options?: { cause?: unknown; field?: string; issues?: readonly FieldIssue[] },
   ) {
     super(`${file}: ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
     this.field = options?.field;
+    this.issues = options?.issues ?? [];
   }
   /** The manifest field or archive entry at fault, when there is one. */
   readonly field: string | undefined;
+  /** MANIFEST_INVALID: every bad field with its value (the message lists them too). */
+  readonly issues: readonly FieldIssue[];
 }

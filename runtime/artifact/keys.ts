@@ -4,7 +4,8 @@
 // which key signed an artifact.
 
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { readFile, writeFile, rename } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { ArtifactError } from './errors.ts';
 
 /** A key as callers hold it: a KeyObject, or PEM text (string or bytes). */
@@ -106,13 +107,21 @@ export async function loadTrustedKeys(refs: readonly (string | KeyObject)[]): Pr
 }
 
 /**
- * Writes `<base>.key` (pkcs8 PEM, mode 0600) and `<base>.pub` (spki PEM). Refuses to overwrite an
- * existing file unless `force`: losing a release key is worse than an error.
+ * Writes `<base>.key` (pkcs8 PEM, mode 0600) and `<base>.pub` (spki PEM), creating the folder
+ * (mode 0700: it holds a secret) when it does not exist. Refuses to overwrite an existing file
+ * unless `force`: losing a release key is worse than an error.
  */
 export async function writeKeyPair(pair: KeyPair, base: string, opts: { force?: boolean } = {}): Promise<{ privatePath: string; publicPath: string; keyId: string }> {
   const privatePath = `${base}.key`;
   const publicPath = `${base}.pub`;
   const flag = opts.force ? 'w' : 'wx';
+  const folder = dirname(privatePath);
+  try {
+    await mkdir(folder, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ArtifactError('KEY_WRITE_FAILED', folder, `cannot create the folder for the key pair (${code ?? (e as Error).message}); check the path and its permissions`, { cause: e });
+  }
   for (const [path, text, mode] of [
     [privatePath, privateKeyPem(pair.privateKey), 0o600],
     [publicPath, publicKeyPem(pair.publicKey), 0o644],
@@ -125,7 +134,7 @@ export async function writeKeyPair(pair: KeyPair, base: string, opts: { force?: 
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') throw new ArtifactError('KEY_EXISTS', path, 'already exists; refusing to overwrite a key (pass force to replace it)');
-      throw new ArtifactError('KEY_UNREADABLE', path, `cannot write key file (${code ?? (e as Error).message})`, { cause: e });
+      throw new ArtifactError('KEY_WRITE_FAILED', path, `cannot write the key file (${code ?? (e as Error).message}); check the folder's permissions and free space`, { cause: e });
     }
   }
   return { privatePath, publicPath, keyId: pair.keyId };

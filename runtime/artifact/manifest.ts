@@ -9,8 +9,9 @@
 // override minConfidence per camera at run time (MQTT `set-threshold`), never okLabels.
 
 import { z } from 'zod';
-import { formatIssues } from '../schema/codec.ts';
+import { fieldIssues, issueReport } from '../../devices/config-issues.ts';
 import { ArtifactError } from './errors.ts';
+import { DriftReference } from './reference.ts';
 
 export const MANIFEST_SCHEMA_VERSION = 1 as const;
 export const PRECISIONS = ['fp32', 'fp16', 'int8'] as const;
@@ -19,6 +20,12 @@ export type Precision = z.infer<typeof Precision>;
 
 export const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256: 64 lowercase hex characters');
 export const Text = (max: number) => z.string().min(1).max(max);
+/**
+ * The release number: monotonic per model name (per task name for prompt packs), set at compile
+ * time (compile config `release`, or `--release`). Devices refuse a deployment of a lower release
+ * than the highest they accepted (docs/deploy.md). Absent in artifacts built before it existed: 0.
+ */
+export const Release = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).default(0);
 const Probability = z.number().min(0).max(1);
 
 /** What the model takes: uint8 RGB NHWC at the model's size (normalisation is inside the graph). */
@@ -63,6 +70,7 @@ export const ManifestV1 = z
     schemaVersion: z.literal(MANIFEST_SCHEMA_VERSION),
     name: Text(128),
     version: Text(64),
+    release: Release,
     /** Class names in output order; labels[i] is the name of logits[:, i]. */
     labels: z.array(Text(256)).min(1).max(100_000),
     input: InputSpec,
@@ -85,9 +93,14 @@ export const ManifestV1 = z
     target: Text(64).nullable(),
     /** The model.onnx entry: filled in by packArtifact, checked by readArtifact. */
     model: z.object({ sha256: Sha256, bytes: z.number().int().positive() }),
+    /** Validation-set prediction statistics the device's drift alarm compares with (reference.ts); absent in older artifacts. */
+    reference: DriftReference.optional(),
   })
   .superRefine((m, ctx) => {
     checkLabels(m, ctx);
+    if (m.reference && m.reference.classes.length !== m.labels.length) {
+      ctx.addIssue({ code: 'custom', path: ['reference', 'classes'], message: `has ${m.reference.classes.length} entries for ${m.labels.length} labels` });
+    }
     if (m.metrics[m.precision] === undefined) {
       ctx.addIssue({ code: 'custom', path: ['metrics', m.precision], message: `missing: the metrics of the shipped precision ${m.precision} are required` });
     }
@@ -131,10 +144,10 @@ export function validateWith<S extends z.ZodType>(schema: S, value: unknown, fil
       { field: 'schemaVersion' },
     );
   }
-  const r = schema.safeParse(value);
+  const r = schema.safeParse(value, { reportInput: true });
   if (!r.success) {
-    const first = r.error.issues[0]?.path.map(String).join('.');
-    throw new ArtifactError('MANIFEST_INVALID', file, `manifest.json is invalid: ${formatIssues(r.error.issues)}`, first ? { field: first } : {});
+    const issues = fieldIssues(r.error, '', schema);
+    throw new ArtifactError('MANIFEST_INVALID', file, issueReport('manifest.json is invalid', issues), { field: issues[0]!.field, issues });
   }
   return r.data as z.output<S>;
 }

@@ -1,6 +1,6 @@
 // The device config (configs/device.yaml): ONE zod schema, parsed at the boundary. Errors name the
 // file and every bad field path (`cameras[1].input.kind: must be one of …`). Relative paths in it
-// (artifact, packs, keys, outbox, profile, video files, image folders, snapshots) are relative to the
+// (artifact, packs, keys, outbox, keep, profile, video files, image folders, snapshots) are relative to the
 // config file, so a config travels with the files beside it.
 
 import { dirname, isAbsolute, resolve } from 'node:path';
@@ -8,6 +8,8 @@ import { z } from 'zod';
 import { cameraConfigSchema, type CameraConfig } from '../../devices/cameras/config.ts';
 import { serialLinkConfigSchema } from '../../devices/serial/config.ts';
 import { triggerConfigSchema, type TriggerConfig } from '../../devices/triggers/config.ts';
+import { DriftConfig } from '../drift/monitor.ts';
+import { KeepConfig } from '../keep/config.ts';
 import { OutboxConfig } from '../mqtt/outbox-config.ts';
 import { ReporterOptions } from '../mqtt/reporter-options.ts';
 import { idProblem } from '../mqtt/topics.ts';
@@ -27,6 +29,21 @@ const RejectOutputConfig = z.strictObject({
   /** A decision after the due time: reject anyway (default, fail-safe) or let it pass (devices/serial/reject.ts). */
   onMissedDeadline: z.enum(['fire', 'skip']).default('fire'),
 });
+
+/** Accepting deployments (docs/deploy.md): off unless `deploy.dir` is set. */
+export const DeployConfig = z.strictObject({
+  /** Where installed files, the rollback copies, transfers in progress and state.json live. */
+  dir: z.string().min(1),
+  /** Keys whose signed deployment documents this device runs; default: trustedKeys. */
+  trustedKeys: z.array(z.string().min(1)).optional(),
+  /** Block requests outstanding at once during an MQTT transfer. */
+  window: int.min(1).max(256).default(16),
+  /** An unanswered block request is sent again after this long. */
+  retryMs: int.min(50).max(600_000).default(3000),
+  /** Free space to leave on the deploy directory's file system (a deployment needing it is DISK_FULL). */
+  reserveBytes: int.min(0).default(64 * 1024 * 1024),
+});
+export type DeployConfig = z.output<typeof DeployConfig>;
 
 const DeviceConfigSchema = z
   .strictObject({
@@ -60,6 +77,11 @@ const DeviceConfigSchema = z
         topK: int.min(1).max(100).default(5),
       })
       .default({ topK: 5 }),
+    deploy: DeployConfig.optional(),
+    /** The data loop (docs/data-loop.md): frames kept for the recorder, and labels from the line. Off when absent. */
+    keep: KeepConfig.optional(),
+    /** The drift alarm: on by default for models whose manifest carries a reference. */
+    drift: DriftConfig.prefault({}),
   })
   .superRefine((c, ctx) => {
     const ids = c.cameras.map((cam) => cam.id);
@@ -72,6 +94,9 @@ const DeviceConfigSchema = z
       for (const id of Object.keys(c[key])) {
         if (!ids.includes(id)) ctx.addIssue({ code: 'custom', path: [key, id], message: `names camera ${JSON.stringify(id)}, which is not in cameras (${ids.join(', ')})` });
       }
+    }
+    for (const id of Object.keys(c.keep?.cameras ?? {})) {
+      if (!ids.includes(id)) ctx.addIssue({ code: 'custom', path: ['keep', 'cameras', id], message: `names camera ${JSON.stringify(id)}, which is not in cameras (${ids.join(', ')})` });
     }
     for (const id of Object.keys(c.rejects)) {
       if (c.triggers[id]?.kind === 'serial') {
@@ -129,6 +154,14 @@ export function parseDeviceConfig(raw: unknown, file: string, dir = dirname(reso
     packs: Object.fromEntries(Object.entries(c.packs).map(([cam, p]) => [cam, absOrUrl(dir, p)])),
     trustedKeys: c.trustedKeys.map((k) => (k.trimStart().startsWith('-----BEGIN') ? k : abs(dir, k))),
     outbox: c.outbox.kind === 'file' ? { ...c.outbox, dir: abs(dir, c.outbox.dir) } : c.outbox,
+    ...(c.keep && { keep: { ...c.keep, dir: abs(dir, c.keep.dir) } }),
+    ...(c.deploy && {
+      deploy: {
+        ...c.deploy,
+        dir: abs(dir, c.deploy.dir),
+        ...(c.deploy.trustedKeys && { trustedKeys: c.deploy.trustedKeys.map((k) => (k.trimStart().startsWith('-----BEGIN') ? k : abs(dir, k))) }),
+      },
+    }),
     cameras: c.cameras.map((cam) => resolveCameraPaths(cam, dir)),
   };
 }

@@ -1,4 +1,8 @@
 // Config errors: every message names the file and the field path, with the bad value and what is allowed.
+// One class for every YAML/JSON config EdgePrompt reads: the device config, device profiles and the
+// compile config (compiler/config/load.ts throws this one too).
+
+import { issueReport } from '../../devices/config-issues.ts';
 
 export type ConfigErrorCode =
   | 'CONFIG_UNREADABLE' // the file cannot be read
@@ -21,7 +25,7 @@ export class ConfigError extends Error {
     readonly issues: readonly ConfigIssue[] = [],
     options?: { cause?: unknown },
   ) {
-    super(issues.length > 0 ? `${file}: ${message}:\n${issues.map((i) => `  ${i.field}: ${i.message}`).join('\n')}` : `${file}: ${message}`, options);
+    super(issues.length > 0 ? issueReport(`${file}: ${message}`, issues) : `${file}: ${message}`, options);
   }
   /** The first offending field, for callers that highlight one. */
   get field(): string | undefined {

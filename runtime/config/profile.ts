@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { Precision } from '../artifact/manifest.ts';
 import { ConfigError } from './errors.ts';
+import { didYouMean } from '../../devices/config-issues.ts';
 import { parseWith, readYamlFile } from './yaml.ts';
 
 const int = z.number().int();
@@ -119,7 +120,7 @@ export function loadProfile(ref: string, opts: { dirs?: readonly string[]; baseD
   throw new ConfigError(
     'PROFILE_NOT_FOUND',
     opts.from ?? '(profile)',
-    `profile ${JSON.stringify(ref)} not found in ${dirs.join(', ')}; known profiles: ${known.join(', ') || 'none'} (or give a path to a profile .yaml)`,
-    [{ field: 'profile', message: `unknown profile ${JSON.stringify(ref)}` }],
+    `profile ${JSON.stringify(ref)} not found in ${dirs.join(', ')}`,
+    [{ field: 'profile', message: `${didYouMean(ref, known) ? `did you mean ${JSON.stringify(didYouMean(ref, known))}? ` : ''}known profiles: ${known.join(', ') || 'none'} (or give a path to a profile .yaml)` }],
   );
 }

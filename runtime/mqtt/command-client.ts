@@ -38,6 +38,11 @@ export async function connectCommandClient(options: z.input<typeof ConnectionOpt
   });
   const waiting = new Map<string, (r: ReplyPayload) => void>();
   const subscribed = new Set<string>();
+  // The connection options leave resubscribing to us: after a reconnect (a broker restart) the
+  // reply topics are subscribed again, or every later reply would be lost.
+  client.on('connect', () => {
+    if (subscribed.size > 0) void client.subscribeAsync([...subscribed], { qos: 1 }).catch(() => {});
+  });
   client.on('message', (topic, payload, packet) => {
     const decoded = decodePayload(ReplyPayload, topic, payload);
     if (!decoded.ok) return;

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { z } from 'zod';
-import { formatIssues } from '../schema/codec.ts';
+import { fieldIssues, issueReport } from '../../devices/config-issues.ts';
 import { MqttOptionsError } from './errors.ts';
 
 export const TlsOptions = z
@@ -59,9 +59,10 @@ export type ConnectionOptions = z.output<typeof ConnectionOptions>;
 
 /** Parses options or throws MqttOptionsError INVALID_OPTIONS listing every bad field. */
 export function parseOptions<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
-  const r = schema.safeParse(input);
-  if (!r.success) throw new MqttOptionsError('INVALID_OPTIONS', `${what} options: ${formatIssues(r.error.issues)}`);
-  return r.data;
+  const r = schema.safeParse(input, { reportInput: true });
+  if (r.success) return r.data;
+  const issues = fieldIssues(r.error, '', schema);
+  throw new MqttOptionsError('INVALID_OPTIONS', issueReport(`invalid ${what} options`, issues), undefined, issues);
 }
 
 function readPem(value: string | undefined, file: string | undefined, field: string): string | undefined {

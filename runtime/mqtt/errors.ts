@@ -35,13 +35,14 @@ export class OutboxError extends Error {
 
 export type OptionsErrorCode = 'INVALID_OPTIONS' | 'TLS_FILE_UNREADABLE';
 
-/** Bad reporter or client options: the message lists every offending field. */
+/** Bad reporter or client options: the message lists every offending field (`issues` holds them). */
 export class MqttOptionsError extends Error {
   override readonly name = 'MqttOptionsError';
   constructor(
     readonly code: OptionsErrorCode,
     message: string,
     options?: { cause?: unknown },
+    readonly issues: readonly { field: string; message: string }[] = [],
   ) {
     super(message, options);
   }

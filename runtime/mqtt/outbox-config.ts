@@ -19,7 +19,7 @@ export const OutboxConfig = z.discriminatedUnion('kind', [
     maxBytes: z.number().int().min(1).default(64 * 1024 * 1024),
     /** Group commit (docs/mqtt.md): a group holding a put is written once that put has waited this long (ms)... */
     commitDelayMs: z.number().int().min(0).max(1000).default(5),
-    /** ...or as soon as this many records wait. */
+    /** ...or as soon as this many records wait; a group holds at most this many puts. */
     commitMaxRecords: z.number().int().min(1).default(256),
     /** Acks and drops with no put to ride along with are written after this long (ms). */
     lazyFlushMs: z.number().int().min(0).max(60_000).default(1000),

@@ -1,5 +1,6 @@
 // The file outbox: an append-only JSON-lines log in one directory (format: outbox-log.ts), with
-// group commit. Records wait in a queue; a group (everything queued) goes to disk in one write()
+// group commit. Records wait in a queue; a group (everything queued, at most `commitMaxRecords` puts)
+// goes to disk in one write()
 // on a descriptor opened O_DSYNC, which returns only once the data is durable (one system call
 // instead of write + fdatasync). A group holding a put starts once that put has waited
 // `commitDelayMs`, or at once when `commitMaxRecords` wait, and never while the previous group is
@@ -32,15 +33,30 @@ export interface FileOutboxOptions extends OutboxLimits {
   compactMinBytes?: number;
   /** A group holding a put is written once that put has waited this long (ms). Default 5; 0 = at once. */
   commitDelayMs?: number;
-  /** ...or as soon as this many records wait. Default 256. */
+  /** ...or as soon as this many records wait; a group holds at most this many puts (acks and drops ride along). Default 256. */
   commitMaxRecords?: number;
   /** Acks and drops with no put to ride along with are written after this long (ms). Default 1000. */
   lazyFlushMs?: number;
   /** Where torn or unreadable lines and failed ack writes are reported. Default: pino on stderr. */
   log?: Pick<Log, 'warn' | 'info'>;
-  /** For tests of the crash window: called just before a group holding puts is written. */
-  beforeWrite?: () => void;
+  /**
+   * Crash injection (test/outbox-crash.test.ts, bench/crash.ts): called at every write boundary
+   * with the file about to change and, before a write, the bytes it will get. Never set in
+   * production; unset, it costs one undefined check per boundary.
+   */
+  crashHook?: CrashHook;
 }
+
+/**
+ * The outbox's write boundaries, in the order they happen:
+ * - a group: `group:write` (before its one durable write; `bytes` is the group) → `group:written`
+ *   (durable, not yet accepted) → `group:accepted` (in the index; callers are told next);
+ * - a rewrite (on open and at compaction): `compact:write` (before writing the temp file; `bytes`
+ *   is its content) → `compact:synced` (temp file durable) → `compact:renamed` (over the log, the
+ *   directory not yet synced) → `compact:done`.
+ */
+export type CrashPoint = 'group:write' | 'group:written' | 'group:accepted' | 'compact:write' | 'compact:synced' | 'compact:renamed' | 'compact:done';
+export type CrashHook = (point: CrashPoint, io: { path: string; bytes?: Buffer; puts: number }) => void;
 
 /** The file outbox, with its commit counter. */
 export interface FileOutbox extends Outbox {
@@ -96,7 +112,7 @@ export async function openFileOutbox(options: FileOutboxOptions): Promise<FileOu
   await acquireLock(dir, notWritable);
   try {
     const log = options.log ?? defaultLog('edgeprompt.outbox');
-    const ob = new GroupCommitOutbox(dir, limits, options.compactMinBytes ?? 1 << 20, commit, log, options.beforeWrite);
+    const ob = new GroupCommitOutbox(dir, limits, options.compactMinBytes ?? 1 << 20, commit, log, options.crashHook);
     await ob.load();
     return ob;
   } catch (e) {
@@ -135,7 +151,7 @@ class GroupCommitOutbox implements FileOutbox {
     private readonly compactMinBytes: number,
     private readonly commit: { delayMs: number; maxRecords: number; lazyMs: number },
     private readonly log: Pick<Log, 'warn' | 'info'>,
-    private readonly beforeWrite: (() => void) | undefined,
+    private readonly hook: CrashHook | undefined,
   ) {
     this.index = new OutboxIndex(limits);
     this.path = join(dir, LOG_FILE);
@@ -259,19 +275,22 @@ class GroupCommitOutbox implements FileOutbox {
 
   /** One group: one durable write of every queued record; never rejects. */
   private async commitGroup(): Promise<void> {
-    const puts = this.puts;
+    // At most maxRecords puts (the rest form the next group at once); every waiting ack/drop line.
+    const puts = this.puts.length <= this.commit.maxRecords ? this.puts : this.puts.slice(0, this.commit.maxRecords);
+    this.puts = puts === this.puts ? [] : this.puts.slice(puts.length);
+    if (this.puts.length > 0) this.putsSince = -Infinity; // what the cap left over goes next, without a new wait
     const lazy = this.lazy;
-    this.puts = [];
     this.lazy = [];
     // Acks first: they only delete entries put in earlier groups.
     const buf = Buffer.from(lazy.join('') + puts.map((q) => q.line).join(''));
     let err: OutboxError | null = null;
     try {
-      if (puts.length > 0) this.beforeWrite?.();
+      this.hook?.('group:write', { path: this.path, bytes: buf, puts: puts.length });
       const fd = this.fh!.fd;
       for (let off = 0; off < buf.length; ) off += await writeAt(fd, buf, off);
       if (DSYNC === undefined) await this.fh!.datasync();
       this.logBytes += buf.length;
+      this.hook?.('group:written', { path: this.path, puts: puts.length });
     } catch (e) {
       err = new OutboxError('OUTBOX_NOT_WRITABLE', `outbox write to ${this.path} failed: ${(e as Error).message}`, { cause: e });
       // Cut off what this group left (a partial line would swallow the next record on replay).
@@ -288,6 +307,7 @@ class GroupCommitOutbox implements FileOutbox {
       if (!err) this.accept(q.entry, q.line);
       q.done(err);
     }
+    if (!err) this.hook?.('group:accepted', { path: this.path, puts: puts.length });
     if (!err && this.logBytes >= this.compactMinBytes && this.liveBytes * 2 < this.logBytes) {
       try {
         await this.rewrite();
@@ -324,17 +344,20 @@ class GroupCommitOutbox implements FileOutbox {
     const tmp = join(this.dir, COMPACT_FILE);
     const th = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC, 0o644);
     try {
+      this.hook?.('compact:write', { path: tmp, bytes: Buffer.from(text), puts: 0 });
       await th.writeFile(text);
       await th.sync();
     } finally {
       await th.close();
     }
+    this.hook?.('compact:synced', { path: tmp, puts: 0 });
     await this.fh?.close();
     this.fh = null;
     let renamed = false;
     try {
       await rename(tmp, this.path);
       renamed = true;
+      this.hook?.('compact:renamed', { path: this.path, puts: 0 });
       await syncDir(this.dir);
     } finally {
       // Appends continue on whichever log is in place (the old one if the rename failed).
@@ -344,6 +367,7 @@ class GroupCommitOutbox implements FileOutbox {
         this.liveBytes = this.logBytes - Buffer.byteLength(header);
       }
     }
+    this.hook?.('compact:done', { path: this.path, puts: 0 });
   }
 }
 

@@ -21,6 +21,18 @@ const entryBytes = (r: OutboxRecord) => Buffer.byteLength(r.topic) + r.payload.l
  * the drop-oldest bound. `order` is an append-only id list (ids arrive in increasing order), so
  * peek(afterId) is a binary search; acked ids are skipped and the list is compacted lazily.
  */
+/** The first index ≥ from of ids (ascending) whose id is > afterId: where a peek after afterId starts. */
+export function firstAfter(ids: readonly number[], from: number, afterId: number): number {
+  let lo = from;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ids[mid]! <= afterId) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 export class OutboxIndex {
   private readonly byId = new Map<number, OutboxEntry>();
   private order: number[] = [];
@@ -88,13 +100,7 @@ export class OutboxIndex {
   }
 
   peek(limit: number, afterId = -1): OutboxEntry[] {
-    let lo = this.head;
-    let hi = this.order.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.order[mid]! <= afterId) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = firstAfter(this.order, this.head, afterId);
     const out: OutboxEntry[] = [];
     for (let i = lo; i < this.order.length && out.length < limit; i++) {
       const e = this.byId.get(this.order[i]!);

@@ -27,7 +27,7 @@ import { endClient, parseOptions, toMqttOptions, withTimeout } from './connectio
 import { ReporterError } from './errors.ts';
 import { defaultLog, type Log } from '../log.ts';
 import type { Outbox } from './outbox.ts';
-import { ResultSender } from './result-sender.ts';
+import { ResultSender, type RefusalReason } from './result-sender.ts';
 import {
   ReporterOptions,
   type ReporterCounters,
@@ -35,7 +35,7 @@ import {
   type ReporterEvents,
   type ReporterOptionsInput,
 } from './reporter-options.ts';
-import { filters, topics } from './topics.ts';
+import { filters, topicMatches, topics } from './topics.ts';
 
 export { ReporterOptions, type ReporterCounters, type ReporterDeps, type ReporterOptionsInput };
 
@@ -62,6 +62,13 @@ export class Reporter extends EventEmitter<ReporterEvents> {
   private closing: Promise<void> | null = null;
   private lastDropWarn = 0;
   private droppedSeen = 0;
+  /** PUBACK callback of each result handed to mqtt.js, to find it in mqtt.js's store when refused. */
+  private readonly resultCbs = new Map<number, (err?: Error) => void>();
+  private refusalsUnreported = 0;
+  private lastRefusalEvent = -Infinity;
+  private dropsUnreported = 0;
+  /** Further subscriptions on this session (deployment blocks), made again on every connect. */
+  private readonly extra = new Map<string, (topic: string, payload: Buffer) => void>();
 
   constructor(
     private readonly opts: ReporterOptions,
@@ -75,10 +82,19 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     this.droppedSeen = deps.outbox.dropped;
     this.sender = new ResultSender(
       this.outbox,
-      (topic, payload, cb) => this.client.publish(topic, payload, { qos: 1 }, (err) => cb(err)),
+      (topic, payload, cb, seq) => {
+        const done = (err?: Error) => {
+          this.resultCbs.delete(seq);
+          cb(err);
+        };
+        this.resultCbs.set(seq, done);
+        this.client.publish(topic, payload, { qos: 1 }, done);
+      },
       opts.maxInflight,
       this.log,
       (id) => this.emit('acked', id),
+      (id, reason, message, topic) => this.onRefused(id, reason, message, topic),
+      opts.protocolVersion,
     );
     const will = this.status('offline', 'connection-lost');
     this.client = mqtt.connect(
@@ -89,9 +105,32 @@ export class Reporter extends EventEmitter<ReporterEvents> {
         will: { topic: topics.status(opts.device), payload: will, qos: 1, retain: true },
       }),
     );
-    this.client.on('connect', (connack) => this.onConnect(connack.sessionPresent));
+    this.client.on('connect', (connack) => {
+      // MQTT v5: a broker with a packet size limit says so; a result over it would make the broker
+      // drop the connection, and mqtt.js would send it again on every reconnect.
+      this.sender.maxPacketBytes = connack.properties?.maximumPacketSize ?? Infinity;
+      this.onConnect(connack.sessionPresent);
+    });
     this.client.on('close', () => this.onClose());
+    this.client.on('disconnect', (packet) => {
+      // MQTT v5 DISCONNECT 0x95 (packet too large): the broker read up to the oldest result without
+      // a PUBACK (PUBACKs come in order) and found it too big. Sent again it ends the same way.
+      if (packet.reasonCode === 0x95) this.refuseOldest(0x95, 'the broker disconnected on it: packet too large');
+    });
     this.client.on('error', (err) => {
+      if (/^Invalid (puback|pubrec) reason code/.test(err.message)) {
+        // A PUBACK whose reason code MQTT 5 does not allow there (mosquitto 2.0 answers a PUBLISH
+        // over message_size_limit with 0x95): mqtt-packet refuses it and drops the rest of what it
+        // had read, so neither that callback nor later PUBACKs in the same read ever fire. The
+        // PUBACK belongs to the oldest result in flight; once mqtt.js has handled the packets it
+        // parsed before the bad one, that result is refused, and the connection is restarted so
+        // the others are sent again.
+        setImmediate(() => {
+          this.refuseOldest('INVALID_PUBACK', `the broker's PUBACK was not valid MQTT 5 (${err.message}); a broker limit such as message_size_limit refused it`);
+          this.client.stream?.destroy();
+        });
+        return;
+      }
       // Repeated failures during one outage (ECONNREFUSED every reconnectPeriod) log once.
       this.log[this.quietErrors ? 'debug' : 'warn']({ err: err.message, url: opts.url }, 'mqtt: connection error');
       this.quietErrors = true;
@@ -103,8 +142,15 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     }
   }
 
+  /**
+   * Connected as the reporter sees it: the session is up and its 'connect' has run. Bug (faults
+   * test under load): mqtt.js sets `client.connected` at CONNACK but emits 'connect' only after it
+   * has resent everything that was in flight, which took seconds at load 25; a caller that saw
+   * `connected` then could cut the link before the reporter knew it was connected, and that
+   * disconnect was never reported.
+   */
   get connected() {
-    return this.client.connected;
+    return this.wasConnected && this.client.connected;
   }
   get state(): Readonly<StateInput> {
     return this.current;
@@ -123,22 +169,50 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     };
   }
 
+  /** The oldest result in flight was refused: it leaves the outbox, and mqtt.js must not send it again. */
+  private refuseOldest(reason: RefusalReason, message: string) {
+    const seq = this.sender.oldestInflight();
+    if (seq === undefined) return;
+    const cb = this.resultCbs.get(seq);
+    this.sender.refuse(seq, reason, message);
+    if (cb === undefined) return;
+    for (const [mid, o] of Object.entries(this.client.outgoing)) {
+      if (o.cb === cb) this.client.removeOutgoingMessage(Number(mid));
+    }
+  }
+
   /**
-   * Stores a result in the outbox (resolves once durable, with its seq) and sends it when connected.
+   * A refused result: the first of each 10 s is logged as an error and published as an `error`
+   * event RESULT_REFUSED; the rest are counted into the next (a device refused every result at
+   * 30 fps must not write 30 error lines a second).
+   */
+  private onRefused(seq: number, reason: RefusalReason, message: string, topic: string) {
+    this.refusalsUnreported++;
+    if (Date.now() - this.lastRefusalEvent < 10_000) return;
+    this.lastRefusalEvent = Date.now();
+    const n = this.refusalsUnreported;
+    this.refusalsUnreported = 0;
+    const code = typeof reason === 'number' ? `reason code 0x${reason.toString(16)}` : reason;
+    // 0x87: the usual cause is an ACL that gives this client another topic root (docs/mqtt.md "Broker access control").
+    const hint = reason === 0x87 ? `; the broker does not let this client publish on ${topic}: check that device id ${this.device} matches the broker username/ACL it logs in with` : '';
+    this.log.error({ seq, reasonCode: reason, topic, refusedSinceLastReport: n, err: message }, `mqtt: broker refused a result${hint}`);
+    this.publishEvent({
+      type: 'error',
+      code: 'RESULT_REFUSED',
+      message: `${n === 1 ? 'a result was' : `${n} results were`} refused by the broker and left the outbox (seq ${seq} on ${topic}, ${code}: ${message}${hint})`.slice(0, 2000),
+    });
+  }
+
+  /**
+   * Stores a result in the outbox (resolves once durable, with its seq and the result as published) and sends it when connected.
    * Throws PayloadError for an invalid result (nothing stored), OutboxError when the store fails.
    */
-  async publishResult(input: ResultInput): Promise<{ seq: number }> {
+  async publishResult(input: ResultInput): Promise<{ seq: number; result: ResultPayload }> {
     if (this.closing) throw new ReporterError('REPORTER_CLOSED', 'publishResult after close()');
     const topic = topics.result(this.device, input.camera);
     const seq = this.outbox.nextId;
-    const payload = encodePayload(ResultPayload, topic, {
-      ...input,
-      v: PAYLOAD_VERSION,
-      device: this.device,
-      seq,
-      seqEpoch: this.outbox.epoch,
-      publishTs: Date.now(),
-    });
+    const result: ResultPayload = { ...input, v: PAYLOAD_VERSION, device: this.device, seq, seqEpoch: this.outbox.epoch, publishTs: Date.now() };
+    const payload = encodePayload(ResultPayload, topic, result);
     const stored = this.outbox.put({ topic, payload }); // takes nextId synchronously
     const entry = await stored;
     if (entry.id !== seq) {
@@ -146,7 +220,20 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     }
     this.warnIfDropping();
     this.sender.pump();
-    return { seq };
+    return { seq, result };
+  }
+
+  /** The sequence epoch of the results (the outbox's). */
+  get seqEpoch(): string {
+    return this.outbox.epoch;
+  }
+
+  /**
+   * QoS 1 on this session with the PUBACK (or the connection's end before it) reported to `cb`:
+   * for the keep spool's sender (runtime/keep/uploader.ts); results have their own.
+   */
+  publishQos1(topic: string, payload: Buffer, cb: (err?: Error) => void): void {
+    this.client.publish(topic, payload, { qos: 1 }, (err) => cb(err));
   }
 
   /** QoS 1, not retained. While disconnected the newest maxQueuedEvents wait for the next connect. */
@@ -167,6 +254,23 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     this.statePayload(next); // validate before adopting it
     this.current = next;
     if (this.client.connected) this.publishState();
+  }
+
+  /** Subscribes (QoS 1) on this session, now and after every reconnect; messages on it go to `onMessage`. */
+  subscribe(filter: string, onMessage: (topic: string, payload: Buffer) => void): void {
+    this.extra.set(filter, onMessage);
+    if (this.client.connected) this.client.subscribe(filter, { qos: 1 });
+  }
+
+  /**
+   * Publishes on this session when connected (returns false otherwise: the caller decides what to
+   * resend on the next `connect`). For the deployment's state and block requests; results go
+   * through publishResult.
+   */
+  publish(topic: string, payload: Buffer, opts: { qos: 0 | 1; retain?: boolean }): boolean {
+    if (this.closing || !this.client.connected) return false;
+    this.client.publish(topic, payload, { qos: opts.qos, retain: opts.retain === true });
+    return true;
   }
 
   /** Resolves when every stored result has been acknowledged. */
@@ -203,11 +307,16 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     c.publish(topics.status(this.device), this.status('online', 'connected'), { qos: 1, retain: true });
     this.publishState();
     // Subscribing again when the session already has it is harmless, and covers a broker that lost it.
-    c.subscribe(filters.commands(this.device), { qos: 1 }, (err, granted) => {
-      if (err || granted?.some((g) => g.qos === 128)) {
-        this.log.error({ err: err?.message ?? 'refused by the broker (ACL?)' }, 'mqtt: command subscription failed');
+    const commands = filters.commands(this.device);
+    c.subscribe(commands, { qos: 1 }, (err, granted) => {
+      // A refusal is an error on MQTT v5 (SUBACK 0x87...) and granted qos 0x80 on 3.1.1.
+      if (err || granted?.some((g) => g.qos >= 0x80)) {
+        const why = err?.message ?? 'refused by the broker';
+        this.log.error({ err: why, filter: commands }, `mqtt: command subscription failed: this device gets no commands; check that device id ${this.device} matches the broker username/ACL it logs in with`);
+        this.publishEvent({ type: 'error', code: 'COMMANDS_REFUSED', message: `the broker refused the subscription to ${commands} (${why}); this device gets no commands` });
       }
     });
+    for (const f of this.extra.keys()) c.subscribe(f, { qos: 1 });
     for (const p of this.queuedEvents.splice(0)) c.publish(topics.event(this.device), p, { qos: 1 });
     this.log.info({ url: this.opts.url, sessionPresent, connects: this.connects }, 'mqtt: connected');
     this.emit('connect', { sessionPresent, reconnect: this.connects > 1 });
@@ -253,7 +362,7 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     this.healthBusy = true;
     try {
       const input = await this.deps.health();
-      const { inflight: _i, rejected: _r, ...mqttCounters } = this.counters();
+      const { inflight: _i, ...mqttCounters } = this.counters();
       const topic = topics.health(this.device);
       const payload = encodePayload(HealthPayload, topic, {
         ...input,
@@ -271,6 +380,15 @@ export class Reporter extends EventEmitter<ReporterEvents> {
   }
 
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket) {
+    for (const [f, handle] of this.extra) {
+      if (!topicMatches(f, topic)) continue;
+      try {
+        handle(topic, payload);
+      } catch (e) {
+        this.log.error({ topic, err: (e as Error).message }, 'mqtt: message handler failed');
+      }
+      return;
+    }
     const prefix = filters.commands(this.device).slice(0, -1); // '.../cmd/'
     if (!topic.startsWith(prefix)) return;
     const name = topic.slice(prefix.length) || '(empty)';
@@ -301,12 +419,24 @@ export class Reporter extends EventEmitter<ReporterEvents> {
     this.emit('command', reply);
   }
 
-  /** At most one warning per 10 s while the bound is dropping results. */
+  /**
+   * At most one warning and one `error` event OUTBOX_DROPPED per 10 s while the bound is dropping
+   * results (the event waits for the next connect like any other; health carries the total).
+   */
   private warnIfDropping() {
     const dropped = this.outbox.dropped;
-    if (dropped === this.droppedSeen || Date.now() - this.lastDropWarn < 10_000) return;
+    if (dropped === this.droppedSeen) return;
+    this.dropsUnreported += dropped - this.droppedSeen;
     this.droppedSeen = dropped;
+    if (Date.now() - this.lastDropWarn < 10_000) return;
     this.lastDropWarn = Date.now();
+    const n = this.dropsUnreported;
+    this.dropsUnreported = 0;
     this.log.warn({ dropped, outboxDepth: this.outbox.size }, 'mqtt: outbox full; oldest results dropped');
+    this.publishEvent({
+      type: 'error',
+      code: 'OUTBOX_DROPPED',
+      message: `the outbox is full: ${n} oldest result(s) dropped (${dropped} since seq epoch ${this.outbox.epoch} began, ${this.outbox.size} held); raise outbox.maxEntries / maxBytes or restore the broker link`,
+    });
   }
 }

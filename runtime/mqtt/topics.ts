@@ -9,6 +9,11 @@
 //   edgeprompt/v1/<device>/event               QoS 1: model loaded, camera lost, errors
 //   edgeprompt/v1/<device>/cmd/<name>          in, QoS 1: a command request
 //   edgeprompt/v1/<device>/cmd/<name>/reply    out, QoS 1: its reply (unless an MQTT v5 responseTopic was given)
+//   edgeprompt/v1/<device>/deploy              retained, QoS 1: the device's deployment state (docs/deploy.md)
+//   edgeprompt/v1/<device>/deploy/get          out, QoS 1: block requests of a transfer in progress
+//   edgeprompt/v1/<device>/deploy/block        in, QoS 1: artifact blocks for this device (binary frames)
+//   edgeprompt/v1/<device>/<camera>/frame      QoS 1: a kept frame (binary: header + image), via the spool (docs/data-loop.md)
+//   edgeprompt/v1/<device>/label               QoS 1: ground truth from the line for one result, via the spool
 //
 // A result topic and a command topic both have five levels, so the camera id `cmd` is reserved.
 
@@ -60,6 +65,11 @@ export const topics = {
   result: (device: string, camera: string) => `${dev(device)}/${validateId('camera', camera)}/result`,
   command: (device: string, name: string) => `${dev(device)}/cmd/${validateId('command', name)}`,
   reply: (device: string, name: string) => `${dev(device)}/cmd/${validateId('command', name)}/reply`,
+  deploy: (device: string) => `${dev(device)}/deploy`,
+  deployGet: (device: string) => `${dev(device)}/deploy/get`,
+  deployBlock: (device: string) => `${dev(device)}/deploy/block`,
+  frame: (device: string, camera: string) => `${dev(device)}/${validateId('camera', camera)}/frame`,
+  label: (device: string) => `${dev(device)}/label`,
 } as const;
 
 const level = (kind: IdKind, id: string | undefined) => (id === undefined ? '+' : validateId(kind, id));
@@ -75,15 +85,20 @@ export const filters = {
   /** What a device subscribes to: its own commands, never the replies (they have one more level). */
   commands: (device: string) => `${dev(device)}/cmd/+`,
   replies: (device?: string) => `${TOPIC_ROOT}/${level('device', device)}/cmd/+/reply`,
+  deploy: (device?: string) => `${TOPIC_ROOT}/${level('device', device)}/deploy`,
+  deployGet: (device?: string) => `${TOPIC_ROOT}/${level('device', device)}/deploy/get`,
+  frames: (sel: { device?: string; camera?: string } = {}) =>
+    `${TOPIC_ROOT}/${level('device', sel.device)}/${level('camera', sel.camera)}/frame`,
+  labels: (device?: string) => `${TOPIC_ROOT}/${level('device', device)}/label`,
 } as const;
 
 export type ParsedTopic =
-  | { kind: 'status' | 'state' | 'health' | 'event'; device: string }
-  | { kind: 'result'; device: string; camera: string }
+  | { kind: 'status' | 'state' | 'health' | 'event' | 'deploy' | 'deploy-get' | 'deploy-block' | 'label'; device: string }
+  | { kind: 'result' | 'frame'; device: string; camera: string }
   | { kind: 'command' | 'reply'; device: string; name: string };
 
-const DEVICE_LEVEL_KINDS = new Set(['status', 'state', 'health', 'event'] as const);
-type DeviceLevelKind = 'status' | 'state' | 'health' | 'event';
+const DEVICE_LEVEL_KINDS = new Set(['status', 'state', 'health', 'event', 'deploy', 'label'] as const);
+type DeviceLevelKind = 'status' | 'state' | 'health' | 'event' | 'deploy' | 'label';
 const isDeviceLevelKind = (s: string): s is DeviceLevelKind => DEVICE_LEVEL_KINDS.has(s as DeviceLevelKind);
 
 /**
@@ -101,11 +116,14 @@ export function parseTopic(topic: string): ParsedTopic | null {
     const kind = rest[1]!;
     return isDeviceLevelKind(kind) ? { kind, device } : null;
   }
+  if (rest.length === 3 && rest[1] === 'deploy' && (rest[2] === 'get' || rest[2] === 'block')) {
+    return { kind: rest[2] === 'get' ? 'deploy-get' : 'deploy-block', device };
+  }
   if (rest.length === 3 && rest[1] === 'cmd') {
     return idProblem('command', rest[2]!) === null ? { kind: 'command', device, name: rest[2]! } : null;
   }
-  if (rest.length === 3 && rest[2] === 'result') {
-    return idProblem('camera', rest[1]!) === null ? { kind: 'result', device, camera: rest[1]! } : null;
+  if (rest.length === 3 && (rest[2] === 'result' || rest[2] === 'frame')) {
+    return idProblem('camera', rest[1]!) === null ? { kind: rest[2], device, camera: rest[1]! } : null;
   }
   if (rest.length === 4 && rest[1] === 'cmd' && rest[3] === 'reply') {
     return idProblem('command', rest[2]!) === null ? { kind: 'reply', device, name: rest[2]! } : null;

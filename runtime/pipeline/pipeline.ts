@@ -205,7 +205,8 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
       const task = pred.task ?? res.session; // each camera's prompt pack on a shared backbone
       const manifest = task.manifest;
       const cam = p.unit.id;
-      const { decision, okScore } = decide(pred, manifest, this.thresholds.minConfidence(cam, manifest));
+      const threshold = this.thresholds.minConfidence(cam, manifest);
+      const { decision, okScore } = decide(pred, manifest, threshold);
       const latency: Latency = {
         captureToInferMs: Math.max(0, res.startedAt - p.frame.captureTs),
         inferMs: res.inferMs,
@@ -231,7 +232,7 @@ export class Pipeline extends EventEmitter<PipelineEvents> {
       latency.totalMs = Math.max(0, Date.now() - p.frame.captureTs);
       p.unit.c.processed++;
       p.unit.fpsOut.mark();
-      const r: PipelineResult = { input, frame: p.frame, hit: p.hit, prediction: pred, batchSize: batch.length };
+      const r: PipelineResult = { input, frame: p.frame, hit: p.hit, prediction: pred, batchSize: batch.length, manifest, threshold };
       this.emit('result', r);
       for (const s of this.sinks) this.track(s, () => s.result(r));
     }

@@ -6,14 +6,21 @@ import { KeepOpen } from '../../devices/serial/keep-open.ts';
 import type { SerialLink } from '../../devices/serial/link.ts';
 import { RejectScheduler, type RejectCounters, type RejectPolicy } from '../../devices/serial/reject.ts';
 import type { Reporter } from '../mqtt/reporter.ts';
+import type { ResultPayload } from '../schema/payloads.ts';
 import type { PipelineFailure, PipelineResult, Sink } from './pipeline.ts';
 
 /** Every result into the reporter (outbox first, QoS 1 after); resolves once durable. */
 export class MqttResultSink implements Sink {
   readonly name = 'mqtt';
-  constructor(private readonly reporter: Pick<Reporter, 'publishResult'>) {}
+  constructor(
+    private readonly reporter: Pick<Reporter, 'publishResult'>,
+    /** Told of each result once it is durable, with its seq (the keep rules run then). */
+    private readonly onStored?: (r: PipelineResult, result: ResultPayload) => void,
+  ) {}
   result(r: PipelineResult): Promise<unknown> {
-    return this.reporter.publishResult(r.input);
+    const p = this.reporter.publishResult(r.input);
+    const after = this.onStored;
+    return after ? p.then((a) => after(r, a.result)) : p;
   }
 }
 

@@ -2,6 +2,7 @@
 // (results, failures, per-camera stats, events).
 
 import type { CameraStateEvent, Frame, FrameSource } from '../../devices/cameras/frame.ts';
+import type { Manifest } from '../artifact/manifest.ts';
 import type { PlcHandshake } from '../../devices/serial/plc.ts';
 import type { Trigger, TriggerHit } from '../../devices/triggers/trigger.ts';
 import type { Log } from '../log.ts';
@@ -25,6 +26,10 @@ export interface PipelineResult {
   hit: TriggerHit;
   prediction: Prediction;
   batchSize: number;
+  /** The manifest it was decided with (the prompt pack's on a shared backbone). */
+  manifest: Manifest;
+  /** The camera's minConfidence in force when it was decided. */
+  threshold: number;
 }
 
 export interface PipelineFailure {

@@ -112,11 +112,24 @@ export type StatePayload = z.infer<typeof StatePayload>;
 export type StateInput = Omit<StatePayload, 'v' | 'device' | 'ts' | 'bootId'>;
 
 // ---------------------------------------------------------------- health: <device>/health
+/** The drift monitor's latest figures for a camera (runtime/drift/): null before its first evaluation. */
+export const DriftFigures = z.object({
+  /** PSI of the recent top-1 score distribution against the manifest's reference (adjusted to the recent class mix). */
+  scorePsi: z.number().nonnegative(),
+  /** PSI of the recent predicted-class mix against the reference's. */
+  classPsi: z.number().nonnegative(),
+  /** Results in the window compared. */
+  frames: z.number().int().nonnegative(),
+  drifting: z.boolean(),
+});
+export type DriftFigures = z.infer<typeof DriftFigures>;
+
 export const CameraHealth = z.object({
   state: z.enum(['starting', 'running', 'lost', 'stopped']),
   fpsIn: Ms,
   fpsProcessed: Ms,
   droppedFrames: z.number().int().nonnegative(),
+  drift: DriftFigures.nullable().optional(),
 });
 export const MqttCounters = z.object({
   connected: z.boolean(),
@@ -125,6 +138,7 @@ export const MqttCounters = z.object({
   outboxDepth: z.number().int().nonnegative(),
   dropped: z.number().int().nonnegative(), // results dropped by the outbox bound (persisted with a file outbox)
   reconnects: z.number().int().nonnegative(),
+  rejected: z.number().int().nonnegative().optional(), // results the broker refused; they left the outbox (absent from older devices)
 });
 export type MqttCounters = z.infer<typeof MqttCounters>;
 
@@ -140,6 +154,19 @@ export const HealthPayload = z.object({
   inferMs: z.object({ p50: Ms, p99: Ms }).nullable(), // null before the first inference
   cameras: z.record(CameraId, CameraHealth),
   mqtt: MqttCounters,
+  /** The data loop's counters (runtime/keep/), when the device keeps frames. */
+  keep: z
+    .object({
+      kept: z.number().int().nonnegative(), // frames put in the spool
+      limited: z.number().int().nonnegative(), // frames a rule picked that a limit refused
+      labels: z.number().int().nonnegative(), // labels put in the spool
+      labelsWithoutFrame: z.number().int().nonnegative(), // labels for results whose frame was no longer held
+      spooled: z.number().int().nonnegative(), // frames and labels waiting to be uploaded
+      spooledBytes: z.number().int().nonnegative(),
+      dropped: z.number().int().nonnegative(), // dropped by the spool bound (persisted)
+      uploaded: z.number().int().nonnegative(), // PUBACKs since start
+    })
+    .optional(),
 });
 export type HealthPayload = z.infer<typeof HealthPayload>;
 /** What the runtime's health callback supplies; the reporter adds v, device, ts and its counters. */
@@ -153,10 +180,42 @@ export const EventPayload = z.discriminatedUnion('type', [
   z.object({ ...eventBase, type: z.literal('camera-lost'), camera: CameraId, reason: Text(2000) }),
   z.object({ ...eventBase, type: z.literal('camera-restored'), camera: CameraId, downMs: Ms }),
   z.object({ ...eventBase, type: z.literal('error'), code: Text(64), message: Text(2000), camera: CameraId.optional() }),
+  /** The camera's recent results no longer look like the model's validation set (docs/data-loop.md "Drift"), or do again. */
+  z.object({
+    ...eventBase,
+    type: z.literal('drift'),
+    camera: CameraId,
+    state: z.enum(['drifting', 'recovered']),
+    model: ArtifactRef,
+    scorePsi: z.number().nonnegative(),
+    classPsi: z.number().nonnegative(),
+    frames: z.number().int().nonnegative(),
+    /** The configured bounds that were crossed (or are held again). */
+    threshold: z.object({ scorePsi: z.number().positive(), classPsi: z.number().positive().nullable() }),
+  }),
 ]);
 export type EventPayload = z.infer<typeof EventPayload>;
 /** An event as the runtime raises it; the reporter adds v, device and ts. */
 export type EventInput = EventPayload extends infer E ? (E extends unknown ? Omit<E, 'v' | 'device' | 'ts'> : never) : never;
+
+// ---------------------------------------------------------------- deployment phases (runtime/schema/deploy.ts)
+/** Where a device is with a deployment; the last three are final. See docs/deploy.md. */
+export const DEPLOY_PHASES = ['downloading', 'verifying', 'shadow', 'promoted', 'committed', 'rejected', 'rolled-back'] as const;
+export const DeployPhase = z.enum(DEPLOY_PHASES);
+export type DeployPhase = z.infer<typeof DeployPhase>;
+/** A rollout's id: chosen by the deploy controller, carried by its signed document and every deploy state. */
+export const RolloutId = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, _ . -');
+/** An ed25519 signature over a deployment document by the key with this id (runtime/artifact/keys.ts). */
+export const DocumentSignature = z.strictObject({
+  keyId: z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 lowercase hex characters'),
+  value: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a base64 ed25519 signature (88 characters)'),
+});
+/** A signed deployment document as it travels: the document's exact JSON text and its signatures. */
+export const SignedDocument = z.strictObject({
+  document: z.string().min(2).max(8 * 1024 * 1024),
+  signatures: z.array(DocumentSignature).max(16),
+});
+export type SignedDocument = z.infer<typeof SignedDocument>;
 
 // ---------------------------------------------------------------- commands: <device>/cmd/<name>
 // Every request may carry `id`, echoed in the reply: correlation for MQTT 3.1.1 requesters, which
@@ -200,6 +259,40 @@ export const commandSchemas = {
     args: z.strictObject({ ...requestId, camera: CameraId, triggerId: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, _ . -').optional() }),
     reply: z.object({ camera: CameraId, triggerId: Text(128) }),
   },
+  /**
+   * Start a deployment from a signed document (docs/deploy.md). The reply says it was accepted (or
+   * why not); progress follows on the retained `<device>/deploy` topic. Sending the same rollout
+   * again answers with its state and starts nothing.
+   */
+  deploy: {
+    args: SignedDocument.extend(requestId),
+    reply: z.object({ rollout: RolloutId, state: DeployPhase }),
+  },
+  /**
+   * Ground truth from the line for one result (docs/data-loop.md): by `seq` (of `seqEpoch`, default
+   * the current one) or by `triggerId` (on `camera`). Replied once the label is durable on the device;
+   * it goes to the recorder on `<device>/label`, and the frame too when the device still holds it.
+   */
+  label: {
+    args: z
+      .strictObject({
+        ...requestId,
+        seq: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+        seqEpoch: Text(64).optional(),
+        triggerId: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, _ . -').optional(),
+        camera: CameraId.optional(),
+        decision: z.enum(['OK', 'NG']),
+        class: z.string().min(1).max(256).regex(/^[^\u0000-\u001f\u007f]+$/, 'must not hold control characters').optional(),
+        by: Text(128).optional(),
+      })
+      .refine((a) => (a.seq === undefined) !== (a.triggerId === undefined), { message: 'name the result by seq or by triggerId (one of them)', path: ['seq'] })
+      .refine((a) => a.triggerId === undefined || a.camera !== undefined, { message: 'a triggerId names a part on one camera: give camera too', path: ['camera'] }),
+    reply: z.object({
+      labelId: z.uuid(),
+      target: z.object({ seqEpoch: Text(64), seq: z.number().int().nonnegative() }).nullable(),
+      frameKept: z.boolean(),
+    }),
+  },
 } as const;
 
 export type CommandName = keyof typeof commandSchemas;
@@ -224,6 +317,8 @@ const replyUnion = z.union([
   okReply('resume', commandSchemas['resume'].reply),
   okReply('ping', commandSchemas['ping'].reply),
   okReply('trigger', commandSchemas['trigger'].reply),
+  okReply('deploy', commandSchemas['deploy'].reply),
+  okReply('label', commandSchemas['label'].reply),
   // An error reply may name a command we do not know (UNKNOWN_COMMAND), so `command` is any string.
   ErrorReply,
 ]);

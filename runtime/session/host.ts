@@ -9,6 +9,10 @@
 // just the tensors fed beside the frames); a pack that does not fit, is unsigned or tampered with is
 // refused and the running one stays. Loading the backbone again re-reads the packs it runs and
 // binds them to the new session before the swap.
+//
+// A deployment (runtime/deploy/) splits a load in two: prepare() reads, verifies and opens (or binds)
+// the candidate without using it, so it can run beside the current model; commit() is the swap, and
+// can keep what it replaced ready to swap back (an instant rollback, no reload).
 
 import { EventEmitter } from 'node:events';
 import { readFileBytes } from '../artifact/container.ts';
@@ -23,6 +27,9 @@ import { SessionError } from './errors.ts';
 import { ModelSession, type OrtSession } from './session.ts';
 import type { BatchResult, ModelTask, Prediction } from './task.ts';
 import { inferenceWorker, type InferenceWorker, type WorkerCrash } from './worker-engine.ts';
+import { DEFAULT_PACK, defaultTask, packTargets, PreparedLoad, type Active, type Prepared, type PreparedState, type Shared, type Slot } from './slots.ts';
+
+export { DEFAULT_PACK, type Prepared } from './slots.ts';
 
 /** Where the packs of a shared backbone come from (paths or http(s) URLs): a default and per camera id. */
 export interface PackSources {
@@ -68,16 +75,6 @@ export interface Classifier {
   classify(frames: readonly Uint8Array[], topK: number, cameras?: readonly string[]): Promise<BatchResult & { session: ModelTask }>;
 }
 
-/** The slot of the default pack: cameras without their own. */
-export const DEFAULT_PACK = '*';
-
-interface Slot {
-  /** Where the pack was read from (read again when the backbone reloads), or the pack itself when it came as bytes. */
-  source: string | PromptPack;
-  task: PackTask;
-}
-type Active = { kind: 'fused'; session: ModelSession } | { kind: 'shared'; session: BackboneSession; slots: ReadonlyMap<string, Slot> };
-
 export class ModelHost extends EventEmitter<HostEvents> implements Classifier {
   private active: Active | null = null;
   private readonly inflight = new Map<OrtSession, number>();
@@ -104,7 +101,7 @@ export class ModelHost extends EventEmitter<HostEvents> implements Classifier {
   get current(): ModelTask | null {
     const a = this.active;
     if (!a) return null;
-    return a.kind === 'fused' ? a.session : (a.slots.get(DEFAULT_PACK) ?? [...a.slots.values()][0]!).task;
+    return a.kind === 'fused' ? a.session : defaultTask(a);
   }
 
   /** True while a shared backbone runs. */
@@ -124,34 +121,122 @@ export class ModelHost extends EventEmitter<HostEvents> implements Classifier {
    * (and emitted as `rejected`). Loads run one at a time.
    */
   load(source: string | Uint8Array): Promise<LoadedInfo> {
-    const next = this.loading.then(() => this.doLoad(source));
+    return this.serial(source, async () => {
+      const p = await this.doPrepare(source);
+      try {
+        return this.doCommit(p, false).info;
+      } catch (e) {
+        await this.doDiscard(p);
+        throw e;
+      }
+    });
+  }
+
+  /**
+   * Reads, verifies and opens `source` (a model: its own session, warmed up; a pack: bound to the
+   * running backbone) without putting it in use. Refused like load() (the error is also emitted).
+   */
+  prepare(source: string | Uint8Array): Promise<Prepared> {
+    return this.serial(source, () => this.doPrepare(source));
+  }
+
+  /**
+   * Puts a prepared model or pack in use between two batches. With `keepPrevious` what it replaced
+   * is returned ready to commit back (nothing is released until it is discarded).
+   */
+  commit(p: Prepared, opts: { keepPrevious?: boolean } = {}): Promise<{ info: LoadedInfo; previous: Prepared | null }> {
+    return this.serial('(prepared)', async () => this.doCommit(p as PreparedLoad, opts.keepPrevious === true));
+  }
+
+  /** Releases a prepared model that was not (or is no longer) in use. */
+  discard(p: Prepared): Promise<void> {
+    const next = this.loading.then(() => this.doDiscard(p as PreparedLoad));
     this.loading = next.catch(() => {});
     return next;
   }
 
-  private async doLoad(source: string | Uint8Array): Promise<LoadedInfo> {
-    const name = typeof source === 'string' ? source : '(bytes)';
-    const t0 = performance.now();
-    try {
-      const { file, verification } = await this.readVerified(source);
-      let info: LoadedInfo;
-      if (file.kind === 'pack') info = this.swapPack(file.pack, typeof source === 'string' ? source : file.pack, verification, t0);
-      else {
-        this.checkCompatible(file.artifact);
-        const next: Active = file.kind === 'fused' ? { kind: 'fused', session: await ModelSession.create(file.artifact, this.sessionOptions()) } : await this.openShared(file.artifact);
-        const old = this.active;
-        this.active = next; // the swap: the next classify() uses the new session
-        if (old) void this.retire(old.session);
-        info = { session: this.current!, verification, loadMs: performance.now() - t0 };
-      }
-      this.emit('loaded', info);
-      return info;
-    } catch (e) {
-      const err = e instanceof Error ? e : new Error(String(e));
-      this.emit('rejected', err, name);
-      throw err;
-    }
+  /** What runs now, with the files' bytes: the model and the packs by name (for a deployment's rollback copy). */
+  files(): { model: { sha256: string; bytes: Uint8Array; manifest: Prepared['manifest'] } | null; packs: Map<string, { sha256: string; bytes: Uint8Array; manifest: Prepared['manifest'] }> } {
+    const a = this.active;
+    const packs = new Map<string, { sha256: string; bytes: Uint8Array; manifest: Prepared['manifest'] }>();
+    if (!a) return { model: null, packs };
+    if (a.kind === 'shared') for (const s of a.slots.values()) packs.set(s.task.pack.manifest.name, { sha256: s.task.pack.sha256, bytes: s.bytes, manifest: s.task.pack.manifest });
+    return { model: { sha256: a.session.artifact.sha256, bytes: a.bytes, manifest: a.session.artifact.manifest }, packs };
   }
+
+  private serial<T>(name: string | Uint8Array, run: () => Promise<T>): Promise<T> {
+    const next = this.loading.then(run).catch((e: unknown) => {
+      const err = e instanceof Error ? e : new Error(String(e));
+      this.emit('rejected', err, typeof name === 'string' ? name : '(bytes)');
+      throw err;
+    });
+    this.loading = next.catch(() => {});
+    return next;
+  }
+
+  private async doPrepare(source: string | Uint8Array): Promise<PreparedLoad> {
+    const { file, verification, bytes } = await this.readVerified(source);
+    if (file.kind === 'pack') {
+      const a = this.active;
+      if (a?.kind !== 'shared') {
+        throw new SessionError('NOT_SHARED', `${file.pack.file}: a prompt pack runs on a shared-backbone artifact, but this device runs ${a ? `the fused artifact ${a.session.artifact.file}` : 'no model'}; load its backbone first`);
+      }
+      const task = a.session.bind(file.pack); // PACK_BACKBONE_MISMATCH / PACK_SHAPE_MISMATCH: nothing changes
+      packTargets(a, file.pack); // PACK_AMBIGUOUS
+      const state: PreparedState = { kind: 'pack', pack: file.pack, source: typeof source === 'string' ? source : file.pack, task };
+      return new PreparedLoad(state, file.pack.sha256, bytes, file.pack.manifest, task, verification, () => this.active);
+    }
+    this.checkCompatible(file.artifact);
+    const next: Active = file.kind === 'fused' ? { kind: 'fused', session: await ModelSession.create(file.artifact, this.sessionOptions()), bytes } : { ...(await this.openShared(file.artifact)), bytes };
+    const task = next.kind === 'fused' ? next.session : defaultTask(next);
+    return new PreparedLoad({ kind: 'model', next }, file.artifact.sha256, bytes, file.artifact.manifest, task, verification, () => this.active);
+  }
+
+  private doCommit(p: PreparedLoad, keepPrevious: boolean): { info: LoadedInfo; previous: Prepared | null } {
+    if (p.released) throw new SessionError('SESSION_RELEASED', 'a discarded model cannot be put in use; prepare it again');
+    const t0 = performance.now();
+    const a = this.active;
+    let previous: PreparedLoad | null = null;
+    let pack: LoadedInfo['pack'];
+    if (p.state.kind === 'model') {
+      if (a && keepPrevious) previous = new PreparedLoad({ kind: 'model', next: a }, a.session.artifact.sha256, a.bytes, a.session.artifact.manifest, this.current!, p.verification, () => this.active);
+      this.active = p.state.next; // the swap: the next classify() uses the new session
+      if (a && !keepPrevious && a.session !== p.state.next.session) void this.retire(a.session);
+    } else {
+      if (a?.kind !== 'shared') throw new SessionError('NOT_SHARED', 'the backbone a prepared pack was bound to is no longer running; prepare it again');
+      const slots = new Map(a.slots);
+      let targets: string[];
+      if (p.state.kind === 'slots') {
+        targets = [...p.state.slots.keys()];
+        for (const [k, s] of p.state.slots) slots.set(k, s.task.session === a.session ? s : { ...s, task: a.session.bind(s.task.pack) });
+      } else {
+        const task = p.state.task.session === a.session ? p.state.task : a.session.bind(p.state.pack); // the backbone was reloaded since
+        targets = packTargets(a, p.state.pack);
+        for (const k of targets) slots.set(k, { source: p.state.source, task, bytes: p.bytes });
+      }
+      if (keepPrevious) {
+        const old = new Map(targets.filter((k) => a.slots.has(k)).map((k) => [k, a.slots.get(k)!]));
+        const first = [...old.values()][0];
+        if (first) previous = new PreparedLoad({ kind: 'slots', slots: old, task: first.task }, first.task.pack.sha256, first.bytes, first.task.pack.manifest, first.task, p.verification, () => this.active);
+      }
+      this.active = { ...a, slots }; // the swap: batches started from now on use the new pack
+      const task = slots.get(targets[0]!)!.task;
+      pack = { task, slots: targets };
+    }
+    const info: LoadedInfo = { session: this.current!, verification: p.verification, loadMs: performance.now() - t0, ...(pack && { pack }) };
+    this.emit('loaded', info);
+    return { info, previous };
+  }
+
+  private async doDiscard(p: PreparedLoad): Promise<void> {
+    if (p.released || p.state.kind !== 'model') return;
+    const s = p.state.next.session;
+    if (this.active?.session === s) return; // in use
+    p.released = true;
+    await this.retire(s);
+  }
+
+
 
   private sessionOptions() {
     return {
@@ -162,7 +247,7 @@ export class ModelHost extends EventEmitter<HostEvents> implements Classifier {
     };
   }
 
-  private async readVerified(source: string | Uint8Array): Promise<{ file: SignedFile; verification: Verification }> {
+  private async readVerified(source: string | Uint8Array): Promise<{ file: SignedFile; verification: Verification; bytes: Uint8Array }> {
     let bytes: Uint8Array;
     let name = '(bytes)';
     if (typeof source !== 'string') bytes = source;
@@ -171,13 +256,14 @@ export class ModelHost extends EventEmitter<HostEvents> implements Classifier {
     const file = readSignedFile(bytes, name);
     const verification = verifyArtifact(file.kind === 'pack' ? file.pack : file.artifact, this.o.trustedKeys, { allowUnsigned: this.o.allowUnsigned ?? false });
     if (!verification.verified) this.o.log?.warn({ file: name }, `model: loading an UNSIGNED ${file.kind === 'pack' ? 'prompt pack' : 'artifact'} (allowUnsigned is set)`);
-    return { file, verification };
+    return { file, verification, bytes };
   }
 
   /** The backbone with every pack it will run (the running ones on a reload, else the configured ones), bound. */
-  private async openShared(artifact: Extract<SignedFile, { kind: 'backbone' }>['artifact']): Promise<Active> {
+  private async openShared(artifact: Extract<SignedFile, { kind: 'backbone' }>['artifact']): Promise<Omit<Shared, 'bytes'>> {
     const a = this.active;
     const sources = new Map<string, string | PromptPack>();
+    const bytesOf = new Map<PromptPack, Uint8Array>();
     if (a?.kind === 'shared') for (const [k, s] of a.slots) sources.set(k, s.source);
     else {
       if (this.o.packs?.default !== undefined) sources.set(DEFAULT_PACK, this.o.packs.default);
@@ -185,13 +271,15 @@ export class ModelHost extends EventEmitter<HostEvents> implements Classifier {
     }
     if (sources.size === 0) throw new SessionError('NO_PACK', `${artifact.file}: is a shared backbone, which runs prompt packs: name one in the device config (pack: task.epp, or packs.<camera>)`);
     const packs = new Map<string | PromptPack, PromptPack>();
+    if (a?.kind === 'shared') for (const s of a.slots.values()) bytesOf.set(s.task.pack, s.bytes);
     for (const src of sources.values()) {
       if (packs.has(src)) continue;
       if (typeof src !== 'string') packs.set(src, src);
       else {
-        const { file } = await this.readVerified(src);
+        const { file, bytes } = await this.readVerified(src);
         if (file.kind !== 'pack') throw new ArtifactError('ARTIFACT_KIND', src, `is ${file.kind === 'fused' ? 'a fused artifact' : 'a shared backbone'}, not a prompt pack (.epp); fix pack/packs in the device config`);
         packs.set(src, file.pack);
+        bytesOf.set(file.pack, bytes);
       }
     }
     const first = packs.get(sources.get(DEFAULT_PACK) ?? [...sources.values()][0]!)!;
@@ -202,36 +290,13 @@ export class ModelHost extends EventEmitter<HostEvents> implements Classifier {
       for (const [k, src] of sources) {
         const pack = packs.get(src)!;
         if (!tasks.has(pack)) tasks.set(pack, session.bind(pack));
-        slots.set(k, { source: src, task: tasks.get(pack)! });
+        slots.set(k, { source: src, task: tasks.get(pack)!, bytes: bytesOf.get(pack) ?? new Uint8Array(0) });
       }
       return { kind: 'shared', session, slots };
     } catch (e) {
       await session.release();
       throw e;
     }
-  }
-
-  /**
-   * Swaps a pack in on the running backbone. It replaces the running pack of the same name (a new
-   * version of the task, on every camera that runs it); a pack of another name replaces the only
-   * pack when one runs, and is PACK_AMBIGUOUS when several do.
-   */
-  private swapPack(pack: PromptPack, source: string | PromptPack, verification: Verification, t0: number): LoadedInfo {
-    const a = this.active;
-    if (a?.kind !== 'shared') {
-      throw new SessionError('NOT_SHARED', `${pack.file}: a prompt pack runs on a shared-backbone artifact, but this device runs ${a ? `the fused artifact ${a.session.artifact.file}` : 'no model'}; load its backbone first`);
-    }
-    const task = a.session.bind(pack); // PACK_BACKBONE_MISMATCH / PACK_SHAPE_MISMATCH: nothing changes
-    const named = [...a.slots].filter(([, s]) => s.task.pack.manifest.name === pack.manifest.name).map(([k]) => k);
-    const running = [...new Set([...a.slots.values()].map((s) => s.task.pack.manifest.name))];
-    const targets = named.length > 0 ? named : running.length === 1 ? [...a.slots.keys()] : null;
-    if (targets === null) {
-      throw new SessionError('PACK_AMBIGUOUS', `${pack.file}: pack ${pack.manifest.name} replaces a running pack of the same name, but this device runs ${running.join(', ')}; name the pack like the one it replaces, or assign it in the device config (packs.<camera>) and reload the backbone`);
-    }
-    const slots = new Map(a.slots);
-    for (const k of targets) slots.set(k, { source, task });
-    this.active = { ...a, slots }; // the swap: batches started from now on use the new pack
-    return { session: this.current!, verification, loadMs: performance.now() - t0, pack: { task, slots: targets } };
   }
 
   /** Cameras deliver frames at the running model's size; a model needing another size needs a restart. */
@@ -263,7 +328,7 @@ export class ModelHost extends EventEmitter<HostEvents> implements Classifier {
   }
 
   /** One run per pack in the batch (a run feeds one pack's tensors); predictions keep the frames' order. */
-  private async classifyShared(a: Extract<Active, { kind: 'shared' }>, frames: readonly Uint8Array[], topK: number, cameras?: readonly string[]): Promise<BatchResult & { session: ModelTask }> {
+  private async classifyShared(a: Shared, frames: readonly Uint8Array[], topK: number, cameras?: readonly string[]): Promise<BatchResult & { session: ModelTask }> {
     const tasks = frames.map((_, i) => {
       const cam = cameras?.[i];
       const slot = (cam === undefined ? undefined : a.slots.get(cam)) ?? a.slots.get(DEFAULT_PACK);
@@ -305,8 +370,21 @@ export class ModelHost extends EventEmitter<HostEvents> implements Classifier {
   }
 }
 
+
 async function defaultFetch(url: string): Promise<Uint8Array> {
-  const res = await fetch(url);
-  if (!res.ok) throw Object.assign(new Error(`GET ${url}: HTTP ${res.status}`), { code: 'ARTIFACT_UNREADABLE' });
-  return new Uint8Array(await res.arrayBuffer());
+  // A network failure is a refusal with a code like any unreadable file (it was HANDLER_FAILED "fetch failed").
+  const unreadable = (why: string, cause?: unknown) => Object.assign(new Error(`GET ${url}: ${why}; check the URL and the network`, { cause }), { code: 'ARTIFACT_UNREADABLE' });
+  let res: Response;
+  try {
+    res = await fetch(url);
+  } catch (e) {
+    const c = (e as Error & { cause?: { code?: string; message?: string } }).cause;
+    throw unreadable(c?.code ?? c?.message ?? (e as Error).message, e);
+  }
+  if (!res.ok) throw unreadable(`HTTP ${res.status}`);
+  try {
+    return new Uint8Array(await res.arrayBuffer());
+  } catch (e) {
+    throw unreadable(`the body could not be read (${(e as Error).message})`, e);
+  }
 }

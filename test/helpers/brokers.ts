@@ -179,10 +179,18 @@ export async function startMosquitto(opts: MosquittoOptions): Promise<Mosquitto>
   };
 }
 
-/** A TCP relay in front of a broker; cut() resets every relayed connection at once. */
+/**
+ * A TCP relay in front of a broker; cut() resets every relayed connection at once; down() also
+ * refuses new ones (a link that stays cut) until up().
+ */
 export async function startProxy(targetPort: number) {
   const pairs = new Set<[net.Socket, net.Socket]>();
+  let refusing = false;
   const server = net.createServer((down) => {
+    if (refusing) {
+      down.resetAndDestroy();
+      return;
+    }
     const up = net.connect(targetPort, '127.0.0.1');
     const pair: [net.Socket, net.Socket] = [down, up];
     pairs.add(pair);
@@ -209,6 +217,14 @@ export async function startProxy(targetPort: number) {
         up.resetAndDestroy();
       }
       pairs.clear();
+    },
+    /** Cuts every connection and refuses new ones until up(). */
+    down() {
+      refusing = true;
+      this.cut();
+    },
+    up() {
+      refusing = false;
     },
     close: async () => {
       for (const [down, up] of pairs) (down.destroy(), up.destroy());

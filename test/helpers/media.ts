@@ -99,8 +99,12 @@ export function recordStates(source: FrameSource): CameraStateEvent[] {
   return events;
 }
 
-/** Resolves when `pred` holds for a state event (checking ones already recorded first). */
-export function waitForState(source: FrameSource, events: CameraStateEvent[], pred: (e: CameraStateEvent) => boolean, timeoutMs = 5000): Promise<CameraStateEvent> {
+/**
+ * Resolves when `pred` holds for a state event (checking ones already recorded first). The timeout
+ * only bounds a failure: on a machine at load 20 on 2 cores, starting ffmpeg alone took seconds
+ * and 5 s made passing tests fail (the wait is not what the tests measure).
+ */
+export function waitForState(source: FrameSource, events: CameraStateEvent[], pred: (e: CameraStateEvent) => boolean, timeoutMs = 20_000): Promise<CameraStateEvent> {
   const seen = events.find(pred);
   if (seen) return Promise.resolve(seen);
   return new Promise((resolve, reject) => {

@@ -97,7 +97,7 @@ export class LineQueue {
     });
   }
 
-  next(timeoutMs = 2000): Promise<string> {
+  next(timeoutMs = 10_000): Promise<string> {
     const q = this.queued.shift();
     if (q !== undefined) return Promise.resolve(q);
     return new Promise((resolve, reject) => {

@@ -35,7 +35,7 @@ export function buildPrecision(g: GraphSpec, precision: Precision, opts: Precisi
     }
     case 'int8': {
       const cal = opts.calibration;
-      if (!cal) throw new CompilerError('BAD_ARGUMENT', 'int8 needs a calibration: run calibrate(fp32 model, sample of training images) first');
+      if (!cal) throw new CompilerError('INTERNAL', 'int8 needs a calibration: run calibrate(fp32 model, sample of training images) first');
       const bits = opts.int8?.weightBits ?? defaultWeightBits();
       return {
         precision,
@@ -43,11 +43,12 @@ export function buildPrecision(g: GraphSpec, precision: Precision, opts: Precisi
         metadata: {
           'edgeprompt.precision': 'int8',
           'edgeprompt.int8.weight_bits': String(bits),
+          ...(opts.int8?.attention === 'dynamic' && { 'edgeprompt.int8.attention': 'dynamic' }),
           'edgeprompt.int8.calibration': `${cal.method}${cal.percentile !== undefined ? ` ${cal.percentile}` : ''} on ${cal.images} images`,
         },
       };
     }
     default:
-      throw new CompilerError('BAD_ARGUMENT', `unknown precision "${String(precision)}"; known: fp32, fp16, int8`);
+      throw new CompilerError('INTERNAL', `unknown precision "${String(precision)}"; known: fp32, fp16, int8`);
   }
 }

@@ -41,7 +41,7 @@ export function imageFeeds(images: readonly Uint8Array[], size: number, batch = 
     const part = images.slice(at, at + batch);
     const data = new Uint8Array(part.length * px);
     part.forEach((im, i) => {
-      if (im.length !== px) throw new CompilerError('SHAPE_MISMATCH', `calibration image ${at + i} has ${im.length} bytes, expected ${size}×${size}×3 = ${px}`);
+      if (im.length !== px) throw new CompilerError('INTERNAL', `calibration image ${at + i} has ${im.length} bytes, expected ${size}×${size}×3 = ${px}`);
       data.set(im, i * px);
     });
     feeds.push({ image: new ort.Tensor('uint8', data, [part.length, size, size, 3]) });
@@ -65,8 +65,8 @@ export function pixelTensors(g: GraphSpec): Set<string> {
 export async function calibrate(model: Uint8Array, feeds: readonly Feeds[], opts: CalibrateOptions = {}): Promise<Calibration> {
   const method = opts.method ?? 'minmax';
   const p = opts.percentile ?? 99.99;
-  if (feeds.length === 0) throw new CompilerError('BAD_ARGUMENT', 'calibrate: no inputs given; pass a sample of training images');
-  if (method === 'percentile' && !(p > 50 && p <= 100)) throw new CompilerError('BAD_ARGUMENT', `calibrate: percentile must be in (50, 100], got ${p}`);
+  if (feeds.length === 0) throw new CompilerError('INTERNAL', 'calibrate: no inputs given; pass a sample of training images');
+  if (method === 'percentile' && !(p > 50 && p <= 100)) throw new CompilerError('INTERNAL', `calibrate: percentile must be in (50, 100], got ${p}`);
   const g = decodeGraph(model);
   const pixels = pixelTensors(g);
   const names = [...new Set(quantSites(g).map((s) => s.activation))].filter((n) => !pixels.has(n));
@@ -110,7 +110,7 @@ export async function calibrate(model: Uint8Array, feeds: readonly Feeds[], opts
   }
   for (const n of names) {
     const r = ranges[n]!;
-    if (!Number.isFinite(r.min) || !Number.isFinite(r.max)) throw new CompilerError('BAD_ARGUMENT', `calibrate: tensor "${n}" took non-finite values (${r.min}..${r.max}); the fp32 model is broken on these inputs`);
+    if (!Number.isFinite(r.min) || !Number.isFinite(r.max)) throw new CompilerError('INTERNAL', `calibrate: tensor "${n}" took non-finite values (${r.min}..${r.max}); the fp32 model is broken on these inputs`);
   }
   for (const n of pixels) ranges[n] = { min: 0, max: 255 };
   return { method, ...(method === 'percentile' ? { percentile: p } : {}), images, ranges };

@@ -57,7 +57,7 @@ const isFloat = (t: SpecType | undefined): t is 'float32' | 'float16' => t === '
 
 /** The graph with fp16 initializers and (in `compute` mode) fp16 arithmetic where `fp16Ops` allow. */
 export function toFp16(g: GraphSpec, opts: Fp16Options): GraphSpec {
-  if (opts.keepIo !== true) throw new CompilerError('BAD_ARGUMENT', 'toFp16: only keepIo: true is supported (the device contract is uint8 in, float32 out)');
+  if (opts.keepIo !== true) throw new CompilerError('INTERNAL', 'toFp16: only keepIo: true is supported (the device contract is uint8 in, float32 out)');
   const target = opts.target ?? 'cpu';
   const mode = opts.mode ?? defaultFp16Mode(target);
   const half = new Set(mode === 'storage' ? [] : (opts.fp16Ops ?? (target === 'gpu' ? GPU_FP16_OPS : CPU_FP16_OPS)));

@@ -51,13 +51,13 @@ const pt = (x: number) => `${x < 0 ? '−' : '+'}${Math.abs(x).toFixed(1)} pt`;
  */
 export function gatePrecisions(reference: PrecisionMetrics, measured: Partial<Record<Precision, PrecisionMetrics>>, requested: readonly Precision[], opts: GateOptions = {}): GateResult {
   const gate = opts.maxDropPt ?? 0.5;
-  if (!(gate >= 0)) throw new CompilerError('BAD_ARGUMENT', `precision.maxDropPt must be ≥ 0, got ${gate}`);
+  if (!(gate >= 0)) throw new CompilerError('INTERNAL', `precision.maxDropPt must be ≥ 0, got ${gate}`);
   const dropPt: GateResult['dropPt'] = {};
   const verdicts: { precision: Precision; refusal?: Omit<Refusal, 'message'> & { why: string } }[] = [];
   for (const p of requested) {
     const m = measured[p];
-    if (!m) throw new CompilerError('BAD_ARGUMENT', `precision gate: no metrics for requested precision ${p}; measure it first`);
-    if (m.images !== reference.images) throw new CompilerError('BAD_ARGUMENT', `precision gate: ${p} was measured on ${m.images} images, the reference on ${reference.images}; compare on the same validation set`);
+    if (!m) throw new CompilerError('INTERNAL', `precision gate: no metrics for requested precision ${p}; measure it first`);
+    if (m.images !== reference.images) throw new CompilerError('INTERNAL', `precision gate: ${p} was measured on ${m.images} images, the reference on ${reference.images}; compare on the same validation set`);
     const drop = 100 * (reference.top1 - m.top1);
     dropPt[p] = drop;
     const bound = opts.maxLogitDiff?.[p];
@@ -90,7 +90,7 @@ export function gatePrecisions(reference: PrecisionMetrics, measured: Partial<Re
 export function precisionMetrics(logits: Float32Array, reference: Float32Array, labels: ArrayLike<number>, classes: number): PrecisionMetrics {
   const images = labels.length;
   if (logits.length !== images * classes || reference.length !== logits.length) {
-    throw new CompilerError('SHAPE_MISMATCH', `precisionMetrics: ${logits.length} logits and ${reference.length} reference logits for ${images} images × ${classes} classes`);
+    throw new CompilerError('INTERNAL', `precisionMetrics: ${logits.length} logits and ${reference.length} reference logits for ${images} images × ${classes} classes`);
   }
   let correct = 0;
   let agree = 0;

@@ -55,6 +55,16 @@ export interface Int8Options {
   gemm?: boolean;
   /** Leave a site in float, e.g. the first layer: `(s) => s.weight.startsWith('blocks.0.')`. */
   exclude?: (site: QuantSite) => boolean;
+  /**
+   * Attention products (a MatMul of two activations): 'float' (default) leaves them alone;
+   * 'dynamic' quantizes both operands at run time (DynamicQuantizeLinear: uint8, per tensor, the
+   * range of this very input) into MatMulInteger, scaled back to float. No calibration: the range
+   * of attention scores and probabilities varies from image to image, which a static range fits
+   * badly (a static QDQ here lost top-1 on every test image). In an ORT-optimised graph the
+   * scores q·kᵀ are a FusedMatMul (transB, alpha) and stay float; a·v is a plain MatMul.
+   * docs/bench/precision.md measures what it buys.
+   */
+  attention?: 'float' | 'dynamic';
 }
 
 /** The MatMul/Gemm nodes whose second operand is a 2-D float32 initializer. */
@@ -97,14 +107,14 @@ export function quantizeWeight(t: TensorSpec, axis: 0 | 1, bits: 7 | 8): { q: In
 export function activationParams(r: TensorRange): { scale: number; zeroPoint: number } {
   const lo = Math.min(0, r.min);
   const hi = Math.max(0, r.max);
-  if (!Number.isFinite(lo) || !Number.isFinite(hi)) throw new CompilerError('BAD_ARGUMENT', `int8: calibration range [${r.min}, ${r.max}] is not finite`);
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) throw new CompilerError('INTERNAL', `int8: calibration range [${r.min}, ${r.max}] is not finite`);
   const scale = hi > lo ? (hi - lo) / 255 : 1;
   return { scale, zeroPoint: Math.max(0, Math.min(255, Math.round(-lo / scale))) };
 }
 
 export function quantizeInt8(g: GraphSpec, calibration: Calibration, opts: Int8Options = {}): GraphSpec {
   const bits = opts.weightBits ?? defaultWeightBits();
-  if (bits !== 7 && bits !== 8) throw new CompilerError('BAD_ARGUMENT', `int8: weightBits must be 7 or 8, got ${String(bits)}`);
+  if (bits !== 7 && bits !== 8) throw new CompilerError('INTERNAL', `int8: weightBits must be 7 or 8, got ${String(bits)}`);
   const sites = quantSites(g).filter((s) => (opts.gemm || s.node.op !== 'Gemm') && !opts.exclude?.(s));
   const init = new Map(g.initializers.map((t) => [t.name, t]));
   const added: TensorSpec[] = [];
@@ -146,8 +156,25 @@ export function quantizeInt8(g: GraphSpec, calibration: Calibration, opts: Int8O
     return `${a}.dq`;
   };
 
+  const actAct = (n: NodeSpec) => !n.domain && n.op === 'MatMul' && n.inputs.length === 2 && !init.has(n.inputs[0]!) && !init.has(n.inputs[1]!);
+  let dyn = 0;
   for (const n of g.nodes) {
     const s = bySite.get(n);
+    if (!s && opts.attention === 'dynamic' && actAct(n)) {
+      // [.., M, K] × [.., K, N]: both operands uint8 with their own scale and zero point;
+      // MatMulInteger gives int32 Σ (a - za)(b - zb), times sa·sb is the float product.
+      const id = `${n.name ?? n.outputs[0]}.dyn${dyn++}`;
+      const [a, b] = n.inputs as [string, string];
+      nodes.push(
+        { op: 'DynamicQuantizeLinear', inputs: [a], outputs: [`${id}.a`, `${id}.a.scale`, `${id}.a.zero_point`], attrs: {}, name: `DynamicQuantizeLinear:${id}.a` },
+        { op: 'DynamicQuantizeLinear', inputs: [b], outputs: [`${id}.b`, `${id}.b.scale`, `${id}.b.zero_point`], attrs: {}, name: `DynamicQuantizeLinear:${id}.b` },
+        { op: 'MatMulInteger', inputs: [`${id}.a`, `${id}.b`, `${id}.a.zero_point`, `${id}.b.zero_point`], outputs: [`${id}.int32`], attrs: {}, name: `MatMulInteger:${id}` },
+        { op: 'Cast', inputs: [`${id}.int32`], outputs: [`${id}.float`], attrs: { to: 1 }, name: `Cast:${id}` },
+        { op: 'Mul', inputs: [`${id}.a.scale`, `${id}.b.scale`], outputs: [`${id}.scale`], attrs: {}, name: `Mul:${id}.scale` },
+        { op: 'Mul', inputs: [`${id}.float`, `${id}.scale`], outputs: n.outputs, attrs: {}, name: `Mul:${id}` },
+      );
+      continue;
+    }
     if (!s) {
       nodes.push(n);
       continue;

@@ -70,7 +70,7 @@ export function differentiate(g: GraphSpec, o: DifferentiateOptions): GradientGr
   for (const p of o.wrt) {
     const v = inputs.get(p);
     if (!v) throw new CompilerError('MISSING_TENSOR', `autodiff: "${p}" is not an input of graph ${g.name} (inputs: ${[...inputs.keys()].join(', ')})`);
-    if (v.dtype !== 'float32') throw new CompilerError('BAD_ARGUMENT', `autodiff: input "${p}" is ${v.dtype}; only float32 inputs have gradients`);
+    if (v.dtype !== 'float32') throw new CompilerError('INTERNAL', `autodiff: input "${p}" is ${v.dtype}; only float32 inputs have gradients`);
   }
   const produced = new Set([...g.inputs.map((v) => v.name), ...g.initializers.map((v) => v.name), ...nodes.flatMap((n) => n.outputs)]);
   if (!produced.has(o.loss)) throw new CompilerError('MISSING_TENSOR', `autodiff: the loss "${o.loss}" is not a value of graph ${g.name}`);

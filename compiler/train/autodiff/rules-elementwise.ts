@@ -4,7 +4,7 @@
  * any further elementwise work where that is cheaper (Sub's Neg runs on the reduced tensor).
  *
  * The exact GELU the recorder writes (x/√2 → Erf → +1 → ·x → ·½) differentiates through these
- * rules node by node; Erf's derivative is 2/√π · exp(−u²).
+ * rules node by node; Erf's derivative is 2/√π · exp(−u²); Sqrt's is 1/(2√u) (CLIP's L2 norm).
  */
 import type { Rule, RuleArgs } from './rule.ts';
 import { dy0, intAttr, unsupported } from './rule.ts';
@@ -50,6 +50,9 @@ const cast: Rule = (a) => {
 const exp: Rule = (a) => [a.b.emit('Mul', [dy0(a), a.node.outputs[0]!])];
 const log: Rule = (a) => [a.b.emit('Div', [dy0(a), a.node.inputs[0]!])];
 
+// d√u/du = 1/(2√u): half the incoming gradient over the output.
+const sqrt: Rule = (a) => [a.b.emit('Div', [a.b.emit('Mul', [dy0(a), a.b.scalar(0.5)]), a.node.outputs[0]!], {}, 'dSqrt')];
+
 const erf: Rule = (a) => {
   const { b } = a;
   const u = a.node.inputs[0]!;
@@ -75,6 +78,7 @@ export const ELEMENTWISE_RULES: Record<string, Rule> = {
   Cast: cast,
   Exp: exp,
   Log: log,
+  Sqrt: sqrt,
   Erf: erf,
   Sigmoid: sigmoid,
 };
