@@ -163,6 +163,8 @@ test("a whole run: F16 timm weights with the first source's head, every head apa
   t.deepEqual(card.sources.parts.lines, ['plate × steel', 'plate × random']);
   t.regex(card.command, /^edgeprompt /);
   t.true(card.weights.maxAbsRoundingError > 0 && card.weights.maxAbsRoundingError < 1e-2);
+  // Output standardised over every training image here (30 parts + 16 garments < 2048), heads compensated.
+  t.like(card.standardised, { images: 46 });
 
   // Interrupted in the second epoch (Ctrl-C is this abort signal), then resumed: the same bytes.
   const split = writeConfig('split', tiny({ output: { dir: join(root, 'split') } }));

@@ -51,7 +51,7 @@ export function resolveBackbone(text: string, cwd = process.cwd()): ShippedBackb
     const weights = isAbsolute(file) ? file : resolve(cwd, file);
     return { name: `${arch} (${file})`, arch, weights, pretrainedOn: `the weights in ${file}` };
   })() : undefined);
-  if (!b) throw new CompilerError('BAD_ARGUMENT', `--backbone ${text}: not a shipped backbone (${Object.keys(SHIPPED_BACKBONES).join(', ')}) nor <arch>=<weights.safetensors>`);
+  if (!b) throw new CompilerError('FLAG_INVALID', `--backbone ${text}: not a shipped backbone (${Object.keys(SHIPPED_BACKBONES).join(', ')}) nor <arch>=<weights.safetensors>`);
   if (!existsSync(b.weights)) throw new CompilerError('FILE_NOT_FOUND', `--backbone ${text}: ${b.weights} does not exist${known ? ' (the shipped weights are committed; check out compiler/backbones/weights/)' : ''}`);
   return b;
 }

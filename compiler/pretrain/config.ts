@@ -138,6 +138,10 @@ export const pretrainConfig = z.strictObject({
   output: z.strictObject({
     dir: z.string().describe('checkpoints, report.html and (unless weightsDir) the weights and card'),
     weightsDir: z.string().optional().describe('where <name>.safetensors, <name>.heads.safetensors and <name>.json go'),
+    standardise: int
+      .min(0)
+      .default(2048)
+      .describe("standardise the published backbone's output features over this many of the sources' training images, folded into the final norm and the heads (compiler/pretrain/standardize.ts); 0: publish the final norm as trained"),
   }),
 });
 

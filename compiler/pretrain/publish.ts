@@ -8,6 +8,10 @@
  * - `<name>.heads.safetensors`: every source's head as `heads.<source>.{weight,bias}` (F32);
  * - `<name>.json`: the card (data, recipe, per-epoch history, F16 figures, machine, command,
  *   wall time).
+ * Before storing, the output features are standardised over the sources' training images and
+ * that is folded into the final norm and the heads (compiler/pretrain/standardize.ts; the card's
+ * `standardised`), unless `output.standardise` is 0: the classifiers compute what they did, and a
+ * new head trained on the frozen features starts from well-scaled inputs.
  * The F16 file is read back and scored again, so the card's figures are those of the shipped bytes.
  */
 import { createHash } from 'node:crypto';
@@ -21,6 +25,11 @@ import type { TrainResult } from '../train/loop.ts';
 import { headKeys } from './objective.ts';
 import { evaluateSources, probeHeldOut } from './evaluate.ts';
 import type { PreparedPretrain } from './job.ts';
+import type { PretrainConfig } from './config.ts';
+import { shares } from './mixture.ts';
+import { extractFeatures } from './probe.ts';
+import { featureStats, foldStandardisation, type FeatureStats } from './standardize.ts';
+import { preprocessFor, toBatch } from '../data/transforms.ts';
 
 export interface PublishOptions {
   /** Folder for the three files. */
@@ -38,6 +47,25 @@ export interface Published {
   card: Record<string, unknown>;
 }
 
+const norm = (v: Float32Array): number => Math.sqrt(v.reduce((a, x) => a + x * x, 0));
+
+/**
+ * Output feature statistics of the trained backbone over `n` of the sources' training images, each
+ * source's share as in the mixture, taken at an even stride through its set (deterministic).
+ */
+async function outputStats(p: PreparedPretrain, trained: StateDict, n: number): Promise<FeatureStats> {
+  const pre = preprocessFor(p.cfg, 'stretch');
+  const counts = shares(n, p.sources.map((s) => s.weight));
+  const samples = p.sources.flatMap((s, i) => {
+    const all = s.train.samples;
+    const k = Math.min(counts[i]!, all.length);
+    return Array.from({ length: k }, (_, j) => all[Math.floor((j * all.length) / k)]!);
+  });
+  const batches = Array.from({ length: Math.ceil(samples.length / 128) }, (_, b) => toBatch(samples.slice(b * 128, (b + 1) * 128), pre));
+  const { x } = await extractFeatures(p.cfg, trained, batches);
+  return featureStats(x, p.cfg.embedDim);
+}
+
 export function machineInfo(): Record<string, unknown> {
   const c = cpus();
   return { cpu: c[0]?.model.trim() ?? 'unknown', cores: c.length, memoryGiB: Math.round(totalmem() / 2 ** 30), os: `${platform()} ${release()}`, node: process.versions.node, onnxruntime: ortVersion() };
@@ -46,8 +74,11 @@ export function machineInfo(): Record<string, unknown> {
 export async function publishPretrain(p: PreparedPretrain, r: TrainResult, o: PublishOptions): Promise<Published> {
   const { cfg, job } = p;
   const byValidation = p.validation !== undefined && r.state.bestEpoch > 0;
-  const final = readSafetensors(byValidation ? r.bestParamsFile : join(r.checkpointDir, 'params.safetensors')).tensors;
+  const trained = readSafetensors(byValidation ? r.bestParamsFile : join(r.checkpointDir, 'params.safetensors')).tensors;
   const epoch = byValidation ? r.state.bestEpoch : r.state.epoch;
+  const standardise = (job.config as PretrainConfig).output.standardise;
+  const stats = standardise > 0 ? await outputStats(p, trained, standardise) : undefined;
+  const final = stats ? foldStandardisation(trained, stats) : trained;
   const first = p.heads[0]!;
   const backbone: StateDict = new Map();
   for (const k of vitTensorShapes({ ...cfg, numClasses: 0 }).keys()) backbone.set(k, final.get(k)!);
@@ -121,6 +152,9 @@ export async function publishPretrain(p: PreparedPretrain, r: TrainResult, o: Pu
     heldOut: (job.config as { heldOut?: unknown }).heldOut ?? null,
     validation: (job.config as { validation?: unknown }).validation ?? null,
     published: { epoch, chosenBy: byValidation ? 'best validation-line probe top-1' : 'last epoch' },
+    standardised: stats
+      ? { images: stats.images, of: "the sources' training images, in the mixture's proportions", meanNorm: norm(stats.mean), meanStd: stats.std.reduce((a, v) => a + v, 0) / stats.std.length, folded: 'norm.weight, norm.bias and every head (they compute what they did)' }
+      : null,
     recipe: { ...job.recipe, engine: st.engine, backend: st.backend, steps: st.globalStep, images, seed: st.seed },
     history: st.history.map((h) => ({ epoch: h.epoch, lr: h.lr, trainLoss: h.trainLoss, valLoss: h.valLoss, valTop1: h.valTop1, imagesPerSec: h.imagesPerSec, seconds: h.seconds, ...h.details })),
     final: { fp32: (byValidation ? st.history[epoch - 1] : st.history.at(-1))?.details ?? {}, shippedF16: shipped },
