@@ -1,12 +1,13 @@
 /**
- * The published backbone's output standardisation (compiler/pretrain/standardize.ts): folded into
- * the final norm, it makes each output feature mean 0 and std 1 over the images it was measured on,
- * and every head that read the old output computes the same logits from the new one.
+ * The published backbone's output centring and scaling (compiler/pretrain/standardize.ts): folded
+ * into the final norm, it makes each output feature mean 0 and the average feature variance 1 over
+ * the images it was measured on, keeps the features' relative scales, and every head that read the
+ * old output computes the same logits from the new one.
  */
 import test from 'ava';
 import fc from 'fast-check';
 import type { StateDict } from '../compiler/backbones/safetensors.ts';
-import { featureStats, foldStandardisation } from '../compiler/pretrain/standardize.ts';
+import { featureStats, foldStandardisation, outputScale } from '../compiler/pretrain/standardize.ts';
 import { mulberry32, normal } from '../devices/rng.ts';
 
 /** The final norm's affine applied to normalised rows n [N, D]: γ ⊙ n + β. */
@@ -30,7 +31,7 @@ function linear(sd: StateDict, prefix: string, x: Float32Array, D: number): Floa
   return out;
 }
 
-test('folded standardisation: features mean 0 / std 1 over the measured images, every head computes what it did', (t) => {
+test('folded centring and scaling: features mean 0, average variance 1, relative scales kept, every head computes what it did', (t) => {
   fc.assert(
     fc.property(fc.integer({ min: 2, max: 12 }), fc.integer({ min: 2, max: 6 }), fc.integer({ min: 0, max: 2 ** 31 - 1 }), (D, C, seed) => {
       const rng = mulberry32(seed);
@@ -51,8 +52,10 @@ test('folded standardisation: features mean 0 / std 1 over the measured images, 
       const folded = foldStandardisation(sd, stats);
 
       const after = featureStats(normOut(folded, n, D), D);
+      if (Math.abs(outputScale(after) - 1) > 1e-3) return false;
+      const k = outputScale(stats);
       for (let d = 0; d < D; d++) {
-        if (Math.abs(after.mean[d]!) > 1e-4 || Math.abs(after.std[d]! - 1) > 1e-3) return false;
+        if (Math.abs(after.mean[d]!) > 1e-4 || Math.abs(after.std[d]! * k - stats.std[d]!) > 1e-3 * Math.max(1, stats.std[d]!)) return false;
       }
       for (const p of ['head', 'heads.parts.patches']) {
         const a = linear(sd, p, normOut(sd, n, D), D);
@@ -67,11 +70,13 @@ test('folded standardisation: features mean 0 / std 1 over the measured images, 
   t.pass(); // fc.assert throws with the counterexample when a property fails
 });
 
-test('a feature that never varies keeps its scale instead of being divided by ~0', (t) => {
+test('features that never vary are centred, not divided by ~0', (t) => {
   const x = new Float32Array([1, 3, 1, 5, 1, 7]); // D = 2: column 0 constant
   const s = featureStats(x, 2);
   t.deepEqual([...s.mean], [1, 5]);
-  t.is(s.std[0], 1);
+  t.is(s.std[0], 0);
   t.true(Math.abs(s.std[1]! - Math.sqrt(8 / 3)) < 1e-6);
+  t.true(Math.abs(outputScale(s) - Math.sqrt(4 / 3)) < 1e-6);
   t.is(s.images, 3);
+  t.is(outputScale(featureStats(new Float32Array([2, 2, 2, 2]), 2)), 1);
 });

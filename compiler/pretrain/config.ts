@@ -141,7 +141,7 @@ export const pretrainConfig = z.strictObject({
     standardise: int
       .min(0)
       .default(2048)
-      .describe("standardise the published backbone's output features over this many of the sources' training images, folded into the final norm and the heads (compiler/pretrain/standardize.ts); 0: publish the final norm as trained"),
+      .describe("centre and scale the published backbone's output features over this many of the sources' training images, folded into the final norm and the heads (compiler/pretrain/standardize.ts); 0: publish the final norm as trained"),
   }),
 });
 

@@ -8,10 +8,10 @@
  * - `<name>.heads.safetensors`: every source's head as `heads.<source>.{weight,bias}` (F32);
  * - `<name>.json`: the card (data, recipe, per-epoch history, F16 figures, machine, command,
  *   wall time).
- * Before storing, the output features are standardised over the sources' training images and
+ * Before storing, the output features are centred and scaled over the sources' training images and
  * that is folded into the final norm and the heads (compiler/pretrain/standardize.ts; the card's
  * `standardised`), unless `output.standardise` is 0: the classifiers compute what they did, and a
- * new head trained on the frozen features starts from well-scaled inputs.
+ * new head trained on the frozen features no longer fights a component common to every image.
  * The F16 file is read back and scored again, so the card's figures are those of the shipped bytes.
  */
 import { createHash } from 'node:crypto';
@@ -28,7 +28,7 @@ import type { PreparedPretrain } from './job.ts';
 import type { PretrainConfig } from './config.ts';
 import { shares } from './mixture.ts';
 import { extractFeatures } from './probe.ts';
-import { featureStats, foldStandardisation, type FeatureStats } from './standardize.ts';
+import { featureStats, foldStandardisation, outputScale, type FeatureStats } from './standardize.ts';
 import { preprocessFor, toBatch } from '../data/transforms.ts';
 
 export interface PublishOptions {
@@ -153,7 +153,7 @@ export async function publishPretrain(p: PreparedPretrain, r: TrainResult, o: Pu
     validation: (job.config as { validation?: unknown }).validation ?? null,
     published: { epoch, chosenBy: byValidation ? 'best validation-line probe top-1' : 'last epoch' },
     standardised: stats
-      ? { images: stats.images, of: "the sources' training images, in the mixture's proportions", meanNorm: norm(stats.mean), meanStd: stats.std.reduce((a, v) => a + v, 0) / stats.std.length, folded: 'norm.weight, norm.bias and every head (they compute what they did)' }
+      ? { images: stats.images, of: "the sources' training images, in the mixture's proportions", centred: 'per feature', meanNorm: norm(stats.mean), scale: outputScale(stats), folded: 'norm.weight, norm.bias and every head (they compute what they did)' }
       : null,
     recipe: { ...job.recipe, engine: st.engine, backend: st.backend, steps: st.globalStep, images, seed: st.seed },
     history: st.history.map((h) => ({ epoch: h.epoch, lr: h.lr, trainLoss: h.trainLoss, valLoss: h.valLoss, valTop1: h.valTop1, imagesPerSec: h.imagesPerSec, seconds: h.seconds, ...h.details })),
