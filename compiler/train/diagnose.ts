@@ -28,6 +28,13 @@ export interface TrainingWarning {
 }
 
 export const RISING_EPOCHS = 3;
+/**
+ * How far the rising window must climb to count: a fifth above where it started. SGD at batch 32
+ * drifts up a few percent over three epochs in runs that learn well (configs/parts-linear.yaml at
+ * base lr 1: 1.033 → 1.066 → 1.078 → 1.127, best 67.2 %), while the rate that does overshoot rises
+ * by half (base lr 4: 1.417 → 1.470 → 1.679 → 2.080).
+ */
+export const RISING_MIN_FACTOR = 1.2;
 export const LOSS_START_FACTOR = 2;
 export const COLLAPSE_SHARE = 0.95;
 export const NOT_LEARNING_MARGIN = 0.05;
@@ -63,7 +70,7 @@ function diverging(h: readonly EpochRecord[], c: DiagnoseContext): TrainingWarni
   }
   if (h.length > RISING_EPOCHS) {
     const w = h.slice(-RISING_EPOCHS - 1).map((r) => r.trainLoss);
-    if (w.every((v, i) => i === 0 || v > w[i - 1]!) && w.at(-1)! > 1.05 * w[0]!) {
+    if (w.every((v, i) => i === 0 || v > w[i - 1]!) && w.at(-1)! > RISING_MIN_FACTOR * w[0]!) {
       return { code: 'TRAINING_DIVERGING', epoch: last.epoch, message: `training loss rose in each of the last ${RISING_EPOCHS} epochs (${w.map((v) => v.toFixed(3)).join(' → ')})`, cause, fix: lowerLr(c.lr) };
     }
   }
