@@ -12,7 +12,8 @@
  *
  *   npm run bench:configs [-- --only parts-vpt-deep,fmnist-full --diverge parts-vpt-deep --lrFactor 100 --divergeEpochs 3]
  */
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadCompileConfig } from '../compiler/config/compile-config.ts';
@@ -87,7 +88,9 @@ ${printed.join('\n')}
 for (const name of files) {
   const file = join(dir, `${name}.yaml`);
   const shipped = loadCompileConfig(file, sets);
-  const config = loadCompileConfig(file, [...sets, `output.dir=${join(repo, '.cache/bench/configs', backboneKey(backboneOf(shipped, file)), name)}`]);
+  // Keyed by the backbone and the config's bytes: an edited recipe trains afresh, never reads back a stale run.
+  const configKey = createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 12);
+  const config = loadCompileConfig(file, [...sets, `output.dir=${join(repo, '.cache/bench/configs', backboneKey(backboneOf(shipped, file)), `${name}-${configKey}`)}`]);
   const t0 = performance.now();
   const p = await prepareJob(config, file, { resume: true, progress: makeProgress('none') });
   const r = await train(p.job);

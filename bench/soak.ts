@@ -101,6 +101,8 @@ const cmd = await connectCommandClient({ url: m.url, protocolVersion: 5 });
 let swaps = 0;
 let swapFailures = 0;
 const swapErrors = new Set<string>();
+/** Each failed swap: when it was sent (s since start), how long after the last broker outage ended, and why. */
+const failedSwaps: { atS: number; afterOutageS: number | null; error: string }[] = [];
 const outages: [number, number][] = [];
 const endAt = t0 + minutes * 60_000;
 let nextSwap = t0 + swapEvery * 1000;
@@ -126,6 +128,9 @@ while (Date.now() < endAt && child.exitCode === null) {
     if (!r.ok) {
       swapFailures++;
       swapErrors.add(`${r.error.code}: ${r.error.message}`.slice(0, 160));
+      const atS = (now - t0) / 1000;
+      const lastOutage = outages.at(-1);
+      failedSwaps.push({ atS, afterOutageS: lastOutage ? atS - lastOutage[1] : null, error: r.error.code });
     }
   } else {
     await sleep(200);
@@ -215,6 +220,7 @@ The device runtime as deployed (the esbuild bundle, \`edgeprompt-runtime run\`, 
 | results delivered (distinct seqs) / deliveries | ${seqs.size} / ${deliveries} |
 | **results lost** (seqs 0 … ${maxSeq} never received) | **${lost}** (gaps reported by the subscriber: ${gapsSeen}) |
 | prompt-pack swaps / refused or timed out | ${swaps} / ${swapFailures}${swapErrors.size ? ` (${[...swapErrors].join('; ')})` : ''} |
+| failed swaps: sent at (min), seconds after the last broker outage ended | ${failedSwaps.map((f) => `${(f.atS / 60).toFixed(1)} min, ${f.afterOutageS === null ? 'no outage before' : `${f.afterOutageS.toFixed(0)} s after one`} (${f.error})`).join('; ') || 'none'} |
 | broker outages | ${outages.length} (${outages.map(([a, b]) => `${(a / 60).toFixed(1)}–${(b / 60).toFixed(1)} min`).join(', ') || 'none'}) |
 | RSS after warm-up (${warm.toFixed(0)} s), first → last sample | ${first ? `${first.rssMiB.toFixed(1)} → ${lastS!.rssMiB.toFixed(1)} MiB` : '—'} |
 | **RSS slope after warm-up** (least squares; target < 5 %/h) | **${perHour.toFixed(2)} MiB/h = ${((100 * perHour) / meanRss).toFixed(2)} %/h** of the mean ${meanRss.toFixed(1)} MiB |
