@@ -61,6 +61,6 @@ const file = writeReport(
 |---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
-A softmax head trained by SGD on raw features sees every gradient dominated by the common component, and the class-separating directions are the low-variance ones: a badly conditioned problem that the few hundred steps of a benchmark recipe do not solve. The pretraining probe (compiler/pretrain/probe.ts) standardises the features before its regression and so is not affected; the trainer's heads are (docs/methods.md, "On the line backbone").`,
+A softmax head trained by SGD on raw features sees every gradient dominated by the common component, and the class-separating directions are the low-variance ones: a badly conditioned problem that the few hundred steps of a benchmark recipe do not solve. The pretraining probe (compiler/pretrain/probe.ts) standardises the features before its regression and so is not affected; the trainer's heads are (docs/methods.md, "On the line backbone"). That is why \`edgeprompt pretrain\` now publishes its output centred over the pretraining images (compiler/pretrain/standardize.ts): the line backbone as shipped against the same run published without that step (\`.cache/pretrain/raw/\`, made by the command in docs/bench/pretrain.md) shows what it removes on a line it never saw.`,
 );
 console.log(`wrote ${file}`);
