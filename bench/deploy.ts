@@ -87,7 +87,7 @@ async function measure(): Promise<Figures> {
   const procs: ChildProcess[] = [];
   try {
     const key: KeyPair = generateKeyPair();
-    const demo = readArtifact(readFileSync(join(repo, 'configs/demo/fmnist-vpt-deep.epk')), 'demo.epk');
+    const demo = readArtifact(readFileSync(join(repo, 'test/fixtures/garment-line/fmnist-vpt-deep.epk')), 'demo.epk');
     const { schemaVersion: _s, model: _m, ...draft } = demo.manifest;
     const release = (n: number) => packArtifact({ manifest: { ...(draft as ManifestDraft), version: `1.${n}.0`, release: n }, model: demo.model }, { privateKey: key.privateKey }).bytes;
     writeFileSync(join(work, 'base.epk'), release(1));

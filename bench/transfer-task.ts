@@ -22,12 +22,10 @@ import { train } from '../compiler/train/loop.ts';
 import { makeProgress } from '../compiler/train/progress.ts';
 import { median, repo } from './lib.ts';
 import type { InspectionMetrics } from '../runtime/pipeline/inspection.ts';
-import { DEFAULT_BACKBONE, resolveBackbone, type ShippedBackbone } from '../compiler/backbones/shipped.ts';
+import type { ShippedBackbone } from '../compiler/backbones/shipped.ts';
 import { vitConfig } from '../compiler/backbones/vit-variants.ts';
 import { PARTS_VERSION } from '../compiler/data/parts.ts';
 
-/** The backbone a benchmark uses unless `--backbone` names another. */
-export const defaultBackbone = (): ShippedBackbone => resolveBackbone(DEFAULT_BACKBONE);
 /** The benchmark line: a design and a finish the line backbone never saw in pretraining. */
 export const BENCH_LINE = { part: 'bracket', material: 'blue-anodised' } as const;
 /** Prompt tokens per layer for the VPT methods: short budgets, and tfjs-wasm cost grows with it. */

@@ -2,7 +2,7 @@
  * `edgeprompt data …`: dataset chores. Wire it with `addDataCommands(program)` in main.ts; built
  * with program.command() so the subcommands inherit exitOverride and help settings.
  *   data make-parts --out DIR [--per-class N] [--size PX] [--seed S] [--part plate] [--material steel] [--pose fixtured|free] [--lighting line|varied] [--classes a,b] [--force]
- *   data line-video --out FILE [--items fmnist|parts] [--per-class N] [--fps N]
+ *   data line-video --out FILE [--items demo|parts] [--per-class N] [--fps N]
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -51,9 +51,9 @@ export function addDataCommands(program: Command): Command {
     .action(makePartsCommand);
   data
     .command('line-video')
-    .description('a sample camera video, one item per frame: Fashion-MNIST 5–9 test items (the demo\'s, committed; what configs/fmnist-*.yaml learn) or generated parts')
+    .description('a sample camera video, one item per frame: the demo line\'s committed items (blue-anodised brackets past the ones configs/parts-*.yaml train and validate on) or freshly generated parts of other lines')
     .requiredOption('--out <file>', 'video to write (.mp4); its folder is created')
-    .option('--items <set>', 'fmnist | parts', (v) => checkChoice(v, '--items', ['fmnist', 'parts'] as const, 'FLAG_INVALID'), 'fmnist' as const)
+    .option('--items <set>', 'demo | parts', (v) => checkChoice(v, '--items', ['demo', 'parts'] as const, 'FLAG_INVALID'), 'demo' as const)
     .option('--per-class <n>', 'items per class', (v) => intFlag('--per-class', v, 1), 12)
     .option('--fps <n>', 'frames per second', (v) => intFlag('--fps', v, 1), 10)
     .action(lineVideoCommand);
@@ -95,9 +95,9 @@ async function exportCommand(f: { db?: string; out: string; since?: number; revi
   }
 }
 
-export async function lineVideoCommand(f: { out: string; items: 'fmnist' | 'parts'; perClass: number; fps: number }): Promise<void> {
+export async function lineVideoCommand(f: { out: string; items: 'demo' | 'parts'; perClass: number; fps: number }): Promise<void> {
   mkdirSync(dirname(f.out), { recursive: true });
-  const v = f.items === 'fmnist' ? await makeItemsVideo(f.out, DEMO_ITEMS, { perClass: f.perClass, fps: f.fps, upscale: 2 }) : await makePartsVideo(f.out, { perClass: f.perClass, seed: 7, size: 64, fps: f.fps });
+  const v = f.items === 'demo' ? await makeItemsVideo(f.out, DEMO_ITEMS, { perClass: f.perClass, fps: f.fps, upscale: 2 }) : await makePartsVideo(f.out, { perClass: f.perClass, seed: 7, size: 64, fps: f.fps });
   const classes = [...new Set(v.labels)];
   console.log(`wrote ${f.out}: ${v.labels.length} frames of ${v.size}×${v.size} at ${v.fps} fps, ${f.perClass} per class of ${classes.join(', ')}`);
 }

@@ -130,9 +130,9 @@ test('data line-video writes the camera stand-in the README runs the device on (
   const dir = mkdtempSync(join(tmpdir(), 'ep-cli-video-'));
   const r = await edgeprompt('data', 'line-video', '--out', join(dir, 'out/line.mp4'), '--per-class', '2');
   t.is(r.code, 0, r.stderr);
-  t.regex(r.stdout, /wrote .*out\/line\.mp4: 10 frames of 64×64 at 10 fps, 2 per class of /);
+  t.regex(r.stdout, /wrote .*out\/line\.mp4: 10 frames of 128×128 at 10 fps, 2 per class of /);
   t.true(statSync(join(dir, 'out/line.mp4')).size > 1000);
   const bad = await edgeprompt('data', 'line-video', '--out', join(dir, 'x.mp4'), '--items', 'cars');
   t.is(bad.code, 2);
-  t.regex(bad.stderr, /FLAG_INVALID.*--items: expected one of fmnist, parts, got "cars"/);
+  t.regex(bad.stderr, /FLAG_INVALID.*--items: expected one of demo, parts, got "cars"/);
 });

@@ -38,7 +38,7 @@ test('runtime → mosquitto → dashboard → chromium: counters match the subsc
   const shots = process.env.EDGEPROMPT_SCREENSHOTS === '1' ? repoPath('docs/img') : dir;
   const broker = await startMosquitto({ dir });
   t.teardown(() => broker.stop());
-  const video = await makeItemsVideo(join(dir, 'line.mp4'), repoPath('configs/demo/line-items.png'), { perClass: 10, fps: 10, upscale: 2 });
+  const video = await makeItemsVideo(join(dir, 'line.mp4'), repoPath('test/fixtures/garment-line/line-items.png'), { perClass: 10, fps: 10, upscale: 2 });
 
   // What an independent line-PC subscriber receives, per camera.
   const seen = new Map<string, { ok: number; ng: number; seqs: Set<number> }>(CAMERAS.map((c) => [c, { ok: 0, ng: 0, seqs: new Set() }]));
@@ -64,8 +64,8 @@ test('runtime → mosquitto → dashboard → chromium: counters match the subsc
   const cfg = parseDeviceConfig(
     {
       device: DEVICE,
-      artifact: repoPath('configs/demo/fmnist-vpt-deep.epk'),
-      trustedKeys: [repoPath('configs/demo/demo.pub')],
+      artifact: repoPath('test/fixtures/garment-line/fmnist-vpt-deep.epk'),
+      trustedKeys: [repoPath('test/fixtures/garment-line/demo.pub')],
       profile: 'x86-cpu',
       cameras: CAMERAS.map((id) => ({ id, kind: 'ffmpeg', input: { kind: 'file', path: video.file, realtime: true } })),
       mqtt: { url: broker.url, reconnectPeriodMs: 200 },

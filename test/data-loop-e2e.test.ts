@@ -45,7 +45,7 @@ test('PLC labels and kept frames → recorder exactly once across a broker stop 
   await writeFile(join(dir, 'base.epk'), demoRelease(1, keys.release).bytes);
   await writeFile(join(dir, 'release.pub'), keys.releasePub);
   await writeFile(join(dir, 'release.key'), privateKeyPem(keys.release.privateKey));
-  const video = await makeItemsVideo(join(dir, 'line.mp4'), repoPath('configs/demo/line-items.png'), { perClass: 6, fps: 10, upscale: 2 });
+  const video = await makeItemsVideo(join(dir, 'line.mp4'), repoPath('test/fixtures/garment-line/line-items.png'), { perClass: 6, fps: 10, upscale: 2 });
 
   const broker = await startMosquitto({ dir });
   t.teardown(() => broker.stop());
@@ -174,9 +174,10 @@ test('PLC labels and kept frames → recorder exactly once across a broker stop 
   );
   t.is(m.frames.length, withLabel, 'every labelled frame, filed by its class');
   t.true(m.frames.some((f) => f.label?.source === 'review' && f.class === 'shirt'), 'the review is in the export');
+  // Release 1 is the garment line's artifact on the first (32-px) backbone: release 2 is re-tuned on it too (same input).
   const r2 = await compileTask({
     configFile: repoPath('configs/demo-fmnist.yaml'),
-    sets: [`site.dirs=[${out}]`, 'site.share=0.3', 'site.valFraction=0', 'data.limitPerClass=30', 'data.valLimitPerClass=20', 'recipe.epochs=1', `output.dir=${join(dir, 'train')}`, 'release=2', 'gates.minTop1=0'],
+    sets: ['backbone.arch=vit_micro_patch4_32', `backbone.weights=${repoPath('compiler/backbones/weights/vit_micro_patch4_32.fmnist04.safetensors')}`, `site.dirs=[${out}]`, 'site.share=0.3', 'site.valFraction=0', 'data.limitPerClass=30', 'data.valLimitPerClass=20', 'recipe.epochs=1', `output.dir=${join(dir, 'train')}`, 'release=2', 'gates.minTop1=0'],
     precisions: ['fp32'],
     maxDropPt: 100,
     signKey: join(dir, 'release.key'),

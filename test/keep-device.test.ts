@@ -179,8 +179,8 @@ test('broker stopped, then the device killed with SIGKILL: every frame left in i
   t.teardown(() => broker.stop());
   const device = {
     device: 'press-3',
-    artifact: repoPath('configs/demo/fmnist-vpt-deep.epk'),
-    trustedKeys: [repoPath('configs/demo/demo.pub')],
+    artifact: repoPath('test/fixtures/garment-line/fmnist-vpt-deep.epk'),
+    trustedKeys: [repoPath('test/fixtures/garment-line/demo.pub')],
     profile: 'x86-cpu',
     cameras: [{ id: 'cam', kind: 'synthetic', fps: 20, seed: 2, pattern: 'noise' }],
     mqtt: { url: broker.url, reconnectPeriodMs: 200 },

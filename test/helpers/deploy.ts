@@ -14,7 +14,7 @@ import { parsePolicy, type RolloutPolicy, type RolloutPolicyInput } from '../../
 import { record } from './brokers.ts';
 import { repoPath } from './fixtures.ts';
 
-const demo = readArtifact(readFileSync(repoPath('configs/demo/fmnist-vpt-deep.epk')), 'demo.epk');
+const demo = readArtifact(readFileSync(repoPath('test/fixtures/garment-line/fmnist-vpt-deep.epk')), 'demo.epk');
 const { schemaVersion: _s, model: _m, ...demoDraft } = demo.manifest;
 
 /** The demo model as release `release` (version 1.<release>.0), signed by `key`; `over` changes the manifest. */
