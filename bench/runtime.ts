@@ -33,6 +33,7 @@ import { loadDemoLine } from '../cli/demo-line.ts';
 import { DEFAULT_DEMO_LINE } from '../cli/demo.ts';
 import { generateKeyPair, packArtifact, publicKeyPem, readArtifactFile, type ManifestDraft } from '../runtime/artifact/index.ts';
 import { exportVitBackbone } from '../compiler/export/backbone.ts';
+import { initTf } from '../compiler/ops/tf-backend.ts';
 import { vitConfig } from '../compiler/backbones/vit-variants.ts';
 import { randomVit } from '../test/helpers/random-vit.ts';
 import { ModelSession } from '../runtime/session/session.ts';
@@ -265,6 +266,7 @@ if (f.heavy !== 'false') {
   const key = generateKeyPair();
   const { schemaVersion: _v, model: _m, ...base } = artifact.manifest;
   const draft = { ...base, name: 'bench-vit-tiny', input: { ...base.input, height: 224, width: 224 }, backbone: { ...base.backbone, arch: cfgT.name } } as unknown as ManifestDraft;
+  await initTf(); // the export records its graph through TfOps (as export-backbone does); the bench never set a backend
   const packed = packArtifact({ manifest: draft, model: exportVitBackbone(cfgT, randomVit(cfgT), { input: 'uint8-nhwc' }) }, { privateKey: key.privateKey });
   const model = { artifact: join(work, 'vit-tiny.epk'), pub: join(work, 'vit-tiny.pub') };
   writeFileSync(model.artifact, packed.bytes);
