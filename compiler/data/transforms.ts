@@ -31,6 +31,13 @@ export function preprocessFor(arch: { imgSize: number; mean: readonly number[]; 
   return checkPreprocess({ imgSize: arch.imgSize, mean: [m0!, m1!, m2!], std: [s0!, s1!, s2!], resize });
 }
 
+/** Fixed-size batches of samples in order, no augmentation (evaluation, feature extraction). */
+export function toBatches(samples: readonly Sample[], pre: Preprocess, size: number): Batch[] {
+  const out: Batch[] = [];
+  for (let i = 0; i < samples.length; i += size) out.push(toBatch(samples.slice(i, i + size), pre));
+  return out;
+}
+
 export function toBatch(samples: readonly Sample[], pre: Preprocess, options: ToBatchOptions = {}): Batch {
   checkPreprocess(pre);
   const { augment, rng } = options;

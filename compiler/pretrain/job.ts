@@ -14,8 +14,7 @@ import type { CaptionTable } from './contrastive.ts';
 import type { StateDict } from '../backbones/safetensors.ts';
 import { PART_CLASSES } from '../data/parts-scene.ts';
 import { mixSeed, mulberry32 } from '../../devices/rng.ts';
-import { preprocessFor, toBatch } from '../data/transforms.ts';
-import type { Batch, LabeledSet } from '../data/types.ts';
+import { preprocessFor, toBatches } from '../data/transforms.ts';
 import type { Recipe } from '../methods/method.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import { initTf } from '../ops/tf-backend.ts';
@@ -68,12 +67,6 @@ export function pretrainRecipe(c: PretrainConfig): Recipe {
   };
 }
 
-function batchesOf(set: LabeledSet, pre: ReturnType<typeof preprocessFor>, size = 100): Batch[] {
-  const out: Batch[] = [];
-  for (let i = 0; i < set.samples.length; i += size) out.push(toBatch(set.samples.slice(i, i + size), pre));
-  return out;
-}
-
 export async function preparePretrain(config: PretrainConfig, configFile: string, opts: { resume: boolean; progress: Progress; signal?: AbortSignal }): Promise<PreparedPretrain> {
   const base = dirname(resolve(configFile));
   checkHeldOut(config, configFile);
@@ -98,7 +91,7 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
     const seed = lineSeed(h.seed, h.part, h.material);
     const train = (await cachedPartsSet(cacheDir, { ...o, perClass: h.perClass, seed })).set;
     const val = (await cachedPartsSet(cacheDir, { ...o, perClass: h.valPerClass, seed: mixSeed(seed, HELD_OUT_VAL) })).set;
-    return { train: batchesOf(train, pre), val: batchesOf(val, pre), classes: train.classes, every: h.every };
+    return { train: toBatches(train.samples, pre, 100), val: toBatches(val.samples, pre, 100), classes: train.classes, every: h.every };
   };
   const probe = config.heldOut ? await probeOf(config.heldOut) : undefined;
   const validation = config.validation ? await probeOf(config.validation) : undefined;

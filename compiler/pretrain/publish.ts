@@ -29,7 +29,7 @@ import type { PretrainConfig } from './config.ts';
 import { shares } from './mixture.ts';
 import { extractFeatures } from './probe.ts';
 import { featureStats, foldStandardisation, outputScale, type FeatureStats } from './standardize.ts';
-import { preprocessFor, toBatch } from '../data/transforms.ts';
+import { preprocessFor, toBatches } from '../data/transforms.ts';
 
 export interface PublishOptions {
   /** Folder for the three files. */
@@ -61,8 +61,7 @@ async function outputStats(p: PreparedPretrain, trained: StateDict, n: number): 
     const k = Math.min(counts[i]!, all.length);
     return Array.from({ length: k }, (_, j) => all[Math.floor((j * all.length) / k)]!);
   });
-  const batches = Array.from({ length: Math.ceil(samples.length / 128) }, (_, b) => toBatch(samples.slice(b * 128, (b + 1) * 128), pre));
-  const { x } = await extractFeatures(p.cfg, trained, batches);
+  const { x } = await extractFeatures(p.cfg, trained, toBatches(samples, pre, 128));
   return featureStats(x, p.cfg.embedDim);
 }
 
