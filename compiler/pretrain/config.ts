@@ -128,8 +128,9 @@ export const pretrainConfig = z.strictObject({
       .strictObject({
         cropScale: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).optional().describe('random resized crop area range; absent: no crop (not with patch-level terms: a crop would move the defect cells)'),
         hflip: z.boolean().default(true),
+        colour: z.number().min(0).max(1).default(0).describe('colour augmentation strength: a random hue rotation (±180°·s), saturation (×[1−s, 1+s]) and brightness (×[1−0.4s, 1+0.4s]) per image (compiler/data/colour-jitter.ts); 0: off'),
       })
-      .default({ hflip: true }),
+      .default({ hflip: true, colour: 0 }),
   }),
   seed: int.default(0),
   engine: z.enum(['tfjs', 'ort', 'auto']).default('ort'),

@@ -67,6 +67,19 @@ export function pretrainRecipe(c: PretrainConfig): Recipe {
   };
 }
 
+/**
+ * The images of a probe line (a held-out or validation line of a pretrain config): its training
+ * images from the line's seed, its validation images from another, rendered once into `cacheDir`.
+ */
+export async function probeLineSets(cacheDir: string, arch: VitConfig, h: NonNullable<PretrainConfig['heldOut']>): Promise<HeldOutProbe> {
+  const pre = preprocessFor(arch, 'stretch');
+  const o = { part: h.part, material: h.material, size: arch.imgSize, classes: [...PART_CLASSES] };
+  const seed = lineSeed(h.seed, h.part, h.material);
+  const train = (await cachedPartsSet(cacheDir, { ...o, perClass: h.perClass, seed })).set;
+  const val = (await cachedPartsSet(cacheDir, { ...o, perClass: h.valPerClass, seed: mixSeed(seed, HELD_OUT_VAL) })).set;
+  return { train: toBatches(train.samples, pre, 100), val: toBatches(val.samples, pre, 100), classes: train.classes, every: h.every };
+}
+
 export async function preparePretrain(config: PretrainConfig, configFile: string, opts: { resume: boolean; progress: Progress; signal?: AbortSignal }): Promise<PreparedPretrain> {
   const base = dirname(resolve(configFile));
   checkHeldOut(config, configFile);
@@ -80,19 +93,13 @@ export async function preparePretrain(config: PretrainConfig, configFile: string
   const pre = preprocessFor(arch, 'stretch');
   const cropScale = config.recipe.augment.cropScale;
   const grid = arch.imgSize / arch.patchSize;
-  const data = mixture(sources, { samplesPerEpoch: config.samplesPerEpoch, seed: config.seed, pre, grid, hflip: config.recipe.augment.hflip, ...(cropScale ? { augment: { randomResizedCrop: { scale: cropScale } } } : {}) });
+  const data = mixture(sources, { samplesPerEpoch: config.samplesPerEpoch, seed: config.seed, pre, grid, hflip: config.recipe.augment.hflip, colour: config.recipe.augment.colour, ...(cropScale ? { augment: { randomResizedCrop: { scale: cropScale } } } : {}) });
   const cfg = clip ? { ...clip.vision, numClasses: data.classes.length } : vitConfig(config.arch, { numClasses: data.classes.length });
   const tokenizerFile = config.tokenizer ? resolve(base, config.tokenizer) : undefined;
   const tables = new Map<string, CaptionTable>();
   for (const s of sources) if (s.captions && clip && tokenizerFile) tables.set(s.name, captionTable(s.name, s.captions, clip, ClipTokenizer.fromFile(tokenizerFile)));
 
-  const probeOf = async (h: NonNullable<PretrainConfig['heldOut']>): Promise<HeldOutProbe> => {
-    const o = { part: h.part, material: h.material, size: arch.imgSize, classes: [...PART_CLASSES] };
-    const seed = lineSeed(h.seed, h.part, h.material);
-    const train = (await cachedPartsSet(cacheDir, { ...o, perClass: h.perClass, seed })).set;
-    const val = (await cachedPartsSet(cacheDir, { ...o, perClass: h.valPerClass, seed: mixSeed(seed, HELD_OUT_VAL) })).set;
-    return { train: toBatches(train.samples, pre, 100), val: toBatches(val.samples, pre, 100), classes: train.classes, every: h.every };
-  };
+  const probeOf = (h: NonNullable<PretrainConfig['heldOut']>) => probeLineSets(cacheDir, arch, h);
   const probe = config.heldOut ? await probeOf(config.heldOut) : undefined;
   const validation = config.validation ? await probeOf(config.validation) : undefined;
   const dataSeconds = (performance.now() - t0) / 1000;

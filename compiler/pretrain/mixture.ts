@@ -7,6 +7,7 @@
  * function of (seed, epoch, batch): a resumed run sees the same batches.
  *
  * Horizontal flips are drawn here (not by toBatch) so a flipped image's defect cells flip with it;
+ * colour augmentation (a per-image colour transform, its own stream) is applied here too;
  * a source with a patch-level term gets `patch_targets.<source>` [B, G², C] with each batch: per
  * patch, one-hot of the image's defect class where its cells show the defect, else of `ok`.
  */
@@ -18,12 +19,14 @@ import { toBatch } from '../data/transforms.ts';
 import type { Augment, Batch, Preprocess, Sample } from '../data/types.ts';
 import type { HostTensor } from '../ops/host-tensor.ts';
 import { flipCells, poolCells } from '../data/parts-cells.ts';
+import { applyColour, colourMatrix, drawColour } from '../data/colour-jitter.ts';
 import type { TrainData } from '../train/loop.ts';
 import type { LoadedSource } from './sources.ts';
 
 const MIX_STREAM = 0x6d6978; // 'mix'
 const SOURCE_STREAM = 0x73726321; // 'src!'
 const FLIP_STREAM = 0x666c6970; // 'flip'
+const COLOUR_STREAM = 0x636f6c72; // 'colr'
 
 export interface MixtureOptions {
   samplesPerEpoch: number;
@@ -33,6 +36,8 @@ export interface MixtureOptions {
   augment?: Augment;
   /** Mirror left-right with probability ½ (images and their cells). */
   hflip?: boolean;
+  /** Colour augmentation strength in [0, 1] (compiler/data/colour-jitter.ts); 0 or absent: off. */
+  colour?: number;
   /** Patch grid side G of the backbone (imgSize / patchSize), for patch-level targets. */
   grid?: number;
 }
@@ -129,13 +134,15 @@ export function mixture(sources: readonly LoadedSource[], o: MixtureOptions): Mi
     for (let b = 0; b < count; b++) {
       const rows = all.slice(b * batchSize, (b + 1) * batchSize);
       const flipRng = mulberry32(mixSeed(o.seed, epoch, b, FLIP_STREAM));
+      const colourRng = mulberry32(mixSeed(o.seed, epoch, b, COLOUR_STREAM));
       const cells: (Uint8Array | undefined)[] = [];
       const picked = rows.map(([i, j]) => {
         const x = train[i]![j]!;
         const flip = o.hflip === true && flipRng() < 0.5;
         const c = x.cells && G ? poolCells(x.cells, G) : undefined;
         cells.push(c && flip ? flipCells(c, G) : c);
-        return flip ? { ...x, image: flipImage(x.image) } : x;
+        const image = o.colour ? applyColour(x.image, colourMatrix(drawColour(colourRng, o.colour))) : x.image;
+        return flip ? { ...x, image: flipImage(image) } : image === x.image ? x : { ...x, image };
       });
       const batch = toBatch(picked, o.pre, o.augment ? { augment: o.augment, rng: batchRng(o.seed, epoch, b) } : {});
       const inputs = new Map<string, HostTensor>();
