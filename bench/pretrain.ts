@@ -14,8 +14,14 @@
  * of them a test image — and the chosen lr then trains the 3 seeds that are scored on the test
  * images, at the last epoch. A single value skips the sweep.
  *
- * Results are kept per (card sha, task, method, seed, epochs) in .cache/bench/pretrain-eval.json,
- * so adding a candidate re-runs only what is new; --fresh ignores them.
+ * Every run (candidates and ablations whose weights are still next to their card) is also probed
+ * on several lines (--probe-lines part/finish,…): the probe `pretrain` runs after each epoch
+ * (compiler/pretrain/probe.ts), on the benchmark and validation lines and on lines that share a
+ * pretraining design or finish, to show how much of a run's benchmark figure is that one line.
+ *
+ * Results are kept per (card sha, task, method, seed, epochs) and per (card sha, probe line) in
+ * .cache/bench/pretrain-eval.json, so adding a candidate re-runs only what is new; --fresh ignores
+ * them.
  */
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -23,7 +29,13 @@ import { parseArgs } from 'node:util';
 import { repo } from './lib.ts';
 import { meanStd } from './transfer-task.ts';
 import { BASE_LR, runEval, type EvalResult, type EvalSpec } from './pretrain-eval.ts';
-import { pretrainReport, type Candidate } from './pretrain-report.ts';
+import { pretrainReport, type Candidate, type LineProbe } from './pretrain-report.ts';
+import { vitConfig } from '../compiler/backbones/vit-variants.ts';
+import { loadVitWeights } from '../compiler/backbones/vit-weights.ts';
+import { probeHeldOut } from '../compiler/pretrain/evaluate.ts';
+import { probeLineSets } from '../compiler/pretrain/job.ts';
+import type { ProbeResult } from '../compiler/pretrain/probe.ts';
+import { initTf } from '../compiler/ops/tf-backend.ts';
 
 const { values: f } = parseArgs({
   options: {
@@ -36,6 +48,7 @@ const { values: f } = parseArgs({
     fmnist: { type: 'string', default: '' },
     part: { type: 'string', default: 'bracket' },
     material: { type: 'string', default: 'blue-anodised' },
+    'probe-lines': { type: 'string', default: 'bracket/blue-anodised,bracket/steel,hex/blue-anodised,plate/steel,plate/brass' },
     fresh: { type: 'boolean', default: false },
   },
 });
@@ -96,7 +109,31 @@ const stat = (xs: number[], pct = true) => {
   const { mean, std } = meanStd(xs);
   return pct ? `${(100 * mean).toFixed(1)} ± ${(100 * std).toFixed(1)}` : `${mean.toFixed(3)} ± ${std.toFixed(3)}`;
 };
-const command = `npm run bench:pretrain -- --cards ${f.cards}${f.ablations ? ` --ablations ${f.ablations}` : ''} --seeds ${f.seeds} --epochs ${epochs} --methods ${f.methods}${f['lr-scales'] !== '1' ? ` --lr-scales ${f['lr-scales']}` : ''}${f.fmnist ? ` --fmnist ${f.fmnist}` : ''}`;
-const ablations = f.ablations ? f.ablations.split(',').map((c) => JSON.parse(readFileSync(resolve(c), 'utf8')) as Candidate['card']) : [];
-const file = pretrainReport(candidates, ablations, { command, seeds, epochs, part: f.part!, material: f.material!, stat });
+const command = `npm run bench:pretrain -- --cards ${f.cards}${f.ablations ? ` --ablations ${f.ablations}` : ''} --seeds ${f.seeds} --epochs ${epochs} --methods ${f.methods}${f['lr-scales'] !== '1' ? ` --lr-scales ${f['lr-scales']}` : ''}${f.fmnist ? ` --fmnist ${f.fmnist}` : ''} --probe-lines ${f['probe-lines']}`;
+const ablationFiles = f.ablations ? f.ablations.split(',').map((c) => resolve(c)) : [];
+const ablations = ablationFiles.map((c) => JSON.parse(readFileSync(c, 'utf8')) as Candidate['card']);
+
+// The per-epoch probe of `pretrain` on other lines, for every run whose published weights are kept.
+const probeLines = f['probe-lines'] ? f['probe-lines'].split(',').map((l) => { const [part, material] = l.split('/'); return { part: part!, material: material! }; }) : [];
+const lineProbes: LineProbe[] = [];
+if (probeLines.length) await initTf(); // the probe exports the backbone through OnnxOps, which folds weights with TfOps
+for (const cardFile of [...ablationFiles, ...candidates.map((c) => resolve(repo, c.cardFile))]) {
+  const card = JSON.parse(readFileSync(cardFile, 'utf8')) as Candidate['card'];
+  const weights = join(dirname(cardFile), card.file);
+  const results: (ProbeResult | null)[] = [];
+  for (const l of probeLines) {
+    const key = `${card.weights.sha256}|probe|${l.part}×${l.material}`;
+    let r = (done[key] as unknown as ProbeResult | undefined) ?? null;
+    if (!r && existsSync(weights)) {
+      const cfg = vitConfig(card.arch.name);
+      r = await probeHeldOut(cfg, loadVitWeights(weights, cfg).stateDict, await probeLineSets(join(repo, '.cache/pretrain-data'), cfg, { ...l, perClass: 100, valPerClass: 100, seed: 1000, every: 0 } as never));
+      done[key] = r as never;
+      writeFileSync(store, JSON.stringify(done, null, 1));
+    }
+    if (r) console.log(`${card.name} probe ${l.part} × ${l.material}: top-1 ${(100 * r.top1).toFixed(1)} %, AUROC ${r.auroc.toFixed(3)}`);
+    results.push(r);
+  }
+  lineProbes.push({ run: card.name, results });
+}
+const file = pretrainReport(candidates, ablations, { command, seeds, epochs, part: f.part!, material: f.material!, stat, probeLines, lineProbes });
 console.log(`wrote ${file}`);
