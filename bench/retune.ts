@@ -1,7 +1,7 @@
 /**
  * bench:retune (issue 19) → docs/bench/retune.md: the data loop on the benchmark parts line.
  *
- * Per seed: release 1 is compiled from the compile config (steel parts); the line then drifts
+ * Per seed: release 1 is compiled from the compile config (its parts line); the line then drifts
  * (the generator's `--drift` finish); release 1 is measured before and after the drift (top-1,
  * escape and false-reject rates by its own pass rule) and the device's drift monitor, fed with its
  * predictions, says how many frames after the drift it raises the alarm. Then, for each N, N
@@ -16,12 +16,14 @@
  * The figures mean something only with a backbone that learns the parts line. `--backbone
  * <weights.safetensors>` (with `--arch`, default: the arch named in the file's metadata or
  * recognised from its shapes) replaces the config's backbone, and the parts are then rendered at
- * that arch's input size; without it the config's backbone runs (the shipped 32 px Fashion-MNIST
- * one, which does not resolve the parts line). Runs and artifacts live in
- * .cache/bench/retune/<backbone file>[-e<epochs>] and finished compiles are reused.
+ * that arch's input size; without it the config's backbone runs (configs/parts-retune.yaml: the
+ * shipped line backbone). Runs and artifacts live in
+ * .cache/bench/retune/<config>-<its sha256>[-<backbone file>][-e<epochs>] and finished compiles
+ * are reused.
  *
  *   npm run bench:retune [-- --config configs/parts-retune.yaml --backbone <file> --arch <arch> --shots 5,10,20 --seeds 0,1,2 --test 60 --drift brass --only retune,encoding,keep]
  */
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -77,8 +79,10 @@ function backboneOption(): { weights: string; arch: string } | null {
   return { weights, arch };
 }
 const backbone = backboneOption();
-// One cache folder per backbone (and epochs override): a finished run is reused only for the same job.
-const cache = join(cacheRoot, `${backbone ? basename(backbone.weights, '.safetensors') : 'config'}${f.epochs ? `-e${f.epochs}` : ''}`);
+// One cache folder per config file's bytes, backbone and epochs override: a finished run is reused
+// only for the same job (a config edited since then trains afresh).
+const configKey = createHash('sha256').update(readFileSync(resolve(f.config!))).digest('hex').slice(0, 8);
+const cache = join(cacheRoot, `${basename(f.config!, '.yaml')}-${configKey}${backbone ? `-${basename(backbone.weights, '.safetensors')}` : ''}${f.epochs ? `-e${f.epochs}` : ''}`);
 const backboneSets = backbone ? [`backbone.arch=${backbone.arch}`, `backbone.weights=${backbone.weights}`, `data.size=${VIT_VARIANTS[backbone.arch]!.imgSize}`] : [];
 
 /** One invocation of the keep-cost measure: every mode in interleaved rounds, medians. */
@@ -104,9 +108,10 @@ const drift = f.drift as MaterialName;
 if (!MATERIAL_NAMES.includes(drift)) throw new Error(`--drift: one of ${MATERIAL_NAMES.join(', ')}`);
 const configFile = resolve(f.config!);
 const config = loadCompileConfig(configFile, backboneSets);
-const baseMaterial = config.data.kind === 'parts' ? config.data.material : null;
-if (baseMaterial === null) throw new Error(`${f.config}: bench:retune needs parts data (data.kind: parts)`);
-const size = config.data.kind === 'parts' ? config.data.size : 32;
+if (config.data.kind !== 'parts') throw new Error(`${f.config}: bench:retune needs parts data (data.kind: parts)`);
+const baseMaterial = config.data.material;
+const part = config.data.part;
+const size = config.data.size;
 const T = Number(f.test);
 mkdirSync(cache, { recursive: true });
 const keyFile = join(cache, 'bench-key.pem');
@@ -130,7 +135,7 @@ async function compile(name: string, sets: string[]): Promise<{ epk: Buffer; sec
 interface Row {
   seed: number;
   n: number | null;
-  steel: Figures;
+  base: Figures;
   drifted: Figures;
   seconds?: number;
 }
@@ -143,17 +148,17 @@ if (only.has('retune') || only.has('keep')) {
     const r1 = await compile(`r1-s${seed}`, [`seed=${seed}`, 'release=1']);
     keepModel ??= r1.epk;
     if (!only.has('retune')) break;
-    const before = await makePartsSet({ perClass: T, size, seed: 7000 + seed, material: baseMaterial });
-    const after = await makePartsSet({ perClass: T, size, seed: 8000 + seed, material: drift });
+    const before = await makePartsSet({ perClass: T, size, seed: 7000 + seed, part, material: baseMaterial });
+    const after = await makePartsSet({ perClass: T, size, seed: 8000 + seed, part, material: drift });
     const s1: Scored = await score(r1.epk, before);
     const d1: Scored = await score(r1.epk, after);
-    rows.push({ seed, n: null, steel: s1.figures, drifted: d1.figures });
+    rows.push({ seed, n: null, base: s1.figures, drifted: d1.figures });
     alarms.push({ seed, ...alarmDelay(r1.epk, s1, d1) });
     console.log(`seed ${seed} release 1: top-1 ${pct(s1.figures.top1)} before, ${pct(d1.figures.top1)} after the drift; alarm after ${alarms.at(-1)!.delay ?? '–'} frames`);
     for (const n of f.shots!.split(',').map(Number)) {
       // N reviewed frames per class of the drifted line, as the device keeps them and the recorder exports them.
       const t0 = performance.now();
-      const reviewed = await makePartsSet({ perClass: n, size, seed: 9000 + seed, material: drift });
+      const reviewed = await makePartsSet({ perClass: n, size, seed: 9000 + seed, part, material: drift });
       const folder = join(cache, `export-s${seed}-n${n}`);
       rmSync(folder, { recursive: true, force: true });
       const frames: FrameToWrite[] = [];
@@ -189,8 +194,8 @@ if (only.has('retune') || only.has('keep')) {
       const timeFile = join(cache, `r2-s${seed}-n${n}`, 'bench-seconds.json');
       if (!r2.reused) writeFileSync(timeFile, JSON.stringify({ seconds: exportS + r2.seconds, at: new Date().toISOString() }));
       const seconds = existsSync(timeFile) ? (JSON.parse(readFileSync(timeFile, 'utf8')) as { seconds: number }).seconds : undefined;
-      rows.push({ seed, n, steel: s2.figures, drifted: d2.figures, ...(seconds !== undefined && { seconds }) });
-      console.log(`seed ${seed} N=${n}: top-1 ${pct(s2.figures.top1)} steel, ${pct(d2.figures.top1)} ${drift}; export → signed release ${seconds?.toFixed(0) ?? '–'} s${r2.reused ? ' (when it was trained)' : ''}`);
+      rows.push({ seed, n, base: s2.figures, drifted: d2.figures, ...(seconds !== undefined && { seconds }) });
+      console.log(`seed ${seed} N=${n}: top-1 ${pct(s2.figures.top1)} ${baseMaterial}, ${pct(d2.figures.top1)} ${drift}; export → signed release ${seconds?.toFixed(0) ?? '–'} s${r2.reused ? ' (when it was trained)' : ''}`);
     }
   }
 }
@@ -221,10 +226,10 @@ const summary = groups
       return xs.length ? meanStd(xs) : '–';
     };
     const secs = g.map((r) => r.seconds).filter((x): x is number => x !== undefined);
-    return `| ${n === null ? 'release 1 (before re-tune)' : `release 2, N = ${n}`} | ${col((r) => r.steel.top1)} | ${col((r) => r.steel.escapeRate)} | ${col((r) => r.steel.falseRejectRate)} | ${col((r) => r.drifted.top1)} | ${col((r) => r.drifted.escapeRate)} | ${col((r) => r.drifted.falseRejectRate)} | ${secs.length ? fmtSpread(spread(secs), 0) : '–'} |`;
+    return `| ${n === null ? 'release 1 (before re-tune)' : `release 2, N = ${n}`} | ${col((r) => r.base.top1)} | ${col((r) => r.base.escapeRate)} | ${col((r) => r.base.falseRejectRate)} | ${col((r) => r.drifted.top1)} | ${col((r) => r.drifted.escapeRate)} | ${col((r) => r.drifted.falseRejectRate)} | ${secs.length ? fmtSpread(spread(secs), 0) : '–'} |`;
   })
   .filter(Boolean);
-const perSeed = rows.map((r) => `| ${r.seed} | ${r.n ?? 'release 1'} | ${pct(r.steel.top1)} | ${pct(r.steel.escapeRate)} | ${pct(r.steel.falseRejectRate)} | ${pct(r.drifted.top1)} | ${pct(r.drifted.escapeRate)} | ${pct(r.drifted.falseRejectRate)} | ${r.seconds?.toFixed(0) ?? '–'} |`);
+const perSeed = rows.map((r) => `| ${r.seed} | ${r.n ?? 'release 1'} | ${pct(r.base.top1)} | ${pct(r.base.escapeRate)} | ${pct(r.base.falseRejectRate)} | ${pct(r.drifted.top1)} | ${pct(r.drifted.escapeRate)} | ${pct(r.drifted.falseRejectRate)} | ${r.seconds?.toFixed(0) ?? '–'} |`);
 const header = `| | top-1 ${baseMaterial} | escape ${baseMaterial} | false reject ${baseMaterial} | top-1 ${drift} | escape ${drift} | false reject ${drift} | export → signed release, s (min / median / max) |\n|---|---|---|---|---|---|---|---|`;
 const weightsShown = relative(repo, resolve(dirname(configFile), config.backbone.weights));
 const shipped = weightsShown === 'compiler/backbones/weights/vit_micro_patch4_32.fmnist04.safetensors';
@@ -239,7 +244,7 @@ const retuneText = rows.length
 
 ${backboneText}
 
-Compile config \`${f.config}\` (${config.method.name} on ${config.backbone.arch}, ${config.data.kind === 'parts' ? config.data.perClass : '?'} training images per class of ${baseMaterial} ${config.data.kind === 'parts' ? config.data.part : ''} at ${size} px${f.epochs ? `, **${f.epochs} epochs** (--epochs)` : ''}), seeds ${f.seeds}. Test sets: ${T} parts per class (generated set version ${PARTS_VERSION}) of the original finish (${baseMaterial}) and of the drifted one (${drift}), drawn apart from training. Release 2 = the same config with \`site: { dirs: [export], share: 0.5, valFraction: 0.25 }\`: N reviewed frames per class of the drifted line (PNG, as a device keeps them), exported by the data export writer. Figures in % by each release's own pass rule (okLabels [ok], minConfidence ${config.thresholds.minConfidence}); ${seeds.length > 1 ? `mean ± std over ${seeds.length} seeds` : '**one seed** (--seeds)'}. The time covers writing the export and the whole compile (training, export, verification, signing) on this machine, measured by the invocation that trained the release (a re-run reuses finished runs from .cache/bench/retune and keeps their time).
+Compile config \`${f.config}\` (${config.method.name} on ${config.backbone.arch}, ${config.data.perClass} training images per class of ${baseMaterial} ${part} at ${size} px${f.epochs ? `, **${f.epochs} epochs** (--epochs)` : ''}), seeds ${f.seeds}. Test sets: ${T} parts per class (generated set version ${PARTS_VERSION}) of the original finish (${baseMaterial}) and of the drifted one (${drift}), drawn apart from training. Release 2 = the same config with \`site: { dirs: [export], share: 0.5, valFraction: 0.25 }\`: N reviewed frames per class of the drifted line (PNG, as a device keeps them), exported by the data export writer. Figures in % by each release's own pass rule (okLabels [ok], minConfidence ${config.thresholds.minConfidence}); ${seeds.length > 1 ? `mean ± std over ${seeds.length} seeds` : '**one seed** (--seeds)'}. The time covers writing the export and the whole compile (training, export, verification, signing) on this machine, measured by the invocation that trained the release (a re-run reuses finished runs from .cache/bench/retune and keeps their time).
 
 ${header}
 ${summary.join('\n')}
