@@ -4,7 +4,7 @@
  * demo task on the shipped backbone and for ViT-Ti/16 at 224 (random weights, latency/size only).
  * The task is compiled through `compileTask`, which reuses a finished checkpoint.
  *
- *   npm run bench:precision [-- --config configs/demo-fmnist.yaml --rounds 10 --runs 20 --invocations 3]
+ *   npm run bench:precision [-- --config configs/demo-parts.yaml --rounds 10 --runs 20 --invocations 3]
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -24,9 +24,10 @@ import { randomVit } from '../test/helpers/random-vit.ts';
 import { loadProfile } from '../runtime/config/profile.ts';
 import { readArtifact } from '../runtime/artifact/index.ts';
 import type { Precision } from '../runtime/artifact/index.ts';
-import { acrossInvocations, fmtSpread, isInvocationChild, ortVersion, repo, spread, timeInterleaved, writeReport } from './lib.ts';
+import { acrossInvocations, fmtSpread, isInvocationChild, loadNow, ortVersion, repo, spread, timeInterleaved, writeReport } from './lib.ts';
+import { cpus } from 'node:os';
 
-const { values: f } = parseArgs({ options: { config: { type: 'string', default: 'configs/demo-fmnist.yaml' }, rounds: { type: 'string', default: '10' }, runs: { type: 'string', default: '20' }, invocations: { type: 'string', default: '3' } } });
+const { values: f } = parseArgs({ options: { config: { type: 'string', default: 'configs/demo-parts.yaml' }, rounds: { type: 'string', default: '10' }, runs: { type: 'string', default: '20' }, invocations: { type: 'string', default: '3' } } });
 await initTf();
 const precisions: Precision[] = ['fp32', 'fp16', 'int8'];
 /** What is timed: the shipped precisions and int8 with its attention product (a·v) dynamically quantized too. */
@@ -56,6 +57,8 @@ async function measure(): Promise<Record<string, Record<string, number>>> {
 
 // The parent compiles once and writes the models; every invocation times the same files.
 const rows: string[] = [];
+let loadBefore = '';
+let loadAfter = '';
 if (!isInvocationChild()) {
   mkdirSync(cache, { recursive: true });
   // 1. the trained demo task
@@ -76,7 +79,9 @@ if (!isInvocationChild()) {
   for (const p of precisions) writeFileSync(modelFile('tiny', p), await buildPrecision(p, fp32, calib, profile, 16));
   writeFileSync(modelFile('tiny', 'int8-attn'), await buildPrecision('int8', fp32, calib, profile, 16, {}, { attention: 'dynamic' }));
   writeFileSync(join(cache, 'tiny.json'), JSON.stringify({ size: 224 }));
+  loadBefore = loadNow();
   const ms = await acrossInvocations(Number(f.invocations), measure);
+  loadAfter = loadNow();
   const cols = (set: string, p: Variant) => `${fmtSpread(spread(ms.map((m) => m[set]![p]!)))} | ${fmtSpread(spread(ms.map((m) => m[set]!.fp32! / m[set]![p]!)), 2)}×`;
   for (const x of r.results) rows.push(`| ${r.manifest.name} (${r.manifest.method.name}, ${r.manifest.backbone.arch}) | ${x.precision} | ${(100 * x.verification.top1Exported).toFixed(2)} % | ${x.verification.maxAbsDiff.toExponential(2)} | ${(x.bytes / 1e6).toFixed(2)} MB | ${cols('task', x.precision)} |`);
   rows.push(`| ${r.manifest.name} (${r.manifest.method.name}, ${r.manifest.backbone.arch}) | ${label('int8-attn')} | ${(100 * attnV.top1Exported).toFixed(2)} % | ${attnV.maxAbsDiff.toExponential(2)} | ${(attn.byteLength / 1e6).toFixed(2)} MB | ${cols('task', 'int8-attn')} |`);
@@ -90,7 +95,7 @@ const file = writeReport(
   'fp32 vs fp16 vs int8',
   `npm run bench:precision -- --config ${f.config} --rounds ${f.rounds} --runs ${f.runs} --invocations ${f.invocations}`,
   `onnxruntime-node ${ortVersion()} CPU EP, 2 intra-op threads, graph optimization 'all', batch 1, uint8 NHWC input; in each invocation (a fresh process) medians of ${f.rounds} interleaved rounds × ${f.runs} runs; latency and speed-up are **min / median / max over ${f.invocations} invocations**, each speed-up taken within its invocation. Profile x86-cpu: fp16 ${choice.fp16Target === 'gpu' ? 'compute' : 'storage (fp16 weights, fp32 compute: ORT\'s CPU EP has fp16 kernels for LayerNormalization only)'}, int8 QDQ with per-channel ${choice.weightBits}-bit weights on the MatMul weights (ORT fuses them to MatMulIntegerToFloat), uint8 activations calibrated on training images; attention, LayerNorm and softmax stay float.
-Top-1 and max |Δlogit| are measured on the task's validation set against the training graph (tfjs).
+Top-1 and max |Δlogit| are measured on the task's validation set against the training graph (tfjs). Load average (1 / 5 / 15 min) before → after the timed invocations: ${loadBefore} → ${loadAfter} on ${cpus().length} cores (other work on the machine widens the spread).
 
 | model | precision | validation top-1 | max \\|Δlogit\\| | file | latency ms (min / median / max) | speed-up vs fp32 (min / median / max) |
 |---|---|---|---|---|---|---|

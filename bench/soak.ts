@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { generateKeyPair, publicKeyPem } from '../runtime/artifact/index.ts';
 import { subscribeHealth, subscribeResults } from '../runtime/mqtt/client.ts';
+import type { HealthPayload } from '../runtime/schema/payloads.ts';
 import { connectCommandClient } from '../runtime/mqtt/command-client.ts';
 import { startMosquitto } from '../test/helpers/brokers.ts';
 import { backboneArtifact, backbonePackTask, promptPack } from '../test/helpers/backbone-pack-models.ts';
@@ -58,6 +59,9 @@ writeFileSync(
     mqtt: { url: m.url, protocolVersion: 5, reconnectPeriodMs: 500 },
     outbox: { kind: 'file', dir: join(work, 'outbox') },
     health: { intervalMs: 5000 },
+    // Keep rules on (issue 19): the defaults (NG, uncertain ±0.05, at most 10 a minute) plus a 1 %
+    // random sample; the frames go up over the same MQTT session (no recorder here: the broker drops them).
+    keep: { dir: join(work, 'keep'), rules: { random: { rate: 0.01 } } },
   }),
 );
 
@@ -72,7 +76,11 @@ const sub = subscribeResults({ url: m.url, clientId: 'soak-backend', protocolVer
 });
 await sub.ready;
 let outboxDepth = -1;
-const hsub = subscribeHealth({ url: m.url, protocolVersion: 5, reconnectPeriodMs: 500, device: DEVICE, onError: () => {} }, (h) => void (outboxDepth = h.mqtt.outboxDepth));
+let keep: HealthPayload['keep'];
+const hsub = subscribeHealth({ url: m.url, protocolVersion: 5, reconnectPeriodMs: 500, device: DEVICE, onError: () => {} }, (h) => {
+  outboxDepth = h.mqtt.outboxDepth;
+  keep = h.keep ?? keep;
+});
 await hsub.ready;
 
 interface Sample { s: number; rssMiB: number; heapMiB: number; fds: number; resources: number; byType: Record<string, number>; warnings: number }
@@ -212,7 +220,7 @@ const ok = lost === 0 && lastWarning === null && swapFailures === 0 && exitedEar
 const body = `
 ![RSS over time](soak-rss.svg)
 
-The device runtime as deployed (the esbuild bundle, \`edgeprompt-runtime run\`, its own process; bench/soak-probe.mjs loaded with \`--import\` reports its memory and live libuv resources every 5 s), for ${minutes} min: a shared-backbone vpt-deep task on the fixture ViT (${size}×${size}), an ffmpeg camera (lavfi test pattern, ${fps} fps, real time), file outbox, MQTT v5 to mosquitto (persistence on) with a persistent subscriber; a prompt-pack swap (\`reload\` of task-a v1 ⇄ v2 over MQTT) every ${swapEvery} s, mosquitto stopped (SIGTERM) for ${outageS} s every ${outageEvery} s. At the end the camera is paused, the outbox drains and the device stops. Keep rules (issue 19) do not exist yet, so none ran.
+The device runtime as deployed (the esbuild bundle, \`edgeprompt-runtime run\`, its own process; bench/soak-probe.mjs loaded with \`--import\` reports its memory and live libuv resources every 5 s), for ${minutes} min: a shared-backbone vpt-deep task on the fixture ViT (${size}×${size}), an ffmpeg camera (lavfi test pattern, ${fps} fps, real time), file outbox, MQTT v5 to mosquitto (persistence on) with a persistent subscriber; a prompt-pack swap (\`reload\` of task-a v1 ⇄ v2 over MQTT) every ${swapEvery} s, mosquitto stopped (SIGTERM) for ${outageS} s every ${outageEvery} s. Keep rules on: the defaults (NG, uncertain ±0.05, at most 10 a minute, 1 s apart) plus a 1 % random sample, the kept frames uploaded over the same session. At the end the camera is paused, the outbox drains and the device stops.
 
 | measure | value |
 |---|---|
@@ -221,6 +229,7 @@ The device runtime as deployed (the esbuild bundle, \`edgeprompt-runtime run\`, 
 | **results lost** (seqs 0 … ${maxSeq} never received) | **${lost}** (gaps reported by the subscriber: ${gapsSeen}) |
 | prompt-pack swaps / refused or timed out | ${swaps} / ${swapFailures}${swapErrors.size ? ` (${[...swapErrors].join('; ')})` : ''} |
 | failed swaps: sent at (min), seconds after the last broker outage ended | ${failedSwaps.map((f) => `${(f.atS / 60).toFixed(1)} min, ${f.afterOutageS === null ? 'no outage before' : `${f.afterOutageS.toFixed(0)} s after one`} (${f.error})`).join('; ') || 'none'} |
+| keep rules: frames kept / refused by a limit / uploaded (PUBACKed) / dropped by the spool bound / waiting at the end (last health) | ${keep ? `${keep.kept} / ${keep.limited} / ${keep.uploaded} / ${keep.dropped} / ${keep.spooled}` : '**no keep counters in health**'} |
 | broker outages | ${outages.length} (${outages.map(([a, b]) => `${(a / 60).toFixed(1)}–${(b / 60).toFixed(1)} min`).join(', ') || 'none'}) |
 | RSS after warm-up (${warm.toFixed(0)} s), first → last sample | ${first ? `${first.rssMiB.toFixed(1)} → ${lastS!.rssMiB.toFixed(1)} MiB` : '—'} |
 | **RSS slope after warm-up** (least squares; target < 5 %/h) | **${perHour.toFixed(2)} MiB/h = ${((100 * perHour) / meanRss).toFixed(2)} %/h** of the mean ${meanRss.toFixed(1)} MiB |
