@@ -33,7 +33,8 @@ function earlier(): { rows: Map<string, string>; command: string } | null {
   const text = readFileSync(file, 'utf8');
   const section = text.slice(text.indexOf('<!-- section:fuzz -->'), text.indexOf('<!-- /section:fuzz -->'));
   if (!section.includes(`Each target ran for ${seconds} s`)) return null;
-  const command = /- command: `([^`]+)`/.exec(section)?.[1] ?? '';
+  // The whole command line, runs joined by "`; then `" (writeReportSection adds the outer backticks).
+  const command = /- command: `(.+)`\n/.exec(section)?.[1] ?? '';
   const rows = new Map<string, string>();
   for (const line of section.split('\n')) {
     const name = /^\| ([a-z-]+) \|/.exec(line)?.[1];
@@ -59,6 +60,6 @@ ${FUZZ_TARGETS.map((t) => {
 
 "accepted" for \`artifact\`, \`prompt-pack\` and \`deploy-document\` means a changed file verified with exactly the signed bytes it started with (a change in tar header fields, or in the envelope around an unchanged document, that no signature covers); any change to what was signed must be refused, and was. Found by these targets and fixed: MQTT \`reload\` of a path to a device file (\`/dev/zero\`) read it until memory ran out (now ARTIFACT_UNREADABLE: not a regular file); a reload from an unreachable URL was HANDLER_FAILED "fetch failed" (now ARTIFACT_UNREADABLE naming the cause); YAML warnings in a device config (an unknown tag or directive) went to stderr as process warnings and the value was used as a string (now CONFIG_YAML naming the line). In the harness: the \`transfer-block\` target gave its transfer the product's 600-s stall bound, so a 600-s run ended with the transfer dropped as stalled (TRANSFER_STALLED, as designed: the fuzzed frames are almost never a valid new block) and the target read as no longer serving; it now runs without a stall bound.
 `;
-const file = writeReportSection('reliability', 'Reliability: crash injection, faults, flapping cameras, fuzzing, soak', { id: 'fuzz', title: 'Fuzzing', command: `${kept && kept.rows.size > reports.length ? `${kept.command.split('`; then `')[0]}\`; then \`` : ''}npm run bench:fuzz -- --seconds ${seconds} --seed ${seed}${only ? ` --only ${only.join(',')}` : ''}`, load: `${loadBefore} → ${loadNow()}` }, body);
+const file = writeReportSection('reliability', 'Reliability: crash injection, faults, flapping cameras, fuzzing, soak', { id: 'fuzz', title: 'Fuzzing', command: `${kept && [...kept.rows.keys()].some((k) => !reports.some(({ r }) => r.target === k)) ? `${kept.command}\`; then \`` : ''}npm run bench:fuzz -- --seconds ${seconds} --seed ${seed}${only ? ` --only ${only.join(',')}` : ''}`, load: `${loadBefore} → ${loadNow()}` }, body);
 console.log(`wrote ${file}`);
 process.exit(reports.every(({ r }) => !r.failure && !r.unhealthy && r.unhandledRejections === 0) ? 0 : 1);
