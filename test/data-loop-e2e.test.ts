@@ -161,6 +161,10 @@ test('PLC labels and kept frames → recorder exactly once across a broker stop 
   await page.goto(`${dash.url}#/review`);
   await page.getByTestId('view-all').click();
   await page.getByTestId('detail').waitFor({ timeout: 20_000 });
+  // The keys act only for an operator: wait until the page knows the role (its key hint shows), or a
+  // digit pressed before the session's hello arrives is ignored (bug: a CI run on a loaded machine
+  // pressed it first and waited 10 s for a review that was never sent).
+  await page.getByTestId('detail').getByText('confirms').waitFor({ timeout: 20_000 });
   await page.keyboard.press('2');
   await page.getByTestId('history').getByText('review').waitFor({ timeout: 10_000 });
   const [review] = await db.query<{ class: string; by_name: string }>(`SELECT class, by_name FROM edgeprompt.labels WHERE source = 'review'`);
