@@ -34,6 +34,7 @@ import { vitConfig } from '../compiler/backbones/vit-variants.ts';
 import { loadVitWeights } from '../compiler/backbones/vit-weights.ts';
 import { probeHeldOut } from '../compiler/pretrain/evaluate.ts';
 import { probeLineSets } from '../compiler/pretrain/job.ts';
+import { probeLine } from '../compiler/pretrain/config.ts';
 import type { ProbeResult } from '../compiler/pretrain/probe.ts';
 import { initTf } from '../compiler/ops/tf-backend.ts';
 
@@ -117,8 +118,8 @@ const ablations = ablationFiles.map((c) => JSON.parse(readFileSync(c, 'utf8')) a
 const probeLines = f['probe-lines'] ? f['probe-lines'].split(',').map((l) => { const [part, material] = l.split('/'); return { part: part!, material: material! }; }) : [];
 const lineProbes: LineProbe[] = [];
 if (probeLines.length) await initTf(); // the probe exports the backbone through OnnxOps, which folds weights with TfOps
-for (const cardFile of [...ablationFiles, ...candidates.map((c) => resolve(repo, c.cardFile))]) {
-  const card = JSON.parse(readFileSync(cardFile, 'utf8')) as Candidate['card'];
+const runs = [...ablationFiles.map((file, i) => ({ file, card: ablations[i]! })), ...candidates.map((c) => ({ file: resolve(repo, c.cardFile), card: c.card }))];
+for (const { file: cardFile, card } of runs) {
   const weights = join(dirname(cardFile), card.file);
   const results: (ProbeResult | null)[] = [];
   for (const l of probeLines) {
@@ -126,7 +127,7 @@ for (const cardFile of [...ablationFiles, ...candidates.map((c) => resolve(repo,
     let r = (done[key] as unknown as ProbeResult | undefined) ?? null;
     if (!r && existsSync(weights)) {
       const cfg = vitConfig(card.arch.name);
-      r = await probeHeldOut(cfg, loadVitWeights(weights, cfg).stateDict, await probeLineSets(join(repo, '.cache/pretrain-data'), cfg, { ...l, perClass: 100, valPerClass: 100, seed: 1000, every: 0 } as never));
+      r = await probeHeldOut(cfg, loadVitWeights(weights, cfg).stateDict, await probeLineSets(join(repo, '.cache/pretrain-data'), cfg, probeLine.parse({ ...l, every: 0 })));
       done[key] = r as never;
       writeFileSync(store, JSON.stringify(done, null, 1));
     }

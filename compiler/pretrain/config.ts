@@ -90,7 +90,7 @@ export const captionsSource = z.strictObject({
 export const sourceConfig = z.discriminatedUnion('kind', [partsSource, fashionMnistSource, imageFolderSource, captionsSource]);
 export type SourceConfig = z.infer<typeof sourceConfig>;
 
-const probeLine = z.strictObject({
+export const probeLine = z.strictObject({
   part: z.enum(PART_KINDS),
   material: z.enum(MATERIAL_NAMES),
   perClass: positive.default(100).describe('probe training images per class'),
